@@ -1,0 +1,40 @@
+"""The one place that talks to the terminal: status and errors go to stderr, results to stdout.
+
+Commands print only through these functions, so `--json` output on stdout stays machine-readable and
+rich's markup, emoji and highlighting never rewrite a message.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+stdout = Console(highlight=False, emoji=False, markup=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, emoji=False, markup=False, soft_wrap=True)
+
+
+def info(message: str) -> None:
+    stderr.print(message)
+
+
+def success(message: str) -> None:
+    stderr.print(message, style="green")
+
+
+def warning(message: str) -> None:
+    stderr.print(f"warning: {message}", style="yellow")
+
+
+def error(message: str) -> None:
+    stderr.print(f"error: {message}", style="bold red")
+
+
+def result(text: str) -> None:
+    """Plain output meant for stdout (JSON, paths, tables)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def interactive() -> bool:
+    return stderr.is_terminal

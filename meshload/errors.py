@@ -1,0 +1,48 @@
+"""Errors meshload reports to its user as one line: what was wrong, where, and what to do.
+
+    MeshloadError            any error meant for the user; `str()` is the whole message
+    ├── UsageError           a bad command-line value (exit code 2)
+    ├── PlanError            a bad plan or scenario file; carries the file and line
+    ├── RedisError           Redis unreachable, refused the password, or is not usable
+    ├── TestbedError         the local testbed could not be started, changed or stopped
+    └── RunError             a run could not be carried out (no workers, all workers lost, ...)
+
+Library errors are translated at the boundary with `raise ... from exc`, so the traceback is kept
+for `--debug` while the user sees one line.
+"""
+
+from __future__ import annotations
+
+
+class MeshloadError(Exception):
+    """An error for the user: the message says what, where, and what to do."""
+
+    exit_code = 1
+
+
+class UsageError(MeshloadError):
+    exit_code = 2
+
+
+class PlanError(MeshloadError):
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+        self.path = path
+        self.line = line
+
+
+class RedisError(MeshloadError):
+    pass
+
+
+class TestbedError(MeshloadError):
+    __test__ = False  # not a pytest test class despite the name
+
+
+class RunError(MeshloadError):
+    pass

@@ -1,0 +1,260 @@
+"""HDR latency histograms with batched recording.
+
+The counters live inside an `hdrh.HdrHistogram` (HdrHistogram_py), so encoding to the standard
+compressed base64 V2 form, decoding and array addition are done by that library's C helpers, and any
+HdrHistogram tool reads what we write. What hdrh lacks is a fast way to record many values and to
+answer many percentiles: recording is one Python call per value and percentile queries walk all
+counters in Python. Here both are numpy operations over a view of hdrh's own counter array.
+
+Units: every value is an integer number of microseconds (1 µs resolution, 3 significant digits,
+trackable up to `HIGHEST_TRACKABLE_US`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_DISCERNIBLE_US = 1
+# Two hours: above the one hour the design asks for, and still 23 buckets of 1,024 counters.
+HIGHEST_TRACKABLE_US = 2 * 3600 * 1_000_000
+SIGNIFICANT_FIGURES = 3
+
+#: Percentiles reported everywhere (keys of `percentiles_ms` in the SMP extension block).
+REPORTED_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9, 99.99)
+
+
+def percentile_key(percentile: float) -> str:
+    """The string key of a percentile as written in reports: 50.0 -> "50", 99.9 -> "99.9"."""
+    return f"{percentile:g}"
+
+
+class LatencyHistogram:
+    """An HDR histogram of microsecond values that records numpy batches.
+
+    `record_batch` folds an array of values into bucket counts with one `np.bincount`, so the hot
+    path only appends integers to a preallocated array (see `worker` recorders) and pays for the
+    histogram once per interval. Values above the trackable range are clamped to it and counted in
+    `clamped`, never dropped silently.
+    """
+
+    __slots__ = ("_hdr", "_counts", "_value_of_index", "_highest_of_index", "_lowest_of_index", "clamped")
+
+    def __init__(self, hdr: HdrHistogram | None = None) -> None:
+        self._hdr = hdr if hdr is not None else HdrHistogram(
+            LOWEST_DISCERNIBLE_US, HIGHEST_TRACKABLE_US, SIGNIFICANT_FIGURES
+        )
+        # A numpy view on hdrh's ctypes counter array: writes here are what hdrh encodes.
+        self._counts = np.ctypeslib.as_array(self._hdr.counts)
+        self._value_of_index, self._lowest_of_index, self._highest_of_index = _index_tables(self._hdr)
+        self.clamped = 0
+
+    # -- recording -------------------------------------------------------------------------------
+
+    def record_batch(self, values_us: np.ndarray) -> None:
+        """Record every value of an integer array (microseconds). Negative values count as 0."""
+        if values_us.size == 0:
+            return
+        values = np.asarray(values_us, dtype=np.int64)
+        highest = int(self._highest_of_index[-1])
+        low = int(values.min())
+        high = int(values.max())
+        if low < 0 or high > highest:
+            self.clamped += int(np.count_nonzero(values > highest))
+            values = np.clip(values, 0, highest)
+            low, high = max(low, 0), min(high, highest)
+        indexes = counts_indexes(self._hdr, values)
+        self._counts += np.bincount(indexes, minlength=self._counts.size).astype(self._counts.dtype, copy=False)
+        hdr = self._hdr
+        hdr.total_count += int(values.size)
+        hdr.min_value = min(hdr.min_value, low)
+        hdr.max_value = max(hdr.max_value, high)
+
+    def record(self, value_us: int, count: int = 1) -> None:
+        """Record one value (for tests and slow paths; the hot path uses `record_batch`)."""
+        self.record_batch(np.full(count, value_us, dtype=np.int64))
+
+    def add(self, other: LatencyHistogram) -> None:
+        """Add another histogram's counts to this one (exact merge, never percentile averaging)."""
+        if other.total_count == 0:
+            return
+        self._counts += other._counts
+        hdr, theirs = self._hdr, other._hdr
+        hdr.total_count += theirs.total_count
+        hdr.min_value = min(hdr.min_value, theirs.min_value)
+        hdr.max_value = max(hdr.max_value, theirs.max_value)
+        self.clamped += other.clamped
+
+    def decode_and_add(self, encoded: str | bytes) -> None:
+        """Decode a standard HdrHistogram base64 blob and add it."""
+        self.add(LatencyHistogram.decode(encoded))
+
+    def reset(self) -> None:
+        self._counts[:] = 0
+        self._hdr.total_count = 0
+        self._hdr.min_value = sys.maxsize
+        self._hdr.max_value = 0
+        self.clamped = 0
+
+    def copy(self) -> LatencyHistogram:
+        twin = LatencyHistogram()
+        twin.add(self)
+        return twin
+
+    # -- wire form -------------------------------------------------------------------------------
+
+    def encode(self) -> str:
+        """The standard compressed, base64 V2 HdrHistogram encoding (what `hdrh` and Java read)."""
+        blob = self._hdr.encode()
+        return blob.decode("ascii") if isinstance(blob, bytes) else blob
+
+    @classmethod
+    def decode(cls, encoded: str | bytes) -> LatencyHistogram:
+        blob = encoded.encode("ascii") if isinstance(encoded, str) else encoded
+        hdr = HdrHistogram.decode(blob)
+        if (
+            hdr.lowest_trackable_value != LOWEST_DISCERNIBLE_US
+            or hdr.significant_figures != SIGNIFICANT_FIGURES
+            or hdr.highest_trackable_value > HIGHEST_TRACKABLE_US
+        ):
+            # A foreign histogram with other settings: re-record it value by value into ours.
+            ours = cls()
+            for item in hdr.get_recorded_iterator():
+                ours.record(item.value_iterated_to, item.count_at_value_iterated_to)
+            return ours
+        if hdr.highest_trackable_value != HIGHEST_TRACKABLE_US:
+            ours = cls()
+            ours._counts[: len(hdr.counts)] += np.ctypeslib.as_array(hdr.counts).astype(ours._counts.dtype)
+            ours._hdr.total_count = hdr.total_count
+            ours._hdr.min_value, ours._hdr.max_value = hdr.min_value, hdr.max_value
+            return ours
+        return cls(hdr)
+
+    @property
+    def hdr(self) -> HdrHistogram:
+        """The underlying hdrh histogram (for interval logs and other hdrh tools)."""
+        return self._hdr
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    @property
+    def total_count(self) -> int:
+        return int(self._hdr.total_count)
+
+    def __len__(self) -> int:
+        return self.total_count
+
+    @property
+    def min_us(self) -> int:
+        if self.total_count == 0:
+            return 0
+        return int(self._lowest_of_index[self._nonzero_indexes()[0]])
+
+    @property
+    def max_us(self) -> int:
+        if self.total_count == 0:
+            return 0
+        return int(self._highest_of_index[self._nonzero_indexes()[-1]])
+
+    def mean_us(self) -> float:
+        total = self.total_count
+        if total == 0:
+            return 0.0
+        return float(np.dot(self._counts, self._median_of_index()) / total)
+
+    def stddev_us(self) -> float:
+        total = self.total_count
+        if total == 0:
+            return 0.0
+        mean = self.mean_us()
+        deviation = self._median_of_index() - mean
+        return float(np.sqrt(np.dot(self._counts, deviation * deviation) / total))
+
+    def sum_us(self) -> float:
+        return float(np.dot(self._counts, self._median_of_index()))
+
+    def value_at_percentile(self, percentile: float) -> int:
+        """Same answer as hdrh's `get_value_at_percentile` (highest equivalent value)."""
+        return self.values_at_percentiles([percentile])[percentile]
+
+    def values_at_percentiles(self, percentiles: Iterable[float]) -> dict[float, int]:
+        """Many percentiles in one pass, with HdrHistogram's semantics, in microseconds."""
+        wanted = list(percentiles)
+        total = self.total_count
+        if total == 0:
+            return {p: 0 for p in wanted}
+        cumulative = np.cumsum(self._counts)
+        result: dict[float, int] = {}
+        for percentile in wanted:
+            clamped = min(max(percentile, 0.0), 100.0)
+            target = max(int((clamped / 100.0) * total + 0.5), 1)
+            index = int(np.searchsorted(cumulative, target, side="left"))
+            table = self._highest_of_index if clamped > 0 else self._lowest_of_index
+            result[percentile] = int(table[index])
+        return result
+
+    def percentiles_ms(self, percentiles: Iterable[float] = REPORTED_PERCENTILES) -> dict[str, float]:
+        """{"50": ms, "90": ms, ...} as written in reports."""
+        return {percentile_key(p): v / 1000.0 for p, v in self.values_at_percentiles(percentiles).items()}
+
+    def buckets(self) -> list[tuple[int, int, int]]:
+        """Non-empty buckets as (lowest_us, highest_us, count), in value order."""
+        indexes = self._nonzero_indexes()
+        return [
+            (int(self._lowest_of_index[i]), int(self._highest_of_index[i]), int(self._counts[i]))
+            for i in indexes
+        ]
+
+    def counts_array(self) -> np.ndarray:
+        """A read-only view of the counters (index layout of HdrHistogram)."""
+        view = self._counts.view()
+        view.flags.writeable = False
+        return view
+
+    def _nonzero_indexes(self) -> np.ndarray:
+        return np.flatnonzero(self._counts)
+
+    def _median_of_index(self) -> np.ndarray:
+        return (self._lowest_of_index + self._highest_of_index + 1) / 2.0
+
+
+def counts_indexes(hdr: HdrHistogram, values: np.ndarray) -> np.ndarray:
+    """HdrHistogram's counts index of every value, vectorised (values must be in range, >= 0)."""
+    sub_bucket_mask = hdr.sub_bucket_mask
+    half_magnitude = hdr.sub_bucket_half_count_magnitude
+    unit_magnitude = hdr.unit_magnitude
+    # bit length of (value | mask): frexp's exponent is exact for integers below 2**53.
+    _, bit_length = np.frexp((values | sub_bucket_mask).astype(np.float64))
+    bucket_index = bit_length.astype(np.int64) - unit_magnitude - (half_magnitude + 1)
+    sub_bucket_index = values >> (bucket_index + unit_magnitude)
+    return ((bucket_index + 1) << half_magnitude) + (sub_bucket_index - hdr.sub_bucket_half_count)
+
+
+_TABLES: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _index_tables(hdr: HdrHistogram) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per counts index: the index's value, its lowest and highest equivalent values (cached)."""
+    key = (hdr.lowest_trackable_value, hdr.highest_trackable_value, hdr.significant_figures)
+    tables = _TABLES.get(key)
+    if tables is None:
+        index = np.arange(hdr.counts_len, dtype=np.int64)
+        half_magnitude = hdr.sub_bucket_half_count_magnitude
+        bucket_index = (index >> half_magnitude) - 1
+        sub_bucket_index = (index & (hdr.sub_bucket_half_count - 1)) + hdr.sub_bucket_half_count
+        first = bucket_index < 0
+        sub_bucket_index = np.where(first, sub_bucket_index - hdr.sub_bucket_half_count, sub_bucket_index)
+        bucket_index = np.where(first, 0, bucket_index)
+        value = sub_bucket_index << (bucket_index + hdr.unit_magnitude)
+        # Highest equivalent value: lowest + size of the equivalent range - 1.
+        lowest = value
+        range_bucket = np.where(sub_bucket_index >= hdr.sub_bucket_count, bucket_index + 1, bucket_index)
+        highest = lowest + (np.int64(1) << (range_bucket + hdr.unit_magnitude)) - 1
+        tables = (value, lowest, highest)
+        for table in tables:
+            table.flags.writeable = False
+        _TABLES[key] = tables
+    return tables

@@ -1,0 +1,66 @@
+"""Interval records: what one worker measured during one second of a run.
+
+A worker publishes one record per interval (one second by default). Records are deltas: counts and
+histograms cover only that interval, so the coordinator merges them by addition. `(worker_id, seq)`
+identifies a record; a record seen twice is counted once.
+
+Histograms travel as standard HdrHistogram base64 blobs (`LatencyHistogram.encode`), so any
+HdrHistogram tool can read a record. Times: `start_unix_ms` is wall-clock (for reports);
+`offset_s` is the interval's start relative to the run's common start instant, from monotonic clocks.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+#: Error kinds a request can end in instead of an HTTP response. Engines count by these names.
+ERROR_KINDS: tuple[str, ...] = (
+    "connect_refused",  # TCP connect refused (nothing listening)
+    "connect_timeout",  # TCP/TLS connect did not finish in time
+    "connect_error",  # other connect failure (unreachable, DNS, ...)
+    "tls_error",  # TLS handshake or certificate failure
+    "reset",  # connection reset / closed before a full response
+    "timeout",  # no full response within the request timeout
+    "malformed",  # response that is not valid HTTP
+    "not_sent",  # planned but never sent (no connection could be had before the run ended)
+)
+
+
+class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One worker's measurements for one interval; every count is for this interval only."""
+
+    worker_id: str
+    seq: int  # 0, 1, 2, ... per worker and run; with worker_id, the record's identity
+    run_id: str = ""
+    offset_s: float  # interval start, seconds after the run's common start instant
+    duration_s: float  # interval length in seconds (the last one may be short)
+    start_unix_ms: int = 0  # interval start, wall clock, for timestamps in reports
+    warmup: bool = False  # inside the warm-up: reported, excluded from the statistics
+    sent: int = 0  # requests written to a connection
+    completed: int = 0  # responses received (any status)
+    status_codes: dict[str, int] = {}  # {"200": n, "503": m}
+    errors: dict[str, int] = {}  # {kind: n}, kinds from ERROR_KINDS
+    bytes_received: int = 0
+    late: int = 0  # sends whose lag exceeded the late threshold
+    missed: int = 0  # planned sends that were never made
+    cpu_seconds: float = 0.0  # user+system CPU of the worker process in this interval
+    clock_offset_ms: float = 0.0  # worker clock minus Redis server clock, as last measured
+    # Standard HdrHistogram base64 blobs, microseconds:
+    latency_corrected: str = ""  # planned instant -> response complete
+    latency_uncorrected: str = ""  # actual send -> response complete
+    schedule_lag: str = ""  # actual send - planned instant
+    final: bool = False  # the worker's last record for this run
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(IntervalRecord)
+
+
+def encode_record(record: IntervalRecord) -> bytes:
+    """Compact binary form of a record (msgpack)."""
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes) -> IntervalRecord:
+    """Inverse of `encode_record`; raises `msgspec.DecodeError` on a malformed record."""
+    return _decoder.decode(data)

@@ -1,0 +1,110 @@
+"""The merged result of one run: what the coordinator (or a standalone run) hands to the reports.
+
+`RunAggregator` (in `aggregate.py`) builds a `RunResult` from interval records; `smp.py`,
+`fortio.py`, `hlog.py` and `report_html.py` render one. Histograms cover the measured part of the run
+only (warm-up excluded); the warm-up is summarised on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..scenarios.plan import Plan
+from .histogram import LatencyHistogram
+from .interval import IntervalRecord
+
+
+@dataclass
+class WorkerSummary:
+    """One worker's part of the run."""
+
+    id: str
+    requests: int = 0  # completed responses, measured part
+    sent: int = 0
+    errors: int = 0
+    cpu_seconds: float = 0.0
+    clock_offset_ms: float = 0.0
+    lost: bool = False  # went silent during the run; its records up to then are kept
+    records: int = 0  # interval records received
+    host: str = ""
+    lag_p99_ms: float = 0.0
+    max_cpu_fraction: float = 0.0  # the busiest interval's CPU use, as a fraction of one core
+
+
+@dataclass
+class TimePoint:
+    """One second of the run, all workers merged (warm-up seconds included, flagged)."""
+
+    offset_s: float
+    rate: float  # completed responses per second
+    sent_rate: float
+    errors: int  # transport errors + HTTP status >= 500... see `errors` docs in DESIGN
+    p50_ms: float
+    p99_ms: float
+    warmup: bool = False
+
+
+@dataclass
+class ComponentUsage:
+    """CPU and memory of one kind of mesh component over the run's window."""
+
+    count: int = 0
+    cpu_mcores: float = 0.0  # average over the window, all instances together
+    mem_mb: float = 0.0  # average resident memory, all instances together
+    cpu_mcores_max: float = 0.0
+    mem_mb_max: float = 0.0
+
+
+@dataclass
+class MeshUsage:
+    """What the mesh cost during the run (None in the result when no sampler ran)."""
+
+    mesh: str = "none"  # "testbed-haproxy", "istio", ...
+    function: str = ""  # the traffic-control function in force
+    profile: dict[str, str] = field(default_factory=dict)  # its parameters
+    mtls_enabled: bool = False
+    sidecar: ComponentUsage = field(default_factory=ComponentUsage)
+    ingress_gateway: ComponentUsage = field(default_factory=ComponentUsage)
+    control_plane: ComponentUsage = field(default_factory=ComponentUsage)
+    applications: ComponentUsage = field(default_factory=ComponentUsage)
+    proxy_version: str = ""
+    mesh_version: str = ""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    plan: Plan
+    started_unix_ms: int  # start of the measured part (after warm-up)
+    ended_unix_ms: int
+    measured_s: float  # length of the measured part actually covered by records
+    corrected: LatencyHistogram  # planned instant -> response
+    uncorrected: LatencyHistogram  # actual send -> response
+    lag: LatencyHistogram  # actual send - planned instant
+    sent: int = 0
+    completed: int = 0
+    status_codes: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    bytes_received: int = 0
+    late: int = 0
+    missed: int = 0
+    warmup_completed: int = 0
+    warmup_s: float = 0.0
+    workers: list[WorkerSummary] = field(default_factory=list)
+    timeseries: list[TimePoint] = field(default_factory=list)
+    valid: bool = True
+    validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
+    degraded: bool = False  # a worker was lost and the run continued
+    max_clock_offset_ms: float = 0.0
+    mesh: MeshUsage | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    records: list[IntervalRecord] = field(default_factory=list)  # for the interval log
+    environment: dict[str, object] = field(default_factory=dict)  # cores, load average, versions
+
+    @property
+    def actual_rps(self) -> float:
+        return self.completed / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
