@@ -43,6 +43,7 @@ class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     bytes_received: int = 0
     late: int = 0  # sends whose lag exceeded the late threshold
     missed: int = 0  # planned sends that were never made
+    clamped: int = 0  # latencies above the histograms' range, recorded at its top
     cpu_seconds: float = 0.0  # user+system CPU of the worker process in this interval
     clock_offset_ms: float = 0.0  # worker clock minus Redis server clock, as last measured
     # Standard HdrHistogram base64 blobs, microseconds:

@@ -38,7 +38,7 @@ class TimePoint:
     offset_s: float
     rate: float  # completed responses per second
     sent_rate: float
-    errors: int  # transport errors + HTTP status >= 500... see `errors` docs in DESIGN
+    errors: int  # failed requests: transport errors plus responses with status >= 400
     p50_ms: float
     p99_ms: float
     warmup: bool = False
@@ -88,6 +88,7 @@ class RunResult:
     bytes_received: int = 0
     late: int = 0
     missed: int = 0
+    clamped: int = 0  # latencies above the histograms' range (recorded at its top)
     warmup_completed: int = 0
     warmup_s: float = 0.0
     workers: list[WorkerSummary] = field(default_factory=list)
@@ -99,6 +100,7 @@ class RunResult:
     mesh: MeshUsage | None = None
     labels: dict[str, str] = field(default_factory=dict)
     records: list[IntervalRecord] = field(default_factory=list)  # for the interval log
+    records_dropped: int = 0  # records not kept for the interval log (memory bound reached)
     environment: dict[str, object] = field(default_factory=dict)  # cores, load average, versions
 
     @property

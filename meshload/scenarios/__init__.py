@@ -1,0 +1,36 @@
+"""What load to send: plans, load models, plan files and built-in scenarios, how a plan's arrival
+schedule is split across workers so that their union is exactly the process asked for, and study
+plans (which functions, load levels and repetitions a study runs)."""
+
+from .durations import format_duration, parse_duration_s
+from .files import builtin_scenario, list_builtin, load_plan_file
+from .options import parse_headers, parse_labels, plan_from_options
+from .plan import ClosedLoop, LoadModel, OpenLoop, Plan, Stage, Target
+from .schedule import ArrivalSchedule, RateCurve, WorkerShare, split_plan
+from .study_plan import FunctionSpec, StudyCell, StudyPlan, builtin_study, load_study_plan
+
+__all__ = [
+    "ArrivalSchedule",
+    "ClosedLoop",
+    "FunctionSpec",
+    "LoadModel",
+    "OpenLoop",
+    "Plan",
+    "RateCurve",
+    "Stage",
+    "StudyCell",
+    "StudyPlan",
+    "Target",
+    "WorkerShare",
+    "builtin_scenario",
+    "builtin_study",
+    "format_duration",
+    "list_builtin",
+    "load_plan_file",
+    "load_study_plan",
+    "parse_duration_s",
+    "parse_headers",
+    "parse_labels",
+    "plan_from_options",
+    "split_plan",
+]

@@ -28,7 +28,7 @@ class Target(_Strict):
     @field_validator("url")
     @classmethod
     def _absolute_http_url(cls, url: str) -> str:
-        if not (url.startswith("http://") or url.startswith("https://")):
+        if not url.startswith(("http://", "https://")):
             raise ValueError(f"{url!r} is not an absolute http:// or https:// URL")
         return url
 

@@ -36,8 +36,13 @@ class RateCurve:
             rates.append(load.rate)
         self.times_s = np.asarray(times, dtype=np.float64)
         self.rates = np.asarray(rates, dtype=np.float64)
-        segment_counts = np.diff(self.times_s) * (self.rates[:-1] + self.rates[1:]) / 2.0
+        self._durations_s = np.diff(self.times_s)
+        self._slopes = np.diff(self.rates) / self._durations_s
+        segment_counts = self._durations_s * (self.rates[:-1] + self.rates[1:]) / 2.0
         self.counts_at = np.concatenate(([0.0], np.cumsum(segment_counts)))
+        self._last_segment = len(self.rates) - 2
+        # One constant rate, the common case: Λ⁻¹(u) = u / rate, a single array operation.
+        self._steady_rate = float(self.rates[0]) if len(self.rates) == 2 and self._slopes[0] == 0 else None
 
     @property
     def total_count(self) -> float:
@@ -45,22 +50,37 @@ class RateCurve:
         return float(self.counts_at[-1])
 
     def rate_at(self, t_s: float) -> float:
+        """Requests per second planned at `t_s` after the start."""
         return float(np.interp(t_s, self.times_s, self.rates))
+
+    def counts_at_time(self, t_s: float) -> float:
+        """Λ(t): expected arrivals in [0, t_s), exact on ramps (a linear interpolation of Λ would
+        under-count on a falling ramp and hand instants out late)."""
+        if t_s <= 0.0:
+            return 0.0
+        if t_s >= self.times_s[-1]:
+            return self.total_count
+        segment = int(np.searchsorted(self.times_s, t_s, side="right")) - 1
+        x = t_s - self.times_s[segment]
+        r0 = self.rates[segment]
+        slope = (self.rates[segment + 1] - r0) / (self.times_s[segment + 1] - self.times_s[segment])
+        return float(self.counts_at[segment] + r0 * x + slope * x * x / 2.0)
 
     def time_of_counts(self, u: np.ndarray) -> np.ndarray:
         """Λ⁻¹(u) for an array of counts (each below `total_count`)."""
-        segment = np.clip(np.searchsorted(self.counts_at, u, side="right") - 1, 0, len(self.rates) - 2)
-        t0 = self.times_s[segment]
+        if self._steady_rate is not None:
+            return u / self._steady_rate
+        # ndarray methods rather than np.clip & co.: this runs on every chunk an engine takes.
+        segment = self.counts_at.searchsorted(u, side="right") - 1
+        segment = segment.clip(0, self._last_segment)
         r0 = self.rates[segment]
-        duration = self.times_s[segment + 1] - t0
-        slope = (self.rates[segment + 1] - r0) / duration
         remaining = u - self.counts_at[segment]
         # Solve r0·x + slope·x²/2 = remaining for x ≥ 0, in the form that is stable when slope ≈ 0.
-        discriminant = np.maximum(r0 * r0 + 2.0 * slope * remaining, 0.0)
+        discriminant = np.maximum(r0 * r0 + 2.0 * self._slopes[segment] * remaining, 0.0)
         denominator = r0 + np.sqrt(discriminant)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = np.where(denominator > 0, 2.0 * remaining / denominator, 0.0)
-        return t0 + np.minimum(x, duration)
+        # denominator is 0 only where r0 = 0 and remaining = 0: the arrival is at the segment start.
+        x = np.divide(2.0 * remaining, denominator, out=np.zeros_like(u), where=denominator > 0)
+        return self.times_s[segment] + np.minimum(x, self._durations_s[segment])
 
 
 @dataclass(frozen=True)
@@ -136,14 +156,11 @@ class ArrivalSchedule:
         """Planned instants (ns after start) strictly before `t_s`, not handed out before."""
         if self.exhausted:
             return np.empty(0, dtype=np.int64)
-        u_limit = self._curve.counts_at[-1] if t_s >= self._curve.times_s[-1] else float(
-            np.interp(t_s, self._curve.times_s, self._curve.counts_at)
-        )
-        # np.interp of Λ is only linear-exact on holds; take a margin, then filter by time.
-        counts = self._counts_up_to(min(u_limit * 1.01 + self._count, self._end_count))
+        u_limit = self._curve.counts_at_time(t_s)
+        # A small margin against rounding in Λ and Λ⁻¹; whatever falls at or after t_s is given back.
+        counts = self._counts_up_to(min(u_limit * (1.0 + 1e-9) + self._count, self._end_count))
         times = self._curve.time_of_counts(counts)
         keep = times < t_s
-        taken = counts[keep]
         self._give_back(counts[~keep])
         if self._no_more_counts() and not self._has_pending():
             self.exhausted = True

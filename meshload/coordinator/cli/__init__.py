@@ -7,8 +7,10 @@ import sys
 
 import typer
 
-from ...errors import MeshloadError
+from ...errors import MeshloadError as _MeshloadError
 from . import terminal
+
+__all__ = ["DEBUG_ENV", "app", "main"]
 
 app = typer.Typer(
     name="meshload",
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     try:
         app(args=argv, standalone_mode=False)
-    except MeshloadError as exc:
+    except _MeshloadError as exc:
         if os.environ.get(DEBUG_ENV):
             raise
         terminal.error(str(exc))

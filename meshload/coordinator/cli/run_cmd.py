@@ -1,0 +1,237 @@
+"""`meshload run`: one headless run against a URL or a scenario file, with SMP reports at the end.
+
+Exit code: 0 when the run is valid (or `--strict` was not given), 1 when it is invalid or degraded and
+`--strict` was given (or the run could not be carried out), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ...errors import UsageError
+from . import terminal
+
+ENV_PREFIX = "MESHLOAD_"
+DEFAULT_DURATION = "30s"
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def _option(*names: str, env: str, help: str) -> Any:
+    """A typer option whose environment variable is MESHLOAD_<env>, shown in --help."""
+    return typer.Option(*names, envvar=ENV_PREFIX + env, show_envvar=True, help=help)
+
+
+def run(
+    url: Annotated[str | None, typer.Argument(help="Target URL (or give --scenario).", show_default=False)] = None,
+    scenario: Annotated[str | None, _option("--scenario", "-s", env="SCENARIO", help="Plan file (YAML/JSON) or built-in scenario name.")] = None,
+    rate: Annotated[float | None, _option("--rate", "-r", env="RATE", help="Open loop: requests per second, all workers together.")] = None,
+    concurrency: Annotated[int | None, _option("--concurrency", "-c", env="CONCURRENCY", help="Closed loop: concurrent clients, all workers together.")] = None,
+    duration: Annotated[str | None, _option("--duration", "-d", env="DURATION", help=f"Measured duration, e.g. 30s, 5m, 1h (default {DEFAULT_DURATION} for a URL).")] = None,
+    warmup: Annotated[str | None, _option("--warmup", env="WARMUP", help="Warm-up before the measured part (excluded from statistics), e.g. 5s.")] = None,
+    workers: Annotated[int, _option("--workers", "-w", env="WORKERS", help="Workers sharing the load (local processes, or idle fleet workers on --redis).")] = 1,
+    connections: Annotated[int | None, _option("--connections", env="CONNECTIONS", help="Open loop: most connections per worker.")] = None,
+    arrival: Annotated[str | None, _option("--arrival", env="ARRIVAL", help="Open-loop arrivals: constant or poisson.")] = None,
+    method: Annotated[str | None, _option("--method", "-m", env="METHOD", help="HTTP method (default GET).")] = None,
+    header: Annotated[list[str] | None, _option("--header", "-H", env="HEADERS", help="Request header 'Name: value' (repeatable).")] = None,
+    body: Annotated[str | None, _option("--body", env="BODY", help="Request body.")] = None,
+    timeout: Annotated[str | None, _option("--timeout", env="TIMEOUT", help="Per-request timeout, e.g. 5s, 500ms.")] = None,
+    label: Annotated[list[str] | None, _option("--label", "-l", env="LABELS", help="Label k=v for the report (repeatable).")] = None,
+    redis_url: Annotated[str | None, _option("--redis", env="REDIS", help="Redis URL (redis://, rediss://, unix://); default: a private redis-server for this run.")] = None,
+    out: Annotated[Path | None, _option("--out", "-o", env="OUT", help="Output folder (default: a new folder under runs/).")] = None,
+    strict: Annotated[bool, _option("--strict", env="STRICT", help="Exit 1 when the run is invalid or degraded.")] = False,
+    on_worker_loss: Annotated[str, _option("--on-worker-loss", env="ON_WORKER_LOSS", help="When a worker is lost: continue (run marked degraded) or abort.")] = "continue",
+    metrics_port: Annotated[int | None, _option("--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1).")] = None,
+    live: Annotated[bool, _option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
+    placement: Annotated[str, _option("--placement", env="PLACEMENT", help="Workers: auto (idle fleet workers if any, else local processes), local, or fleet.")] = "auto",
+) -> None:
+    """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
+    and report.html."""
+    from ..run import RunOptions, execute_run, new_run_id
+
+    plan = build_plan(
+        url=url, scenario=scenario, rate=rate, concurrency=concurrency, duration=duration, warmup=warmup,
+        connections=connections, arrival=arrival, method=method, headers=header or [], body=body,
+        timeout=timeout, labels=label or [],
+    )
+    _check_choice("--on-worker-loss", on_worker_loss, ("continue", "abort"))
+    _check_choice("--placement", placement, ("auto", "local", "fleet"))
+    if workers < 1:
+        raise UsageError(f"--workers: {workers} is not a worker count; use 1 or more")
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise UsageError(f"--metrics-port: {metrics_port} is not a port; use 0..65535")
+    run_id = new_run_id()
+    out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
+    options = RunOptions(
+        workers=workers, redis_url=redis_url, out_dir=out_dir, on_worker_loss=on_worker_loss,  # type: ignore[arg-type]
+        metrics_port=metrics_port, live=live, strict=strict, placement=placement, run_id=run_id,  # type: ignore[arg-type]
+    )
+    terminal.info(f"run {run_id}: {describe_plan(plan)}, {workers} worker(s)")
+    result = execute_run(plan, options)
+    terminal.result(summary_table(result))
+    for reason in result.validity:
+        terminal.warning(reason)
+    if not result.valid:
+        terminal.warning("the run is INVALID: its figures cannot be trusted as a measurement (see above)")
+    elif result.degraded:
+        terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
+    terminal.info(f"results in {out_dir}")
+    code = exit_code_for(result, strict=strict)
+    if code:
+        raise typer.Exit(code)
+
+
+def exit_code_for(result: Any, *, strict: bool) -> int:
+    """0 for a valid run; 1 for an invalid or degraded one when `--strict` was given (else 0)."""
+    return 1 if strict and (not result.valid or result.degraded) else 0
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{option}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _pairs(values: list[str], *, option: str, separator: str, form: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        key, found, rest = value.partition(separator)
+        if not found or not key.strip():
+            raise UsageError(f"{option}: {value!r} is not {form}")
+        pairs[key.strip()] = rest.strip()
+    return pairs
+
+
+def build_plan(
+    *,
+    url: str | None,
+    scenario: str | None,
+    rate: float | None,
+    concurrency: int | None,
+    duration: str | None,
+    warmup: str | None,
+    connections: int | None,
+    arrival: str | None,
+    method: str | None,
+    headers: list[str],
+    body: str | None,
+    timeout: str | None,
+    labels: list[str],
+) -> Any:
+    """The run's plan from a URL and options, or from a scenario file with the options as overrides."""
+    from pydantic import ValidationError
+
+    from ...scenarios.durations import parse_duration_s
+    from ...scenarios.plan import ClosedLoop, OpenLoop, Plan, Target
+
+    if rate is not None and concurrency is not None:
+        raise UsageError("--rate and --concurrency exclude each other: give --rate (open loop) or --concurrency (closed loop)")
+    if rate is not None and rate <= 0:
+        raise UsageError(f"--rate: {rate:g} is not a rate; use requests per second above 0")
+    if concurrency is not None and concurrency <= 0:
+        raise UsageError(f"--concurrency: {concurrency} is not a client count; use 1 or more")
+    if connections is not None and connections <= 0:
+        raise UsageError(f"--connections: {connections} is not a connection count; use 1 or more")
+    if arrival is not None:
+        _check_choice("--arrival", arrival, ("constant", "poisson"))
+        if concurrency is not None:
+            raise UsageError("--arrival applies to --rate (open loop), not to --concurrency")
+    header_map = _pairs(headers, option="--header", separator=":", form="'Name: value'")
+    label_map = _pairs(labels, option="--label", separator="=", form="k=v")
+    duration_s = parse_duration_s(duration, option="--duration") if duration is not None else None
+    warmup_s = parse_duration_s(warmup, option="--warmup") if warmup is not None else None
+    timeout_s = parse_duration_s(timeout, option="--timeout") if timeout is not None else None
+    for option, seconds in (("--duration", duration_s), ("--timeout", timeout_s)):
+        if seconds is not None and seconds <= 0:
+            raise UsageError(f"{option}: must be longer than 0 (e.g. 30s)")
+
+    if scenario is not None:
+        if url is not None:
+            raise UsageError("give a URL or --scenario, not both (a scenario names its own targets)")
+        from ...scenarios.files import load_plan_file
+
+        overrides: dict[str, Any] = {}
+        if rate is not None:
+            overrides.update({"load.rate": rate, "load.concurrency": None, "load.think_time": None})
+        if concurrency is not None:
+            overrides.update({"load.concurrency": concurrency, "load.rate": None, "load.arrival": None, "load.stages": None})
+        if arrival is not None:
+            overrides["load.arrival"] = arrival
+        for key, value in (("duration", duration_s), ("warmup", warmup_s), ("timeout", timeout_s),
+                           ("max_connections", connections), ("method", method), ("body", body)):
+            if value is not None:
+                overrides[key] = value
+        for name, value in header_map.items():
+            overrides[f"headers.{name}"] = value
+        for name, value in label_map.items():
+            overrides[f"labels.{name}"] = value
+        return load_plan_file(Path(scenario), overrides, overrides_origin="the command line")
+
+    if url is None:
+        raise UsageError("give a target URL (meshload run http://127.0.0.1:8080/) or --scenario FILE")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{url!r} is not an absolute http:// or https:// URL")
+    if rate is None and concurrency is None:
+        raise UsageError("give --rate R (open loop, requests per second) or --concurrency C (closed loop)")
+    load = ClosedLoop(concurrency=concurrency) if concurrency is not None else OpenLoop(rate=rate, arrival=arrival or "constant")
+    fields: dict[str, Any] = {
+        "targets": (Target(url=url),),
+        "load": load,
+        "duration_s": duration_s if duration_s is not None else parse_duration_s(DEFAULT_DURATION, option="--duration"),
+        "headers": header_map,
+        "labels": label_map,
+    }
+    for key, value in (("warmup_s", warmup_s), ("timeout_s", timeout_s), ("max_connections", connections),
+                       ("method", method.upper() if method else None), ("body", body)):
+        if value is not None:
+            fields[key] = value
+    try:
+        return Plan(**fields)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        raise UsageError(f"{where}: {problem['msg']}") from exc
+
+
+def describe_plan(plan: Any) -> str:
+    from ...scenarios.plan import OpenLoop
+
+    load = plan.load
+    if isinstance(load, OpenLoop):
+        what = f"{load.rate:g} req/s {load.arrival}" + (f", {len(load.stages)} stages" if load.stages else "")
+    else:
+        what = f"{load.concurrency} clients"
+    warm = f" after {plan.warmup_s:g}s warm-up" if plan.warmup_s else ""
+    return f"{what} for {plan.duration_s:g}s{warm} to {plan.targets[0].url}" + (
+        f" (+{len(plan.targets) - 1} more targets)" if len(plan.targets) > 1 else ""
+    )
+
+
+def summary_table(result: Any) -> str:
+    """A short plain-text summary: totals, latency percentiles, per-worker lines."""
+    percentiles = result.corrected.percentiles_ms()
+    uncorrected = result.uncorrected.percentiles_ms()
+    lines = [
+        f"requests  {result.completed:,} completed, {result.sent:,} sent, {result.error_count:,} errors"
+        + (f", {result.missed:,} never sent" if result.missed else ""),
+        f"rate      {result.actual_rps:,.1f} req/s over {result.measured_s:.1f}s",
+        "latency   " + "  ".join(f"p{key} {value:.2f}" for key, value in percentiles.items()) + "  ms (corrected)",
+        "          " + "  ".join(f"p{key} {value:.2f}" for key, value in uncorrected.items()) + "  ms (uncorrected)",
+    ]
+    if result.status_codes:
+        lines.append("status    " + "  ".join(f"{code}: {count:,}" for code, count in result.status_codes.items()))
+    if result.errors:
+        lines.append("errors    " + "  ".join(f"{kind}: {count:,}" for kind, count in result.errors.items()))
+    for worker in result.workers:
+        lost = "  LOST" if worker.lost else ""
+        lines.append(
+            f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s, "
+            f"clock offset {worker.clock_offset_ms:+.2f} ms{lost}"
+        )
+    lines.append(f"valid     {'yes' if result.valid else 'NO'}" + ("  (degraded)" if result.degraded else ""))
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

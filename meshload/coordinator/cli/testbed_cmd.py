@@ -1,0 +1,154 @@
+"""`meshload testbed up|down|status|apply|mode|functions`: the local BookInfo testbed behind HAProxy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from . import terminal
+
+STATE_DIR_ENV = "MESHLOAD_TESTBED_DIR"
+
+testbed_app = typer.Typer(
+    name="testbed",
+    help="The local testbed: BookInfo behind HAProxy sidecars, one traffic-control function at a time.",
+    no_args_is_help=True,
+)
+
+_STATE_DIR = typer.Option(
+    None,
+    "--state-dir",
+    envvar=STATE_DIR_ENV,
+    help="State folder (ports, pids, configs, logs).",
+    show_default=False,
+)
+_SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (repeatable).")
+
+
+def _mesh(state_dir: Path | None):
+    # imported here so `meshload --help` does not load the testbed
+    from ..mesh.local import LocalTestbedMesh
+
+    return LocalTestbedMesh(state_dir)
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    from ...errors import UsageError
+    from ...testbed import TestbedFailure, parse_settings
+
+    try:
+        return parse_settings(pairs)
+    except TestbedFailure as exc:
+        raise UsageError(str(exc)) from exc
+
+
+@testbed_app.command("up")
+def up(
+    function: str = typer.Option(
+        "sidecar", "--function", "-f", help="Function to put in force (see `functions`)."
+    ),
+    settings: list[str] = _SETTINGS,
+    ratings_mode: str = typer.Option(
+        "normal", "--ratings-mode", help="ratings behaviour: normal, faulty, delayed, unavailable, unhealthy."
+    ),
+    fault_scale: float = typer.Option(
+        1.0, "--fault-scale", help="Multiplies ratings' 7 s / 60 s / 15 min fault constants."
+    ),
+    state_dir: Path | None = _STATE_DIR,
+) -> None:
+    """Start BookInfo, its sidecars and the ingress (or switch function if already running)."""
+    mesh = _mesh(state_dir)
+    mesh.up(function, _settings(settings), app_modes={"ratings": ratings_mode}, fault_scale=fault_scale)
+    terminal.success(f"testbed up with {function} at {mesh.ingress_url}/productpage")
+    terminal.result(mesh.ingress_url)
+
+
+@testbed_app.command("down")
+def down(state_dir: Path | None = _STATE_DIR) -> None:
+    """Stop every testbed process (also after the process that started them was killed)."""
+    _mesh(state_dir).down()
+    terminal.success("testbed down")
+
+
+@testbed_app.command("apply")
+def apply(
+    function: str = typer.Argument(..., help="Function to put in force, alone."),
+    settings: list[str] = _SETTINGS,
+    state_dir: Path | None = _STATE_DIR,
+) -> None:
+    """Put one function in force (parameters override its defaults); applications keep running."""
+    mesh = _mesh(state_dir)
+    mesh.apply(function, _settings(settings))
+    terminal.success(f"{function} in force at {mesh.ingress_url}")
+
+
+@testbed_app.command("mode")
+def mode(
+    service: str = typer.Argument(..., help="Service or instance, e.g. ratings or reviews-v3."),
+    behaviour: str = typer.Argument(
+        ..., help="normal, failing (all 503); ratings also faulty, delayed, unavailable, unhealthy."
+    ),
+    fault_scale: float | None = typer.Option(
+        None, "--fault-scale", help="Multiplies ratings' fault constants."
+    ),
+    state_dir: Path | None = _STATE_DIR,
+) -> None:
+    """Set how a BookInfo service behaves (its own faults, not the mesh's)."""
+    _mesh(state_dir).set_app_mode(service, behaviour, fault_scale=fault_scale)
+    terminal.success(f"{service} is now {behaviour}")
+
+
+@testbed_app.command("status")
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
+    state_dir: Path | None = _STATE_DIR,
+) -> None:
+    """The ingress URL, the function in force, and every process with its ports and pid."""
+    report = _mesh(state_dir).status()
+    if as_json:
+        terminal.result(json.dumps(report, indent=2, sort_keys=True))
+        return
+    if not report.get("processes"):
+        terminal.result(f"testbed not running (state folder {report['state_dir']})")
+        return
+    lines = [
+        f"state      {report['state_dir']}",
+        f"running    {'yes' if report['running'] else 'NO (some processes died; run `meshload testbed down`)'}",
+        f"ingress    {report['ingress_url']}",
+        f"function   {report['function']}"
+        + "".join(f" {k}={v}" for k, v in sorted(report["params"].items())),
+    ]
+    for process in report["processes"]:
+        ports = " ".join(f"{name}={port}" for name, port in process["ports"].items())
+        state = "" if process["alive"] else "  (dead)"
+        lines.append(f"  {process['name']:<24} {process['kind']:<8} pid {process['pid']:<8} {ports}{state}")
+    terminal.result("\n".join(lines))
+
+
+@testbed_app.command("functions")
+def functions(as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout.")) -> None:
+    """The functions the testbed can apply, with their parameters and defaults."""
+    from ...testbed import PROFILES
+
+    listing = {
+        name: {
+            "description": p.description,
+            "params": {k: {"default": v.default, "help": v.help} for k, v in p.params.items()},
+        }
+        for name, p in PROFILES.items()
+    }
+    if as_json:
+        terminal.result(json.dumps(listing, indent=2))
+        return
+    lines = []
+    for name, entry in listing.items():
+        lines.append(f"{name:<18} {entry['description']}")
+        for key, param in entry["params"].items():
+            lines.append(f"{'':<20}{key}={param['default']!s:<12} {param['help']}")
+    terminal.result("\n".join(lines))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(testbed_app, name="testbed")

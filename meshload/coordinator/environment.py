@@ -1,0 +1,50 @@
+"""What the reports say about where a run happened: the coordinator's machine, its load, the software
+versions, the Redis server and the workers' hosts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from importlib.metadata import PackageNotFoundError, version
+
+import redis
+
+
+def _version_of(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
+
+
+def describe_environment(client: redis.Redis | None = None, worker_hosts: dict[str, str] | None = None) -> dict[str, object]:
+    """A JSON-ready description of the run's environment (goes to `RunResult.environment`)."""
+    load_1m, load_5m, load_15m = os.getloadavg()
+    environment: dict[str, object] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "kernel": platform.release(),
+        "cpu_cores": os.cpu_count() or 1,
+        "load_average": [round(load_1m, 2), round(load_5m, 2), round(load_15m, 2)],
+        "python": platform.python_version(),
+        "versions": {
+            name: _version_of(name)
+            for name in ("meshload", "uvloop", "httptools", "hdrhistogram", "numpy", "redis")
+        },
+    }
+    try:
+        import psutil
+
+        environment["memory_mb"] = round(psutil.virtual_memory().total / 1_048_576)
+    except ImportError:  # psutil is a dependency; an environment without it still gets a report
+        pass
+    if client is not None:
+        try:
+            info = client.info("server")
+            environment["redis_version"] = str(info.get("redis_version", ""))
+        except redis.exceptions.RedisError:
+            environment["redis_version"] = ""
+    if worker_hosts:
+        environment["worker_hosts"] = dict(sorted(worker_hosts.items()))
+    return environment

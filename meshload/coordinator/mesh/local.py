@@ -1,0 +1,119 @@
+"""The local testbed as a mesh the coordinator can drive: `LocalTestbedMesh` over `meshload.testbed`.
+
+It adds to the testbed what the coordinator needs (the MeshAdapter protocol, MeshUsage sampling) and
+turns the testbed's failures into `TestbedError`, the one-line user errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import TestbedError
+from ...testbed import PROFILES, Testbed, TestbedFailure, haproxy_version
+
+if TYPE_CHECKING:  # the results model (and numpy) load only when sampling: `meshload testbed` stays quick
+    from ...results.run_result import MeshUsage
+
+MESH_NAME = "testbed-haproxy"
+MESH_VERSION = "meshload-testbed 1"
+
+
+def _as_user_error(method):
+    @functools.wraps(method)
+    def translated(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except TestbedFailure as exc:
+            raise TestbedError(str(exc)) from exc
+
+    return translated
+
+
+class TestbedSampling:
+    """Resource use of the testbed's proxies and applications while a run is measured."""
+
+    __test__ = False
+
+    def __init__(self, testbed: Testbed, function: str, params: dict[str, str], interval_s: float) -> None:
+        from .resources import ProcessSampler
+
+        self._function = function
+        self._params = params
+        self._sampler = ProcessSampler(testbed.pids_by_kind, interval_s).start()
+
+    def stop(self) -> MeshUsage:
+        from ...results.run_result import ComponentUsage, MeshUsage
+
+        usage = self._sampler.stop()
+        return MeshUsage(
+            mesh=MESH_NAME,
+            function=self._function,
+            profile=dict(self._params),
+            mtls_enabled=self._function == "mtls",
+            sidecar=usage.get("sidecar", ComponentUsage()),
+            ingress_gateway=usage.get("ingress", ComponentUsage()),
+            control_plane=ComponentUsage(),  # the testbed has none: HAProxy is configured by files
+            applications=usage.get("app", ComponentUsage()),
+            proxy_version=_haproxy_version(),
+            mesh_version=MESH_VERSION,
+        )
+
+
+@functools.cache
+def _haproxy_version() -> str:
+    return haproxy_version()
+
+
+class LocalTestbedMesh:
+    """BookInfo behind HAProxy sidecars on this machine (see `meshload.testbed`)."""
+
+    __test__ = False
+    name = MESH_NAME
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.testbed = Testbed(state_dir)
+
+    @property
+    @_as_user_error
+    def ingress_url(self) -> str:
+        return self.testbed.ingress_url
+
+    def functions(self) -> list[str]:
+        return list(PROFILES)
+
+    @_as_user_error
+    def apply(self, function: str, params: dict[str, str] | None = None) -> None:
+        """Put `function` in force; starts the testbed first when it is not running."""
+        if self.testbed.is_running():
+            self.testbed.apply(function, params)
+        else:
+            self.testbed.up(function, params)
+
+    @_as_user_error
+    def current_function(self) -> str:
+        return self.testbed.current_function()
+
+    @_as_user_error
+    def start_sampling(self, interval_s: float = 1.0) -> TestbedSampling:
+        return TestbedSampling(
+            self.testbed, self.testbed.current_function(), self.testbed.current_params(), interval_s
+        )
+
+    @_as_user_error
+    def up(self, function: str = "sidecar", params: dict | None = None, **options) -> None:
+        self.testbed.up(function, params, **options)
+
+    @_as_user_error
+    def down(self) -> None:
+        left = self.testbed.down()
+        if left:
+            raise TestbedError(f"processes {', '.join(map(str, left))} would not stop; kill them by pid")
+
+    def status(self) -> dict:
+        return self.testbed.status()
+
+    @_as_user_error
+    def set_app_mode(self, service: str, mode: str, *, fault_scale: float | None = None) -> None:
+        self.testbed.set_app_mode(service, mode, fault_scale=fault_scale)

@@ -1,0 +1,376 @@
+"""One run, coordinated through Redis: get Redis and workers, hand each worker its share and one
+common start instant, collect and merge the interval records, watch the workers' heartbeats, sample
+the mesh over the measured window, and write the reports.
+
+The coordinator is one thread with one loop: every turn it reads the records stream (blocking a
+little), and every heartbeat interval it refreshes its own key and looks at the workers' heartbeats.
+A worker is lost when its heartbeat has not moved for `HEARTBEAT_LIVENESS_S` while Redis answered;
+time during which the coordinator itself could not reach Redis does not count against anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import redis
+
+from ..errors import RunError, UsageError
+from ..results.aggregate import RunAggregator
+from ..results.run_result import MeshUsage, RunResult
+from ..scenarios.plan import Plan
+from ..scenarios.schedule import split_plan
+from ..worker import wire
+from .collector import StreamCollector
+from .environment import describe_environment
+from .live import LiveView
+from .mesh.base import MeshAdapter, ResourceSampling
+from .placement import Placement, Workers, place_workers
+from .redis_server import PrivateRedis
+
+log = logging.getLogger(__name__)
+
+#: The common start instant lies this far after the assignments are sent (plus a little per worker),
+#: so every worker has its assignment, its clock offset and its connections before it.
+START_LEAD_S = 1.0
+START_LEAD_PER_WORKER_S = 0.02
+#: How long one read of the records stream blocks.
+READ_BLOCK_MS = 200
+#: After the planned end, workers get the request timeout plus this long to send their final record.
+FINISH_GRACE_S = 10.0
+#: The coordinator gives up when it cannot reach Redis for this long.
+REDIS_OUTAGE_LIMIT_S = 30.0
+#: A gap this long between two successful heartbeat checks means the coordinator could not look:
+#: everyone's silence is forgiven for that gap.
+LOOK_GAP_S = 1.0
+#: How often pending entries of dead consumers are claimed.
+CLAIM_EVERY_S = 5.0
+#: Live figures are recomputed this often (a snapshot costs two percentile passes).
+LIVE_EVERY_S = 0.5
+#: How long the stop key stays, so stragglers of an aborted run still see it.
+STOP_KEY_TTL_MS = 60_000
+#: After an abort, records still arriving are collected for this long.
+ABORT_DRAIN_S = 1.0
+
+
+@dataclass
+class RunOptions:
+    """How to carry out a run (the plan says what to send)."""
+
+    workers: int = 1
+    redis_url: str | None = None  # None: a private redis-server on a Unix socket, for this run only
+    out_dir: Path | None = None  # where smp.json, fortio.json, histograms.hlog, report.html go
+    on_worker_loss: Literal["continue", "abort"] = "continue"
+    metrics_port: int | None = None  # Prometheus endpoint with the live figures (0: any free port)
+    live: bool = True  # progress on stderr
+    strict: bool = False  # the CLI's exit code: invalid or degraded runs fail
+    mesh: MeshAdapter | None = None  # sampled over the measured window
+    placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
+    run_id: str | None = None  # None: a new id from the time and a random suffix
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def execute_run(plan: Plan, options: RunOptions) -> RunResult:
+    """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
+    if options.workers < 1:
+        raise UsageError(f"--workers: {options.workers} is not a worker count; use 1 or more")
+    if options.on_worker_loss not in ("continue", "abort"):
+        raise UsageError(f"--on-worker-loss: {options.on_worker_loss!r} is not continue or abort")
+    run_id = options.run_id or new_run_id()
+    with ExitStack() as stack:
+        run_dir = Path(tempfile.mkdtemp(prefix="meshload-run-"))
+        stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
+        redis_url = options.redis_url
+        if redis_url is None:
+            private = PrivateRedis(run_dir / "redis")
+            redis_url = private.start()
+            stack.callback(private.stop)
+        client = wire.open_redis(redis_url)
+        stack.callback(client.close)
+        keys = wire.RunKeys(run_id)
+        stack.callback(_clear_run_keys, client, keys)
+        workers = place_workers(
+            client, redis_url, options.workers, run_id=run_id, placement=options.placement, log_dir=run_dir / "logs"
+        )
+        stack.callback(workers.release)
+        live = LiveView(
+            workers_total=len(workers.ids), run_id=run_id, show=options.live, metrics_port=options.metrics_port
+        )
+        stack.callback(live.close)
+        coordinator = _Coordinator(plan, options, run_id, client, keys, workers, live)
+        result = coordinator.run()
+        live.close()
+        if options.out_dir is not None:
+            from ..results.outputs import write_run_outputs
+
+            write_run_outputs(result, options.out_dir)
+    if coordinator.aborted_reason:
+        where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
+        raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
+    return result
+
+
+def _clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:
+    try:
+        pipe = client.pipeline(transaction=False)
+        # The stop key stays a while: a straggler (lost, then back) stops instead of sending on.
+        pipe.set(keys.stop, b"1", px=STOP_KEY_TTL_MS)
+        pipe.delete(keys.records, keys.beats, keys.coordinator)
+        pipe.execute()
+    except wire.TRANSIENT_ERRORS:
+        log.warning("could not remove the keys of run %s from Redis", keys.run_id)
+
+
+@dataclass
+class _Liveness:
+    """What the coordinator knows about one worker's heartbeat."""
+
+    last_beat: int = -1
+    last_change_s: float = field(default_factory=time.monotonic)
+    clock_offset_ms: float = 0.0
+
+
+class _Coordinator:
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        run_id: str,
+        client: redis.Redis,
+        keys: wire.RunKeys,
+        workers: Workers,
+        live: LiveView,
+    ) -> None:
+        self.plan = plan
+        self.options = options
+        self.run_id = run_id
+        self.client = client
+        self.keys = keys
+        self.workers = workers
+        self.live = live
+        self.aggregator = RunAggregator(plan, run_id)
+        self.aggregator.expect_workers(list(workers.ids))
+        self.collector = StreamCollector(client, keys, consumer=f"coordinator-{run_id}")
+        self.liveness = {worker_id: _Liveness() for worker_id in workers.ids}
+        self.lost: set[str] = set()
+        self.aborted_reason = ""
+        self.duplicates = 0
+        self._sampler: ResourceSampling | None = None
+        self._mesh_usage: MeshUsage | None = None
+        self._hosts: dict[str, str] = {}
+        self._last_look_s = time.monotonic()
+        self._unreachable_since: float | None = None
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self.collector.ensure_group()
+        self._refresh_coordinator_key()
+        self._hosts = self._worker_hosts()  # now, while every worker is registered
+        start_mono_s = self._assign()
+        measured_start_s = start_mono_s + self.plan.warmup_s
+        measured_end_s = start_mono_s + self.plan.total_s
+        deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
+        next_look_s = time.monotonic()
+        next_claim_s = time.monotonic() + CLAIM_EVERY_S
+        next_live_s = time.monotonic()
+        try:
+            while not self._all_accounted_for():
+                now = time.monotonic()
+                self._sample_mesh(now, measured_start_s, measured_end_s)
+                if now > deadline_s:
+                    for worker_id in self._unfinished():
+                        self._mark_lost(worker_id, "did not finish in time")
+                    break
+                try:
+                    if now >= next_look_s:
+                        next_look_s = now + wire.HEARTBEAT_INTERVAL_S
+                        self._refresh_coordinator_key()
+                        self._look_at_heartbeats()
+                    if now >= next_claim_s:
+                        next_claim_s = now + CLAIM_EVERY_S
+                        self._merge(self.collector.claim_idle().records)
+                    self._merge(self.collector.collect(READ_BLOCK_MS).records)
+                    self._reachable_again()
+                except wire.TRANSIENT_ERRORS as exc:
+                    self._unreachable(exc)
+                    continue
+                if now >= next_live_s:
+                    next_live_s = now + LIVE_EVERY_S
+                    self.live.update(self.aggregator.snapshot())
+                if self.lost and self.options.on_worker_loss == "abort":
+                    self._abort()
+                    break
+        finally:
+            self._stop_sampling()
+        result = self.aggregator.result(mesh=self._mesh_usage, environment=self._environment())
+        # Records the pipeline could not deliver make the totals wrong: the run says so.
+        if self.collector.streams_lost:
+            result.valid = False
+            result.validity.append(
+                "Redis lost the records stream during the run (restarted without persistence?); "
+                "records not yet collected were lost"
+            )
+        if self.collector.malformed:
+            result.valid = False
+            result.validity.append(
+                f"{self.collector.malformed} records could not be read (a worker of another meshload version?)"
+            )
+        return result
+
+    def _assign(self) -> float:
+        """Send every worker its share; the common start instant as a local monotonic second."""
+        shares = split_plan(self.plan, len(self.workers.ids))
+        lead_s = START_LEAD_S + START_LEAD_PER_WORKER_S * len(shares)
+        redis_now_us = wire.redis_time_us(self.client)
+        own_offset_ms = wire.measure_clock_offset_ms(self.client)
+        start_redis_us = redis_now_us + int(lead_s * 1_000_000)
+        plan_json = self.plan.model_dump_json()
+        pipe = self.client.pipeline(transaction=False)
+        for worker_id, share in zip(self.workers.ids, shares):
+            assignment = wire.Assignment(
+                run_id=self.run_id,
+                plan_json=plan_json,
+                index=share.index,
+                count=share.count,
+                start_redis_us=start_redis_us,
+            )
+            pipe.rpush(wire.assignment_key(worker_id), wire.encode(assignment))
+        pipe.execute()
+        now = time.monotonic()
+        for liveness in self.liveness.values():
+            liveness.last_change_s = now
+        return wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
+
+    def _merge(self, records: list) -> None:
+        for record in records:
+            if not self.aggregator.add(record):
+                self.duplicates += 1
+            liveness = self.liveness.get(record.worker_id)
+            if liveness is not None:
+                liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _unfinished(self) -> list[str]:
+        finished = self.aggregator.finished_workers
+        return [w for w in self.workers.ids if w not in finished and w not in self.lost]
+
+    def _all_accounted_for(self) -> bool:
+        return not self._unfinished()
+
+    def _refresh_coordinator_key(self) -> None:
+        self.client.set(self.keys.coordinator, b"1", px=wire.COORDINATOR_TTL_MS)
+
+    def _look_at_heartbeats(self) -> None:
+        beats = self.client.hgetall(self.keys.beats)
+        now = time.monotonic()
+        if now - self._last_look_s > LOOK_GAP_S:
+            # We could not look for a while (Redis paused, or this process was): nobody's fault.
+            for liveness in self.liveness.values():
+                liveness.last_change_s = now
+        self._last_look_s = now
+        for raw_id, raw_beat in beats.items():
+            liveness = self.liveness.get(raw_id.decode())
+            if liveness is None:
+                continue
+            beat = wire.decode_run_beat(raw_beat)
+            if beat.beat != liveness.last_beat:
+                liveness.last_beat = beat.beat
+                liveness.last_change_s = now
+                liveness.clock_offset_ms = beat.clock_offset_ms
+        for worker_id in self._unfinished():
+            silent_s = now - self.liveness[worker_id].last_change_s
+            if silent_s > wire.HEARTBEAT_LIVENESS_S:
+                self._mark_lost(worker_id, f"silent for {silent_s:.1f}s")
+            elif self.workers.exited(worker_id) and silent_s > wire.HEARTBEAT_INTERVAL_S * 2:
+                self._mark_lost(worker_id, f"its process exited: {self.workers.last_log_line(worker_id)}")
+
+    def _mark_lost(self, worker_id: str, why: str) -> None:
+        if worker_id in self.lost:
+            return
+        self.lost.add(worker_id)
+        self.aggregator.mark_lost(worker_id)
+        self.live.note(f"worker {worker_id} lost ({why}); its records so far are kept")
+
+    def _abort(self) -> None:
+        lost = ", ".join(sorted(self.lost))
+        self.aborted_reason = f"worker {lost} lost"
+        try:
+            self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
+            drain_until = time.monotonic() + ABORT_DRAIN_S
+            while time.monotonic() < drain_until and self._unfinished():
+                self._merge(self.collector.collect(READ_BLOCK_MS).records)
+        except wire.TRANSIENT_ERRORS as exc:
+            log.warning("Redis unreachable while aborting: %s", exc)
+
+    # -- Redis outages -----------------------------------------------------------------------
+
+    def _unreachable(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+            self.live.note(f"Redis unreachable ({exc}); waiting for it")
+        elif now - self._unreachable_since > REDIS_OUTAGE_LIMIT_S:
+            raise RunError(
+                f"Redis at {wire.redacted(self._url())} was unreachable for {REDIS_OUTAGE_LIMIT_S:g}s; "
+                "the run cannot be collected"
+            ) from exc
+        self.collector.forget_progress()
+        time.sleep(0.1)
+
+    def _reachable_again(self) -> None:
+        if self._unreachable_since is not None:
+            self._unreachable_since = None
+            self.live.note("Redis reachable again")
+
+    def _url(self) -> str:
+        kwargs = self.client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    # -- mesh --------------------------------------------------------------------------------
+
+    def _sample_mesh(self, now: float, measured_start_s: float, measured_end_s: float) -> None:
+        mesh = self.options.mesh
+        if mesh is None:
+            return
+        if self._sampler is None and self._mesh_usage is None and now >= measured_start_s:
+            self._sampler = mesh.start_sampling()
+        elif self._sampler is not None and now >= measured_end_s:
+            self._stop_sampling()
+
+    def _stop_sampling(self) -> None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            self._mesh_usage = sampler.stop()
+
+    def _worker_hosts(self) -> dict[str, str]:
+        hosts: dict[str, str] = {}
+        for raw_id, raw_info in self.client.hgetall(wire.fleet_key()).items():
+            worker_id = raw_id.decode()
+            if worker_id in self.liveness:
+                hosts[worker_id] = wire.decode_worker_info(raw_info).host
+        return hosts
+
+    def _environment(self) -> dict[str, object]:
+        try:
+            environment = describe_environment(self.client, self._hosts)
+        except wire.TRANSIENT_ERRORS:
+            environment = describe_environment(None, self._hosts)
+        environment["duplicate_records"] = self.duplicates
+        environment["malformed_records"] = self.collector.malformed
+        return environment

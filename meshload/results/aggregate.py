@@ -1,0 +1,434 @@
+"""Merging the workers' interval records into one run's result, as the records arrive.
+
+Every record is a delta (one worker, one interval), so merging is addition: counters are summed and
+histograms are merged by adding their counts, never by averaging percentiles. Each histogram blob is
+decoded once (`decode_counts`) and its non-empty stretch of counters is added with numpy to
+everything it feeds: the run's totals, the second it belongs to, and its worker's lag histogram.
+
+A record is identified by `(worker_id, seq)`; one seen twice (a retried publish) is counted once.
+Warm-up records are kept out of the statistics but summarised and shown in the timeseries.
+
+Memory is bounded by the run's length in seconds, not its requests: a second's merged histogram is
+kept dense only while records for it may still arrive (`OPEN_SECONDS` behind the newest second),
+then reduced to its non-empty counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from ..scenarios.plan import Plan
+from .histogram import DecodedCounts, LatencyHistogram, decode_counts
+from .interval import IntervalRecord
+from .run_result import MeshUsage, RunResult, TimePoint, WorkerSummary
+from .validity import assess
+
+#: Timeseries step: records are merged into whole seconds after the run's common start.
+SECOND_S = 1.0
+#: Seconds behind the newest one whose merged histogram stays dense (late records are cheap there).
+OPEN_SECONDS = 3
+#: A record whose start is this close below a second boundary belongs to the next second.
+OFFSET_TOLERANCE_S = 0.01
+#: Bytes of histogram blobs kept for the interval log before records stop being kept.
+MAX_KEPT_RECORD_BYTES = 128 * 1024 * 1024
+#: Percentiles of the per-second timeseries.
+_SECOND_PERCENTILES = (50.0, 99.0)
+
+
+def failed_requests(status_codes: dict[str, int], errors: dict[str, int]) -> int:
+    """Requests that failed from the client's view: transport errors plus statuses >= 400."""
+    failed = sum(errors.values())
+    for code, count in status_codes.items():
+        if not code.isdigit() or int(code) >= 400:
+            failed += count
+    return failed
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What a live view shows once a second; cheap to compute at any moment of the run."""
+
+    elapsed_s: float  # the furthest interval end any worker reported, after the common start
+    total_s: float  # warm-up + measured duration of the plan
+    rate: float  # completed responses per second in the last complete second
+    sent_rate: float  # sends per second in that second
+    p50_ms: float  # corrected latency so far (the measured part; the warm-up while in it)
+    p99_ms: float
+    lag_p99_ms: float  # schedule lag so far
+    completed: int  # responses so far, warm-up included
+    errors: int  # failed requests so far, warm-up included
+    workers_alive: int
+    workers_lost: int
+    workers_finished: int  # workers whose final record has arrived
+    in_warmup: bool  # no measured record has arrived yet
+
+
+class _Second:
+    """One second of the run, all workers merged."""
+
+    __slots__ = (
+        "completed",
+        "sent",
+        "failed",
+        "end_s",
+        "warmup",
+        "reporters",
+        "_dense",
+        "_sparse_index",
+        "_sparse_counts",
+        "_percentiles_us",
+    )
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.sent = 0
+        self.failed = 0
+        self.end_s = 0.0  # the furthest record end inside this second, relative to its start
+        self.warmup = False
+        self.reporters = 0
+        self._dense: LatencyHistogram | None = LatencyHistogram()
+        self._sparse_index = np.zeros(0, dtype=np.int64)
+        self._sparse_counts = np.zeros(0, dtype=np.uint64)
+        self._percentiles_us: dict[float, int] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._dense is not None
+
+    def add_latency(self, decoded: DecodedCounts) -> None:
+        if decoded.total_count == 0:
+            return
+        if self._dense is None:
+            self._reopen()
+        assert self._dense is not None
+        self._dense.add_counts(decoded)
+        self._percentiles_us = None
+
+    def close(self) -> None:
+        """Keep only the non-empty counters and the percentiles the timeseries needs."""
+        if self._dense is None:
+            return
+        self._percentiles_us = self._dense.values_at_percentiles(_SECOND_PERCENTILES)
+        counts = self._dense.counts_array()
+        self._sparse_index = np.flatnonzero(counts)
+        self._sparse_counts = counts[self._sparse_index].copy()
+        self._dense = None
+
+    def percentiles_us(self) -> dict[float, int]:
+        if self._percentiles_us is None:
+            assert self._dense is not None
+            self._percentiles_us = self._dense.values_at_percentiles(_SECOND_PERCENTILES)
+        return self._percentiles_us
+
+    def _reopen(self) -> None:
+        # A record arrived for a second already closed: rebuild its dense histogram exactly.
+        dense = LatencyHistogram()
+        if self._sparse_index.size:
+            start = int(self._sparse_index[0])
+            stretch = np.zeros(int(self._sparse_index[-1]) - start + 1, dtype=np.uint64)
+            stretch[self._sparse_index - start] = self._sparse_counts
+            dense.add_counts(DecodedCounts(start, stretch, int(self._sparse_counts.sum())))
+        self._dense = dense
+        self._sparse_index = np.zeros(0, dtype=np.int64)
+        self._sparse_counts = np.zeros(0, dtype=np.uint64)
+
+
+@dataclass
+class _Worker:
+    summary: WorkerSummary
+    lag: LatencyHistogram = field(default_factory=LatencyHistogram)
+    seqs: set[int] = field(default_factory=set)
+    finished: bool = False
+
+
+class RunAggregator:
+    """Merges one run's interval records; `result()` gives the `RunResult` at any moment.
+
+    Not thread-safe: one consumer (the coordinator's reader, or a standalone run) feeds it.
+    """
+
+    def __init__(self, plan: Plan, run_id: str, *, max_kept_record_bytes: int = MAX_KEPT_RECORD_BYTES) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.foreign_records = 0  # records of another run, refused
+        self._max_kept_record_bytes = max_kept_record_bytes
+        self._kept_record_bytes = 0
+        self._records: list[IntervalRecord] = []
+        self._records_dropped = 0
+        self._workers: dict[str, _Worker] = {}
+        self._seconds: dict[int, _Second] = {}
+        self._newest_second = -1
+        # Measured part (warm-up excluded).
+        self._corrected = LatencyHistogram()
+        self._uncorrected = LatencyHistogram()
+        self._lag = LatencyHistogram()
+        self._warmup_corrected = LatencyHistogram()
+        self._sent = 0
+        self._completed = 0
+        self._status_codes: dict[str, int] = {}
+        self._errors: dict[str, int] = {}
+        self._bytes_received = 0
+        self._late = 0
+        self._missed = 0
+        self._clamped = 0
+        self._measured_start_s = math.inf
+        self._measured_end_s = 0.0
+        self._measured_start_unix_ms = 0
+        self._measured_end_unix_ms = 0
+        self._warmup_completed = 0
+        self._warmup_start_s = math.inf
+        self._warmup_end_s = 0.0
+        self._max_clock_offset_ms = 0.0
+        self._elapsed_s = 0.0
+        self._all_completed = 0
+        self._all_failed = 0
+
+    # -- feeding ---------------------------------------------------------------------------------
+
+    def add(self, record: IntervalRecord) -> bool:
+        """Merge one record. False when it was already merged (same worker and seq) or belongs to
+        another run. Raises ValueError, with nothing merged, when a histogram blob is malformed."""
+        if record.run_id and self.run_id and record.run_id != self.run_id:
+            self.foreign_records += 1
+            return False
+        worker = self._worker(record.worker_id)
+        if record.seq in worker.seqs:
+            return False
+        # Decode everything before touching any state, so a bad blob leaves the aggregate intact.
+        corrected = decode_counts(record.latency_corrected)
+        uncorrected = decode_counts(record.latency_uncorrected)
+        lag = decode_counts(record.schedule_lag)
+        worker.seqs.add(record.seq)
+        if record.final:
+            worker.finished = True
+
+        failed = failed_requests(record.status_codes, record.errors)
+        self._add_to_worker(worker.summary, record, failed)
+        self._add_to_second(record, corrected, failed)
+        self._elapsed_s = max(self._elapsed_s, record.offset_s + record.duration_s)
+        self._all_completed += record.completed
+        self._all_failed += failed
+        self._max_clock_offset_ms = max(self._max_clock_offset_ms, abs(record.clock_offset_ms))
+
+        if record.warmup:
+            self._warmup_completed += record.completed
+            self._warmup_start_s = min(self._warmup_start_s, record.offset_s)
+            self._warmup_end_s = max(self._warmup_end_s, record.offset_s + record.duration_s)
+            self._warmup_corrected.add_counts(corrected)
+        else:
+            self._add_measured(record, corrected, uncorrected, lag)
+            worker.lag.add_counts(lag)
+        self._keep_for_log(record)
+        return True
+
+    def mark_lost(self, worker_id: str) -> None:
+        """The worker went silent: keep what it sent, count it as lost (the run is degraded)."""
+        self._worker(worker_id).summary.lost = True
+
+    def expect_workers(self, worker_ids: list[str]) -> None:
+        """Name the run's workers up front, so one that never reports still shows (and can be lost)."""
+        for worker_id in worker_ids:
+            self._worker(worker_id)
+
+    @property
+    def finished_workers(self) -> frozenset[str]:
+        """Workers whose final record has been merged."""
+        return frozenset(w.summary.id for w in self._workers.values() if w.finished)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> LiveFigures:
+        """Figures for a live view; a few percentile passes, whatever the number of workers or seconds."""
+        in_warmup = self._corrected.total_count == 0
+        latency = self._warmup_corrected if in_warmup else self._corrected
+        p50_us, p99_us = latency.values_at_percentiles(_SECOND_PERCENTILES).values()
+        alive = sum(1 for w in self._workers.values() if not w.summary.lost)
+        rate = sent_rate = 0.0
+        second = self._last_complete_second(alive)
+        if second is not None and second.end_s > 0:
+            rate = second.completed / second.end_s
+            sent_rate = second.sent / second.end_s
+        return LiveFigures(
+            elapsed_s=self._elapsed_s,
+            total_s=self.plan.total_s,
+            rate=rate,
+            sent_rate=sent_rate,
+            p50_ms=p50_us / 1000.0,
+            p99_ms=p99_us / 1000.0,
+            lag_p99_ms=self._lag.value_at_percentile(99.0) / 1000.0 if self._lag.total_count else 0.0,
+            completed=self._all_completed,
+            errors=self._all_failed,
+            workers_alive=alive,
+            workers_lost=len(self._workers) - alive,
+            workers_finished=sum(1 for w in self._workers.values() if w.finished),
+            in_warmup=in_warmup,
+        )
+
+    def result(self, *, mesh: MeshUsage | None = None, environment: dict | None = None) -> RunResult:
+        """The merged result so far (call it again after more records for a newer one)."""
+        hosts = (environment or {}).get("worker_hosts")
+        hosts = hosts if isinstance(hosts, dict) else {}
+        workers = []
+        for worker in sorted(self._workers.values(), key=lambda w: w.summary.id):
+            summary = dataclasses.replace(worker.summary)
+            summary.host = str(hosts.get(summary.id, summary.host))
+            if worker.lag.total_count:
+                summary.lag_p99_ms = worker.lag.value_at_percentile(99.0) / 1000.0
+            workers.append(summary)
+        measured_s = self._measured_end_s - self._measured_start_s if self._measured_start_s < math.inf else 0.0
+        labels = dict(self.plan.labels)
+        if mesh is not None and mesh.function and "function" not in labels:
+            labels["function"] = mesh.function
+        result = RunResult(
+            run_id=self.run_id,
+            plan=self.plan,
+            started_unix_ms=self._measured_start_unix_ms,
+            ended_unix_ms=self._measured_end_unix_ms,
+            measured_s=measured_s,
+            corrected=self._corrected.copy(),
+            uncorrected=self._uncorrected.copy(),
+            lag=self._lag.copy(),
+            sent=self._sent,
+            completed=self._completed,
+            status_codes=dict(sorted(self._status_codes.items())),
+            errors=dict(sorted(self._errors.items())),
+            bytes_received=self._bytes_received,
+            late=self._late,
+            missed=self._missed,
+            clamped=self._clamped,
+            warmup_completed=self._warmup_completed,
+            warmup_s=(self._warmup_end_s - self._warmup_start_s) if self._warmup_start_s < math.inf else 0.0,
+            workers=workers,
+            timeseries=self._timeseries(),
+            max_clock_offset_ms=self._max_clock_offset_ms,
+            mesh=mesh,
+            labels=labels,
+            records=sorted(self._records, key=lambda r: (r.offset_s, r.worker_id, r.seq)),
+            records_dropped=self._records_dropped,
+            environment=dict(environment or {}),
+        )
+        verdict = assess(result)
+        result.valid, result.degraded, result.validity = verdict.valid, verdict.degraded, verdict.reasons
+        return result
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _worker(self, worker_id: str) -> _Worker:
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            worker = self._workers[worker_id] = _Worker(WorkerSummary(id=worker_id))
+        return worker
+
+    @staticmethod
+    def _add_to_worker(summary: WorkerSummary, record: IntervalRecord, failed: int) -> None:
+        summary.records += 1
+        summary.cpu_seconds += record.cpu_seconds
+        # The newest measurement of the offset is the one that describes the worker now.
+        summary.clock_offset_ms = record.clock_offset_ms
+        if not record.warmup:
+            # Warm-up intervals carry start-up work (connections, imports) and are not measured.
+            if record.duration_s > 0:
+                summary.max_cpu_fraction = max(summary.max_cpu_fraction, record.cpu_seconds / record.duration_s)
+            summary.requests += record.completed
+            summary.sent += record.sent
+            summary.errors += failed
+
+    def _add_measured(
+        self, record: IntervalRecord, corrected: DecodedCounts, uncorrected: DecodedCounts, lag: DecodedCounts
+    ) -> None:
+        self._corrected.add_counts(corrected)
+        self._uncorrected.add_counts(uncorrected)
+        self._lag.add_counts(lag)
+        self._sent += record.sent
+        self._completed += record.completed
+        _add_counts(self._status_codes, record.status_codes)
+        _add_counts(self._errors, record.errors)
+        self._bytes_received += record.bytes_received
+        self._late += record.late
+        self._missed += record.missed
+        self._clamped += record.clamped
+        self._measured_start_s = min(self._measured_start_s, record.offset_s)
+        self._measured_end_s = max(self._measured_end_s, record.offset_s + record.duration_s)
+        if record.start_unix_ms:
+            start_ms = record.start_unix_ms
+            end_ms = start_ms + round(record.duration_s * 1000.0)
+            if not self._measured_start_unix_ms or start_ms < self._measured_start_unix_ms:
+                self._measured_start_unix_ms = start_ms
+            self._measured_end_unix_ms = max(self._measured_end_unix_ms, end_ms)
+
+    def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, failed: int) -> None:
+        index = max(int(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S)), 0)
+        second = self._seconds.get(index)
+        if second is None:
+            second = self._seconds[index] = _Second()
+        second.completed += record.completed
+        second.sent += record.sent
+        second.failed += failed
+        second.reporters += 1
+        second.warmup = second.warmup or record.warmup
+        end_in_second = record.offset_s + record.duration_s - index * SECOND_S
+        second.end_s = min(max(second.end_s, end_in_second), SECOND_S)
+        second.add_latency(corrected)
+        if index < self._newest_second - OPEN_SECONDS:
+            second.close()  # a late record for an old second: merged exactly, then put away again
+        if index > self._newest_second:
+            self._newest_second = index
+            for old_index in range(index - OPEN_SECONDS - 1, -1, -1):
+                old = self._seconds.get(old_index)
+                if old is None or not old.is_open:
+                    # Seconds close in order, so everything before a closed one is closed.
+                    if old is not None:
+                        break
+                    continue
+                old.close()
+
+    def _last_complete_second(self, alive: int) -> _Second | None:
+        """The newest second every live worker has reported; else the one before the newest."""
+        newest = self._newest_second
+        for index in range(newest, max(newest - OPEN_SECONDS - 1, -1), -1):
+            second = self._seconds.get(index)
+            if second is not None and second.reporters >= alive:
+                return second
+        return self._seconds.get(newest - 1)
+
+    def _timeseries(self) -> list[TimePoint]:
+        points = []
+        for index in sorted(self._seconds):
+            second = self._seconds[index]
+            span_s = second.end_s if second.end_s > 0 else SECOND_S
+            p50_us, p99_us = (second.percentiles_us()[p] for p in _SECOND_PERCENTILES)
+            points.append(
+                TimePoint(
+                    offset_s=index * SECOND_S,
+                    rate=second.completed / span_s,
+                    sent_rate=second.sent / span_s,
+                    errors=second.failed,
+                    p50_ms=p50_us / 1000.0,
+                    p99_ms=p99_us / 1000.0,
+                    warmup=second.warmup,
+                )
+            )
+        return points
+
+    def _keep_for_log(self, record: IntervalRecord) -> None:
+        size = len(record.latency_corrected) + len(record.latency_uncorrected)
+        if self._kept_record_bytes + size > self._max_kept_record_bytes:
+            self._records_dropped += 1
+            return
+        self._kept_record_bytes += size
+        # The interval log carries the latency histograms; the lag blob is not needed there.
+        self._records.append(_without_lag(record))
+
+
+def _without_lag(record: IntervalRecord) -> IntervalRecord:
+    return msgspec.structs.replace(record, schedule_lag="")
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, count in more.items():
+        total[key] = total.get(key, 0) + count

@@ -1,0 +1,222 @@
+"""The plan file as the user writes it (durations as text, relative paths, cookies), and its `Plan`.
+
+The models here use the file's own key names, so a validation error's location is the key path into
+the file. Checks that involve several keys (url or targets, stages against duration) are done in
+`to_plan`, which names the key to fix. The format is described in FORMAT.md beside this module.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from .bookinfo_session import SESSION_COOKIE, signed_session
+from .durations import duration_ns
+from .plan import ClosedLoop, OpenLoop, Plan, Stage, Target
+from .source import SourceDocument
+
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+DEFAULT_MAX_CONNECTIONS = 64
+_HTTP_SCHEMES = ("http://", "https://")
+
+
+def _seconds(value: Any) -> Any:
+    """A duration string ("30s", "1m30s") as seconds; numbers are seconds already."""
+    if isinstance(value, str):
+        return duration_ns(value) / 1e9
+    return value
+
+
+def _text(value: Any) -> Any:
+    """Header and label values written as YAML numbers or booleans, as the text the user typed."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StageEntry(_FileModel):
+    """`{duration: 30s, rate: 200}`: ramp linearly to `rate` over `duration`."""
+
+    duration: Seconds = Field(gt=0)
+    rate: float = Field(ge=0)
+
+
+class LoadEntry(_FileModel):
+    """`load:`: an open loop (`rate`, `arrival`, `stages`) or a closed loop (`concurrency`, `think_time`)."""
+
+    rate: float | None = Field(None, gt=0)
+    concurrency: int | None = Field(None, gt=0)
+    arrival: Literal["constant", "poisson"] | None = None
+    stages: list[StageEntry] = []
+    think_time: Seconds | None = Field(None, ge=0)
+
+
+class TargetEntry(_FileModel):
+    """One entry of `targets:`; `url` may be a path relative to the file's `base_url`."""
+
+    url: str
+    weight: float = Field(1.0, gt=0)
+    method: str | None = None
+    headers: dict[str, Text] = {}
+    body: str | None = None
+
+
+class PlanFile(_FileModel):
+    """A whole plan file. Keys and defaults are documented in FORMAT.md."""
+
+    name: str | None = None
+    description: str = ""
+    base_url: str | None = None
+    url: str | None = None
+    targets: list[TargetEntry] | None = None
+    method: str = "GET"
+    headers: dict[str, Text] = {}
+    cookies: dict[str, Text] = {}
+    bookinfo_user: str | None = None
+    body: str | None = None
+    load: LoadEntry
+    duration: Seconds | None = Field(None, gt=0)
+    warmup: Seconds = Field(0.0, ge=0)
+    timeout: Seconds = Field(DEFAULT_TIMEOUT_S, gt=0)
+    connect_timeout: Seconds = Field(DEFAULT_CONNECT_TIMEOUT_S, gt=0)
+    tls_verify: bool = True
+    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, gt=0)
+    seed: int = 0
+    labels: dict[str, Text] = {}
+
+
+def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str) -> Plan:
+    """The `Plan` a validated file describes; a cross-key problem raises PlanError at the key to fix."""
+    targets = _targets(entry, document)
+    load = _load_model(entry, document)
+    duration_s = _duration_s(entry, document)
+    headers = _with_cookies(dict(entry.headers), entry)
+    try:
+        return Plan(
+            name=entry.name or default_name,
+            targets=targets,
+            method=_method(entry.method, ("method",), document),
+            headers=headers,
+            body=entry.body,
+            load=load,
+            duration_s=duration_s,
+            warmup_s=entry.warmup,
+            timeout_s=entry.timeout,
+            connect_timeout_s=entry.connect_timeout,
+            tls_verify=entry.tls_verify,
+            max_connections=entry.max_connections,
+            seed=entry.seed,
+            labels=dict(entry.labels),
+        )
+    except ValidationError as exc:  # a rule of Plan that the file model does not repeat
+        problem = exc.errors(include_url=False)[0]
+        raise document.error((), f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from exc
+
+
+def _targets(entry: PlanFile, document: SourceDocument) -> list[Target]:
+    if entry.url is not None and entry.targets is not None:
+        raise document.error(("url",), "give either url or targets, not both")
+    if entry.url is None and not entry.targets:
+        raise document.error(("targets",), "is required: give url (one URL) or targets (a list of them)")
+    base_url = entry.base_url
+    if base_url is not None and not base_url.startswith(_HTTP_SCHEMES):
+        raise document.error(("base_url",), f"{base_url!r} must start with http:// or https://")
+    if entry.url is not None:
+        return [Target(url=_absolute_url(entry.url, base_url, ("url",), document))]
+    return [
+        Target(
+            url=_absolute_url(target.url, base_url, ("targets", index, "url"), document),
+            weight=target.weight,
+            method=_method(target.method, ("targets", index, "method"), document) if target.method else None,
+            headers=dict(target.headers),
+            body=target.body,
+        )
+        for index, target in enumerate(entry.targets or ())
+    ]
+
+
+def _absolute_url(url: str, base_url: str | None, where: tuple, document: SourceDocument) -> str:
+    if url.startswith(_HTTP_SCHEMES):
+        return url
+    if "://" in url:
+        raise document.error(where, f"{url!r} is not an http:// or https:// URL")
+    if base_url is None:
+        raise document.error(
+            where, f"{url!r} is relative and no base_url is set; set base_url (e.g. --base-url http://127.0.0.1:8080)"
+        )
+    # Concatenate rather than urljoin: an ingress mounted under a path prefix keeps its prefix.
+    return base_url.rstrip("/") + "/" + url.lstrip("/")
+
+
+def _method(method: str, where: tuple, document: SourceDocument) -> str:
+    if not method.isascii() or not method.isalpha():
+        raise document.error(where, f"{method!r} is not an HTTP method; use e.g. GET or POST")
+    return method.upper()
+
+
+def _load_model(entry: PlanFile, document: SourceDocument) -> OpenLoop | ClosedLoop:
+    load = entry.load
+    if load.concurrency is not None:
+        for key in ("rate", "arrival", "stages"):
+            if getattr(load, key):
+                raise document.error(
+                    ("load", key), "cannot be combined with concurrency (a closed loop); remove one of them"
+                )
+        return ClosedLoop(concurrency=load.concurrency, think_time_s=load.think_time or 0.0)
+    if load.think_time is not None:
+        raise document.error(("load", "think_time"), "applies to concurrency (a closed loop), not to rate")
+    if load.rate is None and not load.stages:
+        raise document.error(("load",), "give rate (requests per second) or concurrency (clients)")
+    # Stages ramp from `rate`; without it they start at the first stage's rate.
+    rate = load.rate if load.rate is not None else load.stages[0].rate
+    if rate <= 0:
+        raise document.error(("load", "rate"), "is needed when the first stage's rate is 0: the ramp starts from it")
+    stages = tuple(Stage(duration_s=stage.duration, rate=stage.rate) for stage in load.stages)
+    return OpenLoop(rate=rate, arrival=load.arrival or "constant", stages=stages)
+
+
+def _duration_s(entry: PlanFile, document: SourceDocument) -> float:
+    stages = entry.load.stages if entry.load.concurrency is None else []
+    if not stages:
+        if entry.duration is None:
+            raise document.error(("duration",), "is required (e.g. duration: 60s)")
+        return entry.duration
+    staged_s = sum(stage.duration for stage in stages)
+    if entry.duration is None:
+        if staged_s <= entry.warmup:
+            raise document.error(
+                ("warmup",), f"is {entry.warmup:g}s but the stages last only {staged_s:g}s; nothing would be measured"
+            )
+        return staged_s - entry.warmup
+    if abs(staged_s - (entry.warmup + entry.duration)) > 1e-6:
+        raise document.error(
+            ("load", "stages"),
+            f"last {staged_s:g}s but warmup + duration is {entry.warmup + entry.duration:g}s; "
+            "make them equal, or leave duration out",
+        )
+    return entry.duration
+
+
+def _with_cookies(headers: dict[str, str], entry: PlanFile) -> dict[str, str]:
+    """`headers` with the file's `cookies` (and BookInfo session) appended to one Cookie header."""
+    cookies = dict(entry.cookies)
+    if entry.bookinfo_user:
+        cookies[SESSION_COOKIE] = signed_session(entry.bookinfo_user)
+    if not cookies:
+        return headers
+    existing_name = next((name for name in headers if name.lower() == "cookie"), "Cookie")
+    pairs = [headers.pop(existing_name, "")] + [f"{name}={value}" for name, value in cookies.items()]
+    headers[existing_name] = "; ".join(pair for pair in pairs if pair)
+    return headers

@@ -1,0 +1,177 @@
+"""The plan of `meshload run`, built from its command-line options (and an optional scenario file).
+
+Without a scenario, the URL and the options are the whole plan, and exactly one of `--rate` and
+`--concurrency` says how much load. With a scenario, the file is the plan and every option given
+overrides its key; the URL, if given too, is the base for the file's relative target paths.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from ..errors import UsageError
+from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S
+from .files import load_plan_file
+from .plan import ClosedLoop, OpenLoop, Plan, Target
+
+DEFAULT_DURATION_S = 30.0
+_HEADER_EXAMPLE = '"Name: value"'
+_OPTION_OF_FIELD = {
+    "rate": "--rate",
+    "concurrency": "--concurrency",
+    "duration_s": "--duration",
+    "warmup_s": "--warmup",
+    "timeout_s": "--timeout",
+    "max_connections": "--connections",
+    "url": "URL",
+    "method": "--method",
+}
+
+
+def plan_from_options(
+    url: str | None,
+    scenario: str | None,
+    *,
+    rate: float | None = None,
+    concurrency: int | None = None,
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+    arrival: str | None = None,
+    connections: int | None = None,
+    method: str | None = None,
+    headers: list[str] | None = None,
+    body: str | None = None,
+    timeout_s: float | None = None,
+    labels: list[str] | None = None,
+    base_url: str | None = None,
+) -> Plan:
+    """The plan `meshload run` executes. None means "not given"; a bad value raises UsageError
+    naming the option (`-H/--header: "x" is not a header; use "Name: value"`)."""
+    if rate is not None and concurrency is not None:
+        raise UsageError("--rate and --concurrency exclude each other: give --rate for an open loop, --concurrency for a closed one")
+    if concurrency is not None and arrival == "poisson":
+        raise UsageError("--arrival poisson applies to --rate, not to --concurrency")
+    _check_positive(
+        ("--rate", rate), ("--concurrency", concurrency), ("--duration", duration_s),
+        ("--connections", connections), ("--timeout", timeout_s),
+    )
+    if warmup_s is not None and warmup_s < 0:
+        raise UsageError(f"--warmup: must not be negative (got {warmup_s:g})")
+    if arrival is not None and arrival not in ("constant", "poisson"):
+        raise UsageError(f"--arrival: {arrival!r} is not an arrival process; use constant or poisson")
+    header_map = parse_headers(headers or [])
+    label_map = parse_labels(labels or [])
+    if scenario is not None:
+        overrides = _scenario_overrides(
+            rate=rate, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, arrival=arrival,
+            connections=connections, method=method, body=body, timeout_s=timeout_s,
+        )
+        if base_url or url:
+            overrides["base_url"] = base_url or url
+        # Paths as tuples: header and label names may themselves hold dots ("smp.function").
+        overrides.update({("headers", name): value for name, value in header_map.items()})
+        overrides.update({("labels", name): value for name, value in label_map.items()})
+        return load_plan_file(scenario, overrides)
+    if url is None:
+        raise UsageError("give the URL to load, or --scenario with a plan file or built-in scenario name")
+    if rate is None and concurrency is None:
+        raise UsageError("give --rate (requests per second, open loop) or --concurrency (clients, closed loop)")
+    if base_url and not url.startswith(("http://", "https://")):
+        url = base_url.rstrip("/") + "/" + url.lstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"URL: {url!r} is not an http:// or https:// URL; use e.g. http://127.0.0.1:8080/productpage")
+    method_text = (method or ("POST" if body else "GET")).upper()
+    if not method_text.isascii() or not method_text.isalpha():
+        raise UsageError(f"--method: {method!r} is not an HTTP method; use e.g. GET or POST")
+    try:
+        load = (
+            OpenLoop(rate=rate, arrival=arrival or "constant") if rate is not None else ClosedLoop(concurrency=concurrency)
+        )
+        return Plan(
+            name="run",
+            targets=(Target(url=url),),
+            method=method_text,
+            headers=header_map,
+            body=body,
+            load=load,
+            duration_s=DEFAULT_DURATION_S if duration_s is None else duration_s,
+            warmup_s=warmup_s or 0.0,
+            timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+            connect_timeout_s=DEFAULT_CONNECT_TIMEOUT_S,
+            max_connections=DEFAULT_MAX_CONNECTIONS if connections is None else connections,
+            labels=label_map,
+        )
+    except ValidationError as exc:
+        raise _usage_error_from(exc) from exc
+
+
+def parse_headers(headers: list[str]) -> dict[str, str]:
+    """`["Accept: text/html", "x-user: jason"]` as a dict; a malformed entry raises UsageError."""
+    parsed: dict[str, str] = {}
+    for header in headers:
+        name, colon, value = header.partition(":")
+        name = name.strip()
+        if not colon or not name or any(char.isspace() for char in name) or not name.isascii():
+            raise UsageError(f'-H/--header: "{header}" is not a header; use {_HEADER_EXAMPLE}')
+        parsed[name] = value.strip()
+    return parsed
+
+
+def parse_labels(labels: list[str]) -> dict[str, str]:
+    """`["function=retries", "level=200"]` as a dict; a malformed entry raises UsageError."""
+    parsed: dict[str, str] = {}
+    for label in labels:
+        key, equals, value = label.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f'--label: "{label}" is not a label; use key=value')
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def _scenario_overrides(
+    *,
+    rate: float | None,
+    concurrency: int | None,
+    duration_s: float | None,
+    warmup_s: float | None,
+    arrival: str | None,
+    connections: int | None,
+    method: str | None,
+    body: str | None,
+    timeout_s: float | None,
+) -> dict[str | tuple[str, ...], object]:
+    """The file keys the given options replace. A new load kind replaces the file's whole load."""
+    overrides: dict[str | tuple[str, ...], object] = {}
+    if rate is not None:
+        overrides.update({"load.rate": rate, "load.concurrency": None, "load.think_time": None, "load.stages": None})
+    if concurrency is not None:
+        overrides.update({"load.concurrency": concurrency, "load.rate": None, "load.arrival": None, "load.stages": None})
+    if arrival is not None and concurrency is None:
+        overrides["load.arrival"] = arrival
+    for key, value in (
+        ("duration", duration_s),
+        ("warmup", warmup_s),
+        ("max_connections", connections),
+        ("method", method),
+        ("body", body),
+        ("timeout", timeout_s),
+    ):
+        if value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def _check_positive(*named_values: tuple[str, float | int | None]) -> None:
+    for option, value in named_values:
+        if value is not None and not value > 0:
+            raise UsageError(f"{option}: must be greater than 0 (got {value:g})")
+
+
+def _usage_error_from(exc: ValidationError) -> UsageError:
+    problem = exc.errors(include_url=False)[0]
+    field = next((str(part) for part in reversed(problem["loc"]) if str(part) in _OPTION_OF_FIELD), None)
+    option = _OPTION_OF_FIELD.get(field or "", "options")
+    message = problem["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+    value = problem.get("input")
+    got = f" (got {value!r})" if isinstance(value, (int, float, str)) else ""
+    return UsageError(f"{option}: {message}{got}")

@@ -1,0 +1,287 @@
+"""The long-lived worker: registers in the fleet, heartbeats, waits for assignments and runs each with
+the request engine, publishing its interval records to the run's stream.
+
+Three threads, each with its own Redis connection, so none waits on another:
+
+- the main thread waits for an assignment (BLPOP) and runs the engine's event loop;
+- the heartbeat thread keeps the worker visible (fleet liveness, run heartbeat) and watches the
+  coordinator: if its key expires, or the run's stop key appears, the run stops by itself;
+- the publisher thread (`RecordPublisher`) delivers the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+
+from ..scenarios.plan import Plan
+from ..scenarios.schedule import WorkerShare
+from . import wire
+from .publisher import RecordPublisher
+
+log = logging.getLogger(__name__)
+
+#: How long BLPOP waits for an assignment before the worker looks around (shutdown, idle timeout).
+ASSIGNMENT_POLL_S = 1
+#: Pause before retrying when Redis is unreachable while idle.
+IDLE_RETRY_S = 0.5
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+@dataclass
+class _ActiveRun:
+    """What the heartbeat thread needs to know about the run in progress."""
+
+    keys: wire.RunKeys
+    clock_offset_ms: float
+    publisher: RecordPublisher
+    loop: asyncio.AbstractEventLoop | None = None
+    stop: asyncio.Event | None = None
+    state: str = "waiting"
+    stop_reason: str = ""
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def request_stop(self, reason: str) -> None:
+        if self.stopped.is_set():
+            return
+        self.stop_reason = reason
+        self.stopped.set()
+        if self.loop is not None and self.stop is not None:
+            self.loop.call_soon_threadsafe(self.stop.set)
+
+
+class WorkerProcess:
+    """`WorkerProcess(url).serve()` until SIGTERM/SIGINT (or after one run with `once=True`)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        worker_id: str | None = None,
+        once: bool = False,
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        self.redis_url = redis_url
+        self.worker_id = worker_id or default_worker_id()
+        self.once = once
+        self.idle_timeout_s = idle_timeout_s
+        self._shutdown = threading.Event()
+        self._active: _ActiveRun | None = None
+        self._beat = 0
+        self.runs_done = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Serve assignments; returns how many runs were carried out."""
+        client = wire.open_redis(self.redis_url, socket_timeout_s=ASSIGNMENT_POLL_S + 5)
+        self._register(client)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="meshload-heartbeat", daemon=True)
+        heartbeat.start()
+        self._install_signal_handlers()
+        idle_since = time.monotonic()
+        try:
+            while not self._shutdown.is_set():
+                try:
+                    popped = client.blpop([wire.assignment_key(self.worker_id)], timeout=ASSIGNMENT_POLL_S)
+                except wire.TRANSIENT_ERRORS as exc:
+                    log.warning("Redis unreachable while waiting for work (%s); retrying", exc)
+                    self._shutdown.wait(IDLE_RETRY_S)
+                    continue
+                if popped is None:
+                    if self.idle_timeout_s is not None and time.monotonic() - idle_since > self.idle_timeout_s:
+                        log.info("no assignment for %.0fs; leaving", self.idle_timeout_s)
+                        break
+                    continue
+                try:
+                    self._carry_out(client, wire.decode_assignment(popped[1]))
+                except Exception:
+                    # A long-lived worker survives a failed run (its coordinator sees it go silent);
+                    # a one-run worker exits with the error.
+                    log.exception("an assignment failed")
+                    if self.once:
+                        raise
+                self.runs_done += 1
+                idle_since = time.monotonic()
+                if self.once:
+                    break
+        finally:
+            self._shutdown.set()
+            heartbeat.join(wire.HEARTBEAT_INTERVAL_S * 4)
+            self._deregister(client)
+            client.close()
+        return self.runs_done
+
+    def shutdown(self) -> None:
+        """Stop serving; a run in progress stops and delivers what it measured."""
+        self._shutdown.set()
+        active = self._active
+        if active is not None:
+            active.request_stop("worker shutting down")
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.shutdown())
+
+    def _info(self) -> wire.WorkerInfo:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            meshload_version = version("meshload")
+        except PackageNotFoundError:
+            meshload_version = ""
+        return wire.WorkerInfo(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            cores=os.cpu_count() or 1,
+            version=meshload_version,
+            once=self.once,
+        )
+
+    def _register(self, client: redis.Redis) -> None:
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(wire.fleet_key(), self.worker_id, wire.encode(self._info()))
+        pipe.set(wire.worker_alive_key(self.worker_id), b"idle", px=wire.WORKER_ALIVE_TTL_MS)
+        pipe.execute()
+        log.info("worker %s registered", self.worker_id)
+
+    def _deregister(self, client: redis.Redis) -> None:
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.hdel(wire.fleet_key(), self.worker_id)
+            pipe.delete(wire.worker_alive_key(self.worker_id), wire.assignment_key(self.worker_id))
+            pipe.execute()
+        except wire.TRANSIENT_ERRORS:
+            pass  # its liveness key expires by itself
+
+    # -- one run -----------------------------------------------------------------------------
+
+    def _carry_out(self, client: redis.Redis, assignment: wire.Assignment) -> None:
+        keys = wire.RunKeys(assignment.run_id)
+        if not client.exists(keys.coordinator):
+            log.warning("run %s has no coordinator any more; assignment ignored", assignment.run_id)
+            return
+        # Busy at once (not at the next heartbeat), so no other coordinator picks this worker.
+        client.set(wire.worker_alive_key(self.worker_id), f"busy:{assignment.run_id}".encode(), px=wire.WORKER_ALIVE_TTL_MS)
+        plan = Plan.model_validate_json(assignment.plan_json)
+        share = WorkerShare(plan, assignment.index, assignment.count)
+        clock_offset_ms = wire.measure_clock_offset_ms(client)
+        start_ns = wire.local_monotonic_ns_of(assignment.start_redis_us, clock_offset_ms)
+        publisher = RecordPublisher(self.redis_url, keys).start()
+        active = _ActiveRun(keys=keys, clock_offset_ms=clock_offset_ms, publisher=publisher, state="running")
+        self._active = active
+        log.info(
+            "run %s: share %d of %d, start in %.3fs, clock offset %.3f ms",
+            assignment.run_id, assignment.index + 1, assignment.count,
+            (start_ns - time.monotonic_ns()) / 1e9, clock_offset_ms,
+        )
+        try:
+            _run_engine(self.worker_id, share, assignment, start_ns, clock_offset_ms, active)
+        finally:
+            active.state = "flushing"
+            delivered_all = publisher.close(timeout_s=wire.WORKER_ORPHAN_S)
+            if not delivered_all:
+                log.error("run %s: %d records could not be delivered to Redis", assignment.run_id, publisher.pending)
+            if publisher.dropped:
+                log.error("run %s: %d records dropped (buffer full during a Redis outage)", assignment.run_id, publisher.dropped)
+            active.state = "done"
+            self._active = None
+        if active.stop_reason:
+            log.warning("run %s stopped early: %s", assignment.run_id, active.stop_reason)
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        client: redis.Redis | None = None
+        unreachable_since: float | None = None
+        # Beats go on until shutdown, and past it while a run still delivers its records.
+        while not self._shutdown.is_set() or self._active is not None:
+            active = self._active
+            try:
+                if client is None:
+                    client = wire.open_redis(self.redis_url, socket_timeout_s=2.0, check=False)
+                self._beat_once(client, active)
+                unreachable_since = None
+            except Exception as exc:  # noqa: BLE001 - keep beating through outages
+                if client is not None:
+                    client.close()
+                    client = None
+                now = time.monotonic()
+                if unreachable_since is None:
+                    unreachable_since = now
+                    log.warning("heartbeat: Redis unreachable (%s)", exc)
+                elif active is not None and now - unreachable_since > wire.WORKER_ORPHAN_S:
+                    active.request_stop(f"Redis unreachable for {wire.WORKER_ORPHAN_S:g}s")
+            self._shutdown.wait(wire.HEARTBEAT_INTERVAL_S)
+        if client is not None:
+            client.close()
+
+    def _beat_once(self, client: redis.Redis, active: _ActiveRun | None) -> None:
+        self._beat += 1
+        pipe = client.pipeline(transaction=False)
+        state = b"idle" if active is None else f"busy:{active.keys.run_id}".encode()
+        pipe.set(wire.worker_alive_key(self.worker_id), state, px=wire.WORKER_ALIVE_TTL_MS)
+        if active is not None:
+            beat = wire.RunBeat(
+                beat=self._beat,
+                clock_offset_ms=active.clock_offset_ms,
+                records_sent=active.publisher.delivered,
+                state=active.state,
+            )
+            wire.queue_run_beat(pipe, active.keys, self.worker_id, beat)
+        replies = pipe.execute()
+        if active is not None:
+            coordinator_alive, stop_requested = replies[-1]
+            if stop_requested:
+                active.request_stop("the coordinator stopped the run")
+            elif not coordinator_alive:
+                active.request_stop("the coordinator is gone")
+
+
+def _run_engine(
+    worker_id: str,
+    share: WorkerShare,
+    assignment: wire.Assignment,
+    start_ns: int,
+    clock_offset_ms: float,
+    active: _ActiveRun,
+) -> object:
+    """Run the engine on a fresh event loop (uvloop when available) until its share is done."""
+    from .engines.auto import run_share
+
+    async def main() -> object:
+        active.loop = asyncio.get_running_loop()
+        active.stop = asyncio.Event()
+        if active.stopped.is_set():
+            active.stop.set()
+        return await run_share(
+            share,
+            start_ns=start_ns,
+            sink=active.publisher.submit,
+            worker_id=worker_id,
+            run_id=assignment.run_id,
+            interval_s=assignment.interval_s,
+            clock_offset_ms=clock_offset_ms,
+            stop=active.stop,
+        )
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    return uvloop.run(main())

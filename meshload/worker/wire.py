@@ -1,0 +1,258 @@
+"""The Redis side of meshload, in one place: every key, every shape that travels, every timing constant
+of the coordinator-worker conversation, and how a Redis URL becomes a client.
+
+Keys (`{run}` is a run id, `{worker}` a worker id):
+
+    meshload:fleet                       hash   worker id -> WorkerInfo (who can take work)
+    meshload:worker:{worker}:alive       string worker's liveness, expires after WORKER_ALIVE_TTL_MS
+    meshload:worker:{worker}:assign      list   Assignments waiting for that worker (BLPOP)
+    meshload:run:{run}:records           stream interval records (field "r": `encode_record` bytes)
+    meshload:run:{run}:beats             hash   worker id -> RunBeat (heartbeats during the run)
+    meshload:run:{run}:coordinator       string the coordinator is alive; expires after COORDINATOR_TTL_MS
+    meshload:run:{run}:stop              string present: every worker of the run stops now
+
+The coordinator reads the records stream through the consumer group `CONSUMER_GROUP`. A record's
+identity is (worker id, seq) inside the record, so a record sent twice (a retry after a lost reply) is
+recognised and counted once by the aggregator.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+import redis
+import redis.exceptions
+
+from ..errors import RedisError
+
+KEY_PREFIX = "meshload"
+
+# -- timing of the conversation -------------------------------------------------------------------
+
+#: Workers refresh their run heartbeat and fleet liveness this often.
+HEARTBEAT_INTERVAL_S = 0.5
+#: A worker whose heartbeat has not changed for this long (while Redis was reachable) is lost.
+HEARTBEAT_LIVENESS_S = 3.0
+#: A fleet worker's liveness key lives this long without a refresh.
+WORKER_ALIVE_TTL_MS = 3_000
+#: The coordinator refreshes its key at least every HEARTBEAT_INTERVAL_S; without it for this long,
+#: workers consider it gone and stop the run by themselves.
+COORDINATOR_TTL_MS = 6_000
+#: A worker that cannot reach Redis at all for this long stops its run (its coordinator cannot see it).
+WORKER_ORPHAN_S = 30.0
+#: Streams are trimmed approximately to this many entries: a bound, never reached by a healthy run
+#: (200 workers x 1 record/s = 500 s of backlog).
+STREAM_MAXLEN = 100_000
+#: Name of the coordinator's consumer group on a run's records stream.
+CONSUMER_GROUP = "coordinator"
+#: Field of a stream entry holding the record bytes.
+RECORD_FIELD = b"r"
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+def fleet_key() -> str:
+    return f"{KEY_PREFIX}:fleet"
+
+
+def worker_alive_key(worker_id: str) -> str:
+    return f"{KEY_PREFIX}:worker:{worker_id}:alive"
+
+
+def assignment_key(worker_id: str) -> str:
+    return f"{KEY_PREFIX}:worker:{worker_id}:assign"
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The keys of one run."""
+
+    run_id: str
+
+    @property
+    def records(self) -> str:
+        return f"{KEY_PREFIX}:run:{self.run_id}:records"
+
+    @property
+    def beats(self) -> str:
+        return f"{KEY_PREFIX}:run:{self.run_id}:beats"
+
+    @property
+    def coordinator(self) -> str:
+        return f"{KEY_PREFIX}:run:{self.run_id}:coordinator"
+
+    @property
+    def stop(self) -> str:
+        return f"{KEY_PREFIX}:run:{self.run_id}:stop"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.records, self.beats, self.coordinator, self.stop)
+
+
+# -- shapes on the wire ---------------------------------------------------------------------------
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """What a worker says about itself when it registers in the fleet."""
+
+    id: str
+    host: str
+    pid: int
+    cores: int
+    version: str = ""
+    once: bool = False  # a worker spawned for one run (it leaves after it)
+
+
+class Assignment(msgspec.Struct, kw_only=True):
+    """A worker's share of one run, and when to start it."""
+
+    run_id: str
+    plan_json: str  # `Plan.model_dump_json()`
+    index: int  # this worker's share: index of count (`split_plan`)
+    count: int
+    start_redis_us: int  # the common start instant, Redis server clock (Unix microseconds)
+    interval_s: float = 1.0
+
+
+class RunBeat(msgspec.Struct, kw_only=True):
+    """A worker's heartbeat during a run."""
+
+    beat: int  # increases with every heartbeat; the coordinator watches it change
+    clock_offset_ms: float = 0.0  # worker clock minus Redis server clock
+    records_sent: int = 0  # records the worker has delivered to the stream so far
+    state: str = "waiting"  # waiting | running | flushing | done
+
+
+def encode(value: msgspec.Struct) -> bytes:
+    return msgspec.msgpack.encode(value)
+
+
+def decode_assignment(data: bytes) -> Assignment:
+    return msgspec.msgpack.decode(data, type=Assignment)
+
+
+def decode_worker_info(data: bytes) -> WorkerInfo:
+    return msgspec.msgpack.decode(data, type=WorkerInfo)
+
+
+def decode_run_beat(data: bytes) -> RunBeat:
+    return msgspec.msgpack.decode(data, type=RunBeat)
+
+
+#: A worker's run heartbeat, written only while the run's coordinator key exists (so a beat racing
+#: the coordinator's clean-up never re-creates the hash); answers {coordinator alive, stop requested}.
+_RUN_BEAT_SCRIPT = """
+local alive = redis.call('EXISTS', KEYS[2])
+if alive == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return {alive, redis.call('EXISTS', KEYS[3])}
+"""
+
+
+def queue_run_beat(pipe: redis.client.Pipeline, keys: RunKeys, worker_id: str, beat: RunBeat) -> None:
+    """Queue a run heartbeat on `pipe`; its reply is [coordinator alive (0/1), stop requested (0/1)]."""
+    pipe.eval(_RUN_BEAT_SCRIPT, 3, keys.beats, keys.coordinator, keys.stop, worker_id, encode(beat))
+
+
+# -- clocks ---------------------------------------------------------------------------------------
+
+
+def redis_time_us(client: redis.Redis) -> int:
+    """The Redis server's clock, Unix microseconds."""
+    seconds, micros = client.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+def measure_clock_offset_ms(client: redis.Redis, samples: int = 5) -> float:
+    """This host's wall clock minus the Redis server's, NTP-style: the server read is taken to
+    happen at the midpoint of the round trip, and the sample with the shortest round trip wins."""
+    best_rtt_ns = None
+    best_offset_ms = 0.0
+    for _ in range(samples):
+        before_ns = time.time_ns()
+        server_us = redis_time_us(client)
+        after_ns = time.time_ns()
+        rtt_ns = after_ns - before_ns
+        if best_rtt_ns is None or rtt_ns < best_rtt_ns:
+            best_rtt_ns = rtt_ns
+            midpoint_us = (before_ns + after_ns) / 2_000
+            best_offset_ms = (midpoint_us - server_us) / 1_000
+    return best_offset_ms
+
+
+def local_monotonic_ns_of(redis_instant_us: int, clock_offset_ms: float) -> int:
+    """A Redis-clock instant as a `time.monotonic_ns()` instant of this host."""
+    local_wall_ns = redis_instant_us * 1_000 + int(clock_offset_ms * 1_000_000)
+    return time.monotonic_ns() + (local_wall_ns - time.time_ns())
+
+
+# -- connecting -----------------------------------------------------------------------------------
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def open_redis(url: str, *, socket_timeout_s: float | None = 5.0, check: bool = True) -> redis.Redis:
+    """A client for `url` (redis://, rediss:// for TLS, unix://), checked with PING.
+
+    Raises RedisError with one line (what failed, which URL, what to do) for a bad URL, an
+    unreachable server or a refused password.
+    """
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=5.0,
+            health_check_interval=0,
+        )
+    except ValueError as exc:
+        raise RedisError(
+            f"{url!r} is not a Redis URL ({exc}); use redis://[:PASSWORD@]HOST:PORT[/DB], "
+            "rediss://... for TLS or unix:///path/to/socket"
+        ) from exc
+    if check:
+        try:
+            client.ping()
+        except Exception as exc:
+            client.close()
+            raise translate_redis_error(exc, url) from exc
+    return client
+
+
+def translate_redis_error(exc: BaseException, url: str) -> RedisError:
+    """The user's one line for a Redis library error."""
+    where = redacted(url)
+    text = str(exc)
+    # NOAUTH (RESP2) or, with redis-py's HELLO handshake, "HELLO must be called with the client
+    # already authenticated": the server wants a password and the URL has none.
+    if "NOAUTH" in text or "Authentication required" in text or "already authenticated" in text:
+        return RedisError(f"Redis at {where} needs a password; give it in the URL (redis://:PASSWORD@HOST:PORT)")
+    if isinstance(exc, redis.exceptions.AuthenticationError) or "WRONGPASS" in text or "invalid password" in text:
+        return RedisError(f"Redis at {where} refused the password; put the right one in the URL (redis://:PASSWORD@HOST:PORT)")
+    if "without any password configured" in text:
+        return RedisError(f"Redis at {where} has no password set; remove the password from the URL")
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)):
+        return RedisError(f"cannot reach Redis at {where} ({text or type(exc).__name__}); check that it runs and the URL is right")
+    return RedisError(f"Redis at {where} failed: {text or type(exc).__name__}")
+
+
+#: Errors that mean "Redis is unreachable right now; try again" (not a bad request).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    ConnectionResetError,
+    BrokenPipeError,
+)

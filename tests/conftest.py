@@ -1,0 +1,50 @@
+"""Root fixtures: real HTTP test servers on loopback, stopped after each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:  # `tests.support` however pytest was started
+    sys.path.insert(0, str(_REPO))
+
+from tests.support.http_servers import (  # noqa: E402
+    ServerHandle,
+    refused_port,
+    self_signed_certificate,
+    start_server,
+)
+
+StartServer = Callable[..., ServerHandle]
+
+
+@pytest.fixture
+def http_server() -> Iterator[StartServer]:
+    """Start test servers: `http_server("ok")`, `http_server("stall", stall_period_s=1, stall_s=0.2)`,
+    "malformed", "reset"; all are stopped when the test ends."""
+    started: list[ServerHandle] = []
+
+    def start(kind: str, **options: object) -> ServerHandle:
+        handle = start_server(kind, **options)  # type: ignore[arg-type]
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """An http:// URL on loopback where nothing listens."""
+    return f"http://127.0.0.1:{refused_port()}/"
+
+
+@pytest.fixture(scope="session")
+def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) of a self-signed server certificate for 127.0.0.1."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))

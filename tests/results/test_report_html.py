@@ -1,0 +1,101 @@
+"""report.html: self-contained, with the charts, the numbers and the verdict."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from meshload.results.aggregate import RunAggregator
+from meshload.results.outputs import write_run_outputs
+from meshload.results.report_html import render_report, spectrum_percentiles
+from meshload.results.run_result import RunResult
+
+from .conftest import RUN_ID, make_plan
+
+RESOURCE_ATTRIBUTES = {"src", "href", "srcset", "data", "poster", "action"}
+
+
+class _Resources(HTMLParser):
+    """Collects every attribute that would make a browser fetch something, and every tag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.references: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.references += [value or "" for name, value in attrs if name in RESOURCE_ATTRIBUTES]
+
+
+def test_report_is_self_contained_and_shows_the_run(finished_result: RunResult) -> None:
+    page = render_report(finished_result)
+    parser = _Resources()
+    parser.feed(page)
+
+    assert parser.references == []  # no script, stylesheet, image or font to fetch
+    assert "@import" not in page and "url(" not in page
+    assert not re.search(r"https?://(?!127\.0\.0\.1:9/productpage)", page)  # only the plan's target URL
+    assert parser.tags.count("svg") == 3
+    assert parser.tags.count("script") == 0
+    for section in (
+        'id="validity"',
+        'id="spectrum"',
+        'id="rate"',
+        'id="latency"',
+        'id="workers"',
+        'id="mesh"',
+        'id="plan"',
+    ):
+        assert section in page
+    # Both curves of the spectrum, and the log percentile axis.
+    assert 'data-series="corrected"' in page and 'data-series="uncorrected"' in page
+    assert ">99.9%<" in page
+    # The numbers: corrected p99 and p99.99, the rate, the outcomes, each worker, the mesh.
+    corrected = finished_result.corrected
+    assert f"{corrected.value_at_percentile(99) / 1000.0:.3f}" in page
+    assert f"{corrected.value_at_percentile(99.99) / 1000.0:.3f}" in page
+    assert f"{finished_result.uncorrected.value_at_percentile(50) / 1000.0:.3f}" in page
+    assert "300.0" in page and "HTTP 503" in page and "reset" in page
+    assert "worker 1,odd" in page and "182.6" in page
+    assert "VALID RUN" in page
+
+
+def test_invalid_run_is_said_first_and_loudly(finished_result: RunResult) -> None:
+    finished_result.valid = False
+    finished_result.validity = ["the generator fell behind its schedule: <lag> p99 40.0 ms"]
+    page = render_report(finished_result)
+
+    verdict = page.index("INVALID RUN")
+    assert verdict < page.index('id="spectrum"')
+    assert "&lt;lag&gt; p99 40.0 ms" in page  # escaped, never raw markup
+    assert 'class="verdict invalid"' in page
+
+
+def test_spectrum_goes_as_deep_as_the_count_supports() -> None:
+    assert max(spectrum_percentiles(1000)) == 99.9
+    assert round(max(spectrum_percentiles(10**9)), 6) == 99.999
+    assert spectrum_percentiles(10)[0] == 0.0
+
+
+def test_an_empty_run_still_renders_and_says_why(tmp_path: Path) -> None:
+    result = RunAggregator(make_plan(labels={}), RUN_ID).result()
+    page = render_report(result)
+
+    assert "INVALID RUN" in page and "no request completed" in page
+    assert "No mesh sampler ran" in page and page.count("no data") == 3
+    written = write_run_outputs(result, tmp_path)
+    assert written["report"].read_text(encoding="utf-8") == page
+
+
+def test_every_chart_point_lies_inside_its_chart(finished_result: RunResult) -> None:
+    page = render_report(finished_result)
+    width, height = (int(v) for v in re.search(r'viewBox="0 0 (\d+) (\d+)"', page).groups())  # type: ignore[union-attr]
+    polylines = re.findall(r'<polyline[^>]*points="([^"]+)"', page)
+
+    assert len(polylines) == 6  # spectrum: 2 curves, rate: 2, latency: 2
+    for points in polylines:
+        for point in points.split():
+            x, y = (float(v) for v in point.split(","))
+            assert 0 <= x <= width and 0 <= y <= height, point

@@ -1,0 +1,1 @@
+"""Real components for tests (servers on loopback, started and stopped by fixtures)."""

@@ -1,0 +1,238 @@
+"""Real HTTP servers on loopback for tests, each in its own process, with counters tests can read.
+
+Kinds (`python tests/support/http_servers.py KIND`):
+
+- ``ok``: keep-alive HTTP/1.1, answers every request at once with ``200 ok`` (HTTPS with ``--tls-cert``);
+- ``stall``: like ``ok``, except that while ``time.time() % period_s < stall_s`` it answers nothing,
+  then answers everything it held back the moment the stall ends;
+- ``malformed``: answers every request with bytes that are not HTTP;
+- ``reset``: accepts, reads the request, and resets the connection (RST, SO_LINGER 0).
+
+Each server also listens on a control port that answers any request with its counters as JSON
+(``{"requests": n, "connections": m}``), so reading them never touches the server under test. The
+servers understand requests without bodies (what the engine tests send). `start_server` returns a
+handle; `stop()` ends the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+MALFORMED_RESPONSE = b"THIS IS NOT HTTP\r\n\r\n"
+READY_TIMEOUT_S = 20.0
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+# -- the servers (run in the child process) ---------------------------------------------------------
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.connections = 0
+
+
+class _ServerProtocol(asyncio.Protocol):
+    """Counts complete request heads; what it answers depends on the server kind."""
+
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.counters.connections += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        heads = self.buffer.count(_END_OF_HEAD)
+        if not heads:
+            return
+        self.buffer = self.buffer[self.buffer.rfind(_END_OF_HEAD) + len(_END_OF_HEAD):]
+        self.server.counters.requests += heads
+        self.server.answer(self, heads)
+
+
+class _Server:
+    def __init__(self, kind: str, stall_period_s: float, stall_s: float) -> None:
+        self.kind = kind
+        self.stall_period_s = stall_period_s
+        self.stall_s = stall_s
+        self.counters = _Counters()
+        self.held: list[tuple[_ServerProtocol, int]] = []
+
+    def answer(self, protocol: _ServerProtocol, heads: int) -> None:
+        transport = protocol.transport
+        assert transport is not None
+        if self.kind == "malformed":
+            transport.write(MALFORMED_RESPONSE)
+        elif self.kind == "reset":
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        elif self.kind == "stall" and self._stall_remaining_s() > 0:
+            if not self.held:
+                asyncio.get_running_loop().call_later(self._stall_remaining_s(), self._release_held)
+            self.held.append((protocol, heads))
+        else:
+            transport.write(OK_RESPONSE * heads)
+
+    def _stall_remaining_s(self) -> float:
+        phase_s = time.time() % self.stall_period_s
+        return self.stall_s - phase_s if phase_s < self.stall_s else 0.0
+
+    def _release_held(self) -> None:
+        if self._stall_remaining_s() > 0:  # the timer fired a hair early
+            asyncio.get_running_loop().call_later(self._stall_remaining_s(), self._release_held)
+            return
+        held, self.held = self.held, []
+        for protocol, heads in held:
+            if protocol.transport is not None and not protocol.transport.is_closing():
+                protocol.transport.write(OK_RESPONSE * heads)
+
+
+class _ControlProtocol(asyncio.Protocol):
+    def __init__(self, counters: _Counters) -> None:
+        self.counters = counters
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        body = json.dumps(vars(self.counters)).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        self.transport.write(head + body)  # type: ignore[attr-defined]
+        self.transport.close()  # type: ignore[attr-defined]
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    server = _Server(args.kind, args.stall_period_s, args.stall_s)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    listener = await loop.create_server(lambda: _ServerProtocol(server), "127.0.0.1", 0, ssl=tls, backlog=1024)
+    control = await loop.create_server(lambda: _ControlProtocol(server.counters), "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    control_port = control.sockets[0].getsockname()[1]
+    print(f"READY {port} {control_port}", flush=True)
+    # Ends when the parent goes away (stdin closes) or terminates us.
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.read()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["ok", "stall", "malformed", "reset"])
+    parser.add_argument("--stall-period-s", type=float, default=1.0)
+    parser.add_argument("--stall-s", type=float, default=0.0)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.run(_serve(args))
+    except ImportError:
+        asyncio.run(_serve(args))
+
+
+# -- the handle (used by tests, in the parent process) ----------------------------------------------
+
+
+@dataclass
+class ServerHandle:
+    """A running test server: its URL, its counters, and how to stop it."""
+
+    kind: str
+    port: int
+    control_port: int
+    process: subprocess.Popen
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
+
+    def counters(self) -> dict[str, int]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/", timeout=5) as reply:
+            return json.loads(reply.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def start_server(
+    kind: str,
+    *,
+    stall_period_s: float = 1.0,
+    stall_s: float = 0.0,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> ServerHandle:
+    """Start a test server process and wait until it listens."""
+    command = [sys.executable, str(Path(__file__).resolve()), kind,
+               "--stall-period-s", str(stall_period_s), "--stall-s", str(stall_s)]
+    if tls_cert is not None:
+        command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), True)
+    deadline_s = time.monotonic() + READY_TIMEOUT_S
+    line = ""
+    while not line.startswith("READY") and time.monotonic() < deadline_s and process.poll() is None:
+        line = process.stdout.readline()
+    if not line.startswith("READY"):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"test server {kind!r} did not start (exit code {process.poll()})")
+    _, port, control_port = line.split()
+    return ServerHandle(kind, int(port), int(control_port), process, "https" if tls_cert else "http")
+
+
+def refused_port() -> int:
+    """A loopback port where nothing listens (bound, then closed; nobody else binds it in a test)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1/localhost, made with openssl."""
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+if __name__ == "__main__":
+    main()

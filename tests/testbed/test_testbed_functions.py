@@ -1,0 +1,308 @@
+"""Each traffic-control function demonstrably does its job, switched on one running testbed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from meshload.coordinator.mesh.local import LocalTestbedMesh
+from meshload.testbed.topology import Ports
+
+from .client import fetch, fetch_many, login
+
+RATINGS_API = "/api/v1/products/0/ratings"
+REVIEWS_API = "/api/v1/products/0/reviews"
+DELAY_7S_TO_1S = 1 / 7  # fault_scale making ratings' 7 s delay last 1 s
+
+
+def _ports(testbed) -> Ports:
+    return Ports.from_json(testbed.folder.load()["ports"])
+
+
+@pytest.fixture
+def ratings_mode(testbed):
+    """Set ratings' own behaviour for one test; always back to normal after it."""
+
+    def set_mode(mode: str, fault_scale: float = 1.0) -> None:
+        testbed.set_app_mode("ratings", mode, fault_scale=fault_scale)
+
+    yield set_mode
+    testbed.set_app_mode("ratings", "normal", fault_scale=1.0)
+
+
+def _stats(testbed, proxy: str) -> list[dict[str, str]]:
+    with socket.socket(socket.AF_UNIX) as stats:
+        stats.connect(testbed.stats_socket(proxy))
+        stats.sendall(b"show stat\n")
+        raw = b""
+        while chunk := stats.recv(65536):
+            raw += chunk
+    header, *rows = raw.decode().strip().splitlines()
+    names = header.lstrip("# ").split(",")
+    return [dict(zip(names, row.split(","))) for row in rows]
+
+
+def _server(testbed, proxy: str, backend: str, server: str) -> dict[str, str]:
+    return next(row for row in _stats(testbed, proxy) if row["pxname"] == backend and row["svname"] == server)
+
+
+def test_mtls_refuses_clients_without_a_testbed_certificate(testbed, tmp_path):
+    testbed.apply("mtls")
+    details = _ports(testbed).instances["details-v1"].inbound
+    certs = testbed.folder.certs_dir
+    # plaintext to a sidecar: no HTTP answer
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        fetch(f"http://127.0.0.1:{details}/details/0", timeout_s=3)
+
+    def tls_get(context: ssl.SSLContext) -> tuple[bytes, dict]:
+        with (
+            socket.create_connection(("127.0.0.1", details), timeout=3) as raw,
+            context.wrap_socket(raw, server_hostname="details") as tls,
+        ):
+            tls.sendall(b"GET /details/0 HTTP/1.1\r\nhost: details\r\nconnection: close\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+            return answer, tls.getpeercert()
+
+    trusting = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        answer, _ = tls_get(trusting)  # no client certificate
+        assert not answer.startswith(b"HTTP/1.1 200"), "a client without a certificate was served"
+        raise ConnectionError("refused after the handshake")
+
+    # a certificate from another CA is refused too
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "other.key"),
+            "-out",
+            str(tmp_path / "other.crt"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=productpage",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    stranger = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    stranger.load_cert_chain(tmp_path / "other.crt", tmp_path / "other.key")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        answer, _ = tls_get(stranger)
+        assert not answer.startswith(b"HTTP/1.1 200"), "a certificate from another CA was accepted"
+        raise ConnectionError("refused after the handshake")
+
+    # a workload certificate from the testbed CA is accepted, and the sidecar proves it is details
+    member = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    member.load_cert_chain(certs / "productpage.pem")
+    answer, peer = tls_get(member)
+    assert answer.startswith(b"HTTP/1.1 200") and b'"author":"William Shakespeare"' in answer
+    assert ("URI", "spiffe://cluster.local/ns/default/sa/bookinfo-details") in peer["subjectAltName"]
+    assert dict(x[0] for x in peer["issuer"])["commonName"] == "meshload testbed CA"
+    # and BookInfo still works end to end, every hop encrypted
+    assert fetch(f"{testbed.ingress_url}{REVIEWS_API}").status == 200
+    assert b"Book Details" in fetch(f"{testbed.ingress_url}/productpage").body
+
+
+def test_rate_limit_answers_429_above_the_limit(testbed):
+    limit_rps = 10
+    testbed.apply("rate-limit", {"limit_rps": str(limit_rps)})
+    started = time.monotonic()
+    answers = fetch_many(f"{testbed.ingress_url}/api/v1/products", 60, concurrency=6)
+    elapsed_s = time.monotonic() - started
+    admitted = [a for a in answers if a.status == 200]
+    limited = [a for a in answers if a.status == 429]
+    assert len(admitted) + len(limited) == 60
+    assert limited and all(a.headers.get("x-local-rate-limit") == "true" for a in limited)
+    # a sliding one-second window: at most the limit per second elapsed (plus the first window)
+    assert len(admitted) <= limit_rps * (elapsed_s + 1) + 2
+    assert len(admitted) >= limit_rps // 2
+
+
+def test_retries_raise_success_when_ratings_is_faulty(testbed, ratings_mode):
+    ratings_mode("faulty")  # half of ratings' answers are 503
+    testbed.apply("sidecar")
+    plain = fetch_many(f"{testbed.ingress_url}{RATINGS_API}", 60)
+    testbed.apply("retries", {"attempts": "3"})
+    retried = fetch_many(f"{testbed.ingress_url}{RATINGS_API}", 60)
+    plain_rate = sum(a.status == 200 for a in plain) / len(plain)
+    retried_rate = sum(a.status == 200 for a in retried) / len(retried)
+    assert {a.status for a in plain} == {200, 503}
+    assert plain_rate < 0.8
+    assert retried_rate >= 0.85 and retried_rate > plain_rate + 0.2
+
+
+def test_circuit_breaker_turns_overload_into_fast_503(testbed, ratings_mode):
+    ratings_mode("delayed", DELAY_7S_TO_1S)  # half of ratings' answers take 1 s
+    testbed.apply("circuit-breaker", {"service": "ratings", "max_connections": "1", "max_pending": "1"})
+    answers = fetch_many(f"{testbed.ingress_url}{RATINGS_API}", 24, concurrency=12)
+    overflow = [a for a in answers if a.status == 503]
+    assert len(overflow) >= 6
+    assert {a.status for a in answers} <= {200, 503}
+    fast = sorted(a.elapsed_s for a in overflow)
+    assert fast[len(fast) // 2] < 0.5  # rejected at once, not after waiting for the slow instance
+
+
+def test_circuit_breaker_ejects_a_failing_reviews_instance(testbed):
+    testbed.apply("circuit-breaker", {"service": "reviews", "consecutive_errors": "2", "ejection_s": "30"})
+    try:
+        testbed.set_app_mode("reviews-v3", "failing")
+        for _ in range(12):
+            fetch(f"{testbed.ingress_url}{REVIEWS_API}")  # productpage's second attempt hides most failures
+        v3 = _server(testbed, "productpage-v1-sidecar", "to_reviews", "reviews-v3")
+        assert v3["status"].startswith("DOWN"), v3["status"]
+        served_before = int(v3["stot"])
+        pods = [fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"] for _ in range(9)]
+        assert not any(pod.startswith("reviews-v3") for pod in pods)
+        assert {pod.split("-")[1] for pod in pods} == {"v1", "v2"}
+        assert (
+            int(_server(testbed, "productpage-v1-sidecar", "to_reviews", "reviews-v3")["stot"])
+            == served_before
+        )
+    finally:
+        testbed.set_app_mode("reviews-v3", "normal")
+
+
+def test_timeout_cuts_slow_answers_to_504(testbed, ratings_mode):
+    ratings_mode("delayed", DELAY_7S_TO_1S)
+    testbed.apply("timeout", {"service": "ratings", "timeout_ms": "200"})
+    answers = fetch_many(f"{testbed.ingress_url}{RATINGS_API}", 16, concurrency=8)
+    cut = [a for a in answers if a.status == 504]
+    assert cut and {a.status for a in answers} <= {200, 504}
+    assert all(0.15 < a.elapsed_s < 0.9 for a in cut)
+
+
+def test_fault_delay_and_abort_hit_the_configured_user(testbed):
+    base = testbed.ingress_url
+    jason = {"cookie": login(base, "jason")}
+    testbed.apply("fault-delay", {"service": "details", "delay_ms": "600"})  # end_user defaults to jason
+    assert fetch(f"{base}/api/v1/products/0", headers=jason).elapsed_s >= 0.6
+    assert min(fetch(f"{base}/api/v1/products/0").elapsed_s for _ in range(3)) < 0.6
+
+    testbed.apply("fault-abort", {"service": "details", "status": "555"})
+    assert fetch(f"{base}/api/v1/products/0").status == 200
+    aborted = fetch(f"{base}/api/v1/products/0", headers=jason)
+    assert aborted.status == 555
+    assert b"Error fetching product details!" in fetch(f"{base}/productpage", headers=jason).body
+
+    testbed.apply("fault-abort", {"service": "details", "percent": "50", "end_user": ""})
+    statuses = {fetch(f"{base}/api/v1/products/0").status for _ in range(30)}
+    assert statuses == {200, 500}
+
+
+def test_none_bypasses_every_proxy(testbed):
+    mark = testbed.folder.load()["mark"]
+    proxies_before = [p for p in psutil.process_iter(["name", "environ"]) if p.info["name"] == "haproxy"]
+    assert proxies_before
+    old_ingress = testbed.ingress_url
+    testbed.apply("none")
+    try:
+        ports = _ports(testbed)
+        assert testbed.ingress_url == f"http://127.0.0.1:{ports.instances['productpage-v1'].app}"
+        kinds = {p["kind"] for p in testbed.status()["processes"]}
+        assert kinds == {"app"}
+        marked = [
+            p
+            for p in psutil.process_iter(["name", "environ"])
+            if (p.info["environ"] or {}).get("MESHLOAD_TESTBED_MARK") == mark
+        ]
+        assert marked and not any(p.info["name"] == "haproxy" for p in marked)
+        with pytest.raises(OSError):
+            fetch(f"{old_ingress}/productpage", timeout_s=2)
+        pods = {
+            fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"].split("-")[1] for _ in range(6)
+        }
+        assert pods == {"v1", "v2", "v3"}  # productpage takes turns over the instances itself
+        assert b"Book Details" in fetch(f"{testbed.ingress_url}/productpage").body
+        apps = {
+            json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"]
+            for p in ports.instances.values()
+        }
+        assert apps == {p["pid"] for p in testbed.status()["processes"]}
+    finally:
+        testbed.apply("sidecar")
+    assert testbed.ingress_url == old_ingress and fetch(f"{old_ingress}/productpage").status == 200
+    # the applications were never restarted
+    assert {
+        json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"]
+        for p in ports.instances.values()
+    } == apps
+
+
+def test_load_balancing_policies(testbed):
+    testbed.apply("lb-random")
+    pods = [fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"] for _ in range(45)]
+    assert len(set(pods)) == 3
+    assert any(pods[i] == pods[i + 1] for i in range(len(pods) - 1))  # not a rotation
+    testbed.apply("lb-least-request")
+    config = (testbed.folder.config_dir / "productpage-v1-sidecar.cfg").read_text()
+    assert "backend to_reviews\n    balance leastconn" in config
+    pods = {fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"] for _ in range(9)}
+    assert len(pods) == 3
+
+
+def test_access_log_follows_one_request_through_every_hop(testbed):
+    testbed.apply("access-log", {"format": "json"})
+    base = testbed.ingress_url
+    cookie = login(base, "jason")
+    request_id = f"trace-{time.monotonic_ns()}"
+    assert fetch(f"{base}/productpage", headers={"cookie": cookie, "x-request-id": request_id}).status == 200
+    deadline = time.monotonic() + 5
+    wanted = ("ingress-gateway", "productpage-v1-sidecar", "details-v1-sidecar")
+    lines: dict[str, list[dict]] = {}
+    while time.monotonic() < deadline:
+        lines = {
+            name: [
+                json.loads(line)
+                for line in (testbed.folder.logs_dir / f"{name}.log").read_text().splitlines()
+                if request_id in line
+            ]
+            for name in wanted
+        }
+        if all(lines.values()):
+            break
+        time.sleep(0.05)
+    assert all(lines.values()), {name: len(found) for name, found in lines.items()}
+    reviews_hops = [
+        json.loads(line)
+        for version in ("v1", "v2", "v3")
+        for line in (testbed.folder.logs_dir / f"reviews-{version}-sidecar.log").read_text().splitlines()
+        if request_id in line
+    ]
+    assert any(hop["path"] == "/reviews/0" and hop["end_user"] == "jason" for hop in reviews_hops)
+    details_hop = next(entry for entry in lines["details-v1-sidecar"] if entry["proxy"] == "inbound")
+    assert details_hop["path"] == "/details/0" and details_hop["status"] == 200
+    assert details_hop["end_user"] == "jason"  # productpage added it from the session
+
+
+def test_sampling_reports_what_the_mesh_costs(testbed):
+    testbed.apply("sidecar")
+    mesh = LocalTestbedMesh(testbed.folder.root)
+    assert mesh.current_function() == "sidecar" and "circuit-breaker" in mesh.functions()
+    sampling = mesh.start_sampling(interval_s=0.25)
+    subprocess.run(
+        ["wrk", "-t1", "-c4", "-d1s", f"{mesh.ingress_url}/productpage"], check=True, capture_output=True
+    )
+    usage = sampling.stop()
+    assert usage.mesh == "testbed-haproxy" and usage.function == "sidecar" and not usage.mtls_enabled
+    assert (usage.sidecar.count, usage.ingress_gateway.count, usage.applications.count) == (6, 1, 6)
+    assert usage.sidecar.cpu_mcores > 10 and usage.applications.cpu_mcores > 10
+    assert 0 < usage.sidecar.cpu_mcores <= usage.sidecar.cpu_mcores_max * 1.01 + 1
+    assert usage.sidecar.mem_mb > 1 and usage.applications.mem_mb > usage.ingress_gateway.mem_mb
+    assert usage.proxy_version.startswith("HAProxy version 2.")

@@ -1,0 +1,62 @@
+"""The recorder: exact values in the histograms, fixed memory, errors kept apart, clean cuts."""
+
+from __future__ import annotations
+
+from meshload.results.histogram import LatencyHistogram
+from meshload.results.interval import decode_record, encode_record
+from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
+
+MS = 1_000_000  # ns
+
+
+def _cut(recorder: IntervalRecorder, **overrides):
+    options = dict(offset_s=0.0, duration_s=1.0, start_unix_ms=1)
+    options.update(overrides)
+    return decode_record(encode_record(recorder.cut(**options)))
+
+
+def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> None:
+    recorder = IntervalRecorder(worker_id="w", run_id="r", clock_offset_ms=1.5, capacity=16)
+    buffers = [len(recorder._planned_ns), len(recorder._sent_ns), len(recorder._done_ns)]
+    # 100 responses: planned at 0, sent 2 ms late, done 10 ms after planned (so 8 ms after the send).
+    for i in range(100):
+        base = i * 100 * MS
+        recorder.record_response(base, base + 2 * MS, base + 10 * MS, 200 if i % 4 else 503)
+    recorder.record_error("reset", planned_ns=5 * MS, sent_ns=5 * MS + 10_000)
+    recorder.record_error("connect_refused", planned_ns=7 * MS)
+    recorder.record_missed(3)
+    recorder.sent += 101
+    assert [len(recorder._planned_ns), len(recorder._sent_ns), len(recorder._done_ns)] == buffers
+
+    record = _cut(recorder, warmup=True)
+    corrected = LatencyHistogram.decode(record.latency_corrected)
+    uncorrected = LatencyHistogram.decode(record.latency_uncorrected)
+    lag = LatencyHistogram.decode(record.schedule_lag)
+    assert corrected.total_count == uncorrected.total_count == 100  # errors stay out
+    assert abs(corrected.value_at_percentile(50) - 10_000) <= 10
+    assert abs(uncorrected.value_at_percentile(99) - 8_000) <= 8
+    assert lag.total_count == 101  # the reset request was sent: its lag counts
+    assert record.completed == 100 and record.sent == 101
+    assert record.status_codes == {"200": 75, "503": 25}
+    assert record.errors == {"reset": 1, "connect_refused": 1, "not_sent": 3}
+    assert record.missed == 3
+    assert record.late == 100  # 2 ms lag > LATE_THRESHOLD_US; the reset's 10 µs is not late
+    assert 2_000 > LATE_THRESHOLD_US > 10
+    assert record.clock_offset_ms == 1.5 and record.warmup and record.seq == 0 and record.run_id == "r"
+
+    # The next cut starts from nothing.
+    recorder.record_response(0, 0, 1 * MS, 200)
+    second = _cut(recorder, offset_s=1.0, final=True)
+    assert second.seq == 1 and second.final
+    assert second.completed == 1 and second.sent == 0 and second.errors == {} and second.missed == 0
+    assert LatencyHistogram.decode(second.latency_corrected).total_count == 1
+    assert recorder.total_completed == 101 and recorder.total_errors["not_sent"] == 3
+
+
+def test_cpu_seconds_are_this_processes_own() -> None:
+    recorder = IntervalRecorder(worker_id="w")
+    total = 0
+    for i in range(300_000):  # burn a little CPU inside the interval
+        total += i * i
+    record = recorder.cut(offset_s=0.0, duration_s=1.0, start_unix_ms=0)
+    assert 0 < record.cpu_seconds < 5 and total > 0
