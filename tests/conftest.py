@@ -12,7 +12,7 @@ _REPO = Path(__file__).resolve().parents[1]
 if str(_REPO) not in sys.path:  # `tests.support` however pytest was started
     sys.path.insert(0, str(_REPO))
 
-from tests.support.http_servers import (  # noqa: E402
+from tests.support.http_servers import (
     ServerHandle,
     refused_port,
     self_signed_certificate,

@@ -1,0 +1,7 @@
+"""The coordinator: runs (one plan, many workers, one merged result) and studies (every function ×
+load level × repetition against its baseline), with the mesh adapters and resource sampling."""
+
+from .run import RunOptions, execute_run
+from .study import StudyOptions, run_study
+
+__all__ = ["RunOptions", "StudyOptions", "execute_run", "run_study"]

@@ -287,17 +287,23 @@ def compare_arms(
     return comparisons
 
 
-def trusted_cells(cells: Sequence[CellSummary]) -> tuple[list[CellSummary], bool]:
-    """The valid cells of an arm; when none is valid, every cell and True (a flagged fallback).
+#: The fewest repetitions an arm needs for a bootstrap interval to have any width.
+MIN_REPETITIONS_FOR_INTERVAL = 2
 
-    An invalid cell's latencies include the generator's own delay. Dropping a whole arm would hide a
-    function from the report on a busy machine, so a comparison resting on invalid cells is kept
-    and marked instead: never silently wrong, never silently missing.
+
+def trusted_cells(cells: Sequence[CellSummary]) -> tuple[list[CellSummary], bool]:
+    """The cells an arm is measured by, and whether invalid ones had to be used (a flagged fallback).
+
+    An invalid cell's latencies include the generator's own delay, so an arm uses only its valid
+    cells when there are enough of them for an interval. Otherwise dropping them would leave a
+    single value (no interval) or none (the function vanishes from the report) on a busy machine,
+    so the arm keeps every cell and its comparisons are marked: never silently wrong, never
+    silently missing.
     """
     valid = [cell for cell in cells if cell.valid]
-    if valid:
+    if len(valid) >= MIN_REPETITIONS_FOR_INTERVAL or len(valid) == len(cells):
         return valid, False
-    return list(cells), bool(cells)
+    return list(cells), True
 
 
 def compare_study(cells: Sequence[CellSummary], baselines: dict[str, str | None], *, seed: int = 0) -> list[Comparison]:

@@ -80,7 +80,7 @@ class StudyResult:
         return len(self.cells) == len(self.plan.cells())
 
     def comparisons(self) -> list[Comparison]:
-        """Each function against its baseline at every load level (valid cells only)."""
+        """Each function against its baseline at every load level (see `compare.compare_study`)."""
         return compare_study(self.cells, self.plan.baselines(), seed=self.plan.seed)
 
     def arm(self, function: str, rate: float) -> tuple[list[CellSummary], bool]:
@@ -100,10 +100,10 @@ class StudyResult:
 # -- study.json --------------------------------------------------------------------------------
 
 
-def study_document(study: StudyResult) -> dict[str, object]:
-    """The content of `study.json`."""
+def study_document(study: StudyResult, comparisons: Sequence[Comparison] | None = None) -> dict[str, object]:
+    """The content of `study.json` (`comparisons` when already computed, else computed here)."""
     plan = study.plan
-    comparisons = study.comparisons()
+    comparisons = study.comparisons() if comparisons is None else comparisons
     return {
         "kind": STUDY_KIND,
         "format_version": STUDY_FORMAT_VERSION,
@@ -139,16 +139,17 @@ def write_study_outputs(study: StudyResult, out_dir: Path, *, html: bool = True)
     """Write `study.json` (and `index.html` unless `html` is False) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    document = study_document(study)
+    comparisons = study.comparisons()
+    document = study_document(study, comparisons)
     study_path = out_dir / STUDY_FILE
     # Write then rename: a study interrupted mid-write keeps the previous complete file.
     temporary = study_path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(document, indent=1, allow_nan=False, default=_json_default), encoding="utf-8")
+    temporary.write_text(json.dumps(document, indent=1, allow_nan=False), encoding="utf-8")
     temporary.replace(study_path)
     written["study.json"] = study_path
     if html:
         index_path = out_dir / INDEX_FILE
-        index_path.write_text(render_study_html(study, document), encoding="utf-8")
+        index_path.write_text(render_study_html(study, document, comparisons), encoding="utf-8")
         written["index.html"] = index_path
     return written
 
@@ -169,12 +170,6 @@ def load_study(out_dir: Path) -> StudyResult:
     )
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 # -- index.html --------------------------------------------------------------------------------
 
 _environment = jinja2.Environment(
@@ -186,10 +181,14 @@ _environment = jinja2.Environment(
 )
 
 
-def render_study_html(study: StudyResult, document: dict[str, object] | None = None) -> str:
-    """The self-contained `index.html` of a study."""
-    document = document if document is not None else study_document(study)
-    comparisons = study.comparisons()
+def render_study_html(
+    study: StudyResult,
+    document: dict[str, object] | None = None,
+    comparisons: Sequence[Comparison] | None = None,
+) -> str:
+    """The self-contained `index.html` of a study (pass what `write_study_outputs` already has)."""
+    comparisons = study.comparisons() if comparisons is None else comparisons
+    document = document if document is not None else study_document(study, comparisons)
     plan = study.plan
     colours = {f.name: PALETTE[i % len(PALETTE)] for i, f in enumerate(plan.functions)}
     spectra = [(rate, spectrum_svg(study, rate, colours)) for rate in plan.load_levels]
@@ -246,7 +245,7 @@ def format_value(value: float | None, digits: int = 3) -> str:
 
 
 def format_change(comparison: Comparison, *, with_interval: bool = True) -> str:
-    """ "+1.23 [0.81, 1.70]" (change and its interval, in the metric's unit)."""
+    """The change and its interval in the metric's unit, e.g. "+1.23 [0.81, 1.70]"."""
     text = ("+" if comparison.change > 0 else "") + format_value(comparison.change)
     if min(comparison.n_baseline, comparison.n_function) < 2:
         return text + " (no interval: 1 repetition)" if with_interval else text
@@ -293,7 +292,7 @@ def spectrum_svg(study: StudyResult, rate: float, colours: dict[str, str]) -> st
         if merged.total_count == 0:
             continue
         values = merged.values_at_percentiles(SPECTRUM_PERCENTILES)
-        # "!": drawn from invalid cells (the generator fell behind in every repetition).
+        # "!": invalid cells included (fewer than 2 valid repetitions; see `compare.trusted_cells`).
         name = function.name + (" !" if study.arm(function.name, rate)[1] else "")
         lines[name] = [(_nines(p), max(values[p], 1) / 1000.0) for p in SPECTRUM_PERCENTILES]
     parts = _svg_open(f"Latency percentile spectrum at {rate:g} rps (corrected, all repetitions merged)")
@@ -412,7 +411,9 @@ def _grouped_bars(
 
     `groups` are (key, label) pairs; `bars` maps (group key, series key) to (value, low, high).
     """
-    height = _HEIGHT + 40
+    # Room below the plot for the slanted group labels ("circuit-breaker vs sidecar !").
+    label_room = 110
+    height = _HEIGHT + label_room
     parts = _svg_open(title, height)
     if not bars:
         parts.append(f'<text x="{_LEFT}" y="{height / 2}">no data (no comparison or no mesh sampling)</text></svg>')
@@ -423,7 +424,7 @@ def _grouped_bars(
         high = low + 1.0
     span = high - low
     low, high = low - 0.05 * span * (low < 0), high + 0.05 * span
-    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, height - _TOP - _BOTTOM - 40
+    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, height - _TOP - label_room
 
     def y_of(value: float) -> float:
         return _TOP + plot_h * (1 - (value - low) / (high - low))

@@ -22,4 +22,12 @@ from .profiles import PROFILES, Profile, parse_settings, profile_named
 from .proxies import haproxy_version
 from .testbed import Testbed
 
-__all__ = ["PROFILES", "Profile", "Testbed", "TestbedFailure", "haproxy_version", "parse_settings", "profile_named"]
+__all__ = [
+    "PROFILES",
+    "Profile",
+    "Testbed",
+    "TestbedFailure",
+    "haproxy_version",
+    "parse_settings",
+    "profile_named",
+]

@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import TestbedFailure
+
 STATE_DIR_ENV = "MESHLOAD_TESTBED_DIR"
 
 
@@ -53,6 +55,11 @@ class StateFolder:
             return json.loads(self.state_file.read_text())
         except FileNotFoundError:
             return None
+        except ValueError as exc:  # written atomically, so only a hand edit gets here
+            raise TestbedFailure(
+                f"{self.state_file} is damaged ({exc}); delete it, and stop by pid any testbed process "
+                "left (haproxy, python -m meshload.testbed.apps)"
+            ) from exc
 
     def save(self, state: dict) -> None:
         temporary = self.state_file.with_suffix(".tmp")

@@ -24,7 +24,7 @@ from .haproxy_config import LUA_DELAY, MeshSetting
 from .processes import ProcessRecord
 from .profiles import profile_named
 from .state import StateFolder, default_state_dir, log_tail
-from .topology import INGRESS_NAME, INSTANCES, SERVICES, InstancePorts, Ports
+from .topology import INGRESS_NAME, INSTANCES, SERVICES, InstancePorts, Ports, modes_of
 
 READY_TIMEOUT_S = 10.0
 # paths that prove BookInfo answers end to end: productpage -> details, productpage -> reviews -> ratings
@@ -166,6 +166,13 @@ class Testbed:
         `app_modes` sets services' own behaviour (e.g. {"ratings": "faulty"}); `fault_scale`
         multiplies ratings' 7 s / 60 s / 15 min fault constants."""
         values = profile_named(function).resolve(params)
+        for service, mode in (app_modes or {}).items():
+            if service not in SERVICES or mode not in modes_of(service):
+                raise TestbedFailure(
+                    f"{service} cannot be {mode!r}: modes are {', '.join(modes_of(service))}"
+                    if service in SERVICES
+                    else f"no BookInfo service {service!r}; services: {', '.join(SERVICES)}"
+                )
         if shutil.which("haproxy") is None:
             raise TestbedFailure(
                 "haproxy is not installed; install HAProxy 2.6 or newer (e.g. apt-get install haproxy)"

@@ -37,6 +37,15 @@ INSTANCES: tuple[Instance, ...] = (
 
 INGRESS_NAME = "ingress-gateway"
 
+# How a service may be told to behave (its own faults, not the mesh's): `failing` answers every
+# request with 503; ratings also has the fault modes of its images (v-faulty, v-delayed, ...).
+SERVICE_MODES = ("normal", "failing")
+RATINGS_MODES = (*SERVICE_MODES, "faulty", "delayed", "unavailable", "unhealthy")
+
+
+def modes_of(service: str) -> tuple[str, ...]:
+    return RATINGS_MODES if service == "ratings" else SERVICE_MODES
+
 
 def instances_of(service: str) -> list[Instance]:
     return [instance for instance in INSTANCES if instance.service == service]

@@ -153,6 +153,8 @@ class IntervalRecorder:
             latency_corrected=self.corrected.encode(),
             latency_uncorrected=self.uncorrected.encode(),
             schedule_lag=self.lag.encode(),
+            # Values beyond the histograms' range (in any of the three): the validity check flags them.
+            clamped=self.corrected.clamped + self.uncorrected.clamped + self.lag.clamped,
             final=final,
         )
         self._add_to_totals(cpu_s)

@@ -35,11 +35,11 @@ def error_lines(stderr: str) -> list[str]:
     ("args", "expected"),
     [
         (["http://127.0.0.1:9/", "--rate", "10", "--duration", "5x"], '--duration: "5x" is not a duration'),
-        (["http://127.0.0.1:9/", "--rate", "0"], "--rate: 0 is not a rate"),
-        (["http://127.0.0.1:9/"], "give --rate R (open loop"),
+        (["http://127.0.0.1:9/", "--rate", "0"], "--rate: must be greater than 0 (got 0)"),
+        (["http://127.0.0.1:9/"], "give --rate (requests per second, open loop)"),
         (["http://127.0.0.1:9/", "--rate", "5", "--concurrency", "2"], "exclude each other"),
-        (["ftp://x/", "--rate", "5"], "is not an absolute http:// or https:// URL"),
-        (["http://127.0.0.1:9/", "--rate", "5", "-H", "NoColon"], "--header: 'NoColon' is not 'Name: value'"),
+        (["ftp://x/", "--rate", "5"], "URL: 'ftp://x/' is not an http:// or https:// URL"),
+        (["http://127.0.0.1:9/", "--rate", "5", "-H", "NoColon"], '-H/--header: "NoColon" is not a header; use "Name: value"'),
         (["http://127.0.0.1:9/", "--rate", "5", "--on-worker-loss", "maybe"], "--on-worker-loss: 'maybe' is not one of"),
         (["http://127.0.0.1:9/", "--rate", "5", "--workers", "0"], "--workers: 0 is not a worker count"),
     ],
@@ -190,8 +190,12 @@ def test_a_scenario_file_takes_the_command_line_values_as_overrides(tmp_path) ->
     assert plan.headers["X-Run"] == "7" and plan.labels == {"function": "mtls", "level": "high"}
     plan = build_plan(**{**base, "concurrency": 4})
     assert isinstance(plan.load, ClosedLoop) and plan.load.concurrency == 4
-    with pytest.raises(UsageError, match="not both"):
-        build_plan(**{**base, "url": "http://127.0.0.1:9/"})
+    scenario.write_text("targets: [{url: /productpage}]\nload: {rate: 50}\nduration: 10s\n")
+    plan = build_plan(**{**base, "url": "http://127.0.0.1:9/", "labels": ["smp.function=mtls"]})
+    assert plan.targets[0].url == "http://127.0.0.1:9/productpage"  # the URL is the scenario's base
+    assert plan.labels == {"smp.function": "mtls"}
+    with pytest.raises(UsageError, match="--rate and --concurrency"):
+        build_plan(**{**base, "rate": 5.0, "concurrency": 2})
     scenario.write_text("url: http://127.0.0.1:9/x\nload: {rate: -5}\nduration: 10s\n")
     with pytest.raises(PlanError, match=r"plan.yaml:2: load.rate"):
         build_plan(**base)

@@ -138,15 +138,21 @@ def test_two_studies_and_two_runs_side_by_side(make_run) -> None:
     assert deltas["99.9"].b_ms > deltas["50"].b_ms
 
 
-def test_an_arm_without_valid_cells_is_compared_from_its_invalid_cells_and_flagged(make_run) -> None:
-    none = _cells(make_run, "none", 0.0, range(0, 2), cpu=0.0)
-    sidecar = _cells(make_run, "sidecar", 1.0, range(10, 12), cpu=50.0)
-    for cell in none:
-        cell.valid = False
-    found = {c.metric: c for c in compare_study(none + sidecar, {"none": None, "sidecar": "none"})}
-    assert found["p50_ms"].uses_invalid_cells and found["p50_ms"].n_baseline == 2
-    assert found["p50_ms"].change == pytest.approx(1.0, abs=0.1)
-    # With one valid cell in the arm, only that one is used, and nothing is flagged.
-    none[1].valid = True
-    found = {c.metric: c for c in compare_study(none + sidecar, {"none": None, "sidecar": "none"})}
-    assert not found["p50_ms"].uses_invalid_cells and found["p50_ms"].n_baseline == 1
+def test_an_arm_short_of_valid_cells_keeps_its_invalid_ones_and_is_flagged(make_run) -> None:
+    none = _cells(make_run, "none", 0.0, range(0, 3), cpu=0.0)
+    sidecar = _cells(make_run, "sidecar", 1.0, range(10, 13), cpu=50.0)
+    baselines = {"none": None, "sidecar": "none"}
+
+    def p50() -> object:
+        return next(c for c in compare_study(none + sidecar, baselines) if c.metric == "p50_ms")
+
+    # Two valid cells of three are enough for an interval: the invalid one is left out, no flag.
+    none[0].valid = False
+    assert (p50().n_baseline, p50().uses_invalid_cells) == (2, False)
+    # One valid cell would give no interval, none valid no comparison: every cell is used, flagged.
+    for valid_left in (1, 0):
+        for cell in none[: 3 - valid_left]:
+            cell.valid = False
+        found = p50()
+        assert (found.n_baseline, found.uses_invalid_cells, found.n_function) == (3, True, 3)
+        assert found.change == pytest.approx(1.0, abs=0.1) and found.low < found.change < found.high

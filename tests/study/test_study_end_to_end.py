@@ -39,11 +39,12 @@ def _meshload(*args: str, env: dict[str, str], timeout_s: float) -> subprocess.C
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
 
 
-def _processes_using(folder: Path) -> list[str]:
+def _processes_using(text: Path | str) -> list[str]:
+    """Processes whose command line mentions `text` (a folder, a worker id prefix)."""
     found = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if str(folder) in cmdline:
+        if str(text) in cmdline:
             found.append(f"{process.info['pid']}: {cmdline}")
     return found
 
@@ -57,14 +58,31 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     state = tmp_path / "testbed"
     env = {**os.environ, "MESHLOAD_TESTBED_DIR": str(state), "COLUMNS": "160"}
 
-    finished = _meshload("study", str(plan_path), "--out", str(out), env=env, timeout_s=200)
+    study = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from meshload.coordinator.cli import main; main()",
+            "study",
+            str(plan_path),
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    stdout, stderr = study.communicate(timeout=200)
+    finished = subprocess.CompletedProcess(study.args, study.returncode, stdout, stderr)
     assert finished.returncode == 0, finished.stderr[-3000:]
     # It says how long it will take before it starts, and ends by saying where index.html is.
     assert re.search(r"8 cells of 1s warm-up \+ 3s measured", finished.stderr)
     assert "estimated duration" in finished.stderr
     assert finished.stdout.strip().splitlines()[-1] == f"index.html: {(out / 'index.html').resolve()}"
     assert "sidecar" in finished.stdout and "rate-limit" in finished.stdout  # the summary table
-    assert _processes_using(state) == [] and _processes_using(out) == [], "the study left processes behind"
+    leftovers = _processes_using(state) + _processes_using(out) + _processes_using(f"--id study-{study.pid}-w")
+    assert leftovers == [], "the study left processes behind"
 
     document = json.loads((out / "study.json").read_text())
     assert document["complete"] is True
@@ -120,3 +138,49 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     deltas = json.loads(two_runs.stdout)["percentiles_ms"]
     assert [d["percentile"] for d in deltas][:2] == ["50", "75"]
     assert all(d["change_ms"] == pytest.approx(d["b_ms"] - d["a_ms"]) for d in deltas)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_an_interrupted_study_keeps_its_cells_and_leaves_a_running_testbed_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshload.coordinator.mesh.local import LocalTestbedMesh
+    from meshload.coordinator.study import StudyOptions, run_study
+    from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
+
+    plan = StudyPlan(
+        name="interrupted",
+        load_levels=(20.0,),
+        repetitions=1,
+        warmup_s=0.5,
+        duration_s=1.5,
+        settle_s=0.0,
+        functions=(FunctionSpec(name="none"), FunctionSpec(name="sidecar")),
+        seed=2,
+    )
+    state, out = tmp_path / "testbed", tmp_path / "out"
+    monkeypatch.setenv("MESHLOAD_TESTBED_DIR", str(state))
+    users_testbed = LocalTestbedMesh(state)
+    users_testbed.up("mtls", {"min_tls_version": "TLSv1.3"})
+    seen = []
+
+    def interrupt_after_first(summary, progress) -> None:
+        seen.append(summary.function)
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_study(plan, StudyOptions(out_dir=out, on_cell=interrupt_after_first))
+        # The study found the testbed up: it is still up, with the user's function back in force.
+        status = users_testbed.status()
+        assert status["running"] and status["function"] == "mtls"
+        assert status["params"]["min_tls_version"] == "TLSv1.3"
+    finally:
+        users_testbed.down()
+    # Its own Redis and workers are gone.
+    assert _processes_using(out) + _processes_using(f"--id study-{os.getpid()}-w") == []
+    document = json.loads((out / "study.json").read_text())
+    assert document["complete"] is False and [c["function"] for c in document["cells"]] == seen
+    assert document["environment"]["load_average_after"]
+    assert "This study is incomplete: 1 of 2 cells ran." in (out / "index.html").read_text()

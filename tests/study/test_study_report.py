@@ -34,7 +34,9 @@ def study(make_run) -> StudyResult:
         functions=tuple(FunctionSpec(name=name) for name in SHIFTS_MS),
         seed=2,
     )
-    result = StudyResult.start(plan, environment={"cpu_cores_logical": 2, "load_average_before": [0.1, 0.2, 0.3]})
+    result = StudyResult.start(
+        plan, environment={"cpu_cores": 2, "load_average_before": [0.1, 0.2, 0.3], "versions": {"meshload": "0.1.0"}}
+    )
     for cell in plan.cells():
         run = make_run(
             seed=cell.order,
@@ -130,6 +132,8 @@ def test_index_html_is_self_contained_with_table_and_plots(study: StudyResult, t
     assert re.search(r"\+1\.\d+ \[\d\.\d+, \d\.\d+\]", html)
     assert 'class="sig"' in html
     assert "runs/000-" in html
+    # The environment, nested values included.
+    assert "meshload 0.1.0" in html and "0.1, 0.2, 0.3" in html
 
 
 def test_an_incomplete_study_with_an_invalid_cell_says_so(study: StudyResult, tmp_path: Path) -> None:

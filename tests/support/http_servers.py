@@ -5,6 +5,7 @@ Kinds (`python tests/support/http_servers.py KIND`):
 - ``ok``: keep-alive HTTP/1.1, answers every request at once with ``200 ok`` (HTTPS with ``--tls-cert``);
 - ``stall``: like ``ok``, except that while ``time.time() % period_s < stall_s`` it answers nothing,
   then answers everything it held back the moment the stall ends;
+- ``close``: answers ``200 ok`` with ``Connection: close`` and closes the connection;
 - ``malformed``: answers every request with bytes that are not HTTP;
 - ``reset``: accepts, reads the request, and resets the connection (RST, SO_LINGER 0).
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+CLOSE_RESPONSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
 MALFORMED_RESPONSE = b"THIS IS NOT HTTP\r\n\r\n"
 READY_TIMEOUT_S = 20.0
 _END_OF_HEAD = b"\r\n\r\n"
@@ -80,6 +82,9 @@ class _Server:
         assert transport is not None
         if self.kind == "malformed":
             transport.write(MALFORMED_RESPONSE)
+        elif self.kind == "close":
+            transport.write(CLOSE_RESPONSE)
+            transport.close()
         elif self.kind == "reset":
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -139,7 +144,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["ok", "stall", "malformed", "reset"])
+    parser.add_argument("kind", choices=["ok", "stall", "close", "malformed", "reset"])
     parser.add_argument("--stall-period-s", type=float, default=1.0)
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--tls-cert")

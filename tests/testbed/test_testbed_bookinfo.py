@@ -75,6 +75,11 @@ def test_services_answer_directly_and_through_their_sidecars(testbed):
         for port in (own.app, own.inbound):
             assert fetch(f"http://127.0.0.1:{port}/health").body == health
             assert fetch(f"http://127.0.0.1:{port}{probe}").status == 200
+    productpage = ports.instances["productpage-v1"].app
+    for index in ("/", "/index.html"):  # no downstream calls: the service tree as a table
+        page = fetch(f"http://127.0.0.1:{productpage}{index}")
+        assert page.status == 200 and b"<th>name</th><td>http://productpage:9080</td>" in page.body
+        assert b"http://ratings:9080" in page.body
     details = ports.instances["details-v1"].app
     assert (
         fetch(f"http://127.0.0.1:{details}/details/7").body
@@ -185,3 +190,24 @@ def test_the_package_names_what_it_offers():
 
     assert sorted(package.__all__) == package.__all__
     assert all(hasattr(package, name) for name in package.__all__)
+
+
+def test_the_page_weighs_what_bookinfo_sends(testbed):
+    # rendered productpage.html sizes in reference/bookinfo.md: 9.4 KB (v1), 15.0 KB (v2/v3), 6.2 KB (errors)
+    testbed.apply("lb-round-robin")
+    pages = [fetch(f"{testbed.ingress_url}/productpage").body for _ in range(3)]
+    by_version = {re.search(rb"reviews-(v\d)-", page).group(1).decode(): len(page) for page in pages}
+    assert set(by_version) == {"v1", "v2", "v3"}
+    assert by_version["v1"] == pytest.approx(9400, rel=0.1)
+    assert by_version["v2"] == pytest.approx(15000, rel=0.1) and by_version["v3"] == pytest.approx(
+        15000, rel=0.1
+    )
+    try:
+        testbed.set_app_mode("details", "failing")
+        testbed.set_app_mode("reviews", "failing")
+        broken = fetch(f"{testbed.ingress_url}/productpage")
+    finally:
+        testbed.set_app_mode("details", "normal")
+        testbed.set_app_mode("reviews", "normal")
+    assert broken.status == 200 and b"Error fetching product reviews!" in broken.body
+    assert len(broken.body) == pytest.approx(6200, rel=0.1)

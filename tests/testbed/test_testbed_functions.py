@@ -306,3 +306,24 @@ def test_sampling_reports_what_the_mesh_costs(testbed):
     assert 0 < usage.sidecar.cpu_mcores <= usage.sidecar.cpu_mcores_max * 1.01 + 1
     assert usage.sidecar.mem_mb > 1 and usage.applications.mem_mb > usage.ingress_gateway.mem_mb
     assert usage.proxy_version.startswith("HAProxy version 2.")
+
+
+def test_a_run_through_the_adapter_reports_the_mesh_cost(testbed, tmp_path):
+    from meshload.coordinator.run import RunOptions, execute_run
+    from meshload.scenarios.plan import OpenLoop, Plan, Target
+
+    mesh = LocalTestbedMesh(testbed.folder.root)
+    mesh.apply("mtls")
+    plan = Plan(
+        targets=(Target(url=f"{mesh.ingress_url}/productpage"),),
+        load=OpenLoop(rate=200),
+        duration_s=2.0,
+        warmup_s=0.5,
+    )
+    result = execute_run(plan, RunOptions(workers=1, out_dir=tmp_path / "run", live=False, mesh=mesh))
+    assert result.completed > 300 and set(result.status_codes) == {"200"}
+    assert result.mesh is not None and result.mesh.function == "mtls" and result.mesh.mtls_enabled
+    assert (result.mesh.sidecar.count, result.mesh.applications.count) == (6, 6)
+    smp = json.loads((tmp_path / "run" / "smp.json").read_text())
+    assert smp["mesh_config"]["sidecar"]["count"] == 6 and smp["mesh_config"]["mtls_enabled"] is True
+    assert smp["mesh_config"]["sidecar"]["cpu_mcores"] > 0

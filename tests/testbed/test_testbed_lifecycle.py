@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from meshload.testbed import Testbed
+from meshload.testbed import Testbed, TestbedFailure
 from meshload.testbed.processes import marked_processes
 
 from .client import fetch
@@ -24,7 +24,7 @@ _CLI = "import sys; from meshload.coordinator.cli import main; main(sys.argv[1:]
 _CONTROLLER = """
 import sys, time
 from pathlib import Path
-from meshload.testbed import Testbed
+from meshload.testbed import Testbed, TestbedFailure
 Testbed(Path(sys.argv[1])).up("sidecar")
 print("up", flush=True)
 time.sleep(120)
@@ -51,6 +51,24 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         bed.up("sidecar")  # already running: switches the function, keeps the applications
         assert {p["pid"] for p in bed.status()["processes"] if p["kind"] == "app"} == app_pids
         assert bed.current_function() == "sidecar"
+        # a process dies: the testbed says so, refuses to switch, and `up` starts it afresh
+        details = next(p for p in bed.status()["processes"] if p["name"] == "details-v1")
+        old_mark = bed.folder.load()["mark"]
+        os.kill(details["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while bed.is_running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status = bed.status()
+        assert (
+            not status["running"]
+            and not next(p for p in status["processes"] if p["name"] == "details-v1")["alive"]
+        )
+        with pytest.raises(TestbedFailure, match="is not running"):
+            bed.apply("mtls")
+        bed.up("sidecar")
+        assert bed.is_running() and bed.folder.load()["mark"] != old_mark
+        assert marked_processes(old_mark) == []
+        assert fetch(f"{bed.ingress_url}/api/v1/products/0").status == 200
     finally:
         mark = bed.folder.load()["mark"]
         pids = _recorded_pids(bed.folder.root)
@@ -184,5 +202,7 @@ def test_the_adapter_speaks_the_mesh_protocol_and_user_errors(tmp_path):
         mesh.start_sampling()
     with pytest.raises(TestbedError, match=r"unknown testbed function 'mtsl'"):
         mesh.apply("mtsl")  # refused before anything starts
+    with pytest.raises(TestbedError, match=r"ratings cannot be 'sleepy': modes are normal, failing, faulty"):
+        mesh.up("sidecar", app_modes={"ratings": "sleepy"})
     assert not mesh.status()["running"] and not (tmp_path / "never-started" / "state.json").exists()
     mesh.down()  # nothing to stop is not an error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.http_servers import start_server
+from tests.support.http_servers import OK_RESPONSE, start_server
 
 from .helpers import closed_plan, measure, open_plan
 
@@ -42,6 +42,7 @@ def test_https_without_verification_against_a_self_signed_server(tls_server) -> 
     run = measure(open_plan(tls_server.url, 200, 1.0, tls_verify=False))
     assert run.status_codes == {"200": 200} and run.errors == {}
     assert tls_server.counters()["requests"] == 200
+    assert run.bytes_received == 200 * len(OK_RESPONSE)  # HTTP bytes, not TLS records
 
 
 def test_https_with_verification_refuses_a_self_signed_server(tls_server) -> None:

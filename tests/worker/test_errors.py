@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.http_servers import CLOSE_RESPONSE, MALFORMED_RESPONSE
+
 from .helpers import closed_plan, measure, open_plan
 
 
@@ -24,6 +26,8 @@ def test_broken_servers_are_counted_by_kind_and_the_run_completes(http_server, s
     assert run.corrected.total_count == 0 and run.uncorrected.total_count == 0
     assert run.lag.total_count == 200
     assert run.records[-1].final
+    if server_kind == "malformed":  # what arrived is still counted, though it was not HTTP
+        assert run.bytes_received == 200 * len(MALFORMED_RESPONSE)
 
 
 def test_a_refused_port_counts_every_planned_request_as_refused(refused_url) -> None:
@@ -50,3 +54,17 @@ def test_closed_loop_clients_survive_resets(http_server) -> None:
     run = measure(closed_plan(server.url, 2, 0.5))
     assert run.completed == 0
     assert run.errors["reset"] == run.sent == server.counters()["requests"] > 10
+
+
+@pytest.mark.parametrize("loop_model", ["open", "closed"])
+def test_connection_close_answers_count_and_the_connection_is_replaced(http_server, loop_model) -> None:
+    server = http_server("close")
+    plan = open_plan(server.url, 200, 1.0) if loop_model == "open" else closed_plan(server.url, 2, 0.5)
+    run = measure(plan)
+    counters = server.counters()
+    assert run.errors == {} and run.completed == run.sent == counters["requests"] > 50
+    assert run.status_codes == {"200": run.completed}
+    # Exact: the kernel counts each server FIN as a byte, and the engine takes it off.
+    assert run.bytes_received == run.completed * len(CLOSE_RESPONSE)
+    # One connection per request: none was reused after the server said "close".
+    assert counters["connections"] >= counters["requests"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from meshload.scenarios.plan import Plan
+from meshload.scenarios.schedule import split_plan
 from tests.support.http_servers import OK_RESPONSE
 
 from .helpers import measure, open_plan
@@ -76,3 +78,24 @@ def test_stalls_show_in_corrected_latency_as_derived_and_not_in_uncorrected(http
     assert run.uncorrected.value_at_percentile(90) < run.corrected.value_at_percentile(90) / 10
     # The few requests caught at the server during a stall do show in the uncorrected maximum.
     assert run.uncorrected.max_us > 100_000
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        {"kind": "open", "rate": 600, "arrival": "poisson"},
+        {"kind": "open", "rate": 200, "stages": [{"duration_s": 1.0, "rate": 1000}]},
+    ],
+    ids=["poisson", "ramp"],
+)
+def test_every_planned_instant_of_other_arrival_processes_is_sent_once(http_server, load) -> None:
+    server = http_server("ok")
+    plan = Plan(targets=[{"url": server.url}], load=load, duration_s=1.0, seed=11)
+    # The same share's schedule, drawn independently of the engine.
+    expected = len(split_plan(plan, 1)[0].schedule().take_until(plan.total_s + 1))
+    run = measure(plan)
+    assert run.outcome.planned == run.sent == run.completed == expected == server.counters()["requests"]
+    if "stages" in load:
+        assert expected == 600  # (200 + 1000) / 2 rps over 1 s
+    else:
+        assert abs(expected - 600) < 4 * 600**0.5  # Poisson: within 4 standard deviations

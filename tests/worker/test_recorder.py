@@ -10,7 +10,7 @@ MS = 1_000_000  # ns
 
 
 def _cut(recorder: IntervalRecorder, **overrides):
-    options = dict(offset_s=0.0, duration_s=1.0, start_unix_ms=1)
+    options = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
     options.update(overrides)
     return decode_record(encode_record(recorder.cut(**options)))
 

@@ -73,7 +73,7 @@ def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
     for d in deltas:
         pct = f"{d.change_pct:+.1f}" if d.change_pct is not None else "–"
         table.add_row(f"p{d.percentile}", f"{d.a_ms:.3f}", f"{d.b_ms:.3f}", f"{d.change_ms:+.3f}", pct)
-    terminal.stdout.print(table)
+    terminal.table(table)
     terminal.info(f"rate: A {run_a.actual_rps:.1f} rps, B {run_b.actual_rps:.1f} rps")
     for name, run in (("A", run_a), ("B", run_b)):
         if not run.valid:
@@ -97,7 +97,7 @@ def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
         }
         terminal.result(json.dumps(document, indent=1))
         return
-    terminal.stdout.print(
+    terminal.table(
         comparison_table(comparisons, title=f"study B = {b} against study A = {a}", baseline_heading="against")
     )
     repetitions = min(study_a.plan.repetitions, study_b.plan.repetitions)

@@ -46,15 +46,23 @@ def run(
     metrics_port: Annotated[int | None, _option("--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1).")] = None,
     live: Annotated[bool, _option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
     placement: Annotated[str, _option("--placement", env="PLACEMENT", help="Workers: auto (idle fleet workers if any, else local processes), local, or fleet.")] = "auto",
+    testbed: Annotated[str | None, _option("--testbed", env="TESTBED", help="Run against the local testbed with this function in force (started if needed; its CPU and memory are sampled). Without a URL or scenario: the bookinfo-productpage scenario.")] = None,
+    testbed_set: Annotated[list[str] | None, _option("--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable).")] = None,
 ) -> None:
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html."""
     from ..run import RunOptions, execute_run, new_run_id
 
+    mesh, base_url = None, None
+    labels = list(label or [])
+    if testbed is not None:
+        mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
+        scenario = scenario if scenario is not None or url is not None else "bookinfo-productpage"
+        labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
     plan = build_plan(
         url=url, scenario=scenario, rate=rate, concurrency=concurrency, duration=duration, warmup=warmup,
         connections=connections, arrival=arrival, method=method, headers=header or [], body=body,
-        timeout=timeout, labels=label or [],
+        timeout=timeout, labels=labels, base_url=base_url,
     )
     _check_choice("--on-worker-loss", on_worker_loss, ("continue", "abort"))
     _check_choice("--placement", placement, ("auto", "local", "fleet"))
@@ -67,6 +75,7 @@ def run(
     options = RunOptions(
         workers=workers, redis_url=redis_url, out_dir=out_dir, on_worker_loss=on_worker_loss,  # type: ignore[arg-type]
         metrics_port=metrics_port, live=live, strict=strict, placement=placement, run_id=run_id,  # type: ignore[arg-type]
+        mesh=mesh,
     )
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {workers} worker(s)")
     result = execute_run(plan, options)
@@ -88,19 +97,23 @@ def exit_code_for(result: Any, *, strict: bool) -> int:
     return 1 if strict and (not result.valid or result.degraded) else 0
 
 
+def _testbed_in_force(function: str, settings: list[str]) -> tuple[Any, str]:
+    """Start the local testbed if needed and put `function` in force; its mesh adapter and ingress."""
+    from ..mesh.local import LocalTestbedMesh
+    from .testbed_cmd import settings_from_pairs
+
+    mesh = LocalTestbedMesh()
+    if function not in mesh.functions():
+        raise UsageError(f"--testbed: {function!r} is not a testbed function; use one of {', '.join(mesh.functions())}")
+    params = settings_from_pairs(settings)
+    terminal.info(f"testbed: putting {function} in force")
+    mesh.apply(function, params)
+    return mesh, mesh.ingress_url
+
+
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UsageError(f"{option}: {value!r} is not one of {', '.join(choices)}")
-
-
-def _pairs(values: list[str], *, option: str, separator: str, form: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for value in values:
-        key, found, rest = value.partition(separator)
-        if not found or not key.strip():
-            raise UsageError(f"{option}: {value!r} is not {form}")
-        pairs[key.strip()] = rest.strip()
-    return pairs
 
 
 def build_plan(
@@ -118,80 +131,21 @@ def build_plan(
     body: str | None,
     timeout: str | None,
     labels: list[str],
+    base_url: str | None = None,
 ) -> Any:
-    """The run's plan from a URL and options, or from a scenario file with the options as overrides."""
-    from pydantic import ValidationError
-
+    """The run's plan from a URL and options, or from a scenario file with the options as overrides
+    (a URL given with a scenario is the base of the scenario's relative paths)."""
     from ...scenarios.durations import parse_duration_s
-    from ...scenarios.plan import ClosedLoop, OpenLoop, Plan, Target
+    from ...scenarios.options import plan_from_options
 
-    if rate is not None and concurrency is not None:
-        raise UsageError("--rate and --concurrency exclude each other: give --rate (open loop) or --concurrency (closed loop)")
-    if rate is not None and rate <= 0:
-        raise UsageError(f"--rate: {rate:g} is not a rate; use requests per second above 0")
-    if concurrency is not None and concurrency <= 0:
-        raise UsageError(f"--concurrency: {concurrency} is not a client count; use 1 or more")
-    if connections is not None and connections <= 0:
-        raise UsageError(f"--connections: {connections} is not a connection count; use 1 or more")
-    if arrival is not None:
-        _check_choice("--arrival", arrival, ("constant", "poisson"))
-        if concurrency is not None:
-            raise UsageError("--arrival applies to --rate (open loop), not to --concurrency")
-    header_map = _pairs(headers, option="--header", separator=":", form="'Name: value'")
-    label_map = _pairs(labels, option="--label", separator="=", form="k=v")
-    duration_s = parse_duration_s(duration, option="--duration") if duration is not None else None
-    warmup_s = parse_duration_s(warmup, option="--warmup") if warmup is not None else None
-    timeout_s = parse_duration_s(timeout, option="--timeout") if timeout is not None else None
-    for option, seconds in (("--duration", duration_s), ("--timeout", timeout_s)):
-        if seconds is not None and seconds <= 0:
-            raise UsageError(f"{option}: must be longer than 0 (e.g. 30s)")
+    def seconds(text: str | None, option: str) -> float | None:
+        return parse_duration_s(text, option=option) if text is not None else None
 
-    if scenario is not None:
-        if url is not None:
-            raise UsageError("give a URL or --scenario, not both (a scenario names its own targets)")
-        from ...scenarios.files import load_plan_file
-
-        overrides: dict[str, Any] = {}
-        if rate is not None:
-            overrides.update({"load.rate": rate, "load.concurrency": None, "load.think_time": None})
-        if concurrency is not None:
-            overrides.update({"load.concurrency": concurrency, "load.rate": None, "load.arrival": None, "load.stages": None})
-        if arrival is not None:
-            overrides["load.arrival"] = arrival
-        for key, value in (("duration", duration_s), ("warmup", warmup_s), ("timeout", timeout_s),
-                           ("max_connections", connections), ("method", method), ("body", body)):
-            if value is not None:
-                overrides[key] = value
-        for name, value in header_map.items():
-            overrides[f"headers.{name}"] = value
-        for name, value in label_map.items():
-            overrides[f"labels.{name}"] = value
-        return load_plan_file(Path(scenario), overrides, overrides_origin="the command line")
-
-    if url is None:
-        raise UsageError("give a target URL (meshload run http://127.0.0.1:8080/) or --scenario FILE")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"{url!r} is not an absolute http:// or https:// URL")
-    if rate is None and concurrency is None:
-        raise UsageError("give --rate R (open loop, requests per second) or --concurrency C (closed loop)")
-    load = ClosedLoop(concurrency=concurrency) if concurrency is not None else OpenLoop(rate=rate, arrival=arrival or "constant")
-    fields: dict[str, Any] = {
-        "targets": (Target(url=url),),
-        "load": load,
-        "duration_s": duration_s if duration_s is not None else parse_duration_s(DEFAULT_DURATION, option="--duration"),
-        "headers": header_map,
-        "labels": label_map,
-    }
-    for key, value in (("warmup_s", warmup_s), ("timeout_s", timeout_s), ("max_connections", connections),
-                       ("method", method.upper() if method else None), ("body", body)):
-        if value is not None:
-            fields[key] = value
-    try:
-        return Plan(**fields)
-    except ValidationError as exc:
-        problem = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in problem["loc"])
-        raise UsageError(f"{where}: {problem['msg']}") from exc
+    return plan_from_options(
+        url, scenario, rate=rate, concurrency=concurrency, duration_s=seconds(duration, "--duration"),
+        warmup_s=seconds(warmup, "--warmup"), arrival=arrival, connections=connections, method=method,
+        headers=headers, body=body, timeout_s=seconds(timeout, "--timeout"), labels=labels, base_url=base_url,
+    )
 
 
 def describe_plan(plan: Any) -> str:

@@ -11,12 +11,20 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ...errors import UsageError
 from . import terminal
+
+if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
+    from rich.table import Table
+
+    from ...results.compare import CellSummary, Comparison
+    from ...results.study_report import StudyResult
+    from ...scenarios.study_plan import StudyCell
+    from ..study import StudyProgress
 
 ENV_PREFIX = "MESHLOAD_STUDY_"
 DEFAULT_STUDIES_DIR = Path("studies")
@@ -81,7 +89,7 @@ def study(
         out if out is not None else DEFAULT_STUDIES_DIR / f"{plan.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     )
 
-    estimate_s = estimated_duration_s(plan)
+    estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
     terminal.info(
         f"study {plan.name}: {len(plan.functions)} functions x {len(plan.load_levels)} load levels "
@@ -92,13 +100,13 @@ def study(
         f"estimated duration {format_duration(round(estimate_s))} (until about {finish}); results in {out_dir}"
     )
 
-    def on_cell_start(cell: Any, progress: Any) -> None:
+    def on_cell_start(cell: StudyCell, progress: StudyProgress) -> None:
         terminal.info(
             f"[{progress.done + 1}/{progress.total}] {cell.function.label} at {cell.rate:g} rps, "
             f"repetition {cell.repetition}"
         )
 
-    def on_cell(summary: Any, progress: Any) -> None:
+    def on_cell(summary: CellSummary, progress: StudyProgress) -> None:
         metrics = summary.metrics
         left = f"about {format_duration(round(progress.remaining_s))} left"
         if metrics.get("p50_ms") is None:
@@ -110,8 +118,8 @@ def study(
         terminal.info(f"{line}; {left}")
         if not summary.valid:
             terminal.warning(
-                f"cell invalid ({'; '.join(summary.validity)}): used only if no cell of its function "
-                "and load level is valid"
+                f"cell invalid ({'; '.join(summary.validity)}): used only if fewer than 2 cells of its "
+                "function and load level are valid"
             )
 
     options = StudyOptions(out_dir=out_dir, redis_url=redis_url, on_cell=on_cell, on_cell_start=on_cell_start)
@@ -154,26 +162,26 @@ def _overrides(
     return overrides
 
 
-def print_study_summary(result: Any) -> None:
+def print_study_summary(result: StudyResult) -> None:
     """The comparisons as a table on stdout, then the note on intervals and any invalid cells."""
     from ...results.compare import interval_note
 
     comparisons = result.comparisons()
-    terminal.stdout.print(comparison_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
+    terminal.table(comparison_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
     terminal.info(f"* interval excludes 0. {interval_note(result.plan.repetitions)}")
     if any(c.uses_invalid_cells for c in comparisons):
-        terminal.warning("! marks a change resting on invalid cells (the generator fell behind in every repetition)")
+        terminal.warning("! marks a change that includes invalid cells (fewer than 2 valid repetitions in an arm)")
     invalid = [cell for cell in result.cells if not cell.valid]
     if invalid:
         terminal.warning(
-            f"{len(invalid)} of {len(result.cells)} cells invalid: each is used only where no cell of its "
-            "function and load level was valid (see index.html)"
+            f"{len(invalid)} of {len(result.cells)} cells invalid: each is used only where fewer than 2 cells "
+            "of its function and load level were valid (see index.html)"
         )
     if not result.complete:
         terminal.warning(f"the study is incomplete: {len(result.cells)} of {len(result.plan.cells())} cells ran")
 
 
-def comparison_table(comparisons: Sequence[Any], *, title: str, baseline_heading: str = "vs") -> Any:
+def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_heading: str = "vs") -> Table:
     """A rich table: one row per function and load level, each change over its 95% interval."""
     from rich import box
     from rich.table import Table

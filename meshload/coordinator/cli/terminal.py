@@ -38,3 +38,8 @@ def result(text: str) -> None:
 
 def interactive() -> bool:
     return stderr.is_terminal
+
+
+def table(renderable: object) -> None:
+    """A rich table (or other renderable) on stdout, for summaries people read."""
+    stdout.print(renderable)

@@ -34,7 +34,8 @@ def _mesh(state_dir: Path | None):
     return LocalTestbedMesh(state_dir)
 
 
-def _settings(pairs: list[str]) -> dict[str, str]:
+def settings_from_pairs(pairs: list[str]) -> dict[str, str]:
+    """`key=value` settings of a testbed function; a malformed one is a UsageError."""
     from ...errors import UsageError
     from ...testbed import TestbedFailure, parse_settings
 
@@ -60,7 +61,7 @@ def up(
 ) -> None:
     """Start BookInfo, its sidecars and the ingress (or switch function if already running)."""
     mesh = _mesh(state_dir)
-    mesh.up(function, _settings(settings), app_modes={"ratings": ratings_mode}, fault_scale=fault_scale)
+    mesh.up(function, settings_from_pairs(settings), app_modes={"ratings": ratings_mode}, fault_scale=fault_scale)
     terminal.success(f"testbed up with {function} at {mesh.ingress_url}/productpage")
     terminal.result(mesh.ingress_url)
 
@@ -80,7 +81,7 @@ def apply(
 ) -> None:
     """Put one function in force (parameters override its defaults); applications keep running."""
     mesh = _mesh(state_dir)
-    mesh.apply(function, _settings(settings))
+    mesh.apply(function, settings_from_pairs(settings))
     terminal.success(f"{function} in force at {mesh.ingress_url}")
 
 

@@ -13,6 +13,7 @@ import os
 
 from ..httpclient import Upstream, UpstreamClient
 from ..httpserver import Request, Response
+from ..topology import SERVICE_MODES
 
 ADMIN_PREFIX = "/_testbed/"
 JSON = "application/json"
@@ -47,7 +48,7 @@ class ServiceApp:
     """Base of the four services: routes `/_testbed/` to the admin handlers, the rest to `route`."""
 
     service = ""
-    modes: tuple[str, ...] = ("normal", "failing")
+    modes: tuple[str, ...] = SERVICE_MODES
 
     def __init__(self, version: str, upstreams: dict[str, Upstream], fault_scale: float = 1.0) -> None:
         self.version = version

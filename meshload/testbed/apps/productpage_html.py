@@ -30,13 +30,21 @@ _HEAD = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta http-equiv="X-UA-Compatible" content="IE=edge">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
+<meta name="description" content="BookInfo: one book's details and reviews, served by four services">
 <title>Simple Bookstore App</title>
+<link rel="icon" type="image/png" href="static/img/izzy.png">
 <link rel="stylesheet" href="static/tailwind/tailwind.css">
 </head>
-<body>
+<body class="min-h-full bg-gray-100">
 <nav class="bg-gray-800">
   <div class="mx-auto max-w-7xl px-2 sm:px-6 lg:px-8">
     <div class="relative flex h-16 items-center justify-between">
+      <div class="absolute inset-y-0 left-0 flex items-center sm:hidden">
+        <button type="button" class="relative inline-flex items-center justify-center rounded-md p-2 text-gray-400 hover:bg-gray-700 hover:text-white focus:outline-none focus:ring-2 focus:ring-inset focus:ring-white" aria-controls="mobile-menu" aria-expanded="false">
+          <span class="sr-only">Open main menu</span>
+          <svg class="block h-6 w-6" fill="none" viewBox="0 0 24 24" stroke-width="1.5" stroke="currentColor" aria-hidden="true"><path stroke-linecap="round" stroke-linejoin="round" d="M3.75 6.75h16.5M3.75 12h16.5m-16.5 5.25h16.5"/></svg>
+        </button>
+      </div>
       <div class="flex flex-1 items-center justify-center sm:items-stretch sm:justify-start">
         <div class="flex flex-shrink-0 items-center">
           <img class="h-8 w-auto" src="static/img/izzy.png" alt="Istio">
@@ -51,14 +59,31 @@ _SIGN_IN = """        <button type="button" class="rounded-md bg-blue-600 px-3 p
     </div>
   </div>
 </nav>
-<div id="login-modal" class="hidden fixed inset-0 z-50">
-  <form method="post" action="login" class="mx-auto mt-24 max-w-sm rounded-lg bg-white p-6 shadow">
-    <label for="username" class="block text-sm font-medium text-gray-900">User Name</label>
-    <input type="text" id="username" name="username" class="mt-2 block w-full rounded-md border-0 py-1.5 text-gray-900 ring-1 ring-inset ring-gray-300" required>
-    <label for="password" class="mt-4 block text-sm font-medium text-gray-900">Password</label>
-    <input type="password" id="password" name="passwd" class="mt-2 block w-full rounded-md border-0 py-1.5 text-gray-900 ring-1 ring-inset ring-gray-300">
-    <button type="submit" class="mt-6 w-full rounded-md bg-blue-600 px-3 py-1.5 text-sm font-semibold text-white">Sign in</button>
-  </form>
+<div id="login-modal" tabindex="-1" aria-hidden="true" class="hidden fixed inset-0 z-50 flex h-[calc(100%-1rem)] max-h-full w-full items-center justify-center overflow-y-auto overflow-x-hidden bg-gray-900/50">
+  <div class="relative max-h-full w-full max-w-md p-4">
+    <div class="relative rounded-lg bg-white shadow">
+      <div class="flex items-center justify-between rounded-t border-b p-4 md:p-5">
+        <h3 class="text-xl font-semibold text-gray-900">Please sign in</h3>
+        <button type="button" class="ms-auto inline-flex h-8 w-8 items-center justify-center rounded-lg bg-transparent text-sm text-gray-400 hover:bg-gray-200 hover:text-gray-900" data-modal-target="login-modal">
+          <svg class="h-3 w-3" aria-hidden="true" xmlns="http://www.w3.org/2000/svg" fill="none" viewBox="0 0 14 14"><path stroke="currentColor" stroke-linecap="round" stroke-linejoin="round" stroke-width="2" d="m1 1 6 6m0 0 6 6M7 7l6-6M7 7l-6 6"/></svg>
+          <span class="sr-only">Close modal</span>
+        </button>
+      </div>
+      <div class="p-4 md:p-5">
+        <form method="post" action="login" class="space-y-4">
+          <div>
+            <label for="username" class="mb-2 block text-sm font-medium text-gray-900">User Name</label>
+            <input type="text" id="username" name="username" class="block w-full rounded-lg border border-gray-300 bg-gray-50 p-2.5 text-sm text-gray-900 focus:border-blue-500 focus:ring-blue-500" placeholder="your name" required>
+          </div>
+          <div>
+            <label for="password" class="mb-2 block text-sm font-medium text-gray-900">Password</label>
+            <input type="password" id="password" name="passwd" class="block w-full rounded-lg border border-gray-300 bg-gray-50 p-2.5 text-sm text-gray-900 focus:border-blue-500 focus:ring-blue-500" placeholder="&bull;&bull;&bull;&bull;&bull;&bull;&bull;&bull;">
+          </div>
+          <button type="submit" class="w-full rounded-lg bg-blue-700 px-5 py-2.5 text-center text-sm font-medium text-white hover:bg-blue-800 focus:outline-none focus:ring-4 focus:ring-blue-300">Sign in</button>
+        </form>
+      </div>
+    </div>
+  </div>
 </div>
 """
 
@@ -80,6 +105,17 @@ _PRODUCT = f"""<div class="mx-auto max-w-7xl px-4 sm:px-6 lg:px-8">
 
 _TAIL = """  </div>
 </div>
+<footer class="mt-12 bg-white shadow">
+  <div class="mx-auto w-full max-w-screen-xl p-4 md:flex md:items-center md:justify-between">
+    <span class="text-sm text-gray-500 sm:text-center">BookInfo Sample, an application made of four services written in
+      different languages: productpage (Python), details (Ruby), reviews (Java) and ratings (Node.js).</span>
+    <ul class="mt-3 flex flex-wrap items-center text-sm font-medium text-gray-500 sm:mt-0">
+      <li><a href="https://istio.io/latest/docs/examples/bookinfo/" class="me-4 hover:underline md:me-6">About</a></li>
+      <li><a href="https://github.com/istio/istio/tree/master/samples/bookinfo" class="me-4 hover:underline md:me-6">Source</a></li>
+      <li><a href="https://www.apache.org/licenses/LICENSE-2.0" class="hover:underline">License</a></li>
+    </ul>
+  </div>
+</footer>
 <script>
 document.querySelectorAll('[data-modal-target]').forEach(function (button) {
   button.addEventListener('click', function () {
@@ -108,24 +144,46 @@ def _details_section(status: int, details: dict) -> str:
             f"      <p>{escape(str(details.get('error', '')))}</p>\n    </div>\n"
         )
     rows = "".join(
-        f'        <dt class="font-semibold text-gray-900">{label}:</dt>\n'
-        f'        <dd class="text-gray-700">{escape(str(details.get(key, "")))}</dd>\n'
+        '        <div class="px-4 py-3 sm:grid sm:grid-cols-3 sm:gap-4 sm:px-0">\n'
+        f'          <dt class="text-sm font-medium leading-6 text-gray-900">{label}:</dt>\n'
+        '          <dd class="mt-1 text-sm leading-6 text-gray-700 sm:col-span-2 sm:mt-0">'
+        f"{escape(str(details.get(key, '')))}</dd>\n        </div>\n"
         for label, key in _DETAIL_FIELDS
     )
     return (
-        '    <div class="details">\n      <h4 class="text-2xl font-bold text-gray-900">Book Details</h4>\n'
-        f'      <dl class="mt-4 grid grid-cols-2 gap-x-4 gap-y-2">\n{rows}      </dl>\n    </div>\n'
+        '    <div class="details rounded-lg border border-gray-200 bg-white p-6 shadow-sm">\n'
+        '      <h4 class="text-2xl font-bold tracking-tight text-gray-900">Book Details</h4>\n'
+        f'      <p class="mt-1 text-sm leading-6 text-gray-500">{escape(str(details.get("author", "")))}, '
+        f"{escape(str(details.get('year', '')))}</p>\n"
+        '      <div class="mt-6 border-t border-gray-100">\n'
+        f'      <dl class="divide-y divide-gray-100">\n{rows}      </dl>\n      </div>\n    </div>\n'
     )
+
+
+_STAR_PATH = (
+    "M20.924 7.625a1.523 1.523 0 0 0-1.238-1.044l-5.051-.734-2.259-4.577a1.534 1.534 0 0 0-2.752 0L7.365 "
+    "5.847l-5.051.734A1.535 1.535 0 0 0 1.463 9.2l3.656 3.563-.863 5.031a1.532 1.532 0 0 0 2.226 1.616L11 "
+    "17.033l4.518 2.375a1.534 1.534 0 0 0 2.226-1.617l-.863-5.03L20.537 9.2a1.523 1.523 0 0 0 .387-1.575Z"
+)
+_STAR = (
+    '          <svg class="ms-1 h-5 w-5" style="color: {color}" aria-hidden="true" xmlns="http://www.w3.org/2000/svg"'
+    ' fill="{fill}" stroke="currentColor" stroke-width="1" viewBox="0 0 22 20"><path d="'
+    + _STAR_PATH
+    + '"/></svg>\n'
+)
 
 
 def _stars(rating: dict) -> str:
     if "error" in rating:
-        return f'        <p class="text-red-600">{escape(str(rating["error"]))}</p>\n'
-    stars = int(rating.get("stars", 0))
+        return (
+            f'        <p class="mt-2 text-sm font-medium text-red-600">{escape(str(rating["error"]))}</p>\n'
+        )
+    stars = max(0, min(5, int(rating.get("stars", 0))))
     color = escape(str(rating.get("color", "black")))
-    full = f'<span class="star" style="color: {color}">&#9733;</span>' * stars
-    empty = f'<span class="star" style="color: {color}">&#9734;</span>' * (5 - stars)
-    return f'        <p class="mt-2">{full}{empty}</p>\n'
+    icons = _STAR.format(color=color, fill="currentColor") * stars + _STAR.format(
+        color=color, fill="none"
+    ) * (5 - stars)
+    return f'        <div class="mt-2 flex items-center" title="{stars} of 5 stars">\n{icons}        </div>\n'
 
 
 def _reviews_section(status: int, reviews: dict) -> str:
@@ -137,17 +195,25 @@ def _reviews_section(status: int, reviews: dict) -> str:
     items = []
     for review in reviews.get("reviews", []):
         rating = review.get("rating")
+        reviewer = escape(str(review.get("reviewer", "")))
         items.append(
-            '      <blockquote class="mt-6 border-l-4 border-gray-300 pl-4">\n'
-            f'        <p class="text-gray-800">{escape(str(review.get("text", "")))}</p>\n'
-            f'        <small class="text-gray-500">{escape(str(review.get("reviewer", "")))}</small>\n'
+            '      <figure class="mt-6 rounded-lg border border-gray-200 bg-gray-50 p-6">\n'
+            '        <blockquote class="text-base leading-7 text-gray-800">\n'
+            f'          <p class="italic">&ldquo;{escape(str(review.get("text", "")))}&rdquo;</p>\n'
+            "        </blockquote>\n"
+            '        <figcaption class="mt-4 flex items-center gap-x-3">\n'
+            '          <div class="flex h-8 w-8 items-center justify-center rounded-full bg-gray-200 text-xs'
+            f' font-semibold text-gray-600">{reviewer[:1]}{reviewer[-1:]}</div>\n'
+            f'          <div class="text-sm font-semibold text-gray-900">{reviewer}</div>\n'
+            "        </figcaption>\n"
             + (_stars(rating) if isinstance(rating, dict) else "")
-            + "      </blockquote>\n"
+            + "      </figure>\n"
         )
     podname = escape(str(reviews.get("podname", "")))
     clustername = escape(str(reviews.get("clustername", "")))
     return (
-        '    <div class="reviews">\n      <h4 class="text-2xl font-bold text-gray-900">Book Reviews</h4>\n'
+        '    <div class="reviews rounded-lg border border-gray-200 bg-white p-6 shadow-sm">\n'
+        '      <h4 class="text-2xl font-bold tracking-tight text-gray-900">Book Reviews</h4>\n'
         + "".join(items)
         + f'      <dl class="mt-4 text-xs text-gray-400"><dt>Reviews served by:</dt><dd>{podname}</dd>'
         + (f"<dd>{clustername}</dd>" if clustername != "null" else "")

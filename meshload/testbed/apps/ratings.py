@@ -14,6 +14,7 @@ import re
 import time
 
 from ..httpserver import Request, Response
+from ..topology import RATINGS_MODES
 from .base import JSON, ServiceApp
 
 DELAY_S = 7.0
@@ -32,7 +33,7 @@ _DEFAULT_RATINGS = {"Reviewer1": 5, "Reviewer2": 4}
 
 class RatingsApp(ServiceApp):
     service = "ratings"
-    modes = ("normal", "failing", "faulty", "delayed", "unavailable", "unhealthy")
+    modes = RATINGS_MODES
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

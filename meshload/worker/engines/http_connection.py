@@ -1,21 +1,38 @@
 """One keep-alive HTTP/1.1 connection: a thin `asyncio.Protocol` over httptools' response parser.
 
-`data_received` feeds the parser; the only callback registered is `on_message_complete` (httptools
-looks callbacks up once, so absent ones cost nothing: headers and bodies are skipped). A connection
-carries at most one request at a time. Each loop model subclasses it with its own
-`on_message_complete` (the engine's hottest code, so it acts there rather than through more calls);
-failures go to the owner (`ConnectionOwner`).
+The only parser callback registered is `on_message_complete` (httptools looks callbacks up once, so
+absent ones cost nothing: headers and bodies are skipped). A connection carries at most one request
+at a time. Each loop model subclasses it with its own `on_message_complete` (the engine's hottest
+code, so it acts there rather than through more calls); failures go to the owner (`ConnectionOwner`).
+
+Plain HTTP connections hand received data straight from the event loop to the C parser: the
+protocol's `data_received` *is* the parser's `feed_data`, which saves a Python call per read. The
+bytes received are then counted by the kernel (`TCP_INFO`'s `tcpi_bytes_received`) and collected at
+every interval cut, before every close of ours, and when the server closes (`eof_received`). The
+kernel counts the server's FIN as one byte; it is taken off. Bytes that arrive on a connection the
+server then resets are missed. A parse error then reaches us as the connection's `connection_lost` exception.
+TLS connections (and kernels without that counter) go through `_count_and_feed` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
+import struct
 from typing import Protocol
 
 import httptools
 
 from ..recorder import IntervalRecorder
+
+#: `struct tcp_info` up to and including `tcpi_bytes_received` (Linux 4.1+), and where that is.
+_TCP_INFO_LENGTH = 136
+_TCP_INFO_BYTES_RECEIVED = struct.Struct("=Q")
+_TCP_INFO_BYTES_RECEIVED_OFFSET = 128
+#: `tcpi_state` values after the peer's FIN, which the kernel counts as one byte received:
+#: TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING.
+_FIN_RECEIVED_STATES = frozenset({6, 7, 8, 9, 11})
 
 
 class ConnectionOwner(Protocol):
@@ -27,11 +44,25 @@ class HttpConnection(asyncio.Protocol):
     """States: connecting (transport None) -> idle <-> busy -> closed."""
 
     __slots__ = (
-        "owner", "origin_index", "client", "transport", "planned_ns", "sent_ns", "busy", "closed",
-        "_parser", "_recorder",
+        "_bytes_mark",
+        "_kernel_counts",
+        "_parser",
+        "_recorder",
+        "_sock",
+        "busy",
+        "client",
+        "closed",
+        "data_received",
+        "origin_index",
+        "owner",
+        "planned_ns",
+        "sent_ns",
+        "transport",
     )
 
-    def __init__(self, owner: ConnectionOwner, recorder: IntervalRecorder, origin_index: int) -> None:
+    def __init__(
+        self, owner: ConnectionOwner, recorder: IntervalRecorder, origin_index: int, *, tls: bool = False
+    ) -> None:
         self.owner = owner
         self.origin_index = origin_index
         self.client: object = None  # closed loop: the client this connection belongs to
@@ -42,27 +73,41 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self._recorder = recorder
         self._parser = httptools.HttpResponseParser(self)
+        self._sock: socket.socket | None = None  # set when the kernel counts our bytes
+        self._bytes_mark = 0
+        # Chosen before the transport exists: event loops look `data_received` up once.
+        self._kernel_counts = not tls and kernel_counts_tcp_bytes()
+        self.data_received = self._parser.feed_data if self._kernel_counts else self._count_and_feed
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass  # not TCP (never for our targets); latency is still right, just slower
+        if sock is None:
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (never for our targets); latency is still right, just slower
+        if self._kernel_counts:
+            self._sock = sock
 
-    def data_received(self, data: bytes) -> None:
+    def _count_and_feed(self, data: bytes) -> None:
+        """`data_received` when the kernel does not count the bytes (TLS): count, then parse."""
         self._recorder.bytes_received += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
             self.owner.on_malformed(self)
 
+    def eof_received(self) -> None:
+        # The server is closing: the socket is still ours to ask, and its FIN is certainly counted.
+        self.collect_bytes(fin_received=True)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._sock = None
         self.owner.on_lost(self, exc)
 
     def on_message_complete(self) -> None:
@@ -77,9 +122,64 @@ class HttpConnection(asyncio.Protocol):
         self.busy = True
         self.transport.write(payload)  # type: ignore[union-attr]
 
+    def collect_bytes(self, *, closing: bool = False, fin_received: bool = False) -> None:
+        """Add the bytes the kernel received on this connection since the last call to the recorder.
+
+        Once the loop closes the descriptor its number can be reused by a new connection, so a
+        closing transport is not asked again, unless the caller knows the descriptor is still open
+        (`closing=True`: the loop is reporting an error on it right now). The FIN is recognised by
+        the TCP state, which the kernel may update a moment after the count; counts are deltas, so
+        a later call with `fin_received=True` (the last one, from `eof_received`) puts that right."""
+        sock = self._sock
+        if sock is None or self.transport is None or (self.transport.is_closing() and not closing):
+            return
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LENGTH)
+        except (OSError, ValueError):
+            return  # already closed
+        (received,) = _TCP_INFO_BYTES_RECEIVED.unpack_from(info, _TCP_INFO_BYTES_RECEIVED_OFFSET)
+        if fin_received or info[0] in _FIN_RECEIVED_STATES:
+            received -= 1
+        self._recorder.bytes_received += received - self._bytes_mark
+        self._bytes_mark = received
+
+    def close(self) -> None:
+        """Close now that no response is awaited (the run is over, or the server never closed)."""
+        self.collect_bytes()
+        if self.transport is not None:
+            self.transport.close()
+
     def abort(self) -> None:
         """Close now (after an error the stream is out of step; it cannot be reused)."""
+        self.collect_bytes()
         self.busy = False
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+def is_parse_error(exc: BaseException | None) -> bool:
+    """A connection lost to a response that is not valid HTTP."""
+    return isinstance(exc, httptools.HttpParserError)
+
+
+@functools.cache
+def kernel_counts_tcp_bytes() -> bool:
+    """Whether this kernel reports `tcpi_bytes_received` (probed once on a loopback pair)."""
+    if not hasattr(socket, "TCP_INFO"):
+        return False
+    try:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            with socket.create_connection(listener.getsockname(), timeout=1) as client:
+                server, _ = listener.accept()
+                with server:
+                    server.sendall(b"meshload")
+                    client.recv(16)
+                    info = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LENGTH)
+    except OSError:
+        return False
+    if len(info) < _TCP_INFO_LENGTH:
+        return False
+    return _TCP_INFO_BYTES_RECEIVED.unpack_from(info, _TCP_INFO_BYTES_RECEIVED_OFFSET)[0] == len(b"meshload")

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import time
 from collections import deque
+from collections.abc import Callable
 from time import monotonic_ns
 
 from ...results.interval import IntervalRecord
-from ...scenarios.plan import ClosedLoop
+from ...scenarios.plan import ClosedLoop, OpenLoop
 from ...scenarios.schedule import ArrivalSchedule, WorkerShare
 from ..intervals import interval_cuts_s, is_warmup
 from ..recorder import IntervalRecorder
 from .base import EngineOutcome, RecordSink, connect_error_kind
-from .http_connection import HttpConnection
+from .http_connection import HttpConnection, is_parse_error
 from .http_request import Origin, build_templates, client_ssl_context, target_sequence
 from .pacing import DueTimer, wait_for_due
 
@@ -33,12 +35,17 @@ from .pacing import DueTimer, wait_for_due
 PLAN_CHUNK_S = 0.05
 #: Period of the timeout sweep: request and connect timeouts fire up to this late.
 SWEEP_INTERVAL_S = 0.05
-#: Connections opened per origin before the start instant (open loop), so the first sends find one.
+#: Connections opened per origin before the start instant (open loop), so the first sends find one:
+#: at least this many, and one more per `PREWARM_RATE_PER_CONNECTION` planned requests per second.
 PREWARM_CONNECTIONS = 4
+PREWARM_RATE_PER_CONNECTION = 2_000
 #: Connects in flight per origin at once (open loop). Opening a connection costs the loop far more
 #: than a request; unbounded, a short hiccup would trigger a storm of connects that itself delays
 #: responses and triggers more connects.
 MAX_CONCURRENT_CONNECTS = 4
+#: After a "Connection: close" answer the server closes first (its FIN then ends our byte count
+#: exactly, and the TIME_WAIT stays on its side); we close only if it has not within this time.
+SERVER_CLOSE_GRACE_S = 1.0
 #: Poll period while draining in-flight requests after the last send.
 DRAIN_POLL_S = 0.005
 _NEVER = 1 << 62
@@ -123,6 +130,8 @@ class _Runner:
         # Everything alive now (modules, the plan, pydantic's schemas) stays alive for the run: move it
         # out of the collector's sight, so a full collection does not rescan it during the hot loop.
         gc.freeze()
+        previous_handler = self.loop.get_exception_handler()
+        self.loop.set_exception_handler(_quiet_parse_errors(previous_handler))
         background = [
             asyncio.ensure_future(self._cut_intervals()),
             asyncio.ensure_future(self._sweep_timeouts()),
@@ -138,8 +147,8 @@ class _Runner:
                 task.cancel()
             await asyncio.gather(*background, *self.connect_tasks, return_exceptions=True)
             for conn in list(self.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
+                conn.close()
+            self.loop.set_exception_handler(previous_handler)
         finished_ns = monotonic_ns()
         end_s = (finished_ns - self.start_ns) / 1e9
         self._emit(self._interval_start_s, max(end_s - self._interval_start_s, 0.0), final=True)
@@ -176,6 +185,8 @@ class _Runner:
             self._interval_start_s = cut_s
 
     def _emit(self, offset_s: float, duration_s: float, *, final: bool) -> None:
+        for conn in self.connections:
+            conn.collect_bytes()
         record: IntervalRecord = self.recorder.cut(
             offset_s=offset_s,
             duration_s=duration_s,
@@ -225,7 +236,7 @@ class _Runner:
             )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # every failure is a counted kind, never a crash
+        except Exception as exc:  # noqa: BLE001 -- every failure is a counted kind, never a crash
             return connect_error_kind(exc)
         if conn.closed:  # accepted, then closed before we could use it
             return "reset"
@@ -253,10 +264,16 @@ class _Runner:
         self.connections.discard(conn)
         if conn.busy:
             conn.busy = False
-            self.recorder.record_error("reset", conn.planned_ns, conn.sent_ns)
+            kind = "malformed" if is_parse_error(exc) else "reset"
+            self.recorder.record_error(kind, conn.planned_ns, conn.sent_ns)
             self._after_failure(conn)
         else:
             self._after_close(conn)
+
+    def await_server_close(self, conn: HttpConnection) -> None:
+        """The server said it closes `conn`: never reuse it; close it ourselves if the server does not."""
+        conn.closed = True
+        self.loop.call_later(SERVER_CLOSE_GRACE_S, conn.close)
 
     def _after_failure(self, conn: HttpConnection) -> None:
         """A request on `conn` ended in an error and `conn` is closed."""
@@ -299,8 +316,8 @@ class _OpenLoopConnection(HttpConnection):
                 runner._release(pool, self)
             else:
                 pool.idle.append(self)
-        elif self.transport is not None:
-            self.transport.close()  # `on_lost` replaces it if sends are waiting
+        else:
+            runner.await_server_close(self)  # `on_lost` replaces it if sends are waiting
         if done_ns >= runner.next_due_ns:
             runner._send_due(done_ns)
 
@@ -308,7 +325,7 @@ class _OpenLoopConnection(HttpConnection):
 class _Pool:
     """Open loop: one origin's connections and the sends waiting for one."""
 
-    __slots__ = ("index", "idle", "pending", "open", "connecting", "cap")
+    __slots__ = ("cap", "connecting", "idle", "index", "open", "pending")
 
     def __init__(self, index: int, cap: int) -> None:
         self.index = index
@@ -339,7 +356,7 @@ class _OpenLoopRunner(_Runner):
 
     async def _generate(self) -> None:
         for pool in self.pools:
-            for _ in range(min(PREWARM_CONNECTIONS, pool.cap)):
+            for _ in range(min(self._prewarm_count(), pool.cap)):
                 self._start_connect(pool)
         self.timer = DueTimer(self.loop, self._on_timer)
         try:
@@ -359,6 +376,13 @@ class _OpenLoopRunner(_Runner):
                 self.recorder.record_missed(len(pool.pending))
                 pool.pending.clear()
         await self._drain(monotonic_ns() + self.timeout_ns + round(2 * SWEEP_INTERVAL_S * 1e9))
+
+    def _prewarm_count(self) -> int:
+        load = self.plan.load
+        assert isinstance(load, OpenLoop)
+        peak_rate = max([load.rate, *(stage.rate for stage in load.stages)]) / self.share.count
+        per_origin_rate = peak_rate / len(self.origins)
+        return max(PREWARM_CONNECTIONS, math.ceil(per_origin_rate / PREWARM_RATE_PER_CONNECTION))
 
     def _on_stop(self) -> None:
         self.schedule_done = True
@@ -443,7 +467,7 @@ class _OpenLoopRunner(_Runner):
         self._spawn(self._connect(pool))
 
     async def _connect(self, pool: _Pool) -> None:
-        conn = _OpenLoopConnection(self, self.recorder, pool.index)
+        conn = _OpenLoopConnection(self, self.recorder, pool.index, tls=self.origins[pool.index].tls)
         try:
             failure = await self._open(conn)
         finally:
@@ -552,7 +576,7 @@ class _ClosedLoopRunner(_Runner):
             self._spawn(self._connect_and_send(client, origin_index, payload, ready_ns))
 
     async def _connect_and_send(self, client: _Client, origin_index: int, payload: bytes, ready_ns: int) -> None:
-        conn = _ClosedLoopConnection(self, self.recorder, origin_index)
+        conn = _ClosedLoopConnection(self, self.recorder, origin_index, tls=self.origins[origin_index].tls)
         conn.client = client
         failure = await self._open(conn)
         if failure is not None:
@@ -569,8 +593,7 @@ class _ClosedLoopRunner(_Runner):
         client: _Client = conn.client  # type: ignore[assignment]
         if not keep_alive:
             client.conns[conn.origin_index] = None
-            if conn.transport is not None:
-                conn.transport.close()
+            self.await_server_close(conn)
         if self.think_ns:
             self.loop.call_later(self.think_s, self._issue, client, done_ns + self.think_ns)
         else:
@@ -587,3 +610,23 @@ class _ClosedLoopRunner(_Runner):
         client: _Client = conn.client  # type: ignore[assignment]
         if client.conns[conn.origin_index] is conn:
             client.conns[conn.origin_index] = None
+
+
+def _quiet_parse_errors(previous: Callable[..., object] | None) -> Callable[..., object]:
+    """An event-loop exception handler that drops parse errors of our connections.
+
+    Plain connections feed the parser straight from the loop, so a malformed response raises inside
+    the loop's read callback: the loop reports it here, then closes the connection, and the error
+    is counted (kind "malformed") in `on_lost`. Everything else goes to the previous handler."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        protocol = context.get("protocol")
+        if isinstance(protocol, HttpConnection) and is_parse_error(context.get("exception")):
+            protocol.collect_bytes(closing=True)  # the descriptor is still open here
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    return handle
