@@ -10,7 +10,11 @@ import sys
 
 from rich.console import Console
 
-stdout = Console(highlight=False, emoji=False, markup=False, soft_wrap=True)
+# Piped or redirected output is read in files and logs, not an 80-column terminal: tables get room.
+_PIPED_WIDTH = 160
+stdout = Console(
+    highlight=False, emoji=False, markup=False, soft_wrap=True, width=None if sys.stdout.isatty() else _PIPED_WIDTH
+)
 stderr = Console(stderr=True, highlight=False, emoji=False, markup=False, soft_wrap=True)
 
 
