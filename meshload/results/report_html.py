@@ -20,6 +20,7 @@ import numpy as np
 from markupsafe import escape
 
 from .aggregate import failed_requests
+from .chart_ticks import nice_ticks
 from .histogram import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
 from .run_result import RunResult
 from .smp import rfc3339
@@ -39,20 +40,6 @@ class Series:
     color: str
     xs: Sequence[float]
     ys: Sequence[float]
-
-
-def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high]."""
-    if high <= low:
-        high = low + 1.0
-    raw_step = (high - low) / count
-    magnitude = 10 ** math.floor(math.log10(raw_step))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw_step)
-    first = math.floor(low / step) * step
-    ticks = [round(first, 10)]
-    while ticks[-1] < high - step * 1e-9:  # the last tick is at or above `high`
-        ticks.append(round(ticks[-1] + step, 10))
-    return ticks
 
 
 def _format_tick(value: float) -> str:
@@ -87,7 +74,7 @@ def line_chart(
         x_high = max(x_high, max(t for t, _ in x_ticks))
     if x_high <= x_low:
         x_high = x_low + 1.0
-    y_ticks = _nice_ticks(0.0, float(all_y.max()) if all_y.max() > 0 else 1.0)
+    y_ticks = nice_ticks(0.0, float(all_y.max()) if all_y.max() > 0 else 1.0)
     y_high = y_ticks[-1]
 
     def px(x: float) -> float:
@@ -103,7 +90,7 @@ def line_chart(
         label_x = _MARGIN["left"] - 6
         parts.append(f'<text x="{label_x}" y="{y + 4:.1f}" text-anchor="end" stroke="none">{_format_tick(tick)}</text>')
     labelled = (
-        x_ticks if x_ticks else [(t, _format_tick(t)) for t in _nice_ticks(x_low, x_high) if x_low <= t <= x_high]
+        x_ticks if x_ticks else [(t, _format_tick(t)) for t in nice_ticks(x_low, x_high) if x_low <= t <= x_high]
     )
     for tick, label in labelled:
         x = px(tick)

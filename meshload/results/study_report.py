@@ -21,6 +21,7 @@ import jinja2
 import markupsafe
 
 from ..scenarios.study_plan import StudyPlan
+from .chart_ticks import nice_ticks
 from .compare import (
     BOOTSTRAP_RESAMPLES,
     CONFIDENCE,
@@ -429,7 +430,7 @@ def _grouped_bars(
     def y_of(value: float) -> float:
         return _TOP + plot_h * (1 - (value - low) / (high - low))
 
-    for tick in _ticks(low, high):
+    for tick in (t for t in nice_ticks(low, high) if low - 1e-9 <= t <= high + 1e-9):
         y = y_of(tick)
         parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
         parts.append(f'<text x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:g}</text>')
@@ -469,17 +470,3 @@ def _grouped_bars(
     parts.extend(_legend([(label, PALETTE[s % len(PALETTE)]) for s, label in enumerate(series_labels)]))
     parts.append("</svg>")
     return "\n".join(parts)
-
-
-def _ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About `count` round tick values between low and high."""
-    raw = (high - low) / count
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
