@@ -1,4 +1,4 @@
-# The two commands of the README. Each installs what it needs first.
+# The two commands of the README (study, test), and the benchmarks. Each installs what it needs first.
 .PHONY: setup study test bench
 
 setup:
@@ -11,4 +11,7 @@ test: setup
 	python3 -m pytest -q
 
 bench: setup
-	python3 bench/run_all.py
+	python3 bench/bench_engine.py
+	python3 bench/bench_aggregation.py
+	python3 bench/bench_aggregation_merge.py
+	python3 bench/bench_testbed.py
