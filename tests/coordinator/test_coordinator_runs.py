@@ -135,8 +135,9 @@ def test_two_local_workers_on_a_private_redis_count_every_request_and_write_the_
     result = execute_run(plan, RunOptions(workers=2, out_dir=out, live=False, mesh=mesh))
 
     assert all_completed(result) == answered(http_server) > 0
-    # A healthy server answers everything (a request sent in the warm-up may complete after it).
-    assert abs(result.completed - result.sent) <= 2 and not result.errors
+    # A healthy server answers everything. The measured part completes exactly its own sends plus the
+    # requests still in flight when the warm-up ended (a handful at 200 rps, more on a busy machine).
+    assert 0 <= result.completed - result.sent <= 10 and not result.errors
     requests = sorted(worker.requests for worker in result.workers)
     assert len(requests) == 2 and requests[1] - requests[0] <= 1  # constant arrivals interleave exactly
     assert sum(requests) == result.completed
