@@ -46,8 +46,11 @@ def test_due_timer_never_fires_early_and_follows_re_arming(monkeypatch, kernel_t
     assert precise is kernel_timer
     assert len(fired) == 5
     assert all(at >= due for due, at in fired)
-    # Generous on a shared machine; typical lateness is tens of microseconds.
-    assert sorted(at - due for due, at in fired)[2] < 20_000_000
+    # Each firing follows its own (re-armed) instant, not the 10 s one it replaced. Typical lateness is
+    # tens of microseconds; a loaded CI machine can add tens of milliseconds of scheduling delay, so the
+    # bound only separates "followed the re-arm" from "waited for something else" (benchmarks measure
+    # the lag itself).
+    assert max(at - due for due, at in fired) < 1_000_000_000
 
 
 @pytest.mark.parametrize("loop_model", ["open", "closed"])
