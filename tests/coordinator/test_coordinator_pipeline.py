@@ -198,7 +198,9 @@ def test_clock_conversion_maps_redis_instants_to_this_hosts_monotonic_clock(redi
     now_us = wire.redis_time_us(client)
     start_ns = wire.local_monotonic_ns_of(now_us + 2_000_000, offset_ms)
     ahead_s = (start_ns - time.monotonic_ns()) / 1e9
-    assert 1.9 < ahead_s < 2.05
+    # Never later than 2 s ahead (plus the offset's error); a loaded machine may pause between the two
+    # clock reads, which only shortens it. A unit or sign mistake would be off by far more.
+    assert 1.5 < ahead_s < 2.05
     client.close()
     assert os.getpid() > 0
 
