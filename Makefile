@@ -5,7 +5,7 @@ setup:
 	./scripts/install-deps
 
 study: setup
-	meshload study
+	python3 -m meshload study
 
 test: setup
 	python3 -m pytest -q
