@@ -1,17 +1,31 @@
-# The two commands of the README (study, test), and the benchmarks. Each installs what it needs first.
-.PHONY: setup study test bench
+# The README's two commands (`make study`, `make test`), the gates CI runs before the tests, and the
+# benchmarks. Each target installs what it needs first (scripts/install-deps: Debian packages and a
+# project virtual environment in .venv; the system Python is never touched).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MESHLOAD_VENV := $(VENV)
+
+.PHONY: setup study quick-study test lint bench
 
 setup:
 	./scripts/install-deps
 
 study: setup
-	python3 -m meshload study
+	$(PY) -m meshload study $(ARGS)
+
+quick-study: setup
+	$(PY) -m meshload study --quick $(ARGS)
 
 test: setup
-	python3 -m pytest -q
+	$(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
-	python3 bench/bench_engine.py
-	python3 bench/bench_aggregation.py
-	python3 bench/bench_aggregation_merge.py
-	python3 bench/bench_testbed.py
+	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_aggregation.py
+	$(PY) bench/bench_aggregation_merge.py
+	$(PY) bench/bench_testbed.py

@@ -30,7 +30,7 @@ from meshload.coordinator.run import RunOptions, _Coordinator
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
 from meshload.scenarios.plan import OpenLoop, Plan, Target
-from meshload.worker import wire
+from meshload.pipeline import wire
 
 RUN_ID = "bench-aggregation"
 #: Distinct histogram shapes the synthetic workers cycle through (encoding is the slow part).

@@ -15,7 +15,7 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # `tests.support` without relying on how pytest was started
     sys.path.insert(0, str(_REPO))
 
-from meshload.worker import wire
+from meshload.pipeline import wire
 from tests.support.http_servers import ServerHandle, start_server
 from tests.support.redis_server import RedisServer
 
@@ -46,7 +46,7 @@ class Fleet:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, worker_id: str, *extra: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-c", "from meshload.coordinator.cli import main; main()",
+        command = [sys.executable, "-c", "from meshload.cli import main; main()",
                    "worker", "--redis", self.redis_url, "--id", worker_id, *extra]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.processes[worker_id] = process

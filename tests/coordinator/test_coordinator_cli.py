@@ -18,7 +18,7 @@ from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
 
-MESHLOAD = [sys.executable, "-c", "from meshload.coordinator.cli import main; main()"]
+MESHLOAD = [sys.executable, "-c", "from meshload.cli import main; main()"]
 
 
 def meshload(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
@@ -45,7 +45,7 @@ def error_lines(stderr: str) -> list[str]:
     ],
 )
 def test_bad_values_exit_2_with_one_line_naming_the_option(args, expected, tmp_path, monkeypatch, capsys) -> None:
-    from meshload.coordinator.cli import main
+    from meshload.cli import main
 
     monkeypatch.chdir(tmp_path)
     for name in [name for name in os.environ if name.startswith("MESHLOAD_")]:
@@ -146,7 +146,7 @@ def test_live_figures_reach_prometheus_and_the_progress_line() -> None:
 def test_strict_turns_invalid_and_degraded_runs_into_exit_code_1() -> None:
     from test_coordinator_pipeline import make_record
 
-    from meshload.coordinator.cli.run_cmd import exit_code_for, summary_table
+    from meshload.cli.run_cmd import exit_code_for, summary_table
     from meshload.results.aggregate import RunAggregator
     from meshload.scenarios.plan import OpenLoop, Plan, Target
 
@@ -172,7 +172,7 @@ def test_strict_turns_invalid_and_degraded_runs_into_exit_code_1() -> None:
 
 
 def test_a_scenario_file_takes_the_command_line_values_as_overrides(tmp_path) -> None:
-    from meshload.coordinator.cli.run_cmd import build_plan
+    from meshload.cli.run_cmd import build_plan
     from meshload.errors import PlanError, UsageError
     from meshload.scenarios.plan import ClosedLoop, OpenLoop
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import redis
 
-from meshload.coordinator.collector import StreamCollector
+from meshload.pipeline.collector import StreamCollector
 from meshload.coordinator.redis_server import PrivateRedis
 from meshload.errors import RedisError
 from meshload.results.aggregate import RunAggregator
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
 from meshload.scenarios.plan import OpenLoop, Plan, Target
-from meshload.worker import wire
-from meshload.worker.publisher import RecordPublisher
+from meshload.pipeline import wire
+from meshload.pipeline.publisher import RecordPublisher
 
 PLAN = Plan(targets=(Target(url="http://127.0.0.1:9/"),), load=OpenLoop(rate=100), duration_s=10)
 

@@ -23,7 +23,7 @@ from meshload.coordinator.run import RunOptions, execute_run
 from meshload.errors import RunError
 from meshload.results.interval import decode_record
 from meshload.scenarios.plan import ClosedLoop, OpenLoop, Plan, Target
-from meshload.worker import wire
+from meshload.pipeline import wire
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(90)

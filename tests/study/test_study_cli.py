@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshload.coordinator.cli import main
+from meshload.cli import main
 from meshload.results.study_report import write_study_outputs
 
 

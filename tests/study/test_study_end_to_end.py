@@ -35,7 +35,7 @@ FUNCTIONS = ("none", "sidecar", "mtls", "rate-limit")
 
 
 def _meshload(*args: str, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from meshload.coordinator.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from meshload.cli import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
 
 
@@ -62,7 +62,7 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "from meshload.coordinator.cli import main; main()",
+            "from meshload.cli import main; main()",
             "study",
             str(plan_path),
             "--out",

@@ -19,7 +19,7 @@ from .client import fetch
 
 UP_BUDGET_S = 10.0
 
-_CLI = "import sys; from meshload.coordinator.cli import main; main(sys.argv[1:])"
+_CLI = "import sys; from meshload.cli import main; main(sys.argv[1:])"
 
 _CONTROLLER = """
 import sys, time

@@ -33,8 +33,8 @@ def worker(
     )] = False,
 ) -> None:
     """Register in the fleet, heartbeat, and run the shares the coordinator assigns."""
-    from ...scenarios.durations import parse_duration_s
-    from ...worker.process import WorkerProcess
+    from ..scenarios.durations import parse_duration_s
+    from ..worker.process import WorkerProcess
 
     idle_timeout_s = parse_duration_s(idle_timeout, option="--idle-timeout") if idle_timeout is not None else None
     logging.basicConfig(

@@ -1,5 +1,5 @@
 """`python -m meshload` is the `meshload` command."""
 
-from .coordinator.cli import main
+from .cli import main
 
 main()

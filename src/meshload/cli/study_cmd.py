@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ...errors import UsageError
+from ..errors import UsageError
 from . import terminal
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
 
-    from ...results.compare import CellSummary, Comparison
-    from ...results.study_report import StudyResult
-    from ...scenarios.study_plan import StudyCell
-    from ..study import StudyProgress
+    from ..results.compare import CellSummary, Comparison
+    from ..results.study_report import StudyResult
+    from ..scenarios.study_plan import StudyCell
+    from ..coordinator.study import StudyProgress
 
 ENV_PREFIX = "MESHLOAD_STUDY_"
 DEFAULT_STUDIES_DIR = Path("studies")
@@ -77,9 +77,9 @@ def study(
     ),
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
-    from ...scenarios.durations import format_duration
-    from ...scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
-    from ..study import StudyOptions, estimated_duration_s, run_study
+    from ..scenarios.durations import format_duration
+    from ..scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
+    from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
 
     if quick and plan_file is not None:
         raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")
@@ -134,7 +134,7 @@ def study(
     )
     index_path = (out_dir / "index.html").resolve()
     if as_json:
-        from ...results.study_report import study_document
+        from ..results.study_report import study_document
 
         comparisons = study_document(result)["comparisons"]
         terminal.result(json.dumps({"index_html": str(index_path), "comparisons": comparisons}, indent=1))
@@ -164,7 +164,7 @@ def _overrides(
 
 def print_study_summary(result: StudyResult) -> None:
     """The comparisons as a table on stdout, then the note on intervals and any invalid cells."""
-    from ...results.compare import interval_note
+    from ..results.compare import interval_note
 
     comparisons = result.comparisons()
     terminal.table(comparison_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
@@ -186,8 +186,8 @@ def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_
     from rich import box
     from rich.table import Table
 
-    from ...results.study_report import comparison_table as rows_of
-    from ...results.study_report import format_value
+    from ..results.study_report import comparison_table as rows_of
+    from ..results.study_report import format_value
 
     table = Table(title=title, show_lines=True, box=box.SQUARE)
     table.add_column("function", overflow="fold")

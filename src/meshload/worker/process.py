@@ -25,8 +25,8 @@ import redis
 
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
-from . import wire
-from .publisher import RecordPublisher
+from ..pipeline import wire
+from ..pipeline.publisher import RecordPublisher
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ...errors import UsageError
+from ..errors import UsageError
 from . import terminal
 
 
@@ -35,8 +35,8 @@ def compare(
 
 
 def _kind(folder: Path) -> str:
-    from ...results.outputs import SMP_FILE
-    from ...results.study_report import STUDY_FILE
+    from ..results.outputs import SMP_FILE
+    from ..results.study_report import STUDY_FILE
 
     if (folder / STUDY_FILE).is_file():
         return "study"
@@ -48,8 +48,8 @@ def _kind(folder: Path) -> str:
 def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
     from rich.table import Table
 
-    from ...results.compare import percentile_deltas, run_metrics
-    from ...results.outputs import load_run_result
+    from ..results.compare import percentile_deltas, run_metrics
+    from ..results.outputs import load_run_result
 
     run_a, run_b = load_run_result(a), load_run_result(b)
     deltas = percentile_deltas(run_a.corrected, run_b.corrected)
@@ -81,8 +81,8 @@ def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
 
 
 def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
-    from ...results.compare import compare_studies, interval_note
-    from ...results.study_report import load_study
+    from ..results.compare import compare_studies, interval_note
+    from ..results.study_report import load_study
     from .study_cmd import comparison_table
 
     study_a, study_b = load_study(a), load_study(b)

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ...errors import UsageError
+from ..errors import UsageError
 from . import terminal
 
 if TYPE_CHECKING:
-    from ...results.run_result import RunResult
+    from ..results.run_result import RunResult
 
 
 def report(
@@ -32,7 +32,7 @@ def report(
     ),
 ) -> None:
     """Re-render index.html (study) or report.html (run) from the saved files."""
-    from ...results.study_report import STUDY_FILE
+    from ..results.study_report import STUDY_FILE
 
     if (folder / STUDY_FILE).is_file():
         _report_study(folder, as_json=as_json)
@@ -46,7 +46,7 @@ def report(
 
 
 def _report_study(folder: Path, *, as_json: bool) -> None:
-    from ...results.study_report import load_study, study_document, write_study_outputs
+    from ..results.study_report import load_study, study_document, write_study_outputs
     from .study_cmd import print_study_summary
 
     try:
@@ -63,8 +63,8 @@ def _report_study(folder: Path, *, as_json: bool) -> None:
 
 
 def _report_run(folder: Path, *, as_json: bool) -> None:
-    from ...results.outputs import REPORT_FILE, load_run_result
-    from ...results.report_html import render_report
+    from ..results.outputs import REPORT_FILE, load_run_result
+    from ..results.report_html import render_report
 
     result = load_run_result(folder)
     path = folder / REPORT_FILE
@@ -79,7 +79,7 @@ def _report_run(folder: Path, *, as_json: bool) -> None:
 
 
 def _run_summary(result: RunResult) -> dict[str, object]:
-    from ...results.compare import run_metrics
+    from ..results.compare import run_metrics
 
     return {
         "run_id": result.run_id,

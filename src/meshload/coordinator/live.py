@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.text import Text
 
 from ..results.aggregate import LiveFigures
-from .cli import terminal
+from ..cli import terminal
 
 #: Non-interactive output: one plain progress line this often.
 PLAIN_EVERY_S = 5.0

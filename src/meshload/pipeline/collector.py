@@ -17,7 +17,7 @@ import redis
 import redis.exceptions
 
 from ..results.interval import IntervalRecord, decode_record
-from ..worker import wire
+from . import wire
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ...errors import UsageError
+from ..errors import UsageError
 from . import terminal
 
 ENV_PREFIX = "MESHLOAD_"
@@ -51,7 +51,7 @@ def run(
 ) -> None:
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html."""
-    from ..run import RunOptions, execute_run, new_run_id
+    from ..coordinator.run import RunOptions, execute_run, new_run_id
 
     mesh, base_url = None, None
     labels = list(label or [])
@@ -99,7 +99,7 @@ def exit_code_for(result: Any, *, strict: bool) -> int:
 
 def _testbed_in_force(function: str, settings: list[str]) -> tuple[Any, str]:
     """Start the local testbed if needed and put `function` in force; its mesh adapter and ingress."""
-    from ..mesh.local import LocalTestbedMesh
+    from ..coordinator.mesh.local import LocalTestbedMesh
     from .testbed_cmd import settings_from_pairs
 
     mesh = LocalTestbedMesh()
@@ -135,8 +135,8 @@ def build_plan(
 ) -> Any:
     """The run's plan from a URL and options, or from a scenario file with the options as overrides
     (a URL given with a scenario is the base of the scenario's relative paths)."""
-    from ...scenarios.durations import parse_duration_s
-    from ...scenarios.options import plan_from_options
+    from ..scenarios.durations import parse_duration_s
+    from ..scenarios.options import plan_from_options
 
     def seconds(text: str | None, option: str) -> float | None:
         return parse_duration_s(text, option=option) if text is not None else None
@@ -149,7 +149,7 @@ def build_plan(
 
 
 def describe_plan(plan: Any) -> str:
-    from ...scenarios.plan import OpenLoop
+    from ..scenarios.plan import OpenLoop
 
     load = plan.load
     if isinstance(load, OpenLoop):

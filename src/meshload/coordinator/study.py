@@ -256,7 +256,7 @@ class StudyWorkers:
         command = [
             sys.executable,
             "-c",
-            "from meshload.coordinator.cli import main; main()",
+            "from meshload.cli import main; main()",
             "worker",
             "--redis",
             self.redis_url,

@@ -28,8 +28,8 @@ from ..results.aggregate import RunAggregator
 from ..results.run_result import MeshUsage, RunResult
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import split_plan
-from ..worker import wire
-from .collector import StreamCollector
+from ..pipeline import wire
+from ..pipeline.collector import StreamCollector
 from .environment import describe_environment
 from .live import LiveView
 from .mesh.base import MeshAdapter, ResourceSampling

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from ...errors import MeshloadError as _MeshloadError
+from ..errors import MeshloadError as _MeshloadError
 from . import terminal
 
 __all__ = ["DEBUG_ENV", "app", "main"]

@@ -14,7 +14,7 @@ from typing import IO, Literal
 import redis
 
 from ..errors import RunError
-from ..worker import wire
+from ..pipeline import wire
 
 Placement = Literal["auto", "local", "fleet"]
 
@@ -103,7 +103,7 @@ def idle_fleet_workers(client: redis.Redis) -> list[str]:
 def worker_command(redis_url: str, worker_id: str) -> list[str]:
     """The command line of one spawned worker: `meshload worker` in this interpreter."""
     return [
-        sys.executable, "-c", "from meshload.coordinator.cli import main; main()",
+        sys.executable, "-c", "from meshload.cli import main; main()",
         "worker", "--redis", redis_url, "--id", worker_id, "--once",
         "--idle-timeout", f"{SPAWNED_IDLE_TIMEOUT_S:g}s",
     ]

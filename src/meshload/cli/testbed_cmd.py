@@ -29,15 +29,15 @@ _SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (rep
 
 def _mesh(state_dir: Path | None):
     # imported here so `meshload --help` does not load the testbed
-    from ..mesh.local import LocalTestbedMesh
+    from ..coordinator.mesh.local import LocalTestbedMesh
 
     return LocalTestbedMesh(state_dir)
 
 
 def settings_from_pairs(pairs: list[str]) -> dict[str, str]:
     """`key=value` settings of a testbed function; a malformed one is a UsageError."""
-    from ...errors import UsageError
-    from ...testbed import TestbedFailure, parse_settings
+    from ..errors import UsageError
+    from ..testbed import TestbedFailure, parse_settings
 
     try:
         return parse_settings(pairs)
@@ -131,7 +131,7 @@ def status(
 @testbed_app.command("functions")
 def functions(as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout.")) -> None:
     """The functions the testbed can apply, with their parameters and defaults."""
-    from ...testbed import PROFILES
+    from ..testbed import PROFILES
 
     listing = {
         name: {
