@@ -27,10 +27,10 @@ from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
 from meshload.coordinator.redis_server import PrivateRedis
 from meshload.coordinator.run import RunOptions, _Coordinator
+from meshload.pipeline import wire
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
 from meshload.scenarios.plan import OpenLoop, Plan, Target
-from meshload.pipeline import wire
 
 RUN_ID = "bench-aggregation"
 #: Distinct histogram shapes the synthetic workers cycle through (encoding is the slow part).
@@ -62,14 +62,27 @@ def publish(redis_url: str, workers: int, seconds: int, start_at: float) -> None
         for index in range(workers):
             corrected, uncorrected, lag = shapes[(index + second) % SHAPES]
             record = IntervalRecord(
-                worker_id=f"w{index:04d}", seq=second, run_id=RUN_ID, offset_s=float(second), duration_s=1.0,
-                start_unix_ms=int(time.time() * 1000), sent=REQUESTS_PER_RECORD, completed=REQUESTS_PER_RECORD - 2,
-                status_codes={"200": REQUESTS_PER_RECORD - 3, "503": 1}, errors={"timeout": 1, "reset": 1},
-                bytes_received=REQUESTS_PER_RECORD * 1_200, cpu_seconds=0.05, clock_offset_ms=0.3,
-                latency_corrected=corrected, latency_uncorrected=uncorrected, schedule_lag=lag,
+                worker_id=f"w{index:04d}",
+                seq=second,
+                run_id=RUN_ID,
+                offset_s=float(second),
+                duration_s=1.0,
+                start_unix_ms=int(time.time() * 1000),
+                sent=REQUESTS_PER_RECORD,
+                completed=REQUESTS_PER_RECORD - 2,
+                status_codes={"200": REQUESTS_PER_RECORD - 3, "503": 1},
+                errors={"timeout": 1, "reset": 1},
+                bytes_received=REQUESTS_PER_RECORD * 1_200,
+                cpu_seconds=0.05,
+                clock_offset_ms=0.3,
+                latency_corrected=corrected,
+                latency_uncorrected=uncorrected,
+                schedule_lag=lag,
                 final=second == seconds - 1,
             )
-            pipe.xadd(keys.records, {wire.RECORD_FIELD: encode_record(record)}, maxlen=wire.STREAM_MAXLEN, approximate=True)
+            pipe.xadd(
+                keys.records, {wire.RECORD_FIELD: encode_record(record)}, maxlen=wire.STREAM_MAXLEN, approximate=True
+            )
         pipe.execute()
         for half in range(2):
             beats = {f"w{index:04d}": wire.encode(wire.RunBeat(beat=2 * second + half)) for index in range(workers)}
@@ -81,8 +94,11 @@ def publish(redis_url: str, workers: int, seconds: int, start_at: float) -> None
 
 def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
     """The coordinator side, the real loop of `coordinator.run`; its CPU use and wall time."""
-    plan = Plan(targets=(Target(url="http://127.0.0.1:9/"),), load=OpenLoop(rate=workers * REQUESTS_PER_RECORD),
-                duration_s=seconds)
+    plan = Plan(
+        targets=(Target(url="http://127.0.0.1:9/"),),
+        load=OpenLoop(rate=workers * REQUESTS_PER_RECORD),
+        duration_s=seconds,
+    )
     keys = wire.RunKeys(RUN_ID)
     client = wire.open_redis(redis_url)
     fleet = Workers(ids=[f"w{index:04d}" for index in range(workers)])
@@ -96,8 +112,12 @@ def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
     client.delete(*keys.all(), *(wire.assignment_key(worker_id) for worker_id in fleet.ids))
     client.close()
     return {
-        "merged": sum(worker.records for worker in result.workers), "expected": workers * seconds,
-        "lost": len(coordinator.lost), "cpu_s": cpu_s, "wall_s": wall_s, "completed": result.completed,
+        "merged": sum(worker.records for worker in result.workers),
+        "expected": workers * seconds,
+        "lost": len(coordinator.lost),
+        "cpu_s": cpu_s,
+        "wall_s": wall_s,
+        "completed": result.completed,
     }
 
 
@@ -126,7 +146,9 @@ def main() -> None:
     finally:
         if private is not None:
             private.stop()
-    kept_up = figures["merged"] == figures["expected"] and figures["lost"] == 0 and figures["wall_s"] < args.seconds + 1.5
+    kept_up = (
+        figures["merged"] == figures["expected"] and figures["lost"] == 0 and figures["wall_s"] < args.seconds + 1.5
+    )
     percent = 100.0 * figures["cpu_s"] / figures["wall_s"]
     print(
         f"{args.workers} workers x {args.seconds} s: {figures['merged']:.0f}/{figures['expected']:.0f} records "

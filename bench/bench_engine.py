@@ -130,8 +130,9 @@ class Nginx:
 
 def run_measured(command: list[str], **popen: object) -> tuple[str, float]:
     """Run `command`; its stdout and the user+system CPU seconds of it and its children."""
-    process = subprocess.Popen([*pinned(GENERATOR_CPU), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, **popen)
+    process = subprocess.Popen(
+        [*pinned(GENERATOR_CPU), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
     watched = psutil.Process(process.pid)
     cpu_s = 0.0
     while process.poll() is None:
@@ -170,11 +171,31 @@ def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
     locustfile = workdir / "locustfile.py"
     locustfile.write_text(textwrap.dedent(LOCUSTFILE))
     prefix = workdir / "locust"
-    _, cpu_s = run_measured([
-        sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(CONNECTIONS),
-        "-r", str(CONNECTIONS), "-t", f"{seconds:g}s", "--host", url.rstrip("/"), "--csv", str(prefix),
-        "--only-summary", "--stop-timeout", "1", "--loglevel", "WARNING",
-    ])
+    _, cpu_s = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(locustfile),
+            "--headless",
+            "-u",
+            str(CONNECTIONS),
+            "-r",
+            str(CONNECTIONS),
+            "-t",
+            f"{seconds:g}s",
+            "--host",
+            url.rstrip("/"),
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--stop-timeout",
+            "1",
+            "--loglevel",
+            "WARNING",
+        ]
+    )
     requests = 0
     for line in (workdir / "locust_stats.csv").read_text().splitlines()[1:]:
         fields = line.split(",")
@@ -190,11 +211,7 @@ def meshload_child(args: argparse.Namespace) -> None:
     from meshload.scenarios.plan import Plan
     from meshload.worker.standalone import collect_records
 
-    load = (
-        {"kind": "closed", "concurrency": CONNECTIONS}
-        if args.rate == 0
-        else {"kind": "open", "rate": args.rate}
-    )
+    load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
     cpu_before = psutil.Process().cpu_times()
     records, outcomes = collect_records(plan, workers=1)
@@ -207,24 +224,38 @@ def meshload_child(args: argparse.Namespace) -> None:
     full = [r for r in records if not r.final]
     sent_full = sum(r.sent for r in full)
     seconds_full = sum(r.duration_s for r in full)
-    print(json.dumps({
-        "completed": outcomes[0].completed,
-        "errors": outcomes[0].errors,
-        "engine_cpu_s": outcomes[0].cpu_seconds,
-        "run_cpu_s": (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
-        "elapsed_s": outcomes[0].elapsed_s,
-        "lag_p99_ms": lag.value_at_percentile(99) / 1000,
-        "lag_p999_ms": lag.value_at_percentile(99.9) / 1000,
-        "corrected_p99_ms": corrected.value_at_percentile(99) / 1000,
-        "sent_rate_full_intervals": sent_full / seconds_full if seconds_full else 0.0,
-        "late": sum(r.late for r in records),
-    }))
+    print(
+        json.dumps(
+            {
+                "completed": outcomes[0].completed,
+                "errors": outcomes[0].errors,
+                "engine_cpu_s": outcomes[0].cpu_seconds,
+                "run_cpu_s": (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
+                "elapsed_s": outcomes[0].elapsed_s,
+                "lag_p99_ms": lag.value_at_percentile(99) / 1000,
+                "lag_p999_ms": lag.value_at_percentile(99.9) / 1000,
+                "corrected_p99_ms": corrected.value_at_percentile(99) / 1000,
+                "sent_rate_full_intervals": sent_full / seconds_full if seconds_full else 0.0,
+                "late": sum(r.late for r in records),
+            }
+        )
+    )
 
 
 def run_meshload(url: str, seconds: float, rate: float = 0) -> tuple[dict, float]:
-    out, process_cpu_s = run_measured([
-        sys.executable, __file__, "--child", "--url", url, "--seconds", str(seconds), "--rate", str(rate),
-    ])
+    out, process_cpu_s = run_measured(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--url",
+            url,
+            "--seconds",
+            str(seconds),
+            "--rate",
+            str(rate),
+        ]
+    )
     return json.loads(out.strip().splitlines()[-1]), process_cpu_s
 
 
@@ -277,20 +308,28 @@ def main() -> None:
                 meshload_rounds.append(bench_meshload_closed(nginx.url, args.seconds))
             for name, rounds in (("wrk", wrk_rounds), ("meshload", meshload_rounds)):
                 print(f"{name} rounds, CPU us/req: " + ", ".join(f"{r.cpu_us_per_request:.1f}" for r in rounds))
-            rows = [median_round(wrk_rounds), median_round(meshload_rounds),
-                    bench_hey(nginx.url, args.seconds), bench_locust(nginx.url, args.seconds, workdir)]
+            rows = [
+                median_round(wrk_rounds),
+                median_round(meshload_rounds),
+                bench_hey(nginx.url, args.seconds),
+                bench_locust(nginx.url, args.seconds, workdir),
+            ]
             wrk_cpu = rows[0].cpu_us_per_request
             print(f"{'generator':<26}{'requests/s':>12}{'CPU us/req':>12}{'x wrk':>8}  note")
             for row in rows:
-                print(f"{row.tool:<26}{row.rate:>12,.0f}{row.cpu_us_per_request:>12.1f}"
-                      f"{row.cpu_us_per_request / wrk_cpu:>8.2f}  {row.note}")
+                print(
+                    f"{row.tool:<26}{row.rate:>12,.0f}{row.cpu_us_per_request:>12.1f}"
+                    f"{row.cpu_us_per_request / wrk_cpu:>8.2f}  {row.note}"
+                )
         if args.only in (None, "open"):
             print(f"\nopen loop, one worker, {args.seconds:g} s:")
             figures, _ = run_meshload(nginx.url, args.seconds, OPEN_LOOP_RATE)
-            print(f"  {OPEN_LOOP_RATE:,} rps planned: sent {figures['sent_rate_full_intervals']:,.0f}/s, "
-                  f"lag p99 {figures['lag_p99_ms']:.3f} ms, p99.9 {figures['lag_p999_ms']:.3f} ms, "
-                  f"late {figures['late']}, CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%} of a core, "
-                  f"holds: {open_loop_holds(figures, OPEN_LOOP_RATE)}")
+            print(
+                f"  {OPEN_LOOP_RATE:,} rps planned: sent {figures['sent_rate_full_intervals']:,.0f}/s, "
+                f"lag p99 {figures['lag_p99_ms']:.3f} ms, p99.9 {figures['lag_p999_ms']:.3f} ms, "
+                f"late {figures['late']}, CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%} of a core, "
+                f"holds: {open_loop_holds(figures, OPEN_LOOP_RATE)}"
+            )
             if not args.skip_search:
                 search_highest_rate(nginx.url)
     finally:
@@ -310,9 +349,11 @@ def search_highest_rate(url: str, seconds: float = 3.0, tries: int = 2) -> None:
         for _ in range(tries):
             figures, _ = run_meshload(url, seconds, rate)
             holds = open_loop_holds(figures, rate)
-            print(f"  {rate:>8,.0f} rps: sent {figures['sent_rate_full_intervals']:>8,.0f}/s, "
-                  f"lag p99 {figures['lag_p99_ms']:.3f} ms, CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%}"
-                  f" -> {'holds' if holds else 'falls behind'}")
+            print(
+                f"  {rate:>8,.0f} rps: sent {figures['sent_rate_full_intervals']:>8,.0f}/s, "
+                f"lag p99 {figures['lag_p99_ms']:.3f} ms, CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%}"
+                f" -> {'holds' if holds else 'falls behind'}"
+            )
             if holds:
                 break
         low, high = (rate, high) if holds else (low, rate)

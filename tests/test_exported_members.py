@@ -5,8 +5,8 @@ offers nothing yet (no public names, no `__all__`) passes.
 """
 
 from __future__ import annotations
-
 import __future__
+
 import importlib
 import inspect
 from pathlib import Path
@@ -17,8 +17,7 @@ import meshload
 
 PACKAGE_ROOT = Path(meshload.__file__).parent
 PACKAGES = sorted(
-    ".".join(("meshload",) + init.parent.relative_to(PACKAGE_ROOT).parts)
-    for init in PACKAGE_ROOT.rglob("__init__.py")
+    ".".join(("meshload", *init.parent.relative_to(PACKAGE_ROOT).parts)) for init in PACKAGE_ROOT.rglob("__init__.py")
 )
 
 
@@ -28,9 +27,7 @@ def _public_names(module: object) -> list[str]:
     return [
         name
         for name, value in vars(module).items()
-        if not name.startswith("_")
-        and not inspect.ismodule(value)
-        and not isinstance(value, __future__._Feature)
+        if not name.startswith("_") and not inspect.ismodule(value) and not isinstance(value, __future__._Feature)
     ]
 
 

@@ -15,9 +15,10 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # `tests.support` without relying on how pytest was started
     sys.path.insert(0, str(_REPO))
 
-from meshload.pipeline import wire
 from tests.support.http_servers import ServerHandle, start_server
 from tests.support.redis_server import RedisServer
+
+from meshload.pipeline import wire
 
 WORKER_START_TIMEOUT_S = 30.0
 
@@ -46,8 +47,17 @@ class Fleet:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, worker_id: str, *extra: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-c", "from meshload.cli import main; main()",
-                   "worker", "--redis", self.redis_url, "--id", worker_id, *extra]
+        command = [
+            sys.executable,
+            "-c",
+            "from meshload.cli import main; main()",
+            "worker",
+            "--redis",
+            self.redis_url,
+            "--id",
+            worker_id,
+            *extra,
+        ]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.processes[worker_id] = process
         return process

@@ -11,20 +11,24 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.support.redis_server import RedisServer
 
 from meshload.coordinator.live import LiveView, progress_line
 from meshload.results.aggregate import LiveFigures
-from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(90)
 
 MESHLOAD = [sys.executable, "-c", "from meshload.cli import main; main()"]
 
 
-def meshload(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def meshload(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")}
     environment.update(env or {})
-    return subprocess.run([*MESHLOAD, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [*MESHLOAD, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -39,8 +43,14 @@ def error_lines(stderr: str) -> list[str]:
         (["http://127.0.0.1:9/"], "give --rate (requests per second, open loop)"),
         (["http://127.0.0.1:9/", "--rate", "5", "--concurrency", "2"], "exclude each other"),
         (["ftp://x/", "--rate", "5"], "URL: 'ftp://x/' is not an http:// or https:// URL"),
-        (["http://127.0.0.1:9/", "--rate", "5", "-H", "NoColon"], '-H/--header: "NoColon" is not a header; use "Name: value"'),
-        (["http://127.0.0.1:9/", "--rate", "5", "--on-worker-loss", "maybe"], "--on-worker-loss: 'maybe' is not one of"),
+        (
+            ["http://127.0.0.1:9/", "--rate", "5", "-H", "NoColon"],
+            '-H/--header: "NoColon" is not a header; use "Name: value"',
+        ),
+        (
+            ["http://127.0.0.1:9/", "--rate", "5", "--on-worker-loss", "maybe"],
+            "--on-worker-loss: 'maybe' is not one of",
+        ),
         (["http://127.0.0.1:9/", "--rate", "5", "--workers", "0"], "--workers: 0 is not a worker count"),
     ],
 )
@@ -67,8 +77,15 @@ def test_a_usage_error_from_the_console_script_is_one_line_without_traceback(tmp
 def test_a_wrong_redis_password_exits_1_with_one_clear_line(tmp_path) -> None:
     with RedisServer(password="right") as server:
         completed = meshload(
-            "run", "http://127.0.0.1:9/", "--rate", "5", "--duration", "1s",
-            "--redis", server.url_with_password("wrong"), cwd=tmp_path,
+            "run",
+            "http://127.0.0.1:9/",
+            "--rate",
+            "5",
+            "--duration",
+            "1s",
+            "--redis",
+            server.url_with_password("wrong"),
+            cwd=tmp_path,
         )
     assert completed.returncode == 1
     lines = error_lines(completed.stderr)
@@ -78,7 +95,13 @@ def test_a_wrong_redis_password_exits_1_with_one_clear_line(tmp_path) -> None:
 
 def test_a_run_from_environment_variables_writes_its_folder_and_summary(http_server, tmp_path) -> None:
     completed = meshload(
-        "run", http_server.url, "--label", "function=baseline", "-H", "X-Test: yes", "--strict",
+        "run",
+        http_server.url,
+        "--label",
+        "function=baseline",
+        "-H",
+        "X-Test: yes",
+        "--strict",
         cwd=tmp_path,
         env={"MESHLOAD_RATE": "100", "MESHLOAD_DURATION": "1500ms", "MESHLOAD_WORKERS": "2", "MESHLOAD_LIVE": "0"},
     )
@@ -96,9 +119,25 @@ def test_a_run_from_environment_variables_writes_its_folder_and_summary(http_ser
 def test_every_run_option_has_an_environment_variable_in_help(tmp_path) -> None:
     completed = meshload("run", "--help", cwd=tmp_path, env={"COLUMNS": "200"})
     assert completed.returncode == 0
-    for option in ("--rate", "--concurrency", "--duration", "--warmup", "--workers", "--connections", "--arrival",
-                   "--method", "--header", "--body", "--timeout", "--label", "--redis", "--out", "--strict",
-                   "--on-worker-loss", "--metrics-port"):
+    for option in (
+        "--rate",
+        "--concurrency",
+        "--duration",
+        "--warmup",
+        "--workers",
+        "--connections",
+        "--arrival",
+        "--method",
+        "--header",
+        "--body",
+        "--timeout",
+        "--label",
+        "--redis",
+        "--out",
+        "--strict",
+        "--on-worker-loss",
+        "--metrics-port",
+    ):
         assert option in completed.stdout
     assert completed.stdout.count("MESHLOAD_") >= 20
     worker_help = meshload("worker", "--help", cwd=tmp_path, env={"COLUMNS": "200"})
@@ -115,9 +154,19 @@ def test_worker_without_a_reachable_redis_exits_1_with_one_line(tmp_path) -> Non
 
 def _figures(**changes) -> LiveFigures:
     values = {
-        "elapsed_s": 3.0, "total_s": 10.0, "rate": 250.0, "sent_rate": 251.0, "p50_ms": 1.25, "p99_ms": 7.5,
-        "lag_p99_ms": 0.2, "completed": 750, "errors": 3, "workers_alive": 2, "workers_lost": 1,
-        "workers_finished": 0, "in_warmup": False,
+        "elapsed_s": 3.0,
+        "total_s": 10.0,
+        "rate": 250.0,
+        "sent_rate": 251.0,
+        "p50_ms": 1.25,
+        "p99_ms": 7.5,
+        "lag_p99_ms": 0.2,
+        "completed": 750,
+        "errors": 3,
+        "workers_alive": 2,
+        "workers_lost": 1,
+        "workers_finished": 0,
+        "in_warmup": False,
     }
     values.update(changes)
     return LiveFigures(**values)
@@ -178,13 +227,35 @@ def test_a_scenario_file_takes_the_command_line_values_as_overrides(tmp_path) ->
 
     scenario = tmp_path / "plan.yaml"
     scenario.write_text("url: http://127.0.0.1:9/x\nload: {rate: 50}\nduration: 10s\nlabels: {function: mtls}\n")
-    base = {"url": None, "scenario": str(scenario), "rate": None, "concurrency": None, "duration": None,
-            "warmup": None, "connections": None, "arrival": None, "method": None, "headers": [], "body": None,
-            "timeout": None, "labels": []}
+    base = {
+        "url": None,
+        "scenario": str(scenario),
+        "rate": None,
+        "concurrency": None,
+        "duration": None,
+        "warmup": None,
+        "connections": None,
+        "arrival": None,
+        "method": None,
+        "headers": [],
+        "body": None,
+        "timeout": None,
+        "labels": [],
+    }
     plan = build_plan(**base)
     assert isinstance(plan.load, OpenLoop) and plan.load.rate == 50 and plan.duration_s == 10
-    plan = build_plan(**{**base, "rate": 120.0, "duration": "1m30s", "arrival": "poisson", "warmup": "5s",
-                         "headers": ["X-Run: 7"], "labels": ["level=high"], "timeout": "250ms"})
+    plan = build_plan(
+        **{
+            **base,
+            "rate": 120.0,
+            "duration": "1m30s",
+            "arrival": "poisson",
+            "warmup": "5s",
+            "headers": ["X-Run: 7"],
+            "labels": ["level=high"],
+            "timeout": "250ms",
+        }
+    )
     assert plan.load.rate == 120 and plan.load.arrival == "poisson"
     assert plan.duration_s == 90 and plan.warmup_s == 5 and plan.timeout_s == 0.25
     assert plan.headers["X-Run"] == "7" and plan.labels == {"function": "mtls", "level": "high"}

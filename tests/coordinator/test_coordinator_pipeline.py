@@ -11,28 +11,39 @@ import numpy as np
 import pytest
 import redis
 
-from meshload.pipeline.collector import StreamCollector
 from meshload.coordinator.redis_server import PrivateRedis
 from meshload.errors import RedisError
+from meshload.pipeline import wire
+from meshload.pipeline.collector import StreamCollector
+from meshload.pipeline.publisher import RecordPublisher
 from meshload.results.aggregate import RunAggregator
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
 from meshload.scenarios.plan import OpenLoop, Plan, Target
-from meshload.pipeline import wire
-from meshload.pipeline.publisher import RecordPublisher
 
 PLAN = Plan(targets=(Target(url="http://127.0.0.1:9/"),), load=OpenLoop(rate=100), duration_s=10)
 
 
-def make_record(worker_id: str, seq: int, run_id: str = "r1", requests: int = 100, final: bool = False) -> IntervalRecord:
+def make_record(
+    worker_id: str, seq: int, run_id: str = "r1", requests: int = 100, final: bool = False
+) -> IntervalRecord:
     rng = np.random.default_rng(seq)
     histogram = LatencyHistogram()
     histogram.record_batch(rng.integers(200, 5_000, requests))
     blob = histogram.encode()
     return IntervalRecord(
-        worker_id=worker_id, seq=seq, run_id=run_id, offset_s=float(seq), duration_s=1.0,
-        sent=requests, completed=requests, status_codes={"200": requests},
-        latency_corrected=blob, latency_uncorrected=blob, schedule_lag=LatencyHistogram().encode(), final=final,
+        worker_id=worker_id,
+        seq=seq,
+        run_id=run_id,
+        offset_s=float(seq),
+        duration_s=1.0,
+        sent=requests,
+        completed=requests,
+        status_codes={"200": requests},
+        latency_corrected=blob,
+        latency_uncorrected=blob,
+        schedule_lag=LatencyHistogram().encode(),
+        final=final,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import meshload.results as results
+from meshload import results
 
 
 def test_all_is_complete_sorted_and_importable() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -44,7 +45,7 @@ def test_fortio_fields_and_units(finished_result: RunResult) -> None:
     assert data[-1]["Percent"] == pytest.approx(100.0)
     percents = [bucket["Percent"] for bucket in data]
     assert percents == sorted(percents)  # cumulative, as Fortio writes it
-    for bucket, following in zip(data, data[1:], strict=False):
+    for bucket, following in itertools.pairwise(data):
         assert bucket["Start"] < bucket["End"] <= following["Start"]
     assert len(data) < 100  # coarsened for charts, not HDR's thousands of buckets
 

@@ -70,7 +70,9 @@ def test_a_full_plan_file_becomes_the_plan_it_describes(tmp_path: Path) -> None:
 
 def test_json_plans_closed_loops_and_staged_durations(tmp_path: Path) -> None:
     closed = tmp_path / "closed.json"
-    closed.write_text(json.dumps({"url": "http://127.0.0.1:1/x", "load": {"concurrency": 8, "think_time": "100ms"}, "duration": 5}))
+    closed.write_text(
+        json.dumps({"url": "http://127.0.0.1:1/x", "load": {"concurrency": 8, "think_time": "100ms"}, "duration": 5})
+    )
     plan = load_plan_file(closed)
     assert plan.name == "closed"
     assert plan.load == ClosedLoop(concurrency=8, think_time_s=0.1)
@@ -343,11 +345,21 @@ def test_newer_meshery_camel_case_files_and_several_clients(tmp_path: Path) -> N
             "name": "two generators",
             "labels": {"function": "retries"},
             "clients": [
-                {"loadGenerator": "fortio", "protocol": "http", "rps": 30, "connections": 4,
-                 "endpointUrls": ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"],
-                 "cookies": {"user": "jason"}},
-                {"protocol": 1, "rps": 60, "body": "x=1", "contentType": "application/x-www-form-urlencoded",
-                 "endpointUrls": ["http://127.0.0.1:1/c"]},
+                {
+                    "loadGenerator": "fortio",
+                    "protocol": "http",
+                    "rps": 30,
+                    "connections": 4,
+                    "endpointUrls": ["http://127.0.0.1:1/a", "http://127.0.0.1:1/b"],
+                    "cookies": {"user": "jason"},
+                },
+                {
+                    "protocol": 1,
+                    "rps": 60,
+                    "body": "x=1",
+                    "contentType": "application/x-www-form-urlencoded",
+                    "endpointUrls": ["http://127.0.0.1:1/c"],
+                },
             ],
             "duration": "1m30s",
         },
@@ -381,8 +393,18 @@ def test_a_max_speed_meshery_file_is_a_closed_loop(tmp_path: Path) -> None:
         ("protocol: 1", "protocol: 2", 8, "test.clients[0].protocol: 2 is not HTTP"),
         ("rps: 10", "rps: -1", 10, "test.clients[0].rps: must be at least 0"),
         ("duration: '30m'", "duration: '30 minutes'", 16, 'test.duration: "30 minutes" is not a duration'),
-        ("      body: ''", "      bodyy: ''", 13, "test.clients[0].bodyy: unknown key; the keys allowed here are: internal"),
-        ("['http://localhost:2323/productpage']", "['localhost:2323']", 15, "test.clients[0].endpoint_urls[0]: 'localhost:2323'"),
+        (
+            "      body: ''",
+            "      bodyy: ''",
+            13,
+            "test.clients[0].bodyy: unknown key; the keys allowed here are: internal",
+        ),
+        (
+            "['http://localhost:2323/productpage']",
+            "['localhost:2323']",
+            15,
+            "test.clients[0].endpoint_urls[0]: 'localhost:2323'",
+        ),
     ],
 )
 def test_meshery_file_errors_name_the_line(tmp_path: Path, old: str, new: str, line: int, message: str) -> None:

@@ -99,7 +99,7 @@ def _cells(
 
 def test_compare_study_measures_each_function_against_its_baseline(make_run) -> None:
     cells = (
-        _cells(make_run, "none", 0.0, range(0, 3), cpu=10.0)
+        _cells(make_run, "none", 0.0, range(3), cpu=10.0)
         + _cells(make_run, "sidecar", 1.0, range(10, 13), cpu=50.0)
         + _cells(make_run, "mtls", 1.5, range(20, 23), cpu=70.0)
     )
@@ -127,7 +127,7 @@ def test_compare_study_measures_each_function_against_its_baseline(make_run) -> 
 
 
 def test_two_studies_and_two_runs_side_by_side(make_run) -> None:
-    a = _cells(make_run, "sidecar", 0.0, range(0, 3), cpu=50.0)
+    a = _cells(make_run, "sidecar", 0.0, range(3), cpu=50.0)
     b = _cells(make_run, "sidecar", 2.0, range(5, 8), cpu=50.0)
     found = {c.metric: c for c in compare_studies(a, b)}
     assert found["p50_ms"].baseline == "A"
@@ -139,7 +139,7 @@ def test_two_studies_and_two_runs_side_by_side(make_run) -> None:
 
 
 def test_an_arm_short_of_valid_cells_keeps_its_invalid_ones_and_is_flagged(make_run) -> None:
-    none = _cells(make_run, "none", 0.0, range(0, 3), cpu=0.0)
+    none = _cells(make_run, "none", 0.0, range(3), cpu=0.0)
     sidecar = _cells(make_run, "sidecar", 1.0, range(10, 13), cpu=50.0)
     baselines = {"none": None, "sidecar": "none"}
 

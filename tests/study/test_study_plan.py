@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_cells_are_interleaved_shuffled_per_block_and_reproducible() -> None:
     # No function runs all its repetitions back to back: between two repetitions of one function at
     # one level, every other function has run.
     positions = [cell.order for cell in cells if cell.function.name == "mtls" and cell.rate == 40.0]
-    assert all(later - earlier >= len(FUNCTIONS) for earlier, later in zip(positions, positions[1:], strict=False))
+    assert all(later - earlier >= len(FUNCTIONS) for earlier, later in itertools.pairwise(positions))
     # Each function is spread over the whole study, not bunched at one end.
     first_half = Counter(cell.function.name for cell in cells[: len(cells) // 2])
     assert all(count >= 3 for count in first_half.values())

@@ -64,7 +64,7 @@ class _ServerProtocol(asyncio.Protocol):
         heads = self.buffer.count(_END_OF_HEAD)
         if not heads:
             return
-        self.buffer = self.buffer[self.buffer.rfind(_END_OF_HEAD) + len(_END_OF_HEAD):]
+        self.buffer = self.buffer[self.buffer.rfind(_END_OF_HEAD) + len(_END_OF_HEAD) :]
         self.server.counters.requests += heads
         self.server.answer(self, heads)
 
@@ -201,8 +201,15 @@ def start_server(
     tls_key: Path | None = None,
 ) -> ServerHandle:
     """Start a test server process and wait until it listens."""
-    command = [sys.executable, str(Path(__file__).resolve()), kind,
-               "--stall-period-s", str(stall_period_s), "--stall-s", str(stall_s)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        kind,
+        "--stall-period-s",
+        str(stall_period_s),
+        "--stall-s",
+        str(stall_s),
+    ]
     if tls_cert is not None:
         command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -231,10 +238,26 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate and key for 127.0.0.1/localhost, made with openssl."""
     cert, key = directory / "server.crt", directory / "server.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 

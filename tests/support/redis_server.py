@@ -36,15 +36,56 @@ def make_tls_files(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
     run = lambda *args: subprocess.run(args, check=True, capture_output=True)
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=meshload-test-ca",
-        "-keyout", str(files["ca-key"]), "-out", str(files["ca"]))
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=meshload-test-ca",
+        "-keyout",
+        str(files["ca-key"]),
+        "-out",
+        str(files["ca"]),
+    )
     csr = folder / "server.csr"
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", str(files["server-key"]), "-out", str(csr))
+    run(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        str(files["server-key"]),
+        "-out",
+        str(csr),
+    )
     ext = folder / "server.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(files["ca"]), "-CAkey", str(files["ca-key"]),
-        "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", str(files["server"]))
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(files["ca"]),
+        "-CAkey",
+        str(files["ca-key"]),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(files["server"]),
+    )
     return files
 
 
@@ -74,12 +115,36 @@ class RedisServer:
         return redis.Redis.from_url(self.url, socket_timeout=5)
 
     def start(self) -> RedisServer:
-        command = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", str(self.folder), "--daemonize", "no", "--loglevel", "warning"]
+        command = [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.folder),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
         if self.tls:
-            command += ["--port", "0", "--tls-port", str(self.port),
-                        "--tls-cert-file", str(self.tls_files["server"]), "--tls-key-file", str(self.tls_files["server-key"]),
-                        "--tls-ca-cert-file", str(self.tls_files["ca"]), "--tls-auth-clients", "no"]
+            command += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls_files["server"]),
+                "--tls-key-file",
+                str(self.tls_files["server-key"]),
+                "--tls-ca-cert-file",
+                str(self.tls_files["ca"]),
+                "--tls-auth-clients",
+                "no",
+            ]
         else:
             command += ["--port", str(self.port)]
         if self.password:

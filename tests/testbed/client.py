@@ -48,9 +48,7 @@ def fetch(
         connection.close()
 
 
-def fetch_many(
-    url: str, count: int, *, concurrency: int = 8, headers: dict[str, str] | None = None
-) -> list[Answer]:
+def fetch_many(url: str, count: int, *, concurrency: int = 8, headers: dict[str, str] | None = None) -> list[Answer]:
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         return list(pool.map(lambda _: fetch(url, headers=headers), range(count)))
 

@@ -49,9 +49,7 @@ def test_every_route_through_the_ingress(testbed):
 
     page = fetch(f"{base}/productpage?u=normal")
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
-    assert (
-        b"The Comedy of Errors" in page.body and b"Book Details" in page.body and b"Book Reviews" in page.body
-    )
+    assert b"The Comedy of Errors" in page.body and b"Book Details" in page.body and b"Book Reviews" in page.body
     assert b"PublisherA" in page.body and b"Sign in" in page.body
 
     css = fetch(f"{base}/static/tailwind/tailwind.css")
@@ -199,9 +197,7 @@ def test_the_page_weighs_what_bookinfo_sends(testbed):
     by_version = {re.search(rb"reviews-(v\d)-", page).group(1).decode(): len(page) for page in pages}
     assert set(by_version) == {"v1", "v2", "v3"}
     assert by_version["v1"] == pytest.approx(9400, rel=0.1)
-    assert by_version["v2"] == pytest.approx(15000, rel=0.1) and by_version["v3"] == pytest.approx(
-        15000, rel=0.1
-    )
+    assert by_version["v2"] == pytest.approx(15000, rel=0.1) and by_version["v3"] == pytest.approx(15000, rel=0.1)
     try:
         testbed.set_app_mode("details", "failing")
         testbed.set_app_mode("reviews", "failing")

@@ -46,7 +46,7 @@ def _stats(testbed, proxy: str) -> list[dict[str, str]]:
             raw += chunk
     header, *rows = raw.decode().strip().splitlines()
     names = header.lstrip("# ").split(",")
-    return [dict(zip(names, row.split(","))) for row in rows]
+    return [dict(zip(names, row.split(","), strict=False)) for row in rows]
 
 
 def _server(testbed, proxy: str, backend: str, server: str) -> dict[str, str]:
@@ -171,10 +171,7 @@ def test_circuit_breaker_ejects_a_failing_reviews_instance(testbed):
         pods = [fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"] for _ in range(9)]
         assert not any(pod.startswith("reviews-v3") for pod in pods)
         assert {pod.split("-")[1] for pod in pods} == {"v1", "v2"}
-        assert (
-            int(_server(testbed, "productpage-v1-sidecar", "to_reviews", "reviews-v3")["stot"])
-            == served_before
-        )
+        assert int(_server(testbed, "productpage-v1-sidecar", "to_reviews", "reviews-v3")["stot"]) == served_before
     finally:
         testbed.set_app_mode("reviews-v3", "normal")
 
@@ -225,14 +222,11 @@ def test_none_bypasses_every_proxy(testbed):
         assert marked and not any(p.info["name"] == "haproxy" for p in marked)
         with pytest.raises(OSError):
             fetch(f"{old_ingress}/productpage", timeout_s=2)
-        pods = {
-            fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"].split("-")[1] for _ in range(6)
-        }
+        pods = {fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"].split("-")[1] for _ in range(6)}
         assert pods == {"v1", "v2", "v3"}  # productpage takes turns over the instances itself
         assert b"Book Details" in fetch(f"{testbed.ingress_url}/productpage").body
         apps = {
-            json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"]
-            for p in ports.instances.values()
+            json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"] for p in ports.instances.values()
         }
         assert apps == {p["pid"] for p in testbed.status()["processes"]}
     finally:
@@ -240,8 +234,7 @@ def test_none_bypasses_every_proxy(testbed):
     assert testbed.ingress_url == old_ingress and fetch(f"{old_ingress}/productpage").status == 200
     # the applications were never restarted
     assert {
-        json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"]
-        for p in ports.instances.values()
+        json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"] for p in ports.instances.values()
     } == apps
 
 
@@ -296,9 +289,7 @@ def test_sampling_reports_what_the_mesh_costs(testbed):
     mesh = LocalTestbedMesh(testbed.folder.root)
     assert mesh.current_function() == "sidecar" and "circuit-breaker" in mesh.functions()
     sampling = mesh.start_sampling(interval_s=0.25)
-    subprocess.run(
-        ["wrk", "-t1", "-c4", "-d1s", f"{mesh.ingress_url}/productpage"], check=True, capture_output=True
-    )
+    subprocess.run(["wrk", "-t1", "-c4", "-d1s", f"{mesh.ingress_url}/productpage"], check=True, capture_output=True)
     usage = sampling.stop()
     assert usage.mesh == "testbed-haproxy" and usage.function == "sidecar" and not usage.mtls_enabled
     assert (usage.sidecar.count, usage.ingress_gateway.count, usage.applications.count) == (6, 1, 6)

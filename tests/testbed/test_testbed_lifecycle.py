@@ -59,10 +59,7 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         while bed.is_running() and time.monotonic() < deadline:
             time.sleep(0.02)
         status = bed.status()
-        assert (
-            not status["running"]
-            and not next(p for p in status["processes"] if p["name"] == "details-v1")["alive"]
-        )
+        assert not status["running"] and not next(p for p in status["processes"] if p["name"] == "details-v1")["alive"]
         with pytest.raises(TestbedFailure, match="is not running"):
             bed.apply("mtls")
         bed.up("sidecar")
@@ -74,9 +71,7 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         pids = _recorded_pids(bed.folder.root)
         assert bed.down() == []
     assert marked_processes(mark) == []
-    assert not any(
-        psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids
-    )
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
     assert not bed.status()["running"] and bed.down() == []  # a second down is harmless
 
 
@@ -107,9 +102,7 @@ def test_down_cleans_up_after_the_controller_was_killed(tmp_path):
 
 def test_down_finds_processes_started_before_a_controller_died_mid_start(tmp_path):
     state_dir = tmp_path / "tb"
-    controller = subprocess.Popen(
-        [sys.executable, "-c", _CONTROLLER, str(state_dir)], stdout=subprocess.DEVNULL
-    )
+    controller = subprocess.Popen([sys.executable, "-c", _CONTROLLER, str(state_dir)], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         mark = None
@@ -175,8 +168,7 @@ def test_cli_drives_the_testbed(tmp_path):
         assert "function   timeout" in text and "timeout_ms=250" in text and "ingress-gateway" in text
         mode = meshload("mode", "ratings", "faulty")
         assert (
-            mode.returncode == 0
-            and json.loads(meshload("status", "--json").stdout)["app_modes"]["ratings"] == "faulty"
+            mode.returncode == 0 and json.loads(meshload("status", "--json").stdout)["app_modes"]["ratings"] == "faulty"
         )
     finally:
         down = meshload("down")

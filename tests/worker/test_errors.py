@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.support.http_servers import CLOSE_RESPONSE, MALFORMED_RESPONSE
 
 from .helpers import closed_plan, measure, open_plan

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tests.support.http_servers import OK_RESPONSE
 
 from meshload.scenarios.plan import Plan
 from meshload.scenarios.schedule import split_plan
-from tests.support.http_servers import OK_RESPONSE
 
 from .helpers import measure, open_plan
 
@@ -39,9 +39,14 @@ def test_counts_at_the_server_equal_the_engines_and_the_rate_is_held(http_server
 def test_requests_are_spread_over_targets_by_weight(http_server) -> None:
     heavy, light = http_server("ok"), http_server("ok")
     plan = open_plan([heavy.url, light.url], 1_000, 1.0)
-    plan = plan.model_copy(update={"targets": (
-        plan.targets[0].model_copy(update={"weight": 3.0}), plan.targets[1],
-    )})
+    plan = plan.model_copy(
+        update={
+            "targets": (
+                plan.targets[0].model_copy(update={"weight": 3.0}),
+                plan.targets[1],
+            )
+        }
+    )
     run = measure(plan)
     heavy_count, light_count = heavy.counters()["requests"], light.counters()["requests"]
     assert heavy_count + light_count == run.completed == 1_000

@@ -62,8 +62,9 @@ def test_a_stop_event_ends_the_run_early_with_a_final_record(http_server, loop_m
     async def main():
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(0.5, stop.set)
-        return await run_share(split_plan(plan, 1)[0], start_ns=time.monotonic_ns(), sink=records.append,
-                               worker_id="w", stop=stop)
+        return await run_share(
+            split_plan(plan, 1)[0], start_ns=time.monotonic_ns(), sink=records.append, worker_id="w", stop=stop
+        )
 
     began = time.monotonic()
     outcome = uvloop.run(main())

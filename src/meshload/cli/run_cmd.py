@@ -26,28 +26,108 @@ def _option(*names: str, env: str, help: str) -> Any:
 
 def run(
     url: Annotated[str | None, typer.Argument(help="Target URL (or give --scenario).", show_default=False)] = None,
-    scenario: Annotated[str | None, _option("--scenario", "-s", env="SCENARIO", help="Plan file (YAML/JSON) or built-in scenario name.")] = None,
-    rate: Annotated[float | None, _option("--rate", "-r", env="RATE", help="Open loop: requests per second, all workers together.")] = None,
-    concurrency: Annotated[int | None, _option("--concurrency", "-c", env="CONCURRENCY", help="Closed loop: concurrent clients, all workers together.")] = None,
-    duration: Annotated[str | None, _option("--duration", "-d", env="DURATION", help=f"Measured duration, e.g. 30s, 5m, 1h (default {DEFAULT_DURATION} for a URL).")] = None,
-    warmup: Annotated[str | None, _option("--warmup", env="WARMUP", help="Warm-up before the measured part (excluded from statistics), e.g. 5s.")] = None,
-    workers: Annotated[int, _option("--workers", "-w", env="WORKERS", help="Workers sharing the load (local processes, or idle fleet workers on --redis).")] = 1,
-    connections: Annotated[int | None, _option("--connections", env="CONNECTIONS", help="Open loop: most connections per worker.")] = None,
-    arrival: Annotated[str | None, _option("--arrival", env="ARRIVAL", help="Open-loop arrivals: constant or poisson.")] = None,
+    scenario: Annotated[
+        str | None, _option("--scenario", "-s", env="SCENARIO", help="Plan file (YAML/JSON) or built-in scenario name.")
+    ] = None,
+    rate: Annotated[
+        float | None, _option("--rate", "-r", env="RATE", help="Open loop: requests per second, all workers together.")
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        _option(
+            "--concurrency", "-c", env="CONCURRENCY", help="Closed loop: concurrent clients, all workers together."
+        ),
+    ] = None,
+    duration: Annotated[
+        str | None,
+        _option(
+            "--duration",
+            "-d",
+            env="DURATION",
+            help=f"Measured duration, e.g. 30s, 5m, 1h (default {DEFAULT_DURATION} for a URL).",
+        ),
+    ] = None,
+    warmup: Annotated[
+        str | None,
+        _option("--warmup", env="WARMUP", help="Warm-up before the measured part (excluded from statistics), e.g. 5s."),
+    ] = None,
+    workers: Annotated[
+        int,
+        _option(
+            "--workers",
+            "-w",
+            env="WORKERS",
+            help="Workers sharing the load (local processes, or idle fleet workers on --redis).",
+        ),
+    ] = 1,
+    connections: Annotated[
+        int | None, _option("--connections", env="CONNECTIONS", help="Open loop: most connections per worker.")
+    ] = None,
+    arrival: Annotated[
+        str | None, _option("--arrival", env="ARRIVAL", help="Open-loop arrivals: constant or poisson.")
+    ] = None,
     method: Annotated[str | None, _option("--method", "-m", env="METHOD", help="HTTP method (default GET).")] = None,
-    header: Annotated[list[str] | None, _option("--header", "-H", env="HEADERS", help="Request header 'Name: value' (repeatable).")] = None,
+    header: Annotated[
+        list[str] | None, _option("--header", "-H", env="HEADERS", help="Request header 'Name: value' (repeatable).")
+    ] = None,
     body: Annotated[str | None, _option("--body", env="BODY", help="Request body.")] = None,
-    timeout: Annotated[str | None, _option("--timeout", env="TIMEOUT", help="Per-request timeout, e.g. 5s, 500ms.")] = None,
-    label: Annotated[list[str] | None, _option("--label", "-l", env="LABELS", help="Label k=v for the report (repeatable).")] = None,
-    redis_url: Annotated[str | None, _option("--redis", env="REDIS", help="Redis URL (redis://, rediss://, unix://); default: a private redis-server for this run.")] = None,
-    out: Annotated[Path | None, _option("--out", "-o", env="OUT", help="Output folder (default: a new folder under runs/).")] = None,
-    strict: Annotated[bool, _option("--strict", env="STRICT", help="Exit 1 when the run is invalid or degraded.")] = False,
-    on_worker_loss: Annotated[str, _option("--on-worker-loss", env="ON_WORKER_LOSS", help="When a worker is lost: continue (run marked degraded) or abort.")] = "continue",
-    metrics_port: Annotated[int | None, _option("--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1).")] = None,
+    timeout: Annotated[
+        str | None, _option("--timeout", env="TIMEOUT", help="Per-request timeout, e.g. 5s, 500ms.")
+    ] = None,
+    label: Annotated[
+        list[str] | None, _option("--label", "-l", env="LABELS", help="Label k=v for the report (repeatable).")
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        _option(
+            "--redis",
+            env="REDIS",
+            help="Redis URL (redis://, rediss://, unix://); default: a private redis-server for this run.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, _option("--out", "-o", env="OUT", help="Output folder (default: a new folder under runs/).")
+    ] = None,
+    strict: Annotated[
+        bool, _option("--strict", env="STRICT", help="Exit 1 when the run is invalid or degraded.")
+    ] = False,
+    on_worker_loss: Annotated[
+        str,
+        _option(
+            "--on-worker-loss",
+            env="ON_WORKER_LOSS",
+            help="When a worker is lost: continue (run marked degraded) or abort.",
+        ),
+    ] = "continue",
+    metrics_port: Annotated[
+        int | None,
+        _option(
+            "--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1)."
+        ),
+    ] = None,
     live: Annotated[bool, _option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
-    placement: Annotated[str, _option("--placement", env="PLACEMENT", help="Workers: auto (idle fleet workers if any, else local processes), local, or fleet.")] = "auto",
-    testbed: Annotated[str | None, _option("--testbed", env="TESTBED", help="Run against the local testbed with this function in force (started if needed; its CPU and memory are sampled). Without a URL or scenario: the bookinfo-productpage scenario.")] = None,
-    testbed_set: Annotated[list[str] | None, _option("--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable).")] = None,
+    placement: Annotated[
+        str,
+        _option(
+            "--placement",
+            env="PLACEMENT",
+            help="Workers: auto (idle fleet workers if any, else local processes), local, or fleet.",
+        ),
+    ] = "auto",
+    testbed: Annotated[
+        str | None,
+        _option(
+            "--testbed",
+            env="TESTBED",
+            help="Run against the local testbed with this function in force (started if needed; its CPU and memory are sampled). Without a URL or scenario: the bookinfo-productpage scenario.",
+        ),
+    ] = None,
+    testbed_set: Annotated[
+        list[str] | None,
+        _option(
+            "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html."""
@@ -60,9 +140,20 @@ def run(
         scenario = scenario if scenario is not None or url is not None else "bookinfo-productpage"
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
     plan = build_plan(
-        url=url, scenario=scenario, rate=rate, concurrency=concurrency, duration=duration, warmup=warmup,
-        connections=connections, arrival=arrival, method=method, headers=header or [], body=body,
-        timeout=timeout, labels=labels, base_url=base_url,
+        url=url,
+        scenario=scenario,
+        rate=rate,
+        concurrency=concurrency,
+        duration=duration,
+        warmup=warmup,
+        connections=connections,
+        arrival=arrival,
+        method=method,
+        headers=header or [],
+        body=body,
+        timeout=timeout,
+        labels=labels,
+        base_url=base_url,
     )
     _check_choice("--on-worker-loss", on_worker_loss, ("continue", "abort"))
     _check_choice("--placement", placement, ("auto", "local", "fleet"))
@@ -73,8 +164,15 @@ def run(
     run_id = new_run_id()
     out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
     options = RunOptions(
-        workers=workers, redis_url=redis_url, out_dir=out_dir, on_worker_loss=on_worker_loss,  # type: ignore[arg-type]
-        metrics_port=metrics_port, live=live, strict=strict, placement=placement, run_id=run_id,  # type: ignore[arg-type]
+        workers=workers,
+        redis_url=redis_url,
+        out_dir=out_dir,
+        on_worker_loss=on_worker_loss,  # type: ignore[arg-type]
+        metrics_port=metrics_port,
+        live=live,
+        strict=strict,
+        placement=placement,
+        run_id=run_id,  # type: ignore[arg-type]
         mesh=mesh,
     )
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {workers} worker(s)")
@@ -142,9 +240,20 @@ def build_plan(
         return parse_duration_s(text, option=option) if text is not None else None
 
     return plan_from_options(
-        url, scenario, rate=rate, concurrency=concurrency, duration_s=seconds(duration, "--duration"),
-        warmup_s=seconds(warmup, "--warmup"), arrival=arrival, connections=connections, method=method,
-        headers=headers, body=body, timeout_s=seconds(timeout, "--timeout"), labels=labels, base_url=base_url,
+        url,
+        scenario,
+        rate=rate,
+        concurrency=concurrency,
+        duration_s=seconds(duration, "--duration"),
+        warmup_s=seconds(warmup, "--warmup"),
+        arrival=arrival,
+        connections=connections,
+        method=method,
+        headers=headers,
+        body=body,
+        timeout_s=seconds(timeout, "--timeout"),
+        labels=labels,
+        base_url=base_url,
     )
 
 

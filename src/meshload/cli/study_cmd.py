@@ -21,10 +21,10 @@ from . import terminal
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
 
+    from ..coordinator.study import StudyProgress
     from ..results.compare import CellSummary, Comparison
     from ..results.study_report import StudyResult
     from ..scenarios.study_plan import StudyCell
-    from ..coordinator.study import StudyProgress
 
 ENV_PREFIX = "MESHLOAD_STUDY_"
 DEFAULT_STUDIES_DIR = Path("studies")
@@ -77,9 +77,9 @@ def study(
     ),
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
+    from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
     from ..scenarios.durations import format_duration
     from ..scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
-    from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
 
     if quick and plan_file is not None:
         raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")

@@ -47,9 +47,7 @@ def settings_from_pairs(pairs: list[str]) -> dict[str, str]:
 
 @testbed_app.command("up")
 def up(
-    function: str = typer.Option(
-        "sidecar", "--function", "-f", help="Function to put in force (see `functions`)."
-    ),
+    function: str = typer.Option("sidecar", "--function", "-f", help="Function to put in force (see `functions`)."),
     settings: list[str] = _SETTINGS,
     ratings_mode: str = typer.Option(
         "normal", "--ratings-mode", help="ratings behaviour: normal, faulty, delayed, unavailable, unhealthy."
@@ -91,9 +89,7 @@ def mode(
     behaviour: str = typer.Argument(
         ..., help="normal, failing (all 503); ratings also faulty, delayed, unavailable, unhealthy."
     ),
-    fault_scale: float | None = typer.Option(
-        None, "--fault-scale", help="Multiplies ratings' fault constants."
-    ),
+    fault_scale: float | None = typer.Option(None, "--fault-scale", help="Multiplies ratings' fault constants."),
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
     """Set how a BookInfo service behaves (its own faults, not the mesh's)."""
@@ -118,8 +114,7 @@ def status(
         f"state      {report['state_dir']}",
         f"running    {'yes' if report['running'] else 'NO (some processes died; run `meshload testbed down`)'}",
         f"ingress    {report['ingress_url']}",
-        f"function   {report['function']}"
-        + "".join(f" {k}={v}" for k, v in sorted(report["params"].items())),
+        f"function   {report['function']}" + "".join(f" {k}={v}" for k, v in sorted(report["params"].items())),
     ]
     for process in report["processes"]:
         ports = " ".join(f"{name}={port}" for name, port in process["ports"].items())

@@ -13,24 +13,52 @@ REDIS_ENV = "MESHLOAD_REDIS"
 
 
 def worker(
-    redis_url: Annotated[str, typer.Option(
-        "--redis", envvar=REDIS_ENV, show_envvar=True,
-        help="Redis URL shared with the coordinator: redis://[:PASSWORD@]HOST:PORT, rediss:// (TLS), unix://PATH.",
-    )],
-    worker_id: Annotated[str | None, typer.Option(
-        "--id", envvar="MESHLOAD_WORKER_ID", show_envvar=True,
-        help="This worker's id (default: host-pid-random). Must be unique in the fleet.",
-    )] = None,
-    once: Annotated[bool, typer.Option(
-        "--once", envvar="MESHLOAD_WORKER_ONCE", show_envvar=True, help="Serve one run, then leave.",
-    )] = False,
-    idle_timeout: Annotated[str | None, typer.Option(
-        "--idle-timeout", envvar="MESHLOAD_WORKER_IDLE_TIMEOUT", show_envvar=True,
-        help="Leave after this long without an assignment (e.g. 60s, 10m). Default: never.",
-    )] = None,
-    verbose: Annotated[bool, typer.Option(
-        "--verbose", "-v", envvar="MESHLOAD_VERBOSE", show_envvar=True, help="Log every run's progress.",
-    )] = False,
+    redis_url: Annotated[
+        str,
+        typer.Option(
+            "--redis",
+            envvar=REDIS_ENV,
+            show_envvar=True,
+            help="Redis URL shared with the coordinator: redis://[:PASSWORD@]HOST:PORT, rediss:// (TLS), unix://PATH.",
+        ),
+    ],
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            envvar="MESHLOAD_WORKER_ID",
+            show_envvar=True,
+            help="This worker's id (default: host-pid-random). Must be unique in the fleet.",
+        ),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            envvar="MESHLOAD_WORKER_ONCE",
+            show_envvar=True,
+            help="Serve one run, then leave.",
+        ),
+    ] = False,
+    idle_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--idle-timeout",
+            envvar="MESHLOAD_WORKER_IDLE_TIMEOUT",
+            show_envvar=True,
+            help="Leave after this long without an assignment (e.g. 60s, 10m). Default: never.",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            envvar="MESHLOAD_VERBOSE",
+            show_envvar=True,
+            help="Log every run's progress.",
+        ),
+    ] = False,
 ) -> None:
     """Register in the fleet, heartbeat, and run the shares the coordinator assigns."""
     from ..scenarios.durations import parse_duration_s

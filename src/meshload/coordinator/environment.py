@@ -18,7 +18,9 @@ def _version_of(package: str) -> str:
         return ""
 
 
-def describe_environment(client: redis.Redis | None = None, worker_hosts: dict[str, str] | None = None) -> dict[str, object]:
+def describe_environment(
+    client: redis.Redis | None = None, worker_hosts: dict[str, str] | None = None
+) -> dict[str, object]:
     """A JSON-ready description of the run's environment (goes to `RunResult.environment`)."""
     load_1m, load_5m, load_15m = os.getloadavg()
     environment: dict[str, object] = {
@@ -29,8 +31,7 @@ def describe_environment(client: redis.Redis | None = None, worker_hosts: dict[s
         "load_average": [round(load_1m, 2), round(load_5m, 2), round(load_15m, 2)],
         "python": platform.python_version(),
         "versions": {
-            name: _version_of(name)
-            for name in ("meshload", "uvloop", "httptools", "hdrhistogram", "numpy", "redis")
+            name: _version_of(name) for name in ("meshload", "uvloop", "httptools", "hdrhistogram", "numpy", "redis")
         },
     }
     try:

@@ -8,8 +8,8 @@ import time
 from rich.live import Live
 from rich.text import Text
 
-from ..results.aggregate import LiveFigures
 from ..cli import terminal
+from ..results.aggregate import LiveFigures
 
 #: Non-interactive output: one plain progress line this often.
 PLAIN_EVERY_S = 5.0
@@ -74,9 +74,7 @@ class PrometheusLive:
 class LiveView:
     """`update(figures)` as often as convenient; it decides what to draw and when."""
 
-    def __init__(
-        self, *, workers_total: int, run_id: str, show: bool = True, metrics_port: int | None = None
-    ) -> None:
+    def __init__(self, *, workers_total: int, run_id: str, show: bool = True, metrics_port: int | None = None) -> None:
         self.workers_total = workers_total
         self._show = show
         self._live: Live | None = None

@@ -103,9 +103,17 @@ def idle_fleet_workers(client: redis.Redis) -> list[str]:
 def worker_command(redis_url: str, worker_id: str) -> list[str]:
     """The command line of one spawned worker: `meshload worker` in this interpreter."""
     return [
-        sys.executable, "-c", "from meshload.cli import main; main()",
-        "worker", "--redis", redis_url, "--id", worker_id, "--once",
-        "--idle-timeout", f"{SPAWNED_IDLE_TIMEOUT_S:g}s",
+        sys.executable,
+        "-c",
+        "from meshload.cli import main; main()",
+        "worker",
+        "--redis",
+        redis_url,
+        "--id",
+        worker_id,
+        "--once",
+        "--idle-timeout",
+        f"{SPAWNED_IDLE_TIMEOUT_S:g}s",
     ]
 
 

@@ -24,12 +24,12 @@ from typing import Literal
 import redis
 
 from ..errors import RunError, UsageError
+from ..pipeline import wire
+from ..pipeline.collector import StreamCollector
 from ..results.aggregate import RunAggregator
 from ..results.run_result import MeshUsage, RunResult
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import split_plan
-from ..pipeline import wire
-from ..pipeline.collector import StreamCollector
 from .environment import describe_environment
 from .live import LiveView
 from .mesh.base import MeshAdapter, ResourceSampling
@@ -239,7 +239,7 @@ class _Coordinator:
         start_redis_us = redis_now_us + int(lead_s * 1_000_000)
         plan_json = self.plan.model_dump_json()
         pipe = self.client.pipeline(transaction=False)
-        for worker_id, share in zip(self.workers.ids, shares):
+        for worker_id, share in zip(self.workers.ids, shares, strict=False):
             assignment = wire.Assignment(
                 run_id=self.run_id,
                 plan_json=plan_json,

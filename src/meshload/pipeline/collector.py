@@ -37,7 +37,12 @@ class StreamCollector:
     """`collect(block_ms)` returns the records that arrived, already acknowledged."""
 
     def __init__(
-        self, client: redis.Redis, keys: wire.RunKeys, consumer: str = "coordinator-1", *, claim_idle_ms: int = CLAIM_IDLE_MS
+        self,
+        client: redis.Redis,
+        keys: wire.RunKeys,
+        consumer: str = "coordinator-1",
+        *,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> None:
         self._client = client
         self._claim_idle_ms = claim_idle_ms
@@ -90,8 +95,12 @@ class StreamCollector:
         cursor: bytes | str = "0-0"
         while True:
             reply = self._client.xautoclaim(
-                self._keys.records, wire.CONSUMER_GROUP, self._consumer,
-                min_idle_time=self._claim_idle_ms, start_id=cursor, count=READ_COUNT,
+                self._keys.records,
+                wire.CONSUMER_GROUP,
+                self._consumer,
+                min_idle_time=self._claim_idle_ms,
+                start_id=cursor,
+                count=READ_COUNT,
             )
             cursor, entries = reply[0], reply[1]
             claimed.extend((entry_id, fields) for entry_id, fields in entries if fields is not None)
@@ -115,7 +124,10 @@ class StreamCollector:
                 return
             self._reading_own_pending = False
         reply = self._client.xreadgroup(
-            wire.CONSUMER_GROUP, self._consumer, {self._keys.records: ">"}, count=READ_COUNT,
+            wire.CONSUMER_GROUP,
+            self._consumer,
+            {self._keys.records: ">"},
+            count=READ_COUNT,
             block=block_ms if block_ms > 0 else None,  # redis-py: block=0 waits forever
         )
         if reply:

@@ -240,11 +240,15 @@ def translate_redis_error(exc: BaseException, url: str) -> RedisError:
     if "NOAUTH" in text or "Authentication required" in text or "already authenticated" in text:
         return RedisError(f"Redis at {where} needs a password; give it in the URL (redis://:PASSWORD@HOST:PORT)")
     if isinstance(exc, redis.exceptions.AuthenticationError) or "WRONGPASS" in text or "invalid password" in text:
-        return RedisError(f"Redis at {where} refused the password; put the right one in the URL (redis://:PASSWORD@HOST:PORT)")
+        return RedisError(
+            f"Redis at {where} refused the password; put the right one in the URL (redis://:PASSWORD@HOST:PORT)"
+        )
     if "without any password configured" in text:
         return RedisError(f"Redis at {where} has no password set; remove the password from the URL")
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)):
-        return RedisError(f"cannot reach Redis at {where} ({text or type(exc).__name__}); check that it runs and the URL is right")
+        return RedisError(
+            f"cannot reach Redis at {where} ({text or type(exc).__name__}); check that it runs and the URL is right"
+        )
     return RedisError(f"Redis at {where} failed: {text or type(exc).__name__}")
 
 

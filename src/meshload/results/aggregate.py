@@ -72,16 +72,16 @@ class _Second:
     """One second of the run, all workers merged."""
 
     __slots__ = (
-        "completed",
-        "sent",
-        "failed",
-        "end_s",
-        "warmup",
-        "reporters",
         "_dense",
-        "_sparse_index",
-        "_sparse_counts",
         "_percentiles_us",
+        "_sparse_counts",
+        "_sparse_index",
+        "completed",
+        "end_s",
+        "failed",
+        "reporters",
+        "sent",
+        "warmup",
     )
 
     def __init__(self) -> None:
@@ -362,7 +362,7 @@ class RunAggregator:
             self._measured_end_unix_ms = max(self._measured_end_unix_ms, end_ms)
 
     def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, failed: int) -> None:
-        index = max(int(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S)), 0)
+        index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S), 0)
         second = self._seconds.get(index)
         if second is None:
             second = self._seconds[index] = _Second()

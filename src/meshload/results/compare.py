@@ -333,7 +333,7 @@ def compare_study(cells: Sequence[CellSummary], baselines: dict[str, str | None]
 
 def _stream_seed(seed: int, function: str, rate: float, metric_index: int) -> list[int]:
     # hash() of a str is salted per process; crc32 gives the same stream in every process.
-    return [seed, zlib.crc32(function.encode()), int(round(rate * 1000)), metric_index]
+    return [seed, zlib.crc32(function.encode()), round(rate * 1000), metric_index]
 
 
 # -- two runs side by side (`meshload compare A B`) ----------------------------------------------

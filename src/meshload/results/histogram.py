@@ -57,11 +57,11 @@ class LatencyHistogram:
     `clamped`, never dropped silently.
     """
 
-    __slots__ = ("_hdr", "_counts", "_value_of_index", "_highest_of_index", "_lowest_of_index", "clamped")
+    __slots__ = ("_counts", "_hdr", "_highest_of_index", "_lowest_of_index", "_value_of_index", "clamped")
 
     def __init__(self, hdr: HdrHistogram | None = None) -> None:
-        self._hdr = hdr if hdr is not None else HdrHistogram(
-            LOWEST_DISCERNIBLE_US, HIGHEST_TRACKABLE_US, SIGNIFICANT_FIGURES
+        self._hdr = (
+            hdr if hdr is not None else HdrHistogram(LOWEST_DISCERNIBLE_US, HIGHEST_TRACKABLE_US, SIGNIFICANT_FIGURES)
         )
         # A numpy view on hdrh's ctypes counter array: writes here are what hdrh encodes.
         self._counts = np.ctypeslib.as_array(self._hdr.counts)
@@ -215,7 +215,7 @@ class LatencyHistogram:
         wanted = list(percentiles)
         total = self.total_count
         if total == 0:
-            return {p: 0 for p in wanted}
+            return dict.fromkeys(wanted, 0)
         cumulative = np.cumsum(self._counts)
         result: dict[float, int] = {}
         for percentile in wanted:
@@ -233,10 +233,7 @@ class LatencyHistogram:
     def buckets(self) -> list[tuple[int, int, int]]:
         """Non-empty buckets as (lowest_us, highest_us, count), in value order."""
         indexes = self._nonzero_indexes()
-        return [
-            (int(self._lowest_of_index[i]), int(self._highest_of_index[i]), int(self._counts[i]))
-            for i in indexes
-        ]
+        return [(int(self._lowest_of_index[i]), int(self._highest_of_index[i]), int(self._counts[i])) for i in indexes]
 
     def counts_array(self) -> np.ndarray:
         """A read-only view of the counters (index layout of HdrHistogram)."""

@@ -70,8 +70,8 @@ def line_chart(
     all_y = np.concatenate([np.asarray(s.ys, dtype=float) for s in drawn])
     x_low, x_high = float(all_x.min()), float(all_x.max())
     if x_ticks:
-        x_low = min(x_low, min(t for t, _ in x_ticks))
-        x_high = max(x_high, max(t for t, _ in x_ticks))
+        x_low = min(x_low, *(t for t, _ in x_ticks))
+        x_high = max(x_high, *(t for t, _ in x_ticks))
     if x_high <= x_low:
         x_high = x_low + 1.0
     y_ticks = nice_ticks(0.0, float(all_y.max()) if all_y.max() > 0 else 1.0)
@@ -89,9 +89,7 @@ def line_chart(
         parts.append(f'<line x1="{_MARGIN["left"]}" y1="{y:.1f}" x2="{CHART_WIDTH - _MARGIN["right"]}" y2="{y:.1f}"/>')
         label_x = _MARGIN["left"] - 6
         parts.append(f'<text x="{label_x}" y="{y + 4:.1f}" text-anchor="end" stroke="none">{_format_tick(tick)}</text>')
-    labelled = (
-        x_ticks if x_ticks else [(t, _format_tick(t)) for t in nice_ticks(x_low, x_high) if x_low <= t <= x_high]
-    )
+    labelled = x_ticks if x_ticks else [(t, _format_tick(t)) for t in nice_ticks(x_low, x_high) if x_low <= t <= x_high]
     for tick, label in labelled:
         x = px(tick)
         parts.append(f'<line x1="{x:.1f}" y1="{_MARGIN["top"]}" x2="{x:.1f}" y2="{_MARGIN["top"] + plot_h}"/>')
@@ -139,7 +137,7 @@ def percentile_spectrum_chart(corrected: LatencyHistogram, uncorrected: LatencyH
         deepest = max(deepest, xs[-1])
         series.append(Series(name, COLORS[name], xs, [values[p] / 1000.0 for p in percentiles]))
     labels = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-    ticks = [(float(n), labels[n]) for n in range(0, math.ceil(deepest - 1e-9) + 1)]
+    ticks = [(float(n), labels[n]) for n in range(math.ceil(deepest - 1e-9) + 1)]
     return line_chart(
         series, title="Latency by percentile", x_label="percentile", y_label="latency (ms)", x_ticks=ticks
     )

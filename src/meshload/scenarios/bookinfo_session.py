@@ -30,10 +30,7 @@ def signed_session(user: str, *, secret_key: bytes = BOOKINFO_SECRET_KEY, now_s:
     """The value of the `session` cookie for a productpage session logged in as `user`."""
     payload = json.dumps({"user": user}, separators=(",", ":")).encode()
     compressed = zlib.compress(payload)
-    if len(compressed) < len(payload) - 1:
-        body = b"." + _b64(compressed)
-    else:
-        body = _b64(payload)
+    body = b"." + _b64(compressed) if len(compressed) < len(payload) - 1 else _b64(payload)
     timestamp = int(time.time() if now_s is None else now_s)
     signed = body + b"." + _b64(timestamp.to_bytes((timestamp.bit_length() + 7) // 8, "big"))
     derived_key = hmac.new(secret_key, _SALT, hashlib.sha1).digest()

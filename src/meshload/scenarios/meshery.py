@@ -158,18 +158,22 @@ def plan_document(document: SourceDocument, *, default_name: str) -> dict[str, A
 
 def _check_client(client: SmpClient, where: tuple, document: SourceDocument) -> None:
     if client.protocol not in _HTTP_PROTOCOLS:
-        raise document.error(where + ("protocol",), f"{client.protocol!r} is not HTTP; only HTTP (protocol: 1) is supported")
+        raise document.error(
+            (*where, "protocol"), f"{client.protocol!r} is not HTTP; only HTTP (protocol: 1) is supported"
+        )
     for index, url in enumerate(client.endpoint_urls):
         if not url.startswith(("http://", "https://")):
-            raise document.error(where + ("endpoint_urls", index), f"{url!r} is not an absolute http:// or https:// URL")
+            raise document.error(
+                (*where, "endpoint_urls", index), f"{url!r} is not an absolute http:// or https:// URL"
+            )
     if client.ssl_certificate:
         raise document.error(
-            where + ("ssl_certificate",),
+            (*where, "ssl_certificate"),
             "custom CA certificates are not supported; remove it (set tls_verify: false in a meshload plan instead)",
         )
     if client.additional_options:
         raise document.error(
-            where + ("additional_options",), "holds Fortio runner options, which meshload cannot apply; remove it"
+            (*where, "additional_options"), "holds Fortio runner options, which meshload cannot apply; remove it"
         )
 
 

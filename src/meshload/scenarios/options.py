@@ -48,12 +48,17 @@ def plan_from_options(
     """The plan `meshload run` executes. None means "not given"; a bad value raises UsageError
     naming the option (`-H/--header: "x" is not a header; use "Name: value"`)."""
     if rate is not None and concurrency is not None:
-        raise UsageError("--rate and --concurrency exclude each other: give --rate for an open loop, --concurrency for a closed one")
+        raise UsageError(
+            "--rate and --concurrency exclude each other: give --rate for an open loop, --concurrency for a closed one"
+        )
     if concurrency is not None and arrival == "poisson":
         raise UsageError("--arrival poisson applies to --rate, not to --concurrency")
     _check_positive(
-        ("--rate", rate), ("--concurrency", concurrency), ("--duration", duration_s),
-        ("--connections", connections), ("--timeout", timeout_s),
+        ("--rate", rate),
+        ("--concurrency", concurrency),
+        ("--duration", duration_s),
+        ("--connections", connections),
+        ("--timeout", timeout_s),
     )
     if warmup_s is not None and warmup_s < 0:
         raise UsageError(f"--warmup: must not be negative (got {warmup_s:g})")
@@ -63,8 +68,15 @@ def plan_from_options(
     label_map = parse_labels(labels or [])
     if scenario is not None:
         overrides = _scenario_overrides(
-            rate=rate, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, arrival=arrival,
-            connections=connections, method=method, body=body, timeout_s=timeout_s,
+            rate=rate,
+            concurrency=concurrency,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            arrival=arrival,
+            connections=connections,
+            method=method,
+            body=body,
+            timeout_s=timeout_s,
         )
         if base_url or url:
             overrides["base_url"] = base_url or url
@@ -85,7 +97,9 @@ def plan_from_options(
         raise UsageError(f"--method: {method!r} is not an HTTP method; use e.g. GET or POST")
     try:
         load = (
-            OpenLoop(rate=rate, arrival=arrival or "constant") if rate is not None else ClosedLoop(concurrency=concurrency)
+            OpenLoop(rate=rate, arrival=arrival or "constant")
+            if rate is not None
+            else ClosedLoop(concurrency=concurrency)
         )
         return Plan(
             name="run",
@@ -145,7 +159,9 @@ def _scenario_overrides(
     if rate is not None:
         overrides.update({"load.rate": rate, "load.concurrency": None, "load.think_time": None, "load.stages": None})
     if concurrency is not None:
-        overrides.update({"load.concurrency": concurrency, "load.rate": None, "load.arrival": None, "load.stages": None})
+        overrides.update(
+            {"load.concurrency": concurrency, "load.rate": None, "load.arrival": None, "load.stages": None}
+        )
     if arrival is not None and concurrency is None:
         overrides["load.arrival"] = arrival
     for key, value in (

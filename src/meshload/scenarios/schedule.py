@@ -184,7 +184,7 @@ class ArrivalSchedule:
             self._next_u = float(drawn[-1])
             self._pending = np.concatenate((self._pending, drawn))
         ready = self._pending[(self._pending < u_max) & (self._pending < self._end_count)]
-        self._pending = self._pending[len(ready):]
+        self._pending = self._pending[len(ready) :]
         return ready
 
     def _give_back(self, counts: np.ndarray) -> None:

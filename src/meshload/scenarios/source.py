@@ -117,9 +117,7 @@ def parse_document(text: str, *, name: str, json_fallback: bool = False) -> Sour
             return _parse_json(text, name=name)
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed"
-        raise PlanError(
-            f"not valid YAML: {problem}", path=name, line=mark.line + 1 if mark else None
-        ) from exc
+        raise PlanError(f"not valid YAML: {problem}", path=name, line=mark.line + 1 if mark else None) from exc
     except yaml.YAMLError as exc:
         raise PlanError(f"not valid YAML: {exc}", path=name) from exc
     if root is None:
@@ -144,21 +142,23 @@ def _map_lines(node: yaml.Node, path: KeyPath, lines: LineMap, name: str) -> Non
             key = key_node.value
             if key in seen:
                 raise PlanError(
-                    f"{dotted(path + (key,))}: duplicate key; keep one",
+                    f"{dotted((*path, key))}: duplicate key; keep one",
                     path=name,
                     line=key_node.start_mark.line + 1,
                 )
             seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _map_lines(value_node, path + (key,), lines, name)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _map_lines(value_node, (*path, key), lines, name)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _map_lines(item, path + (index,), lines, name)
+            _map_lines(item, (*path, index), lines, name)
 
 
 def _rename_keys(data: Any, rename: Callable[[str], str]) -> Any:
     if isinstance(data, dict):
-        return {rename(key) if isinstance(key, str) else key: _rename_keys(value, rename) for key, value in data.items()}
+        return {
+            rename(key) if isinstance(key, str) else key: _rename_keys(value, rename) for key, value in data.items()
+        }
     if isinstance(data, list):
         return [_rename_keys(item, rename) for item in data]
     return data

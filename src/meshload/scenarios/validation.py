@@ -53,7 +53,9 @@ def describe(problem: dict[str, Any], model: type[BaseModel]) -> str:
         numbers = {key: f"{value:g}" if isinstance(value, (int, float)) else value for key, value in context.items()}
         message = bounds[kind].format(**numbers)
     else:
-        message = problem["msg"].replace("Input should be", "must be").replace("a valid dictionary", "a mapping (key: value)")
+        message = (
+            problem["msg"].replace("Input should be", "must be").replace("a valid dictionary", "a mapping (key: value)")
+        )
         message = message[:1].lower() + message[1:]
     value = problem.get("input")
     if isinstance(value, (str, int, float, bool)) and kind not in ("too_short", "too_long"):

@@ -16,9 +16,7 @@ def http_call(
     """One request to 127.0.0.1:`port`; (status, body), or OSError."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
-        connection.request(
-            method, path, body=body, headers={"content-type": "application/json"} if body else {}
-        )
+        connection.request(method, path, body=body, headers={"content-type": "application/json"} if body else {})
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -62,14 +60,10 @@ def set_mode(ports: Ports, service_or_instance: str, mode: str, fault_scale: flo
         names = [instance.name for instance in instances_of(service_or_instance)]
     if not names:
         known = ", ".join(["productpage", "details", "reviews", "ratings", *ports.instances])
-        raise TestbedFailure(
-            f"no BookInfo service or instance named {service_or_instance!r}; choose one of {known}"
-        )
+        raise TestbedFailure(f"no BookInfo service or instance named {service_or_instance!r}; choose one of {known}")
     payload = {"mode": mode} | ({"fault_scale": fault_scale} if fault_scale is not None else {})
     for name in names:
-        status, answer = http_call(
-            "PUT", ports.instances[name].app, "/_testbed/mode", json.dumps(payload).encode()
-        )
+        status, answer = http_call("PUT", ports.instances[name].app, "/_testbed/mode", json.dumps(payload).encode())
         if status != 200:
             try:
                 reason = json.loads(answer).get("error", "")

@@ -26,9 +26,7 @@ def _wait(processes: list[subprocess.Popen], what: str) -> None:
     for process in processes:
         _, stderr = process.communicate()
         if process.returncode != 0:
-            raise TestbedFailure(
-                f"openssl failed making {what}: {stderr.decode(errors='replace').strip()[:300]}"
-            )
+            raise TestbedFailure(f"openssl failed making {what}: {stderr.decode(errors='replace').strip()[:300]}")
 
 
 def spiffe_id(service: str) -> str:

@@ -106,9 +106,7 @@ class UpstreamClient:
                     if protocol.transport is not None:
                         protocol.transport.close()
 
-    async def get(
-        self, service: str, path: str, headers: dict[str, str], timeout_s: float
-    ) -> tuple[int, bytes]:
+    async def get(self, service: str, path: str, headers: dict[str, str], timeout_s: float) -> tuple[int, bytes]:
         """GET `path` on `service`; (status, body), or UpstreamError/TimeoutError within `timeout_s`."""
         upstream = self.upstreams.get(service)
         if upstream is None:
@@ -145,9 +143,7 @@ class UpstreamClient:
             raise UpstreamError(f"connect to {address[0]}:{address[1]} failed: {exc}") from exc
         return protocol
 
-    async def _send_on(
-        self, address: tuple[str, int], protocol: _ClientProtocol, raw: bytes
-    ) -> tuple[int, bytes]:
+    async def _send_on(self, address: tuple[str, int], protocol: _ClientProtocol, raw: bytes) -> tuple[int, bytes]:
         try:
             result = await protocol.send(raw)
         except BaseException:

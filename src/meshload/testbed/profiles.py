@@ -29,9 +29,7 @@ class Param:
             try:
                 number = int(value) if self.kind == "int" else float(value)
             except ValueError:
-                raise TestbedFailure(
-                    f"{where}: expected {'a whole' if self.kind == 'int' else 'a'} number"
-                ) from None
+                raise TestbedFailure(f"{where}: expected {'a whole' if self.kind == 'int' else 'a'} number") from None
             if self.minimum is not None and number < self.minimum:
                 raise TestbedFailure(f"{where}: must be at least {self.minimum:g}")
             if self.maximum is not None and number > self.maximum:
@@ -113,12 +111,8 @@ PROFILES: dict[str, Profile] = {
                 "service": _service("reviews", "the service guarded"),
                 "max_connections": Param("32", "concurrent requests per instance", kind="int", minimum=1),
                 "max_pending": Param("16", "requests waiting for a free connection", kind="int", minimum=0),
-                "consecutive_errors": Param(
-                    "5", "consecutive 5xx/connect errors that eject", kind="int", minimum=1
-                ),
-                "ejection_s": Param(
-                    "30", "how long an ejected instance stays out", kind="float", minimum=0.5
-                ),
+                "consecutive_errors": Param("5", "consecutive 5xx/connect errors that eject", kind="int", minimum=1),
+                "ejection_s": Param("30", "how long an ejected instance stays out", kind="float", minimum=0.5),
             },
         ),
         Profile(
@@ -126,9 +120,7 @@ PROFILES: dict[str, Profile] = {
             "the service's inbound sidecar answers 429 above a request rate",
             {
                 "service": _service("productpage", "the service limited"),
-                "limit_rps": Param(
-                    "1000", "requests admitted per second (sliding window)", kind="int", minimum=1
-                ),
+                "limit_rps": Param("1000", "requests admitted per second (sliding window)", kind="int", minimum=1),
             },
         ),
         Profile(

@@ -55,19 +55,13 @@ def start_generation(folder: StateFolder, state: dict, setting: MeshSetting) -> 
     for name, kind, instance in proxies:
         sock = _stats_name(state, name, generation)
         address = f"abns@{sock}"
-        text = (
-            sidecar_config(instance, setting, address)
-            if instance is not None
-            else ingress_config(setting, address)
-        )
+        text = sidecar_config(instance, setting, address) if instance is not None else ingress_config(setting, address)
         config = folder.config_dir / f"{name}.cfg"
         config.write_text(text)
         argv = ["haproxy", "-db", "-f", str(config)]
         if name in old:
             argv += ["-sf", str(old[name].pid)]
-        record, child = processes.spawn(
-            argv, name=name, kind=kind, mark=state["mark"], log_path=folder.log(name)
-        )
+        record, child = processes.spawn(argv, name=name, kind=kind, mark=state["mark"], log_path=folder.log(name))
         started.append((record, child, sock))
     kept = [r for r in _records(state) if r.kind not in PROXY_KINDS]
     new = [record for record, _, _ in started]
@@ -108,9 +102,7 @@ def _wait_ready(
         except OSError:
             pass  # not listening yet
         time.sleep(0.01)
-    raise TestbedFailure(
-        f"{record.name} (haproxy) did not get ready in time: {log_tail(folder.log(record.name))}"
-    )
+    raise TestbedFailure(f"{record.name} (haproxy) did not get ready in time: {log_tail(folder.log(record.name))}")
 
 
 def stop_proxies(folder: StateFolder, state: dict) -> None:

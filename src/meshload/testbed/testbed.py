@@ -297,9 +297,7 @@ class Testbed:
                 break
             for record in _records(state):
                 if not processes.is_alive(record):
-                    raise TestbedFailure(
-                        f"{record.name} exited during start: {log_tail(self.folder.log(record.name))}"
-                    )
+                    raise TestbedFailure(f"{record.name} exited during start: {log_tail(self.folder.log(record.name))}")
             if time.monotonic() > deadline:
                 raise TestbedFailure(
                     f"BookInfo did not start in time ({', '.join(sorted(pending))}); see {self.folder.logs_dir}"

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import redis
 
-from ..scenarios.plan import Plan
-from ..scenarios.schedule import WorkerShare
 from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
+from ..scenarios.plan import Plan
+from ..scenarios.schedule import WorkerShare
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,9 @@ class WorkerProcess:
             log.warning("run %s has no coordinator any more; assignment ignored", assignment.run_id)
             return
         # Busy at once (not at the next heartbeat), so no other coordinator picks this worker.
-        client.set(wire.worker_alive_key(self.worker_id), f"busy:{assignment.run_id}".encode(), px=wire.WORKER_ALIVE_TTL_MS)
+        client.set(
+            wire.worker_alive_key(self.worker_id), f"busy:{assignment.run_id}".encode(), px=wire.WORKER_ALIVE_TTL_MS
+        )
         plan = Plan.model_validate_json(assignment.plan_json)
         share = WorkerShare(plan, assignment.index, assignment.count)
         clock_offset_ms = wire.measure_clock_offset_ms(client)
@@ -187,8 +189,11 @@ class WorkerProcess:
         self._active = active
         log.info(
             "run %s: share %d of %d, start in %.3fs, clock offset %.3f ms",
-            assignment.run_id, assignment.index + 1, assignment.count,
-            (start_ns - time.monotonic_ns()) / 1e9, clock_offset_ms,
+            assignment.run_id,
+            assignment.index + 1,
+            assignment.count,
+            (start_ns - time.monotonic_ns()) / 1e9,
+            clock_offset_ms,
         )
         try:
             _run_engine(self.worker_id, share, assignment, start_ns, clock_offset_ms, active)
@@ -198,7 +203,11 @@ class WorkerProcess:
             if not delivered_all:
                 log.error("run %s: %d records could not be delivered to Redis", assignment.run_id, publisher.pending)
             if publisher.dropped:
-                log.error("run %s: %d records dropped (buffer full during a Redis outage)", assignment.run_id, publisher.dropped)
+                log.error(
+                    "run %s: %d records dropped (buffer full during a Redis outage)",
+                    assignment.run_id,
+                    publisher.dropped,
+                )
             active.state = "done"
             self._active = None
         if active.stop_reason:

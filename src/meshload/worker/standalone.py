@@ -56,20 +56,32 @@ def collect_records(
         records: list[IntervalRecord] = []
         start_ns = time.monotonic_ns() + round(START_LEAD_S * 1e9)
         outcome = run_share_blocking(
-            split_plan(plan, 1)[0], start_ns=start_ns, sink=records.append, worker_id=worker_id_of(0),
-            run_id=run_id, interval_s=interval_s,
+            split_plan(plan, 1)[0],
+            start_ns=start_ns,
+            sink=records.append,
+            worker_id=worker_id_of(0),
+            run_id=run_id,
+            interval_s=interval_s,
         )
         return records, [outcome]
     return _collect_from_processes(plan, workers, run_id, interval_s)
 
 
-def run_share_blocking(share: WorkerShare, *, start_ns: int, sink: Callable[[IntervalRecord], None],
-                       worker_id: str, run_id: str = "", interval_s: float = 1.0) -> EngineOutcome:
+def run_share_blocking(
+    share: WorkerShare,
+    *,
+    start_ns: int,
+    sink: Callable[[IntervalRecord], None],
+    worker_id: str,
+    run_id: str = "",
+    interval_s: float = 1.0,
+) -> EngineOutcome:
     """Run one share on a fresh uvloop event loop in this thread."""
 
     async def main() -> EngineOutcome:
-        return await run_share(share, start_ns=start_ns, sink=sink, worker_id=worker_id, run_id=run_id,
-                               interval_s=interval_s)
+        return await run_share(
+            share, start_ns=start_ns, sink=sink, worker_id=worker_id, run_id=run_id, interval_s=interval_s
+        )
 
     return uvloop.run(main())
 
@@ -139,8 +151,9 @@ def _next_message(messages: multiprocessing.Queue, processes: list, deadline_s: 
             raise RunError(f"standalone worker {dead[0].name} exited with code {dead[0].exitcode}")
 
 
-def _worker_main(plan_json: str, index: int, workers: int, run_id: str, interval_s: float,
-                 messages, go, start_at) -> None:  # type: ignore[no-untyped-def]
+def _worker_main(
+    plan_json: str, index: int, workers: int, run_id: str, interval_s: float, messages, go, start_at
+) -> None:  # type: ignore[no-untyped-def]
     """A spawned worker: report ready, wait for the common start, stream records back."""
     try:
         plan = Plan.model_validate_json(plan_json)

@@ -97,9 +97,7 @@ class LocalTestbedMesh:
 
     @_as_user_error
     def start_sampling(self, interval_s: float = 1.0) -> TestbedSampling:
-        return TestbedSampling(
-            self.testbed, self.testbed.current_function(), self.testbed.current_params(), interval_s
-        )
+        return TestbedSampling(self.testbed, self.testbed.current_function(), self.testbed.current_params(), interval_s)
 
     @_as_user_error
     def up(self, function: str = "sidecar", params: dict | None = None, **options) -> None:

@@ -223,9 +223,7 @@ class ProductPageApp(ServiceApp):
             "# TYPE request_result_total counter",
         ]
         for (app, code), count in sorted(self.request_results.items()):
-            lines.append(
-                f'request_result_total{{destination_app="{app}",response_code="{code}"}} {float(count)}'
-            )
+            lines.append(f'request_result_total{{destination_app="{app}",response_code="{code}"}} {float(count)}')
         return Response(200, ("\n".join(lines) + "\n").encode(), "text/plain; version=0.0.4; charset=utf-8")
 
     def _static(self, path: str) -> Response:

@@ -167,22 +167,18 @@ _STAR_PATH = (
 )
 _STAR = (
     '          <svg class="ms-1 h-5 w-5" style="color: {color}" aria-hidden="true" xmlns="http://www.w3.org/2000/svg"'
-    ' fill="{fill}" stroke="currentColor" stroke-width="1" viewBox="0 0 22 20"><path d="'
-    + _STAR_PATH
-    + '"/></svg>\n'
+    ' fill="{fill}" stroke="currentColor" stroke-width="1" viewBox="0 0 22 20"><path d="' + _STAR_PATH + '"/></svg>\n'
 )
 
 
 def _stars(rating: dict) -> str:
     if "error" in rating:
-        return (
-            f'        <p class="mt-2 text-sm font-medium text-red-600">{escape(str(rating["error"]))}</p>\n'
-        )
+        return f'        <p class="mt-2 text-sm font-medium text-red-600">{escape(str(rating["error"]))}</p>\n'
     stars = max(0, min(5, int(rating.get("stars", 0))))
     color = escape(str(rating.get("color", "black")))
-    icons = _STAR.format(color=color, fill="currentColor") * stars + _STAR.format(
-        color=color, fill="none"
-    ) * (5 - stars)
+    icons = _STAR.format(color=color, fill="currentColor") * stars + _STAR.format(color=color, fill="none") * (
+        5 - stars
+    )
     return f'        <div class="mt-2 flex items-center" title="{stars} of 5 stars">\n{icons}        </div>\n'
 
 
@@ -205,9 +201,7 @@ def _reviews_section(status: int, reviews: dict) -> str:
             '          <div class="flex h-8 w-8 items-center justify-center rounded-full bg-gray-200 text-xs'
             f' font-semibold text-gray-600">{reviewer[:1]}{reviewer[-1:]}</div>\n'
             f'          <div class="text-sm font-semibold text-gray-900">{reviewer}</div>\n'
-            "        </figcaption>\n"
-            + (_stars(rating) if isinstance(rating, dict) else "")
-            + "      </figure>\n"
+            "        </figcaption>\n" + (_stars(rating) if isinstance(rating, dict) else "") + "      </figure>\n"
         )
     podname = escape(str(reviews.get("podname", "")))
     clustername = escape(str(reviews.get("clustername", "")))

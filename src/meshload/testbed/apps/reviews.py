@@ -54,9 +54,7 @@ class ReviewsApp(ServiceApp):
         headers = {name: incoming[name] for name in _PROPAGATED if name in incoming}
         stars = None
         try:
-            status, body = await self.client.get(
-                "ratings", f"/ratings/{product_id}", headers, self.ratings_timeout_s
-            )
+            status, body = await self.client.get("ratings", f"/ratings/{product_id}", headers, self.ratings_timeout_s)
             if status == 200:
                 stars = json.loads(body).get("ratings", {})
         except (UpstreamError, TimeoutError, ValueError, AttributeError):

@@ -10,6 +10,7 @@ own epoll with nanosecond resolution; `DueTimer` wraps one. Elsewhere it falls b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 from collections.abc import Callable
@@ -106,10 +107,8 @@ class DueTimer:
         if not self._armed:
             # Re-arming resets the expiry count (and so the readiness); only when nothing was
             # re-armed must the count be read, or epoll would keep reporting the descriptor.
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.read(self._fd, 8)
-            except BlockingIOError:
-                pass
 
     async def _poll(self) -> None:
         while True:

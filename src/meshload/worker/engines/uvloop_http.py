@@ -106,9 +106,7 @@ class _Runner:
         self.recorder = IntervalRecorder(worker_id=worker_id, run_id=run_id, clock_offset_ms=clock_offset_ms)
         self.origins, templates = build_templates(plan)
         # (origin index, payload) per send, in sending order; cycled.
-        self.sequence = [
-            (templates[i].origin_index, templates[i].payload) for i in target_sequence(plan, share.index)
-        ]
+        self.sequence = [(templates[i].origin_index, templates[i].payload) for i in target_sequence(plan, share.index)]
         self.sequence_len = len(self.sequence)
         self.sequence_i = 0
         self.ssl_context = client_ssl_context(plan.tls_verify) if any(o.tls for o in self.origins) else None
@@ -455,9 +453,7 @@ class _OpenLoopRunner(_Runner):
 
     def _open_if_needed(self, pool: _Pool) -> None:
         while (
-            pool.open < pool.cap
-            and pool.connecting < MAX_CONCURRENT_CONNECTS
-            and pool.connecting < len(pool.pending)
+            pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS and pool.connecting < len(pool.pending)
         ):
             self._start_connect(pool)
 
