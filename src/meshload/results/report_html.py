@@ -19,6 +19,7 @@ import jinja2
 import numpy as np
 from markupsafe import escape
 
+from ..scenarios.plan import ClosedLoop
 from .aggregate import failed_requests
 from .chart_ticks import nice_ticks
 from .histogram import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
@@ -179,6 +180,23 @@ def _template() -> jinja2.Template:
     return environment.get_template("report.html.j2")
 
 
+def load_model_text(result: RunResult) -> str:
+    """One sentence on how the load was generated, and so what "corrected" means in this report."""
+    load = result.plan.load
+    if isinstance(load, ClosedLoop):
+        think = f", {load.think_time_s:g} s think time" if load.think_time_s else ""
+        return (
+            f"Closed loop: {load.concurrency} clients{think}, each sending when its previous request answered. "
+            "Latencies are measured from the actual send, so they are not corrected for coordinated omission "
+            "(corrected and uncorrected are the same)."
+        )
+    stages = f", {len(load.stages)} stages" if load.stages else ""
+    return (
+        f"Open loop: {load.rate:g} requests/s, {load.arrival} arrivals{stages}, all workers together. "
+        "Corrected latency is measured from each request's planned instant."
+    )
+
+
 def render_report(result: RunResult) -> str:
     """The whole page as a string."""
     percentiles = [percentile_key(p) for p in REPORTED_PERCENTILES]
@@ -199,4 +217,13 @@ def render_report(result: RunResult) -> str:
         mesh=mesh,
         plan_json=json.dumps(result.plan.model_dump(mode="json"), indent=2),
         environment_json=json.dumps(result.environment, indent=2, default=str),
+        load_model=load_model_text(result),
+        by_name={
+            name: {
+                "summary": summary,
+                "corrected_ms": summary.corrected.percentiles_ms(),
+                "uncorrected_ms": summary.uncorrected.percentiles_ms(),
+            }
+            for name, summary in result.by_name.items()
+        },
     )

@@ -1,0 +1,141 @@
+"""Open-loop pacing of Locust-style tasks, run by users that are greenlets.
+
+A `TaskPacer` holds this process's share of one arrival schedule (split across processes exactly as
+`scenarios.schedule` splits a plan across meshload workers). Every task run takes the next planned
+instant: a user that finishes a task asks for its wait (`wait_s`) and sleeps until the instant it
+took; when all users are busy, the next free one takes the overdue instant and starts at once, and
+the delay is the schedule lag. So the users together start tasks at the planned rate, however many
+of them run, and a request's latency can be measured from the instant its task was planned for.
+
+The task a greenlet is running is kept on the greenlet itself (`TASK_ATTRIBUTE`): a two-item list
+[planned instant ns, lag ns], the lag filled in by the task's first request (−1 until then). Locust
+runs a user's first task before any wait, so that task takes its instant when its first request
+completes (`locust_events.start_first_task`). Requests of a task share its lag: the correction is for the task
+starting late, not for the requests inside it waiting on one another (that is the journey itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from gevent import getcurrent
+
+from ..scenarios.plan import OpenLoop, Plan, Target
+from ..scenarios.schedule import ArrivalSchedule, WorkerShare
+
+#: Attribute of a user's greenlet holding its current task: [planned_ns, lag_ns] (lag −1: not yet known).
+TASK_ATTRIBUTE = "meshload_task"
+#: Attribute of a wait-time function that names its pacer (`pacer_of` finds it through the user).
+PACER_ATTRIBUTE = "meshload_pacer"
+#: A pacer's schedule runs this long at most: Locust tests run until they are stopped.
+HORIZON_S = 30 * 24 * 3600.0
+#: Planned instants are fetched from the schedule this far ahead at a time.
+REFILL_S = 0.25
+#: What a user waits when its pacer has no schedule (no test, or no share for this process).
+IDLE_WAIT_S = 1.0
+#: A task started more than this after its planned instant counts as sent late. gevent's timers wake
+#: on the event loop's millisecond tick (epoll), so a sleeping user wakes up to 1 ms after its
+#: instant even on an idle machine; the uvloop engine's kernel timers allow its 1 ms limit.
+GEVENT_LATE_THRESHOLD_US = 2_000
+# Arrival schedules are built from a Plan, which names a target; a pacer's plan is never sent anywhere.
+_UNUSED_TARGET = (Target.model_validate({"url": "http://pacer.invalid/"}),)
+
+Arrival = Literal["constant", "poisson"]
+
+
+class TaskPacer:
+    """One open-loop schedule for the task runs of a process's users (see the module docstring)."""
+
+    def __init__(self, rate: float, arrival: Arrival = "constant") -> None:
+        if not rate > 0:
+            raise ValueError(f"open_loop: the rate must be above 0 requests/s (got {rate!r})")
+        if arrival not in ("constant", "poisson"):
+            raise ValueError(f'open_loop: arrival must be "constant" or "poisson" (got {arrival!r})')
+        self.rate = float(rate)
+        self.arrival: Arrival = arrival
+        self._schedule: ArrivalSchedule | None = None
+        self._start_ns = 0
+        self._pending = np.empty(0, dtype=np.int64)  # planned instants fetched, ns after start
+        self._next = 0  # index of the next instant to hand out
+        self._fetched_until_s = 0.0
+        self.claimed = 0  # instants taken by tasks since `begin`
+
+    @property
+    def active(self) -> bool:
+        return self._schedule is not None
+
+    def begin(self, *, index: int, count: int, start_ns: int, seed: int = 0) -> None:
+        """Take share `index` of `count` of the schedule, starting at `start_ns` (monotonic ns)."""
+        plan = Plan.model_validate(
+            {
+                "targets": _UNUSED_TARGET,
+                "load": OpenLoop(rate=self.rate, arrival=self.arrival),
+                "duration_s": HORIZON_S,
+                "seed": seed,
+            }
+        )
+        self._schedule = WorkerShare(plan, index, count).schedule()
+        self._start_ns = start_ns
+        self._pending = np.empty(0, dtype=np.int64)
+        self._next = 0
+        self._fetched_until_s = 0.0
+        self.claimed = 0
+
+    def end(self, stop_ns: int) -> int:
+        """Stop handing out instants; returns how many planned before `stop_ns` were never taken."""
+        schedule = self._schedule
+        if schedule is None:
+            return 0
+        self._schedule = None
+        stop_offset_ns = stop_ns - self._start_ns
+        unclaimed = int(np.count_nonzero(self._pending[self._next :] < stop_offset_ns))
+        if stop_offset_ns / 1e9 > self._fetched_until_s:
+            unclaimed += len(schedule.take_until(stop_offset_ns / 1e9))
+        return unclaimed
+
+    def claim_ns(self) -> int:
+        """The next planned instant (monotonic ns), now taken by the caller's task."""
+        if self._next >= len(self._pending):
+            self._refill()
+        instant = int(self._pending[self._next]) + self._start_ns
+        self._next += 1
+        self.claimed += 1
+        return instant
+
+    def wait_s(self, now_ns: int) -> float:
+        """For a user's wait time: take the next instant for the calling greenlet's next task and
+        return how long to sleep until it (0 when it is already due)."""
+        if self._schedule is None:
+            return IDLE_WAIT_S
+        planned_ns = self.claim_ns()
+        start_task(getcurrent(), planned_ns)
+        return max(planned_ns - now_ns, 0) / 1e9
+
+    def _refill(self) -> None:
+        assert self._schedule is not None
+        while True:
+            self._fetched_until_s += REFILL_S
+            instants = self._schedule.take_until(self._fetched_until_s)
+            if len(instants):
+                self._pending = instants
+                self._next = 0
+                return
+
+
+def start_task(greenlet: Any, planned_ns: int) -> list[int]:
+    """Mark `greenlet` as running a task planned for `planned_ns` (lag not known yet)."""
+    task = getattr(greenlet, TASK_ATTRIBUTE, None)
+    if isinstance(task, list):
+        task[0] = planned_ns
+        task[1] = -1
+        return task
+    task = [planned_ns, -1]
+    setattr(greenlet, TASK_ATTRIBUTE, task)
+    return task
+
+
+def pacer_of(user: object) -> TaskPacer | None:
+    """The pacer behind a user's wait time, if it is an open-loop one."""
+    pacer = getattr(getattr(user, "wait_time", None), PACER_ATTRIBUTE, None)
+    return pacer if isinstance(pacer, TaskPacer) else None
