@@ -33,60 +33,49 @@ from .task_pacer import TASK_ATTRIBUTE, pacer_of, start_task
 CLOSED_LOOP: list[int] = [0, 0]
 #: Error kinds of a request that was never written to a connection (not counted as sent).
 _NOT_SENT_KINDS = frozenset({"connect_refused", "connect_timeout", "connect_error", "tls_error"})
-# Exceptions of requests, urllib3 and geventhttpclient, by class name (importing them is not needed).
-_KINDS_BY_NAME = {
-    "ConnectTimeout": "connect_timeout",
-    "ConnectTimeoutError": "connect_timeout",
-    "NewConnectionError": "connect_error",
-    "NameResolutionError": "connect_error",
-    "SSLError": "tls_error",
-    "ReadTimeout": "timeout",
-    "ReadTimeoutError": "timeout",
-    "Timeout": "timeout",
-    "RemoteDisconnected": "reset",
-    "HTTPConnectionClosed": "reset",
-    "ProtocolError": "reset",
-    "ChunkedEncodingError": "reset",
-    "HTTPParseError": "malformed",
-    "BadStatusLine": "malformed",
-    "LineTooLong": "malformed",
-    "InvalidChunkLength": "malformed",
-}
-# Checked in order: the first class the exception (or one it wraps) is an instance of.
-_KINDS_BY_TYPE: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
-    (ConnectionRefusedError, "connect_refused"),
-    ((ssl.SSLError, ssl.CertificateError), "tls_error"),
-    (TimeoutError, "timeout"),
-    ((ConnectionResetError, BrokenPipeError, ConnectionAbortedError), "reset"),
-    (http.client.HTTPException, "malformed"),
+# Most specific first: (kind, exception types, class names of requests', urllib3's and
+# geventhttpclient's exceptions, which need not be imported to be recognised).
+_KIND_RULES: tuple[tuple[str, tuple[type[BaseException], ...], frozenset[str]], ...] = (
+    ("connect_timeout", (), frozenset({"ConnectTimeout", "ConnectTimeoutError"})),
+    ("connect_refused", (ConnectionRefusedError,), frozenset()),
+    ("tls_error", (ssl.SSLError, ssl.CertificateError), frozenset({"SSLError"})),
+    ("timeout", (TimeoutError,), frozenset({"ReadTimeout", "ReadTimeoutError", "Timeout"})),
+    (
+        "reset",
+        (ConnectionResetError, BrokenPipeError, ConnectionAbortedError),
+        frozenset({"RemoteDisconnected", "HTTPConnectionClosed", "ProtocolError", "ChunkedEncodingError"}),
+    ),
+    (
+        "malformed",
+        (http.client.HTTPException,),
+        frozenset({"HTTPParseError", "BadStatusLine", "LineTooLong", "InvalidChunkLength"}),
+    ),
+    ("connect_error", (OSError,), frozenset({"NewConnectionError", "NameResolutionError"})),
 )
 
 
 def error_kind(exception: BaseException | None) -> str:
     """The `ERROR_KINDS` kind of a request that failed without a response ("other" if unknown).
 
-    Client libraries wrap the socket error (requests' ConnectionError holds urllib3's, which holds
-    the OSError), so the exception, its causes and its exception arguments are all looked at, the
-    innermost known one first."""
-    seen: list[BaseException] = []
+    Client libraries wrap the socket error (requests' ConnectionError holds urllib3's MaxRetryError,
+    whose `reason` holds the NewConnectionError caused by ConnectionRefusedError), so the whole chain
+    is looked at and the most specific kind found in it wins."""
+    chain: list[BaseException] = []
     pending = [exception] if exception is not None else []
     while pending:
         current = pending.pop()
-        if current is None or any(current is s for s in seen):
+        if any(current is seen for seen in chain):
             continue
-        seen.append(current)
+        chain.append(current)
         pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
-        pending.extend(x for x in (current.__cause__, current.__context__, getattr(current, "reason", None)) if x)
-    for current in reversed(seen):
-        for cls in type(current).__mro__:
-            kind = _KINDS_BY_NAME.get(cls.__name__)
-            if kind is not None:
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
+    for kind, types, kind_names in _KIND_RULES:
+        for current in chain:
+            # Exact class names: urllib3's NewConnectionError subclasses ConnectTimeoutError, for one.
+            if (types and isinstance(current, types)) or type(current).__name__ in kind_names:
                 return kind
-        for types, type_kind in _KINDS_BY_TYPE:
-            if isinstance(current, types):
-                return type_kind
-    if any(isinstance(current, OSError) for current in seen):
-        return "connect_error"
     return "other"
 
 
