@@ -47,7 +47,9 @@ COLUMNS: list[dict[str, str]] = [
 
 
 def _row(figure: str, requests: int | str = "", percentiles: dict[str, float] | None = None, detail: str = "") -> dict:
-    row: dict[str, str] = {"figure": figure, "requests": f"{requests:,}" if isinstance(requests, int) else requests}
+    # No "name" key: the UI's table would sort the rows by it; they are in the order meant to be read.
+    requests_text = f"{requests:,}" if isinstance(requests, int) else requests
+    row: dict[str, str] = {"figure": figure, "requests": requests_text}
     for (key, _), percentile in zip(_PERCENTILE_COLUMNS, REPORTED_PERCENTILES, strict=True):
         value = percentiles.get(percentile_key(percentile)) if percentiles else None
         row[key] = f"{value:.3f}" if value is not None else ""
@@ -68,11 +70,11 @@ def verdict_text(result: RunResult) -> str:
 def tab_rows(result: RunResult | None, *, state: str, reports: str) -> list[dict[str, str]]:
     """The rows of the meshload table for a result (the test in progress, or the last one)."""
     if result is None:
-        return [_row("meshload", detail=f"{state}: start a test to see meshload's figures")]
+        return [_row("test", detail="none yet: start a test to see meshload's figures")]
     closed = isinstance(result.plan.load, ClosedLoop)
     total = result.completed + sum(result.errors.values()) - result.errors.get("not_sent", 0)
     rows = [
-        _row("meshload", detail=f"{state} · {result.measured_s:.1f} s measured · {result.actual_rps:.1f} responses/s"),
+        _row("test", detail=f"{state} · {result.measured_s:.1f} s measured · {result.actual_rps:.1f} responses/s"),
         _row(
             "latency (closed loop, from the actual send)" if closed else "corrected (from the planned instant)",
             total,
@@ -169,7 +171,7 @@ def install_tab(web_ui: Any, plugin: MeshloadPlugin) -> None:
     def extend(response: Response) -> Response:
         if request.path == f"{base}/stats/requests" and response.is_json:
             data = response.get_json()
-            state = "test running" if plugin.test is not None else "last test"
+            state = "running" if plugin.test is not None else "the last test"
             reports = _reports_text(plugin, base)
             data["extended_stats"] = [
                 {"key": TAB_KEY, "data": tab_rows(plugin.live_result(), state=state, reports=reports)}

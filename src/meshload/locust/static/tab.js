@@ -20,7 +20,11 @@
     return element;
   };
 
+  let shown = "";
   function render(live) {
+    const fingerprint = JSON.stringify(live);
+    if (fingerprint === shown) return; // unchanged: keep the links the user may be about to click
+    shown = fingerprint;
     const parts = [text("strong", "meshload")];
     if (live.state === "running") parts.push(text("span", `test ${live.run_id} running`));
     else if (live.state === "finishing") parts.push(text("span", "test stopped: merging the last records"));
@@ -54,6 +58,7 @@
       const answer = await fetch(base + "live.json", { cache: "no-store", credentials: "same-origin" });
       if (answer.ok) render(await answer.json());
     } catch (error) {
+      shown = "";
       bar.replaceChildren(text("span", `meshload: ${error}`));
     }
   }
