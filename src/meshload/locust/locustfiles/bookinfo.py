@@ -1,12 +1,13 @@
-"""BookInfo as a user journey, for meshload's local testbed (or any BookInfo behind an ingress).
+"""BookInfo as a user journey, for meshload's local testbed (or any BookInfo behind an ingress that
+routes what Istio's `bookinfo-gateway` routes: /productpage, /login, /logout, /api/v1/products).
 
     meshload testbed up
     locust -f $(python -m meshload.locust --path bookinfo) --host http://127.0.0.1:INGRESS_PORT
 
-One task is one visit, in the order a person goes: the front page and the product page anonymously,
-sign in as `jason` (productpage keeps the user in a signed session cookie and sends `end-user: jason`
-downstream, which BookInfo's end-user routing and fault rules match), the product page as jason,
-the JSON API (the product list, its details, reviews and ratings), and sign out. Every step checks
+One task is one visit, in the order a person goes: the product page anonymously, sign in as `jason`
+(productpage keeps the user in a signed session cookie and sends `end-user: jason` downstream, which
+BookInfo's end-user routing and fault rules match), the product page as jason, the JSON API (the
+product list, its details, reviews and ratings), and sign out. Every step checks
 what it got, so a page that answers 200 with the wrong content counts as a failure.
 
 Pacing: with `MESHLOAD_BOOKINFO_RATE` set (visits per second, all users and workers together) the
@@ -44,7 +45,6 @@ class BookInfoVisitor(FastHttpUser):
 
     @task
     def visit(self) -> None:
-        self._get("/", "anonymous: /", b"productpage")
         self._get("/productpage", "anonymous: /productpage", b"Sign in")
         self._sign_in()
         self._get("/productpage", f"{USER}: /productpage", f">{USER}</span>".encode())
