@@ -26,6 +26,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_locust.py
 	$(PY) bench/bench_aggregation.py
 	$(PY) bench/bench_aggregation_merge.py
 	$(PY) bench/bench_testbed.py
