@@ -23,18 +23,16 @@ counts (the machine is shared). The target: the plugin adds under 10% to Locust'
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import statistics
-import sys
 import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_engine import CONNECTIONS, LOCUSTFILE, Nginx, run_measured
+from bench_engine import CONNECTIONS, LOCUSTFILE, Nginx, run_locust_headless
 
 PLUGIN = "import meshload.locust\n"
 OPEN_LOOP = "wait_time = meshload.locust.open_loop({rate})"
@@ -59,41 +57,10 @@ def locustfile_text(plugin: bool, open_rate: float = 0.0) -> str:
     return (PLUGIN + text) if plugin else text
 
 
-def run_locust(url: str, locustfile: Path, seconds: float, workdir: Path) -> Run:
-    prefix = workdir / f"stats-{locustfile.stem}-{seconds:g}"
-    _, cpu_s = run_measured(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(locustfile),
-            "--headless",
-            "-u",
-            str(CONNECTIONS),
-            "-r",
-            str(CONNECTIONS),
-            "-t",
-            f"{seconds:g}s",
-            "--host",
-            url.rstrip("/"),
-            "--json-file",
-            str(prefix),
-            "--only-summary",
-            "--stop-timeout",
-            "1",
-            "--loglevel",
-            "WARNING",
-        ]
-    )
-    entries = json.loads(Path(f"{prefix}.json").read_text())
-    return Run(sum(entry["num_requests"] for entry in entries), cpu_s)
-
-
 def marginal_us_per_request(url: str, locustfile: Path, seconds: float, workdir: Path) -> tuple[float, float]:
     """(CPU µs per request, requests/s) from a run of `seconds` and one of twice as long."""
-    short = run_locust(url, locustfile, seconds, workdir)
-    long = run_locust(url, locustfile, 2 * seconds, workdir)
+    short = Run(*run_locust_headless(locustfile, url, seconds, workdir))
+    long = Run(*run_locust_headless(locustfile, url, 2 * seconds, workdir))
     extra_requests = long.requests - short.requests
     if extra_requests <= 0 or long.cpu_s <= short.cpu_s:  # a stalled machine: no figure rather than a wrong one
         return math.nan, math.nan

@@ -176,6 +176,27 @@ def test_open_loop_requests_are_measured_from_their_tasks_planned_instant() -> N
     assert record.late == 3  # each far beyond the late threshold
 
 
+def test_a_first_task_ahead_of_the_schedule_takes_no_instant_and_is_measured_from_its_send() -> None:
+    """Locust starts a user's first task at once; when the schedule has not begun yet (it starts a lead
+    after the test), that task runs outside it: lag 0, nothing taken, nothing missed later."""
+    pacer = TaskPacer(1_000.0)
+    pacer.begin(index=0, count=1, start_ns=time.monotonic_ns() + 500 * MS)
+    recorder = NamedIntervalRecorder(worker_id="w")
+    listener = LocustRequestRecorder(recorder).on_request
+    ok = SimpleNamespace(status_code=200)
+
+    def one_user() -> None:
+        listener(name="early", response_time=3.0, response=ok)
+        listener(name="early", response_time=3.0, response=ok)
+        assert getattr(gevent.getcurrent(), TASK_ATTRIBUTE)[1] == 0
+
+    _in_user_greenlet(_user(pacer), one_user)
+    assert pacer.claimed == 0
+    record = recorder.cut(offset_s=0, duration_s=1, start_unix_ms=0)
+    corrected, uncorrected = decoded(record.latency_corrected), decoded(record.latency_uncorrected)
+    assert np.array_equal(corrected.counts_array(), uncorrected.counts_array()) and record.late == 0
+
+
 def _raised(function) -> BaseException:
     try:
         function()

@@ -1,7 +1,8 @@
 """Recording one test on a Locust process that runs users (a worker, or the single process of a local run).
 
 Every request event goes into a `NamedIntervalRecorder`; a greenlet cuts an interval record every
-second, counted from the test's common start instant (and exactly at the end of the warm-up), and
+second, counted from the test's start (the same instant on every worker, and exactly at the end of
+the warm-up too), and
 hands it to the sink: the Redis publisher on a worker, the merge itself in a local run. When the
 test begins to stop, the open-loop pacers stop too and report the planned instants no task took
 before then (missed); when it has stopped, the final record goes out.
@@ -48,6 +49,7 @@ class NodeRecording:
         worker_id: str,
         run_id: str,
         start_ns: int,
+        schedule_lead_s: float,
         sink: Callable[[IntervalRecord], None],
         pacers: Sequence[TaskPacer],
         share: Share | None,
@@ -64,7 +66,8 @@ class NodeRecording:
         )
         self._listener = LocustRequestRecorder(self.recorder).on_request
         self._request_event = request_event  # Locust's EventHook for `request`
-        self.start_ns = start_ns
+        self.start_ns = start_ns  # the test's start: the origin of the records' offsets
+        self._schedule_start_ns = start_ns + round(schedule_lead_s * 1e9)
         self._sink = sink
         self._pacers = pacers
         self._share = share
@@ -82,7 +85,9 @@ class NodeRecording:
         self._request_event.add_listener(self._listener)  # type: ignore[attr-defined]
         if self._share is not None:
             for pacer in self._pacers:
-                pacer.begin(index=self._share.index, count=self._share.count, start_ns=self.start_ns, seed=self._seed)
+                pacer.begin(
+                    index=self._share.index, count=self._share.count, start_ns=self._schedule_start_ns, seed=self._seed
+                )
         self._ticker = gevent.spawn(self._tick)
 
     def stopping(self, stopping_ns: int) -> None:

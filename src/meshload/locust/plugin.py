@@ -18,6 +18,7 @@ headless mode), so the master finishes in a greenlet of its own and `quitting` w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import socket
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import redis
 from locust import __version__ as locust_version
 from locust.runners import STATE_MISSING, LocalRunner, MasterRunner, WorkerRunner
 
@@ -49,9 +51,10 @@ from .options import MeshloadOptions, add_options
 
 log = logging.getLogger("meshload.locust")
 
-#: The common start instant lies this far after the test starts, so the workers have the spawn
-#: message, their clock offset and their users before the first planned instant.
-START_LEAD_S = 1.0
+#: The open-loop schedule starts this long after the test (whose start is the records' origin), so
+#: the workers have the spawn message, their clock offset and their users before the first planned
+#: instant. `--meshload-warmup` of the same length leaves exactly the schedule in the statistics.
+SCHEDULE_LEAD_S = 1.0
 #: After a test stops, how long the master waits for every worker's final record.
 FINAL_RECORDS_TIMEOUT_S = 15.0
 #: Then how long it waits for Locust's own totals to catch up (they travel in Locust's stats reports).
@@ -161,7 +164,11 @@ class MeshloadPlugin:
         self.peak_users = 0
         self._live = None
         if self.role == "master":
-            self.test = self._start_master(options)
+            try:
+                self.test = self._start_master(options)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                error = wire.translate_redis_error(exc, self.redis_url)
+                log.error("meshload: %s; this test is not recorded", error)
         elif self.role == "worker":
             self.test = self._start_worker(options)
         else:
@@ -224,7 +231,7 @@ class MeshloadPlugin:
         run_id = new_run_id()
         client = self._client
         offset_ms = wire.measure_clock_offset_ms(client)
-        start_redis_us = wire.redis_time_us(client) + round(START_LEAD_S * 1e6)
+        start_redis_us = wire.redis_time_us(client)
         start_ns = wire.local_monotonic_ns_of(start_redis_us, offset_ms)
         workers = sorted(c.id for c in self.runner.clients.values() if c.state != STATE_MISSING)
         shares = {client_id: index for index, client_id in enumerate(workers)}
@@ -236,6 +243,7 @@ class MeshloadPlugin:
                 "run_id": run_id,
                 "redis_url": self.redis_url,
                 "start_redis_us": start_redis_us,
+                "schedule_lead_s": SCHEDULE_LEAD_S,
                 "shares": shares,
                 "share_count": len(shares),
                 "warmup_s": options.warmup_s,
@@ -265,7 +273,8 @@ class MeshloadPlugin:
             while self.runner.stats.total.num_requests < collection.requests and time.monotonic() < settle:
                 gevent.sleep(0.1)
             self._conclude(test, stop_ns)
-            self._client.delete(*wire.RunKeys(test.run_id).all())
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                self._client.delete(*wire.RunKeys(test.run_id).all())  # what is left there is not needed
         finally:
             self.finishing = False
 
@@ -303,6 +312,7 @@ class MeshloadPlugin:
             worker_id=worker_id_of(self.runner.worker_index),
             run_id=run_id,
             start_ns=start_ns,
+            schedule_lead_s=float(info["schedule_lead_s"]),
             sink=publisher.submit,
             pacers=PACERS,
             share=share,
@@ -322,7 +332,7 @@ class MeshloadPlugin:
 
     def _start_local(self, options: MeshloadOptions) -> _Test:
         run_id = new_run_id()
-        start_ns = time.monotonic_ns() + round(START_LEAD_S * 1e9)
+        start_ns = time.monotonic_ns()
         worker_id = worker_id_of(0)
         collection = RunCollection(self._plan(options, 0.0), run_id, start_ns, [worker_id])
         node = NodeRecording(
@@ -330,6 +340,7 @@ class MeshloadPlugin:
             worker_id=worker_id,
             run_id=run_id,
             start_ns=start_ns,
+            schedule_lead_s=SCHEDULE_LEAD_S,
             sink=collection.add,
             pacers=PACERS,
             share=Share(0, 1),

@@ -80,16 +80,23 @@ def error_kind(exception: BaseException | None) -> str:
 
 
 def start_first_task(greenlet: Any, sent_ns: int) -> list[int]:
-    """The task of a greenlet's first request: an open-loop user's first task takes the next planned
-    instant (Locust ran it without a wait); anything else is closed-loop."""
+    """The task of a greenlet's first request. An open-loop user's first task (Locust ran it without a
+    wait) takes the next planned instant if that is due by the request's send; if it is not, the task
+    ran ahead of the schedule and is measured from its send, taking nothing from the schedule.
+    Anything else is closed loop."""
     args = getattr(greenlet, "args", None)  # Locust's user greenlets are spawned with (user,)
     pacer = pacer_of(args[0]) if args else None
-    if pacer is None or not pacer.active:
-        # A raw greenlet (not a user's) takes no attributes: closed loop, decided again next time.
-        with contextlib.suppress(AttributeError):
-            setattr(greenlet, TASK_ATTRIBUTE, CLOSED_LOOP)
-        return CLOSED_LOOP
-    return start_task(greenlet, pacer.claim_ns())
+    planned_ns = pacer.claim_due_ns(sent_ns) if pacer is not None else None
+    if planned_ns is not None:
+        return start_task(greenlet, planned_ns)
+    if pacer is not None and pacer.active:
+        task = start_task(greenlet, sent_ns)
+        task[1] = 0  # ahead of the schedule: no lag, its requests measured from their send
+        return task
+    # A raw greenlet (not a user's) takes no attributes: closed loop, decided again next time.
+    with contextlib.suppress(AttributeError):
+        setattr(greenlet, TASK_ATTRIBUTE, CLOSED_LOOP)
+    return CLOSED_LOOP
 
 
 class LocustRequestRecorder:

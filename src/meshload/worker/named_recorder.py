@@ -133,11 +133,9 @@ class NamedIntervalRecorder(IntervalRecorder):
 
     def _new_name(self, name: str) -> int:
         if len(self._names) >= self.max_names:
+            # Not remembered: a locustfile naming every request differently must not grow this.
             overflow = self._ids.get(OVERFLOW_NAME)
-            if overflow is None:
-                overflow = self._add(OVERFLOW_NAME)
-            self._ids[name] = overflow  # later lookups of this name are one dict hit
-            return overflow
+            return overflow if overflow is not None else self._add(OVERFLOW_NAME)
         return self._add(name)
 
     def _add(self, name: str) -> int:
@@ -149,9 +147,7 @@ class NamedIntervalRecorder(IntervalRecorder):
 
     def _fold_names(self, n: int) -> None:
         ids = np.frombuffer(self._name_ids, dtype=np.uint16, count=n)
-        planned = np.frombuffer(self._planned_ns, dtype=np.int64, count=n)
-        sent = np.frombuffer(self._sent_ns, dtype=np.int64, count=n)
-        done = np.frombuffer(self._done_ns, dtype=np.int64, count=n)
+        planned, sent, done = self._buffered_ns(n)
         order = np.argsort(ids, kind="stable")
         sorted_ids = ids[order]
         corrected_us = ((done - planned) // 1000)[order]

@@ -108,9 +108,7 @@ class IntervalRecorder:
         n = self.count
         if n == 0:
             return
-        planned = np.frombuffer(self._planned_ns, dtype=np.int64, count=n)
-        sent = np.frombuffer(self._sent_ns, dtype=np.int64, count=n)
-        done = np.frombuffer(self._done_ns, dtype=np.int64, count=n)
+        planned, sent, done = self._buffered_ns(n)
         lag_us = (sent - planned) // 1000
         self.corrected.record_batch((done - planned) // 1000)
         self.uncorrected.record_batch((done - sent) // 1000)
@@ -120,6 +118,14 @@ class IntervalRecorder:
         self._status_counts += np.bincount(statuses, minlength=_STATUS_SLOTS)
         self._completed += n
         self.count = 0
+
+    def _buffered_ns(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views of the first `n` buffered (planned, sent, done) instants, monotonic ns."""
+        return (
+            np.frombuffer(self._planned_ns, dtype=np.int64, count=n),
+            np.frombuffer(self._sent_ns, dtype=np.int64, count=n),
+            np.frombuffer(self._done_ns, dtype=np.int64, count=n),
+        )
 
     def cut(
         self,

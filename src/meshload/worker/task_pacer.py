@@ -9,9 +9,11 @@ of them run, and a request's latency can be measured from the instant its task w
 
 The task a greenlet is running is kept on the greenlet itself (`TASK_ATTRIBUTE`): a two-item list
 [planned instant ns, lag ns], the lag filled in by the task's first request (−1 until then). Locust
-runs a user's first task before any wait, so that task takes its instant when its first request
-completes (`locust_events.start_first_task`). Requests of a task share its lag: the correction is for the task
-starting late, not for the requests inside it waiting on one another (that is the journey itself).
+runs a user's first task as soon as the user starts, before any wait: that task takes the next
+instant if it is already due when its first request completes, and otherwise runs outside the
+schedule, measured from its send (`locust_events.start_first_task`). Requests of a task share its
+lag: the correction is for the task starting late, not for the requests inside it waiting on one
+another (that is the journey itself).
 """
 
 from __future__ import annotations
@@ -96,11 +98,18 @@ class TaskPacer:
 
     def claim_ns(self) -> int:
         """The next planned instant (monotonic ns), now taken by the caller's task."""
-        if self._next >= len(self._pending):
-            self._refill()
-        instant = int(self._pending[self._next]) + self._start_ns
-        self._next += 1
-        self.claimed += 1
+        instant = self._next_instant_ns()
+        self._take()
+        return instant
+
+    def claim_due_ns(self, now_ns: int) -> int | None:
+        """The next planned instant if it is due by `now_ns` (then taken), else None (nothing taken)."""
+        if self._schedule is None:
+            return None
+        instant = self._next_instant_ns()
+        if instant > now_ns:
+            return None
+        self._take()
         return instant
 
     def wait_s(self, now_ns: int) -> float:
@@ -111,6 +120,15 @@ class TaskPacer:
         planned_ns = self.claim_ns()
         start_task(getcurrent(), planned_ns)
         return max(planned_ns - now_ns, 0) / 1e9
+
+    def _next_instant_ns(self) -> int:
+        if self._next >= len(self._pending):
+            self._refill()
+        return int(self._pending[self._next]) + self._start_ns
+
+    def _take(self) -> None:
+        self._next += 1
+        self.claimed += 1
 
     def _refill(self) -> None:
         assert self._schedule is not None
