@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import terminal
+
+if TYPE_CHECKING:
+    from ..coordinator.mesh.local import LocalTestbedMesh
 
 STATE_DIR_ENV = "MESHLOAD_TESTBED_DIR"
 
@@ -27,7 +31,7 @@ _STATE_DIR = typer.Option(
 _SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (repeatable).")
 
 
-def _mesh(state_dir: Path | None):
+def _mesh(state_dir: Path | None) -> LocalTestbedMesh:
     # imported here so `meshload --help` does not load the testbed
     from ..coordinator.mesh.local import LocalTestbedMesh
 
@@ -102,11 +106,23 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
-    """The ingress URL, the function in force, and every process with its ports and pid."""
+    """The ingress URL, the function in force, and every process with its ports and pid.
+
+    Exits 1 when the testbed is up but one of its processes has died (each is named on stderr)."""
     report = _mesh(state_dir).status()
     if as_json:
         terminal.result(json.dumps(report, indent=2, sort_keys=True))
-        return
+    else:
+        _print_status(report)
+    dead = [f"{p['name']} ({p['kind']}, pid {p['pid']})" for p in report.get("processes") or [] if not p["alive"]]
+    if dead:
+        from ..errors import TestbedError
+
+        which = f"process {dead[0]} is" if len(dead) == 1 else f"processes {', '.join(dead)} are"
+        raise TestbedError(f"testbed {which} dead; restart the testbed with `meshload testbed down` then `up`")
+
+
+def _print_status(report: dict) -> None:
     if not report.get("processes"):
         terminal.result(f"testbed not running (state folder {report['state_dir']})")
         return
@@ -128,7 +144,7 @@ def functions(as_json: bool = typer.Option(False, "--json", help="Print as JSON 
     """The functions the testbed can apply, with their parameters and defaults."""
     from ..testbed import PROFILES
 
-    listing = {
+    listing: dict[str, dict[str, Any]] = {
         name: {
             "description": p.description,
             "params": {k: {"default": v.default, "help": v.help} for k, v in p.params.items()},
