@@ -55,6 +55,7 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_coordinator_takes_its_redis_and_workers_along_and_the_next_run_reaps_its_folder(
     http_server: ServerHandle, runtime_dir: Path, tmp_path: Path, signum: int
