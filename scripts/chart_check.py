@@ -46,9 +46,7 @@ LINT_FAIL_SEVERITY = 2
 
 # kubernetes-validate reads and parses its schema files (the definitions are ~2 MB of JSON) on every
 # call; they never change, so read each once.
-kubernetes_validate_utils.schema_contents = functools.lru_cache(maxsize=None)(  # type: ignore[assignment]
-    kubernetes_validate_utils.schema_contents
-)
+kubernetes_validate_utils.schema_contents = functools.lru_cache(maxsize=None)(kubernetes_validate_utils.schema_contents)
 
 _LABEL_SELECTOR = {
     "type": "object",
@@ -85,7 +83,10 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
                 "namespaceSelector": {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}},
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
                 "endpoints": {
                     "type": "array",
@@ -97,7 +98,10 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "port": {"type": "string", "minLength": 1},
                             "path": {"type": "string", "pattern": "^/"},
-                            "interval": {"type": "string", "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                            "interval": {
+                                "type": "string",
+                                "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+                            },
                         },
                     },
                 },
@@ -196,13 +200,17 @@ def _schema_error(error: Any) -> str:
     return f"{where}: {error.message}"
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def describe(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
 
 
 def check_values_file(path: Path | None) -> Report:
     """Render, lint and validate the chart for one values file (None: the defaults)."""
-    label = "default values" if path is None else str(path.relative_to(REPO))
+    label = "default values" if path is None else _shown(path)
     report = Report(label)
     values = load_values(path)
     try:

@@ -102,7 +102,9 @@ def run(
     metrics_port: Annotated[
         int | None,
         _option(
-            "--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (on --metrics-address)."
+            "--metrics-port",
+            env="METRICS_PORT",
+            help="Serve live figures for Prometheus on this port (on --metrics-address).",
         ),
     ] = None,
     metrics_address: Annotated[
