@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 if str(SCRIPTS) not in sys.path:
@@ -52,6 +53,19 @@ EVERYTHING: dict[str, Any] = {
 }
 
 Render = Callable[..., ChartObjects]
+
+
+def cli_command(name: str) -> Any:
+    """The click command of `meshload NAME`, registered as `meshload` itself registers it."""
+    import meshload.cli.commands  # noqa: F401 - registers every command on `app`
+    from meshload.cli import app
+
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def cli_options(name: str) -> set[str]:
+    """The option names `meshload NAME` accepts."""
+    return {option for param in cli_command(name).params for option in getattr(param, "opts", [])}
 
 
 @pytest.fixture(scope="session")

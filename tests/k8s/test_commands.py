@@ -10,20 +10,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import typer
 
-import meshload.cli.commands  # noqa: F401 - registers every command on `app`
-from meshload.cli import app
 from meshload.scenarios import load_plan_file, load_study_plan
 
 from .chart_objects import ChartObjects, PodTemplate
+from .conftest import cli_command, cli_options
 
 
 def _parse(argv: list[str]) -> dict[str, Any]:
     """The options meshload's CLI reads from `argv` (it raises on an unknown option or a bad value)."""
-    group = typer.main.get_command(app)
-    command = group.commands[argv[0]]
-    return dict(command.make_context(argv[0], list(argv[1:])).params)
+    return dict(cli_command(argv[0]).make_context(argv[0], list(argv[1:])).params)
 
 
 def _coordinators(chart: ChartObjects) -> list[PodTemplate]:
@@ -40,15 +36,10 @@ def test_the_coordinator_command_lines_parse_with_meshloads_cli(full_chart: Char
     assert study["plan_file"] == Path("/etc/meshload/plan/plan.yaml")
 
 
-def _worker_options() -> set[str]:
-    group = typer.main.get_command(app)
-    return {name for param in group.commands["worker"].params for name in getattr(param, "opts", [])}
-
-
 # The chart passes the worker's allowlist and ceilings (issue 8); until `meshload worker` has them, this
 # test reports that gap as a skip with its reason (pytest -ra lists it) instead of passing.
 @pytest.mark.skipif(
-    "--allow-target" not in _worker_options(),
+    "--allow-target" not in cli_options("worker"),
     reason="meshload worker has no --allow-target/--max-* options yet (issue 8): the chart's worker args would fail",
 )
 def test_the_worker_command_line_parses_with_meshloads_cli(
@@ -62,9 +53,8 @@ def test_the_worker_command_line_parses_with_meshloads_cli(
 
 
 def test_the_redis_url_reaches_each_command_through_the_variable_it_reads(full_chart: ChartObjects) -> None:
-    group = typer.main.get_command(app)
     for name in ("run", "study", "worker"):
-        [redis_option] = [p for p in group.commands[name].params if p.name == "redis_url"]
+        [redis_option] = [p for p in cli_command(name).params if p.name == "redis_url"]
         assert redis_option.envvar == "MESHLOAD_REDIS", name
     for template in full_chart.pod_templates():
         if template.labels["app.kubernetes.io/component"] in ("worker", "coordinator", "test"):

@@ -20,15 +20,13 @@ from typing import Any
 
 import pytest
 import redis
-import typer
 from tests.support.http_servers import ServerHandle, start_server
 from tests.support.redis_server import free_port
 
-import meshload.cli.commands  # noqa: F401 - registers every command on `app`
-from meshload.cli import app
 from meshload.pipeline import wire
 
 from .chart_objects import ChartObjects
+from .conftest import cli_options
 
 REDIS_HOST = "perf-meshload-redis.perf.svc"
 ECHO_HOST = "perf-meshload-test-echo"
@@ -161,14 +159,9 @@ def test_redis_starts_from_the_rendered_config_with_the_password_from_its_secret
     assert auth_file.stat().st_mode & 0o077 == 0  # written under umask 077
 
 
-def _worker_has_allowlist_options() -> bool:
-    group = typer.main.get_command(app)
-    return any("--allow-target" in getattr(param, "opts", []) for param in group.commands["worker"].params)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _worker_has_allowlist_options(),
+    "--allow-target" not in cli_options("worker"),
     reason="meshload worker has no --allow-target/--max-* options yet (issue 8): the chart's worker args would fail",
 )
 def test_the_helm_test_script_runs_a_tiny_run_through_a_rendered_worker(
