@@ -11,6 +11,7 @@ import pytest
 import chart_check
 
 from .chart_objects import ChartObjects
+from .conftest import EVERYTHING
 
 
 @pytest.mark.parametrize("name", ["default values", *(path.name for path in chart_check.values_files())])
@@ -19,6 +20,13 @@ def test_the_chart_renders_lints_and_validates_for_each_values_file(name: str) -
     report = chart_check.check_values_file(path)
     assert report.problems == []
     assert report.objects >= 9 and report.hooks == 3
+
+
+def test_every_part_turned_on_at_once_lints_and_validates(full_chart: ChartObjects) -> None:
+    for version in chart_check.KUBE_VERSIONS:
+        assert chart_check.lint(EVERYTHING, version) == []
+        for obj in full_chart.objects:
+            assert chart_check.validate_object(obj, version) is None, chart_check.describe(obj)
 
 
 def test_the_examples_cover_every_part_of_the_chart(example_charts: dict[str, ChartObjects]) -> None:
