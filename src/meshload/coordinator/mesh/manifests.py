@@ -154,6 +154,23 @@ def revert_patch(patch: Object, current: Object) -> Object:
     return revert
 
 
+def merge_patch_between(current: Object, desired: Object) -> Object:
+    """The JSON merge patch that turns `current` into `desired`: changed values set, vanished keys
+    null, lists replaced whole."""
+    patch: Object = {}
+    for key in current.keys() - desired.keys():
+        patch[key] = None
+    for key, value in desired.items():
+        old = current.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch_between(old, value)
+            if nested:
+                patch[key] = nested
+        elif old != value or key not in current:
+            patch[key] = copy.deepcopy(value)
+    return patch
+
+
 def merge(target: Object, patch: Object) -> Object:
     """`target` with the JSON merge patch applied (RFC 7386): what the API server stores."""
     result = copy.deepcopy(target)
