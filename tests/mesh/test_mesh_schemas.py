@@ -58,7 +58,6 @@ def _all_renderings() -> list[Rendering]:
     return renderings
 
 
-@pytest.mark.slow
 def test_every_rendering_validates_against_the_published_schemas() -> None:
     renderings = _all_renderings()
     custom: list[tuple[str, dict[str, Any]]] = []
@@ -85,7 +84,6 @@ def test_every_rendering_validates_against_the_published_schemas() -> None:
     assert set(unvalidated) == set(UNVALIDATED_GROUPS)
 
 
-@pytest.mark.slow
 def test_the_crd_validators_reject_what_the_crds_reject() -> None:
     """Without this, a validator that accepts anything would make the test above pass."""
     rendering = dialect_named("istio").render("retries", {"service": "reviews"}, "shop")
@@ -111,7 +109,6 @@ def test_the_crd_validators_reject_what_the_crds_reject() -> None:
                              "spec": {"ports": [{"port": 80, "prot": "TCP"}]}}) is not None
 
 
-@pytest.mark.slow
 def test_bookinfo_manifests_validate_and_match_the_adapters_topology() -> None:
     objects = bookinfo_objects(*BOOKINFO_FILES) + bookinfo_objects(*NAMESPACE_FILES)
     builtin = [obj for obj in objects if is_builtin(obj)]

@@ -29,7 +29,7 @@ from .in_force import DEFAULT_POLL_S, DEFAULT_TIMEOUT_S, InForce, ObjectState, P
 from .in_force import wait_until_in_force as _wait
 from .istio import IstioDialect
 from .linkerd import LinkerdDialect
-from .manifests import MANAGED_BY, MANAGED_BY_LABEL, Object, Patch, Rendering, merge, owned, revert_patch
+from .manifests import MANAGED_BY, MANAGED_BY_LABEL, Patch, Rendering, combine_patches, merge, owned, revert_patch
 
 REVERT_ANNOTATION = "meshload/revert"
 
@@ -175,13 +175,14 @@ class KubernetesMesh:
         revert = revert_patch(patch.patch, current)
         earlier = (current.get("metadata", {}).get("annotations") or {}).get(REVERT_ANNOTATION)
         if earlier:  # patched before and not reverted: the values from before that patch are the originals
-            revert = _keep_originals(revert, json.loads(earlier))
-        body = merge(patch.patch, {"metadata": {"annotations": {REVERT_ANNOTATION: json.dumps(revert, sort_keys=True)}}})
+            revert = combine_patches(revert, json.loads(earlier))
+        marker = {"metadata": {"annotations": {REVERT_ANNOTATION: json.dumps(revert, sort_keys=True)}}}
+        body = combine_patches(patch.patch, marker)
         self.cluster.patch(patch.api_version, patch.kind, patch.name, patch.namespace, body)
 
     def _revert(self, api_version: str, kind: str, name: str, revert_json: str) -> None:
         revert = json.loads(revert_json)
-        body = merge(revert, {"metadata": {"annotations": {REVERT_ANNOTATION: None}}})
+        body = combine_patches(revert, {"metadata": {"annotations": {REVERT_ANNOTATION: None}}})
         self.cluster.patch(api_version, kind, name, self.namespace, body)
 
     def _states(self, rendering: Rendering) -> list[ObjectState]:
@@ -228,13 +229,3 @@ class ClusterFactsSampling:
             mesh_version=self._facts.mesh_build,
         )
 
-
-def _keep_originals(new: Object, earlier: Object) -> Object:
-    """A revert patch combining two: where both name a value, the earlier one (the true original) wins."""
-    combined: Object = dict(new)
-    for key, value in earlier.items():
-        if isinstance(value, dict) and isinstance(combined.get(key), dict):
-            combined[key] = _keep_originals(combined[key], value)
-        else:
-            combined[key] = value
-    return combined

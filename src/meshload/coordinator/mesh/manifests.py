@@ -171,6 +171,17 @@ def merge_patch_between(current: Object, desired: Object) -> Object:
     return patch
 
 
+def combine_patches(base: Object, override: Object) -> Object:
+    """Two merge patches as one: `override`'s values win, nulls included (they still mean "remove")."""
+    combined: Object = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(combined.get(key), dict):
+            combined[key] = combine_patches(combined[key], value)
+        else:
+            combined[key] = copy.deepcopy(value)
+    return combined
+
+
 def merge(target: Object, patch: Object) -> Object:
     """`target` with the JSON merge patch applied (RFC 7386): what the API server stores."""
     result = copy.deepcopy(target)
