@@ -3,22 +3,17 @@ with BookInfo deployed into it from k8s/bookinfo, and a Cluster connected to it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.support.kube_api import KubeApiStandIn
+from tests.support.kube_api import KubeApiStandIn  # the root conftest puts the repository on sys.path
 
 from meshload.coordinator.mesh import Cluster
 
+REPO = Path(__file__).resolve().parents[2]
 BOOKINFO = REPO / "k8s" / "bookinfo"
 
 # (apiVersion, kind, plural) of the custom resources the adapters read or write.
@@ -64,5 +59,5 @@ def cluster(kube_api: KubeApiStandIn, tmp_path: Path) -> Cluster:
     """A Cluster on the stand-in with BookInfo deployed (as `kubectl apply -f k8s/bookinfo/...`)."""
     cluster = Cluster.connect(host=kube_api.url, discovery_cache=tmp_path / "discovery.json", request_timeout_s=5)
     for obj in bookinfo_objects("bookinfo.yaml", "bookinfo-versions.yaml", "istio/bookinfo-gateway.yaml"):
-        cluster.apply(obj)
+        cluster.apply(obj, current=None)  # a fresh server: nothing to read first
     return cluster

@@ -18,7 +18,7 @@ import pytest
 from tests.support.http_servers import refused_port
 from tests.support.kube_api import KubeApiStandIn
 
-from meshload.coordinator.mesh import Cluster, HttpProbe, KubernetesMesh
+from meshload.coordinator.mesh import Cluster, HttpProbe, KubernetesMesh, ProbeOutcome
 from meshload.errors import ApiRefused, ClusterUnreachable, FunctionNotSupported, NotInForce
 from meshload.results.smp import MESH_TYPES
 
@@ -37,12 +37,14 @@ def managed(kube_api: KubeApiStandIn) -> set[tuple[str, str]]:
 
 
 @contextmanager
-def controller(cluster: Cluster, kinds: list[tuple[str, str]], status: Callable[[Object], Object | None]) -> Iterator[None]:
-    """A mesh controller stand-in: every 50 ms, patch `status(obj)` onto objects of `kinds`."""
+def controller(
+    cluster: Cluster, kinds: list[tuple[str, str]], status: Callable[[Object], Object | None]
+) -> Iterator[None]:
+    """A mesh controller stand-in: every 100 ms, patch `status(obj)` onto objects of `kinds`."""
     stop = threading.Event()
 
     def run() -> None:
-        while not stop.wait(0.05):
+        while not stop.wait(0.1):
             for api_version, kind in kinds:
                 for obj in cluster.list(api_version, kind, "bookinfo"):
                     new = status(obj)
@@ -73,8 +75,9 @@ def accepted(route: Object) -> Object:
     """What Istio's and Linkerd's controllers write on a GAMMA route they accept."""
     parent = {"group": "", "kind": "Service", "name": route["spec"]["parentRefs"][0]["name"]}
     condition = {"type": "Accepted", "status": "True", "reason": "Accepted"}
-    return {"parents": [{"parentRef": parent, "controllerName": "istio.io/gateway-controller",
-                         "conditions": [condition]}]}
+    return {
+        "parents": [{"parentRef": parent, "controllerName": "istio.io/gateway-controller", "conditions": [condition]}]
+    }
 
 
 def test_istio_apply_switch_and_remove_keep_the_cluster_clean(kube_api: KubeApiStandIn, cluster: Cluster) -> None:
@@ -127,7 +130,7 @@ def test_linkerd_patches_are_reverted_even_by_a_later_process(kube_api: KubeApiS
     template = cluster.get("apps/v1", "Deployment", "reviews-v3", "bookinfo")["spec"]["template"]  # type: ignore[index]
     assert template["metadata"]["annotations"]["config.linkerd.io/access-log"] == "json"
 
-    mesh.apply("retries", {"service": "reviews", "attempts": "3"}, probe=lambda: _ok())
+    mesh.apply("retries", {"service": "reviews", "attempts": "3"}, probe=_ok)
     service = cluster.get("v1", "Service", "reviews", "bookinfo")
     assert service is not None
     assert service["metadata"]["annotations"]["retry.linkerd.io/limit"] == "3"
@@ -140,9 +143,7 @@ def test_linkerd_patches_are_reverted_even_by_a_later_process(kube_api: KubeApiS
     assert service is not None and service["metadata"]["annotations"] == {"team": "books"}
 
 
-def _ok() -> Any:
-    from meshload.coordinator.mesh import ProbeOutcome
-
+def _ok() -> ProbeOutcome:
     return ProbeOutcome(True, "checked")
 
 
@@ -154,9 +155,9 @@ def test_consul_is_in_force_when_synced_and_says_why_it_is_not(cluster: Cluster)
     assert in_force.fully_confirmed and "ServiceRouter bookinfo/reviews" in in_force.confirmed
 
     enterprise = "Rate limiting is a Consul Enterprise feature"
-    with controller(cluster, kinds, synced(lambda obj: enterprise if "rateLimits" in obj["spec"] else "")):
-        with pytest.raises(NotInForce) as refused:
-            mesh.apply("rate-limit")
+    enterprise_only = synced(lambda obj: enterprise if "rateLimits" in obj["spec"] else "")
+    with controller(cluster, kinds, enterprise_only), pytest.raises(NotInForce) as refused:
+        mesh.apply("rate-limit")
     message = str(refused.value)
     assert message.startswith("consul rate-limit not in force after 1 s: ServiceDefaults bookinfo/productpage")
     assert f"Synced=False: ConsulAgentError: {enterprise}" in message
@@ -169,8 +170,9 @@ def test_access_log_creates_consul_proxy_defaults_when_missing_and_deletes_it_af
     kube_api: KubeApiStandIn, cluster: Cluster
 ) -> None:
     mesh = KubernetesMesh("consul", cluster=cluster, in_force_timeout_s=2, poll_s=0.05)
-    with controller(cluster, [(CONSUL, "ProxyDefaults"), (CONSUL, "ServiceDefaults"), (CONSUL, "ServiceIntentions")],
-                    synced()):
+    with controller(
+        cluster, [(CONSUL, "ProxyDefaults"), (CONSUL, "ServiceDefaults"), (CONSUL, "ServiceIntentions")], synced()
+    ):
         mesh.apply("access-log")
     proxy_defaults = cluster.get(CONSUL, "ProxyDefaults", "global", "bookinfo")
     assert proxy_defaults is not None and proxy_defaults["spec"]["accessLogs"]["enabled"] is True
@@ -231,22 +233,29 @@ def test_a_probe_confirms_what_no_status_shows_and_times_out_clearly(cluster: Cl
     with flipping_server(flip_after=10**6) as server:
         url = f"http://127.0.0.1:{server.server_address[1]}/productpage"
         mesh = KubernetesMesh("istio", cluster=cluster, in_force_timeout_s=0.3, poll_s=0.05)
-        with pytest.raises(NotInForce, match=r"^istio fault-abort not in force after 0.3 s: probe: GET .* "
-                                             r"status 200, expected 500$"):
+        with pytest.raises(
+            NotInForce,
+            match=r"^istio fault-abort not in force after 0.3 s: probe: GET .* "
+            r"status 200, expected 500$",
+        ):
             mesh.apply("fault-abort", {"end_user": ""}, probe=HttpProbe(url, expect_status=500))
         mesh.remove()
 
 
 def test_an_rbac_refusal_names_the_verb_and_the_resource(kube_api: KubeApiStandIn, cluster: Cluster) -> None:
-    server_says = ('destinationrules.networking.istio.io is forbidden: User "system:serviceaccount:load:meshload" '
-                   'cannot create resource "destinationrules" in API group "networking.istio.io" in the namespace '
-                   '"bookinfo"')
+    server_says = (
+        'destinationrules.networking.istio.io is forbidden: User "system:serviceaccount:load:meshload" '
+        'cannot create resource "destinationrules" in API group "networking.istio.io" in the namespace '
+        '"bookinfo"'
+    )
     kube_api.refuse("post", "networking.istio.io", "v1", "destinationrules", 403, server_says)
     mesh = KubernetesMesh("istio", cluster=cluster, in_force_timeout_s=1)
     with pytest.raises(ApiRefused) as refused:
         mesh.apply("sidecar")
     message = str(refused.value)
-    assert message.startswith("the Kubernetes API refused to create DestinationRule bookinfo/productpage (403 Forbidden)")
+    assert message.startswith(
+        "the Kubernetes API refused to create DestinationRule bookinfo/productpage (403 Forbidden)"
+    )
     assert "needs RBAC permission to create destinationrules.networking.istio.io in namespace bookinfo" in message
     assert message.endswith(server_says) and "\n" not in message
 
@@ -254,7 +263,9 @@ def test_an_rbac_refusal_names_the_verb_and_the_resource(kube_api: KubeApiStandI
 def test_a_mesh_whose_crds_are_missing_is_named(tmp_path: Path) -> None:
     with KubeApiStandIn([k for k in CUSTOM_KINDS if not k[0].startswith("consul.")]) as api:
         cluster = Cluster.connect(host=api.url, discovery_cache=tmp_path / "d.json")
-        with pytest.raises(ApiRefused, match=r"serves no ServiceDefaults in consul.hashicorp.com/v1alpha1: is the mesh"):
+        with pytest.raises(
+            ApiRefused, match=r"serves no ServiceDefaults in consul.hashicorp.com/v1alpha1: is the mesh"
+        ):
             KubernetesMesh("consul", cluster=cluster).apply("sidecar")
 
 
@@ -291,7 +302,10 @@ def _workload(kind: str, name: str, namespace: str, container: str, image: str) 
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": container, "image": image}]}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": container, "image": image}]},
+            },
         },
     }
 
@@ -320,8 +334,11 @@ def test_mesh_facts_come_from_the_cluster(cluster: Cluster) -> None:
     assert istio.facts().mtls_enabled and "STRICT" in istio.facts().sources["mtls_enabled"]
     istio.remove()
 
-    cluster.apply(_workload("Deployment", "linkerd-destination", "linkerd", "destination",
-                            "cr.l5d.io/linkerd/controller:edge-25.4.4"))
+    cluster.apply(
+        _workload(
+            "Deployment", "linkerd-destination", "linkerd", "destination", "cr.l5d.io/linkerd/controller:edge-25.4.4"
+        )
+    )
     cluster.apply(_pod("details-v1-xyz", "linkerd-proxy", "cr.l5d.io/linkerd/proxy:edge-25.4.4", native=True))
     linkerd = KubernetesMesh("linkerd", cluster=cluster).facts()
     assert (linkerd.mesh_build, linkerd.proxy_build, linkerd.mtls_enabled) == ("edge-25.4.4", "edge-25.4.4", True)

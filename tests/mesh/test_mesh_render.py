@@ -68,8 +68,14 @@ def test_istio_mtls_is_strict_with_istio_mutual_and_refuses_a_tls13_floor() -> N
 
 
 def test_istio_retries_carry_attempts_retry_on_and_per_try_timeout() -> None:
-    rendering = render("istio", "retries", service="reviews", attempts="4", per_try_timeout_ms="250",
-                       retry_on="conn-failure,response-timeout,503")
+    rendering = render(
+        "istio",
+        "retries",
+        service="reviews",
+        attempts="4",
+        per_try_timeout_ms="250",
+        retry_on="conn-failure,response-timeout,503",
+    )
     retries = body(rendering, "VirtualService", "reviews")["spec"]["http"][0]["retries"]
     assert retries == {"attempts": 4, "retryOn": "connect-failure,reset,503", "perTryTimeout": "250ms"}
     assert body(rendering, "VirtualService", "details")["spec"]["http"][0]["retries"] == {"attempts": 0}
@@ -79,7 +85,7 @@ def test_istio_functions_aimed_at_productpage_patch_the_gateway_route() -> None:
     rendering = render("istio", "timeout", service="productpage", timeout_ms="750")
     routes = patch(rendering, "VirtualService", "bookinfo")["spec"]["http"]
     assert len(routes) == 1 and routes[0]["timeout"] == "750ms" and routes[0]["retries"] == {"attempts": 0}
-    assert [m["uri"] for m in routes[0]["match"]][0] == {"exact": "/productpage"}
+    assert routes[0]["match"][0]["uri"] == {"exact": "/productpage"}
     assert "timeout" not in body(rendering, "VirtualService", "productpage")["spec"]["http"][0]
 
 
@@ -95,12 +101,17 @@ def test_istio_faults_for_one_user_get_their_own_route_first() -> None:
 
 
 def test_istio_circuit_breaker_rate_limit_lb_and_access_log_fields() -> None:
-    breaker = render("istio", "circuit-breaker", max_connections="8", max_pending="2", consecutive_errors="3",
-                     ejection_s="0.5")
+    breaker = render(
+        "istio", "circuit-breaker", max_connections="8", max_pending="2", consecutive_errors="3", ejection_s="0.5"
+    )
     policy = body(breaker, "DestinationRule", "reviews")["spec"]["trafficPolicy"]
     assert policy["connectionPool"] == {"tcp": {"maxConnections": 8}, "http": {"http1MaxPendingRequests": 2}}
-    assert policy["outlierDetection"] == {"consecutive5xxErrors": 3, "interval": "1s", "baseEjectionTime": "500ms",
-                                          "maxEjectionPercent": 100}
+    assert policy["outlierDetection"] == {
+        "consecutive5xxErrors": 3,
+        "interval": "1s",
+        "baseEjectionTime": "500ms",
+        "maxEjectionPercent": 100,
+    }
     assert isinstance(dialect_named("istio").render("circuit-breaker", {"max_pending": "0"}), Unsupported)
 
     limited = render("istio", "rate-limit", limit_rps="40")
@@ -113,7 +124,9 @@ def test_istio_circuit_breaker_rate_limit_lb_and_access_log_fields() -> None:
     assert body(balanced, "DestinationRule", "ratings")["spec"]["trafficPolicy"]["loadBalancer"] == {
         "simple": "LEAST_REQUEST"
     }
-    assert body(balanced, "DestinationRule", "reviews")["spec"]["trafficPolicy"]["loadBalancer"]["simple"] == "ROUND_ROBIN"
+    assert (
+        body(balanced, "DestinationRule", "reviews")["spec"]["trafficPolicy"]["loadBalancer"]["simple"] == "ROUND_ROBIN"
+    )
     logged = render("istio", "access-log")
     assert body(logged, "Telemetry", "access-log")["spec"] == {"accessLogging": [{"providers": [{"name": "envoy"}]}]}
 
@@ -140,8 +153,11 @@ def test_linkerd_baseline_contains_mtls_and_ewma_and_renders_nothing() -> None:
 def test_linkerd_retries_timeouts_and_failure_accrual_are_service_annotations() -> None:
     retries = render("linkerd", "retries", service="ratings", attempts="2", per_try_timeout_ms="300")
     annotations = patch(retries, "Service", "ratings")["metadata"]["annotations"]
-    assert annotations == {"retry.linkerd.io/http": "502,503,504", "retry.linkerd.io/limit": "2",
-                           "retry.linkerd.io/timeout": "300ms"}
+    assert annotations == {
+        "retry.linkerd.io/http": "502,503,504",
+        "retry.linkerd.io/limit": "2",
+        "retry.linkerd.io/timeout": "300ms",
+    }
     assert any("status code only" in note for note in retries.notes)
     no_codes = dialect_named("linkerd").render("retries", {"retry_on": "conn-failure"})
     assert isinstance(no_codes, Unsupported) and "status only" in no_codes.reason
@@ -170,8 +186,10 @@ def test_linkerd_mtls_requires_identity_and_rate_limit_targets_a_server() -> Non
     limited = render("linkerd", "rate-limit", service="details", limit_rps="25")
     assert body(limited, "Server", "details-http")["spec"]["accessPolicy"] == "all-unauthenticated"
     limit = body(limited, "HTTPLocalRateLimitPolicy", "details-rate-limit")["spec"]
-    assert limit == {"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "details-http"},
-                     "total": {"requestsPerSecond": 25}}
+    assert limit == {
+        "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "details-http"},
+        "total": {"requestsPerSecond": 25},
+    }
 
 
 def test_linkerd_access_log_rolls_every_deployment_and_cannot_fault_or_choose_lb() -> None:
@@ -196,8 +214,12 @@ def test_consul_baseline_is_http_protocol_and_intentions_and_mtls_is_in_it() -> 
 def test_consul_retries_and_timeout_are_service_routers() -> None:
     retries = render("consul", "retries", service="details", attempts="3")
     destination = body(retries, "ServiceRouter", "details")["spec"]["routes"][0]["destination"]
-    assert destination == {"numRetries": 3, "retryOnConnectFailure": True, "retryOn": ["reset"],
-                           "retryOnStatusCodes": [502, 503, 504]}
+    assert destination == {
+        "numRetries": 3,
+        "retryOnConnectFailure": True,
+        "retryOn": ["reset"],
+        "retryOnStatusCodes": [502, 503, 504],
+    }
     assert isinstance(dialect_named("consul").render("retries", {"per_try_timeout_ms": "100"}), Unsupported)
     timeout = render("consul", "timeout", timeout_ms="500")
     route = body(timeout, "ServiceRouter", "reviews")["spec"]["routes"][0]
@@ -227,7 +249,9 @@ def test_consul_lb_split_rate_limit_and_access_log() -> None:
     assert rate_limits == {"instanceLevel": {"requestsPerSecond": 30, "requestsMaxBurst": 30}}
     logged = render("consul", "access-log", format="json")
     (proxy_defaults,) = logged.patches
-    assert proxy_defaults.kind == "ProxyDefaults" and proxy_defaults.name == "global" and proxy_defaults.create_if_missing
+    assert (
+        proxy_defaults.kind == "ProxyDefaults" and proxy_defaults.name == "global" and proxy_defaults.create_if_missing
+    )
     logs = proxy_defaults.patch["spec"]["accessLogs"]
     assert logs["enabled"] is True and '"status": "%RESPONSE_CODE%"' in logs["jsonFormat"]
     assert isinstance(dialect_named("consul").render("fault-abort"), Unsupported)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
-
 from meshload.coordinator.mesh import FUNCTIONS, MESHES, Rendering, dialect_named
 from meshload.coordinator.mesh.catalogue import deployments
 from meshload.coordinator.mesh.istio import GATEWAY_MATCHES
@@ -75,8 +73,11 @@ def test_every_rendering_validates_against_the_published_schemas() -> None:
             else:
                 custom.append((label, obj))
     results = validate_custom([obj for _, obj in custom])
-    failures = [(label, obj["kind"], obj["metadata"]["name"], error)
-                for (label, obj), error in zip(custom, results, strict=True) if error]
+    failures = [
+        (label, obj["kind"], obj["metadata"]["name"], error)
+        for (label, obj), error in zip(custom, results, strict=True)
+        if error
+    ]
     assert failures == []
     kinds = {obj["kind"] for _, obj in custom}
     assert kinds == {"PeerAuthentication", "DestinationRule", "VirtualService", "EnvoyFilter", "Telemetry", "HTTPRoute"}
@@ -105,8 +106,17 @@ def test_the_crd_validators_reject_what_the_crds_reject() -> None:
     assert results[2] is not None and "mode" in results[2]
     assert results[3] is not None and "name" in results[3]
     assert results[4] is not None and results[4].startswith(NO_SCHEMA)
-    assert validate_builtin({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-                             "spec": {"ports": [{"port": 80, "prot": "TCP"}]}}) is not None
+    assert (
+        validate_builtin(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "x"},
+                "spec": {"ports": [{"port": 80, "prot": "TCP"}]},
+            }
+        )
+        is not None
+    )
 
 
 def test_bookinfo_manifests_validate_and_match_the_adapters_topology() -> None:

@@ -100,8 +100,15 @@ class KubeApiStandIn:
     def refuse(self, method: str, group: str, version: str, plural: str, status: int, message: str) -> None:
         """Answer `method` requests on that resource with a Kubernetes Status error (e.g. RBAC's 403)."""
         reason = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}.get(status, "Failure")
-        body = {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "message": message,
-                "reason": reason, "code": status}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": status,
+        }
 
         def install(emulator: Any) -> None:
             emulator[method, kmock.resource(group, version, plural)] << status << body

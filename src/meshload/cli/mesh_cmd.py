@@ -12,6 +12,8 @@ from . import terminal
 MESH_ENV = "MESHLOAD_MESH"
 NAMESPACE_ENV = "MESHLOAD_MESH_NAMESPACE"
 
+_SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (repeatable).")
+
 mesh_app = typer.Typer(
     name="mesh",
     help="Istio, Linkerd and Consul: each traffic-control function as the mesh's own resources.",
@@ -23,7 +25,7 @@ mesh_app = typer.Typer(
 def render(
     mesh: str = typer.Option(..., "--mesh", "-m", envvar=MESH_ENV, help="istio, linkerd or consul."),
     function: str = typer.Option(..., "--function", "-f", help="Function (see `meshload mesh functions`)."),
-    settings: list[str] = typer.Option([], "--set", help="A function parameter, key=value (repeatable)."),
+    settings: list[str] = _SETTINGS,
     namespace: str = typer.Option("bookinfo", "--namespace", "-n", envvar=NAMESPACE_ENV, help="BookInfo's namespace."),
 ) -> None:
     """Print the function's resources for the mesh as YAML (baseline included; nothing is applied)."""
@@ -53,9 +55,7 @@ def functions(
         listing = {
             d.name: {
                 "baseline": {"mtls_encrypted": d.baseline.mtls_encrypted, "contains": d.baseline.contains},
-                "functions": {
-                    f: {"level": str(s.level), "reason": s.reason} for f, s in support[d.name].items()
-                },
+                "functions": {f: {"level": str(s.level), "reason": s.reason} for f, s in support[d.name].items()},
             }
             for d in dialects
         }

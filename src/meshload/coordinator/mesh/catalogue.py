@@ -25,7 +25,9 @@ _TRAFFIC_SPLIT = Profile(
     "traffic-split",
     "callers split a service's requests over its versions by weight",
     {
-        "service": Param("reviews", "the service whose versions share its traffic", kind="choice", choices=("reviews",)),
+        "service": Param(
+            "reviews", "the service whose versions share its traffic", kind="choice", choices=("reviews",)
+        ),
         "weights": Param("80,10,10", "relative weights of the versions v1,v2,v3, comma-separated"),
     },
 )

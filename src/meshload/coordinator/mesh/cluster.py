@@ -23,6 +23,13 @@ from ...errors import ApiRefused, ClusterUnreachable
 from .manifests import Object, merge_patch_between
 
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
+
+
+class Unknown:
+    """Marks "not read yet" where None already means "does not exist"."""
+
+
+UNKNOWN = Unknown()
 _VERBS = {"get", "list", "create", "update", "patch", "delete"}
 
 
@@ -30,17 +37,20 @@ def _client_module() -> Any:
     try:
         import kubernetes
     except ImportError as exc:  # an optional dependency: `mesh render` works without it
-        raise ClusterUnreachable(
-            "the Kubernetes client is not installed: pip install 'meshload[k8s]'"
-        ) from exc
+        raise ClusterUnreachable("the Kubernetes client is not installed: pip install 'meshload[k8s]'") from exc
     return kubernetes
 
 
 class Cluster:
     """One Kubernetes API server, reached with the official client."""
 
-    def __init__(self, api_client: Any, *, discovery_cache: Path | None = None,
-                 request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        discovery_cache: Path | None = None,
+        request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    ) -> None:
         self._api_client = api_client
         self._discovery_cache = discovery_cache
         self._request_timeout_s = request_timeout_s
@@ -95,13 +105,15 @@ class Cluster:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def apply(self, body: Object) -> Object:
+    def apply(self, body: Object, current: Object | Unknown | None = UNKNOWN) -> Object:
         """Create the object, or bring the existing one to `body`: its top-level fields other than
         metadata and status become `body`'s (removed keys included), its labels and annotations gain
-        `body`'s. A merge patch, not a PUT, so there is no resourceVersion race with controllers."""
+        `body`'s. A merge patch, not a PUT, so there is no resourceVersion race with controllers.
+        `current`: the object as just read (None: absent), to spare the GET."""
         api_version, kind = body["apiVersion"], body["kind"]
         name, namespace = body["metadata"]["name"], body["metadata"].get("namespace")
-        current = self.get(api_version, kind, name, namespace)
+        if isinstance(current, Unknown):
+            current = self.get(api_version, kind, name, namespace)
         if current is None:
             with self._translated("create", api_version, kind, namespace, name) as resource:
                 return _json(resource.create(body=body, namespace=namespace, **self._raw), body)
@@ -191,7 +203,9 @@ def _json(response: Any, fallback: Object) -> Object:
     return parsed if isinstance(parsed, dict) else dict(fallback)
 
 
-def _load_configuration(kubernetes: Any, configuration: Any, kubeconfig: str | Path | None, context: str | None) -> None:
+def _load_configuration(
+    kubernetes: Any, configuration: Any, kubeconfig: str | Path | None, context: str | None
+) -> None:
     path = kubeconfig or os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config"
     paths = [Path(p) for p in str(path).split(os.pathsep) if p]
     if kubeconfig is not None and not all(p.is_file() for p in paths):
@@ -242,4 +256,3 @@ def _status_message(exc: Any) -> str:
         except (ValueError, AttributeError):
             return str(body)[:300]
     return str(getattr(exc, "reason", "") or exc)
-

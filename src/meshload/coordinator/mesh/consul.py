@@ -73,67 +73,78 @@ class ConsulDialect(Dialect):
     )
 
     def _render(self, call: FunctionCall, namespace: str) -> Rendering | Unsupported:
-        name = call.name
-        if name == "mtls":
-            return self.unsupported(
-                call,
-                "Consul always requires mTLS between sidecars; the sidecar baseline already measures it",
-                in_baseline=True,
-            )
-        if name in ("fault-delay", "fault-abort"):
-            return self.unsupported(call, "Consul's config entries have no fault injection")
-        if name == "retries" and call.int("per_try_timeout_ms") > 0:
-            return self.unsupported(call, "a ServiceRouter has no per-try timeout; use per_try_timeout_ms=0")
-        if name == "circuit-breaker" and "productpage" in call.services:
-            return self.unsupported(
-                call,
-                "Consul sets upstream limits in the caller's ServiceDefaults, and productpage's caller is the "
-                "ingress gateway",
-            )
-        defaults = {service: self._service_defaults(call, namespace, service) for service in SERVICES}
-        manifests: list[Manifest] = []
-        patches: list[Patch] = []
+        refusal = self._refusal(call)
+        if refusal is not None:
+            return refusal
+        defaults = {service: self._service_defaults(namespace, service) for service in SERVICES}
         notes: list[str] = []
-        if name == "circuit-breaker":
+        if call.name == "circuit-breaker":
             for service in call.services:
                 for caller in callers(service):
                     overrides = defaults[caller]["spec"].setdefault("upstreamConfig", {}).setdefault("overrides", [])
                     overrides.append(self._upstream_limits(call, service))
             notes.append("the limits are set per caller (its ServiceDefaults' upstreamConfig), as Envoy applies them")
-        if name == "rate-limit":
+        if call.name == "rate-limit":
+            limit = call.int("limit_rps")
             for service in call.services:
-                limit = call.int("limit_rps")
                 defaults[service]["spec"]["rateLimits"] = {
                     "instanceLevel": {"requestsPerSecond": limit, "requestsMaxBurst": limit}
                 }
             notes.append("instance-level rate limits are a Consul Enterprise feature; Consul CE does not sync them")
-        manifests += [owned(body, name) for body in defaults.values()]
+        manifests = [owned(body, call.name) for body in defaults.values()]
         manifests += [self._intentions(call, namespace, service) for service in SERVICES]
+        extra, patches, extra_notes = self._routing(call, namespace)
+        return self.rendering(call, namespace, manifests + extra, patches, notes + extra_notes)
+
+    def _refusal(self, call: FunctionCall) -> Unsupported | None:
+        """The functions (and parameters) Consul cannot express, or whose effect its baseline has."""
+        if call.name == "mtls":
+            return self.unsupported(
+                call,
+                "Consul always requires mTLS between sidecars; the sidecar baseline already measures it",
+                in_baseline=True,
+            )
+        if call.name in ("fault-delay", "fault-abort"):
+            return self.unsupported(call, "Consul's config entries have no fault injection")
+        if call.name == "retries" and call.int("per_try_timeout_ms") > 0:
+            return self.unsupported(call, "a ServiceRouter has no per-try timeout; use per_try_timeout_ms=0")
+        if call.name == "circuit-breaker" and "productpage" in call.services:
+            return self.unsupported(
+                call,
+                "Consul sets upstream limits in the caller's ServiceDefaults, and productpage's caller is the "
+                "ingress gateway",
+            )
+        return None
+
+    def _routing(self, call: FunctionCall, namespace: str) -> tuple[list[Manifest], list[Patch], list[str]]:
+        """The routers, resolvers, splitters and proxy defaults a function adds to the baseline."""
+        name = call.name
         if name in ("retries", "timeout"):
-            manifests += [self._router(call, namespace, service) for service in call.services]
-            if name == "retries":
-                notes.append("numRetries counts retries after the first try; HAProxy conditions map to Envoy's")
-            else:
-                notes.append("requestTimeout spans every retry of the request")
+            note = (
+                "numRetries counts retries after the first try; HAProxy conditions map to Envoy's"
+                if name == "retries"
+                else "requestTimeout spans every retry of the request"
+            )
+            return [self._router(call, namespace, service) for service in call.services], [], [note]
         if name in _LB:
-            manifests += [
-                self._resolver(call, namespace, service, {"loadBalancer": {"policy": _LB[name]}})
-                for service in call.services
-            ]
+            policy = {"loadBalancer": {"policy": _LB[name]}}
+            return [self._resolver(call, namespace, service, policy) for service in call.services], [], []
         if name == "access-log":
-            patches.append(self._access_logs(call, namespace))
-            notes.append("ProxyDefaults is mesh-wide: every sidecar and gateway of the Consul datacenter logs")
+            note = "ProxyDefaults is mesh-wide: every sidecar and gateway of the Consul datacenter logs"
+            return [], [self._access_logs(call, namespace)], [note]
         if name == "traffic-split":
             service = call.params["service"]
             subsets = {version: {"filter": f'Service.Meta.version == "{version}"'} for version in versions(service)}
-            manifests.append(self._resolver(call, namespace, service, {"subsets": subsets}))
-            manifests.append(self._splitter(call, namespace, service))
-            notes.append("weights are turned into percentages (Consul wants them to add up to 100)")
-        return self.rendering(call, namespace, manifests, patches, notes)
+            manifests = [
+                self._resolver(call, namespace, service, {"subsets": subsets}),
+                self._splitter(call, namespace, service),
+            ]
+            return manifests, [], ["weights are turned into percentages (Consul wants them to add up to 100)"]
+        return [], [], []
 
     # -- resources -------------------------------------------------------------------------------
 
-    def _service_defaults(self, call: FunctionCall, namespace: str, service: str) -> dict[str, Any]:
+    def _service_defaults(self, namespace: str, service: str) -> dict[str, Any]:
         return {
             "apiVersion": CONSUL,
             "kind": "ServiceDefaults",
@@ -142,9 +153,7 @@ class ConsulDialect(Dialect):
         }
 
     def _intentions(self, call: FunctionCall, namespace: str, service: str) -> Manifest:
-        sources = [
-            {"name": "*" if caller == INGRESS else caller, "action": "allow"} for caller in callers(service)
-        ]
+        sources = [{"name": "*" if caller == INGRESS else caller, "action": "allow"} for caller in callers(service)]
         return owned(
             {
                 "apiVersion": CONSUL,
@@ -214,9 +223,7 @@ class ConsulDialect(Dialect):
                 "apiVersion": CONSUL,
                 "kind": "ServiceSplitter",
                 "metadata": {"name": service, "namespace": namespace},
-                "spec": {
-                    "splits": [{"weight": share, "serviceSubset": version} for version, share in shares.items()]
-                },
+                "spec": {"splits": [{"weight": share, "serviceSubset": version} for version, share in shares.items()]},
             },
             call.name,
         )

@@ -45,7 +45,9 @@ class Dialect:
     baseline: MeshBaseline
     owned_kinds: tuple[tuple[str, str], ...] = ()  # (apiVersion, kind) of every Manifest it renders
 
-    def render(self, function: str, params: dict[str, str] | None = None, namespace: str = NAMESPACE) -> Rendering | Unsupported:
+    def render(
+        self, function: str, params: dict[str, str] | None = None, namespace: str = NAMESPACE
+    ) -> Rendering | Unsupported:
         """The function's resources (baseline included), or the typed answer that the mesh cannot."""
         call = resolve(function, params)
         if call.name == "none":

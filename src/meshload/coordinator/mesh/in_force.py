@@ -59,15 +59,19 @@ def object_state(obj: Object) -> ObjectState:
         return _route(what, status.get("parents") or [])
     condition = next((c for c in status.get("conditions") or [] if c.get("type") in _CONDITION_TYPES), None)
     if condition is not None:
-        generation, observed = metadata.get("generation"), condition.get("observedGeneration")
-        if generation is not None and observed is not None and observed < generation:
-            return ObjectState(what, Readiness.PENDING, f"{condition['type']} is for generation {observed} of {generation}")
-        if str(condition.get("status")) == "True":
-            return ObjectState(what, Readiness.READY, str(condition["type"]))
-        return ObjectState(what, Readiness.PENDING, _condition_text(condition))
+        return _condition(what, condition, metadata.get("generation"))
     if group in _STATUS_WRITERS:
         return ObjectState(what, Readiness.PENDING, "no status from the mesh yet")
     return ObjectState(what, Readiness.NO_STATUS)
+
+
+def _condition(what: str, condition: dict[str, Any], generation: int | None) -> ObjectState:
+    observed = condition.get("observedGeneration")
+    if generation is not None and observed is not None and observed < generation:
+        return ObjectState(what, Readiness.PENDING, f"{condition['type']} is for generation {observed} of {generation}")
+    if str(condition.get("status")) == "True":
+        return ObjectState(what, Readiness.READY, str(condition["type"]))
+    return ObjectState(what, Readiness.PENDING, _condition_text(condition))
 
 
 def _rollout(what: str, obj: Object, status: dict[str, Any]) -> ObjectState:
@@ -141,9 +145,11 @@ class HttpProbe:
     def _get(self) -> tuple[int, dict[str, str], str]:
         request = urllib.request.Request(self.url, headers=self.headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 (the user's URL)
-                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode(
-                    "utf-8", "replace"
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return (
+                    response.status,
+                    {k.lower(): v for k, v in response.headers.items()},
+                    response.read().decode("utf-8", "replace"),
                 )
         except urllib.error.HTTPError as error:  # a 4xx/5xx answer is an answer
             body = error.read().decode("utf-8", "replace")
@@ -196,8 +202,10 @@ def wait_until_in_force(
             confirmed = tuple(state.what for state in states if state.readiness is Readiness.READY)
             if outcome is not None:
                 confirmed += (f"probe: {outcome.detail}",)
-            unconfirmed = () if outcome is not None else tuple(
-                state.what for state in states if state.readiness is Readiness.NO_STATUS
+            unconfirmed = (
+                ()
+                if outcome is not None
+                else tuple(state.what for state in states if state.readiness is Readiness.NO_STATUS)
             )
             return InForce(function, confirmed, unconfirmed, clock() - started)
         if clock() - started >= timeout_s:

@@ -105,11 +105,15 @@ class IstioDialect(Dialect):
                 "hop retries where the baseline's does not"
             )
         if call.name == "retries":
-            notes.append("retry_on conditions map to Envoy's: conn-failure -> connect-failure, empty-response and "
-                         "response-timeout -> reset, status codes stay codes")
+            notes.append(
+                "retry_on conditions map to Envoy's: conn-failure -> connect-failure, empty-response and "
+                "response-timeout -> reset, status codes stay codes"
+            )
         if call.name == "circuit-breaker":
-            notes.append("maxConnections limits each caller's proxy towards all instances of the service together, "
-                         "HAProxy's maxconn each instance")
+            notes.append(
+                "maxConnections limits each caller's proxy towards all instances of the service together, "
+                "HAProxy's maxconn each instance"
+            )
         if call.name in ("fault-delay", "fault-abort"):
             notes.append("Istio switches off retries and timeouts on a route that injects a fault")
         return self.rendering(call, namespace, manifests, patches, notes)
@@ -194,7 +198,8 @@ class IstioDialect(Dialect):
         if call.name == "timeout":
             return [{**plain, "timeout": milliseconds(call.params["timeout_ms"])}]
         if call.name in ("fault-delay", "fault-abort"):
-            percentage = {"value": call.float("percent")}
+            percentage: dict[str, Any] = {"value": call.float("percent")}
+            fault: dict[str, Any]
             if call.name == "fault-delay":
                 fault = {"delay": {"fixedDelay": milliseconds(call.params["delay_ms"]), "percentage": percentage}}
             else:
@@ -253,7 +258,10 @@ class IstioDialect(Dialect):
                                             "filter_enabled": _all_requests("local_rate_limit_enabled"),
                                             "filter_enforced": _all_requests("local_rate_limit_enforced"),
                                             "response_headers_to_add": [
-                                                {"append": False, "header": {"key": "x-local-rate-limit", "value": "true"}}
+                                                {
+                                                    "append": False,
+                                                    "header": {"key": "x-local-rate-limit", "value": "true"},
+                                                }
                                             ],
                                         },
                                     },

@@ -29,7 +29,17 @@ from .in_force import DEFAULT_POLL_S, DEFAULT_TIMEOUT_S, InForce, ObjectState, P
 from .in_force import wait_until_in_force as _wait
 from .istio import IstioDialect
 from .linkerd import LinkerdDialect
-from .manifests import MANAGED_BY, MANAGED_BY_LABEL, Patch, Rendering, combine_patches, merge, owned, revert_patch
+from .manifests import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    Object,
+    Patch,
+    Rendering,
+    combine_patches,
+    merge,
+    owned,
+    revert_patch,
+)
 
 REVERT_ANNOTATION = "meshload/revert"
 
@@ -118,9 +128,9 @@ class KubernetesMesh:
     def apply(self, function: str, params: dict[str, str] | None = None, *, probe: Probe | None = None) -> InForce:
         """Put `function` in force alone and wait for it (the mesh's status, else `probe`)."""
         rendering = self.render(function, params)
-        self._clear(keep=rendering)
+        existing = self._clear(keep=rendering)
         for manifest in rendering.manifests:
-            self.cluster.apply(manifest.body)
+            self.cluster.apply(manifest.body, existing.get(manifest.key))
         for patch in rendering.patches:
             self._apply_patch(patch, rendering.function)
         self._current = rendering
@@ -137,11 +147,13 @@ class KubernetesMesh:
         self._clear(keep=None)
         self._current = None
 
-    def _clear(self, keep: Rendering | None) -> None:
+    def _clear(self, keep: Rendering | None) -> dict[tuple[str, str, str, str], Object | None]:
         """Take away what is not part of `keep`: owned objects it does not render, and patches it does
-        not make identically (a patch from an unknown earlier process is always reverted)."""
-        keep_keys = set()
-        unchanged_patches = set()
+        not make identically (a patch from an unknown earlier process is always reverted). Returns the
+        owned objects that stay, as read."""
+        keep_keys: set[tuple[str, str, str, str]] = set()
+        unchanged_patches: set[tuple[str, str, str, str]] = set()
+        staying: dict[tuple[str, str, str, str], Object | None] = {}
         if keep is not None:
             keep_keys = {m.key for m in keep.manifests} | {p.key for p in keep.patches}
             if self._current is not None:
@@ -151,10 +163,15 @@ class KubernetesMesh:
                 metadata = obj.get("metadata", {})
                 key = (api_version, kind, self.namespace, metadata.get("name", ""))
                 if metadata.get("labels", {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
-                    if key not in keep_keys:
+                    if key in keep_keys:
+                        staying[key] = obj
+                    else:
                         self.cluster.delete(api_version, kind, key[3], self.namespace)
                 elif REVERT_ANNOTATION in (metadata.get("annotations") or {}) and key not in unchanged_patches:
                     self._revert(api_version, kind, key[3], metadata["annotations"][REVERT_ANNOTATION])
+        if keep is not None:  # the rest of what `keep` owns does not exist yet
+            staying.update({m.key: None for m in keep.manifests if m.key not in staying})
+        return staying
 
     def _kinds(self) -> list[tuple[str, str]]:
         return list(dict.fromkeys([*self.dialect.owned_kinds, *_PATCHED_KINDS[self.name]]))
@@ -186,16 +203,20 @@ class KubernetesMesh:
         self.cluster.patch(api_version, kind, name, self.namespace, body)
 
     def _states(self, rendering: Rendering) -> list[ObjectState]:
+        """Each object's state, read with one list per kind."""
+        keys = [*(m.key for m in rendering.manifests), *(p.key for p in rendering.patches)]
+        found: dict[tuple[str, str, str, str], Object] = {}
+        for api_version, kind, namespace in dict.fromkeys((k[0], k[1], k[2]) for k in keys):
+            for obj in self.cluster.list(api_version, kind, namespace):
+                found[(api_version, kind, namespace, obj["metadata"]["name"])] = obj
         states = []
-        for api_version, kind, namespace, name in [
-            *(m.key for m in rendering.manifests),
-            *(p.key for p in rendering.patches),
-        ]:
-            obj = self.cluster.get(api_version, kind, name, namespace)
-            if obj is None:
+        for key in keys:
+            api_version, kind, namespace, name = key
+            current = found.get(key)
+            if current is None:
                 states.append(ObjectState(f"{kind} {namespace}/{name}", Readiness.PENDING, "missing"))
             else:
-                states.append(object_state(obj))
+                states.append(object_state(current))
         return states
 
     # -- facts and sampling ----------------------------------------------------------------------
@@ -228,4 +249,3 @@ class ClusterFactsSampling:
             proxy_version=self._facts.proxy_build,
             mesh_version=self._facts.mesh_build,
         )
-

@@ -45,83 +45,93 @@ class LinkerdDialect(Dialect):
     )
 
     def _render(self, call: FunctionCall, namespace: str) -> Rendering | Unsupported:
-        name = call.name
-        if name in ("fault-delay", "fault-abort"):
+        if call.name in ("fault-delay", "fault-abort"):
             return self.unsupported(
                 call,
                 "Linkerd has no fault injection; its docs send a share of traffic to an error-injecting backend, "
                 "which is traffic-split",
             )
-        if name.startswith("lb-"):
+        if call.name.startswith("lb-"):
             return self.unsupported(call, "Linkerd always balances by EWMA latency; there is no policy to choose")
-        if name == "sidecar":
-            return self.rendering(call, namespace, notes=["Linkerd's baseline needs no resource"])
-        if name == "mtls":
-            manifests = [self._any_meshed_identity(call, namespace)]
-            for service in SERVICES:
-                manifests.append(self._server(call, namespace, service, access_policy="deny"))
-                manifests.append(self._require_identity(call, namespace, service))
-            notes = [
-                "encryption is on in the baseline too; this adds the requirement of a meshed identity on every "
-                "BookInfo port (an unmeshed ingress is refused)",
-                f"Linkerd proxies speak TLS 1.3 only, so min_tls_version={call.params['min_tls_version']} holds",
-            ]
-            return self.rendering(call, namespace, manifests, notes=notes)
-        if name == "retries":
-            return self._retries(call, namespace)
-        if name == "timeout":
-            patches = [
-                self._service_annotations(
-                    call, namespace, service, {"timeout.linkerd.io/request": milliseconds(call.params["timeout_ms"])}
-                )
-                for service in call.services
-            ]
-            return self.rendering(call, namespace, patches=patches, notes=_caller_notes(call))
-        if name == "circuit-breaker":
-            annotations = {
-                "balancer.linkerd.io/failure-accrual": "consecutive",
-                "balancer.linkerd.io/failure-accrual-consecutive-max-failures": call.params["consecutive_errors"],
-                "balancer.linkerd.io/failure-accrual-consecutive-min-penalty": seconds(call.params["ejection_s"]),
-                "balancer.linkerd.io/failure-accrual-consecutive-max-penalty": seconds(call.params["ejection_s"]),
-            }
-            patches = [self._service_annotations(call, namespace, s, annotations) for s in call.services]
-            notes = [
-                "Linkerd's failure accrual ejects an endpoint after consecutive 5xx and probes it with a real request "
-                "after the penalty; it has no connection or pending-request limits",
-            ]
-            return self.rendering(
-                call, namespace, patches=patches, notes=notes, ignored=("max_connections", "max_pending")
+        renderers = {
+            "sidecar": self._sidecar,
+            "mtls": self._mtls,
+            "retries": self._retries,
+            "timeout": self._timeout,
+            "circuit-breaker": self._circuit_breaker,
+            "rate-limit": self._rate_limits,
+            "access-log": self._access_log,
+            "traffic-split": self._traffic_split,
+        }
+        return renderers[call.name](call, namespace)
+
+    def _sidecar(self, call: FunctionCall, namespace: str) -> Rendering:
+        return self.rendering(call, namespace, notes=["Linkerd's baseline needs no resource"])
+
+    def _mtls(self, call: FunctionCall, namespace: str) -> Rendering:
+        manifests = [self._any_meshed_identity(call, namespace)]
+        for service in SERVICES:
+            manifests.append(self._server(call, namespace, service, access_policy="deny"))
+            manifests.append(self._require_identity(call, namespace, service))
+        notes = [
+            "encryption is on in the baseline too; this adds the requirement of a meshed identity on every "
+            "BookInfo port (an unmeshed ingress is refused)",
+            f"Linkerd proxies speak TLS 1.3 only, so min_tls_version={call.params['min_tls_version']} holds",
+        ]
+        return self.rendering(call, namespace, manifests, notes=notes)
+
+    def _timeout(self, call: FunctionCall, namespace: str) -> Rendering:
+        annotations = {"timeout.linkerd.io/request": milliseconds(call.params["timeout_ms"])}
+        patches = [self._service_annotations(call, namespace, service, annotations) for service in call.services]
+        return self.rendering(call, namespace, patches=patches, notes=_caller_notes(call))
+
+    def _circuit_breaker(self, call: FunctionCall, namespace: str) -> Rendering:
+        annotations = {
+            "balancer.linkerd.io/failure-accrual": "consecutive",
+            "balancer.linkerd.io/failure-accrual-consecutive-max-failures": call.params["consecutive_errors"],
+            "balancer.linkerd.io/failure-accrual-consecutive-min-penalty": seconds(call.params["ejection_s"]),
+            "balancer.linkerd.io/failure-accrual-consecutive-max-penalty": seconds(call.params["ejection_s"]),
+        }
+        patches = [self._service_annotations(call, namespace, s, annotations) for s in call.services]
+        notes = [
+            "Linkerd's failure accrual ejects an endpoint after consecutive 5xx and probes it with a real request "
+            "after the penalty; it has no connection or pending-request limits",
+        ]
+        return self.rendering(call, namespace, patches=patches, notes=notes, ignored=("max_connections", "max_pending"))
+
+    def _rate_limits(self, call: FunctionCall, namespace: str) -> Rendering:
+        manifests = []
+        for service in call.services:
+            manifests.append(self._server(call, namespace, service, access_policy="all-unauthenticated"))
+            manifests.append(self._rate_limit(call, namespace, service))
+        notes = [
+            "Linkerd's local rate limit is GCRA with 1 s of tolerance per inbound proxy; HAProxy's a sliding window"
+        ]
+        return self.rendering(call, namespace, manifests, notes=notes)
+
+    def _access_log(self, call: FunctionCall, namespace: str) -> Rendering:
+        value = "json" if call.params["format"] == "json" else "apache"
+        patches = [
+            Patch(
+                api_version="apps/v1",
+                kind="Deployment",
+                name=deployment,
+                namespace=namespace,
+                patch={"spec": {"template": {"metadata": {"annotations": {ACCESS_LOG: value}}}}},
+                why="the proxy reads its access-log setting when the pod starts: the Deployment rolls out",
             )
-        if name == "rate-limit":
-            manifests = []
-            for service in call.services:
-                manifests.append(self._server(call, namespace, service, access_policy="all-unauthenticated"))
-                manifests.append(self._rate_limit(call, namespace, service))
-            notes = ["Linkerd's local rate limit is GCRA with 1 s of tolerance per inbound proxy; HAProxy's a sliding window"]
-            return self.rendering(call, namespace, manifests, notes=notes)
-        if name == "access-log":
-            value = "json" if call.params["format"] == "json" else "apache"
-            patches = [
-                Patch(
-                    api_version="apps/v1",
-                    kind="Deployment",
-                    name=deployment,
-                    namespace=namespace,
-                    patch={"spec": {"template": {"metadata": {"annotations": {ACCESS_LOG: value}}}}},
-                    why="the proxy reads its access-log setting when the pod starts: the Deployment rolls out",
-                )
-                for deployment in deployments()
-            ]
-            notes = [
-                "format http is Linkerd's apache (common log) format; logs go to the proxy's stderr",
-                "the pods restart to pick the setting up (and again on remove)",
-            ]
-            return self.rendering(call, namespace, patches=patches, notes=notes)
-        if name == "traffic-split":
-            route = weighted_route(call.params["service"], namespace, split_weights(call.params), name)
-            notes = ["Gateway API HTTPRoute on the Service (Linkerd 2.18+; older releases use policy.linkerd.io HTTPRoute)"]
-            return self.rendering(call, namespace, [route], notes=notes)
-        raise AssertionError(f"function {name} has no Linkerd rendering")  # every catalogue entry is handled
+            for deployment in deployments()
+        ]
+        notes = [
+            "format http is Linkerd's apache (common log) format; logs go to the proxy's stderr",
+            "the pods restart to pick the setting up (and again on remove)",
+        ]
+        return self.rendering(call, namespace, patches=patches, notes=notes)
+
+    def _traffic_split(self, call: FunctionCall, namespace: str) -> Rendering:
+        route = weighted_route(call.params["service"], namespace, split_weights(call.params), call.name)
+        notes = ["Gateway API HTTPRoute on the Service (Linkerd 2.18+; older releases use policy.linkerd.io HTTPRoute)"]
+        return self.rendering(call, namespace, [route], notes=notes)
 
     def _retries(self, call: FunctionCall, namespace: str) -> Rendering | Unsupported:
         conditions = retry_conditions(call.params["retry_on"])
@@ -148,7 +158,9 @@ class LinkerdDialect(Dialect):
 
     # -- resources -------------------------------------------------------------------------------
 
-    def _service_annotations(self, call: FunctionCall, namespace: str, service: str, annotations: dict[str, str]) -> Patch:
+    def _service_annotations(
+        self, call: FunctionCall, namespace: str, service: str, annotations: dict[str, str]
+    ) -> Patch:
         return Patch(
             api_version="v1",
             kind="Service",
@@ -218,9 +230,7 @@ class LinkerdDialect(Dialect):
     # -- facts -----------------------------------------------------------------------------------
 
     def facts(self, cluster: ClusterReader, namespace: str, control_plane_namespace: str) -> MeshFacts:
-        mesh_build, mesh_source = control_plane_build(
-            cluster, control_plane_namespace, ("Deployment",), "destination"
-        )
+        mesh_build, mesh_source = control_plane_build(cluster, control_plane_namespace, ("Deployment",), "destination")
         proxy, proxy_source = proxy_build(cluster, namespace, "linkerd-proxy")
         return MeshFacts(
             mesh=self.name,
