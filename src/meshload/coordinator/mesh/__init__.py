@@ -13,12 +13,12 @@ from .kubernetes_mesh import MESHES, KubernetesMesh, dialect_named
 from .manifests import Manifest, Patch, Rendering
 
 __all__ = [
-    "FUNCTIONS",
-    "MESHES",
     "Cluster",
+    "FUNCTIONS",
     "HttpProbe",
     "InForce",
     "KubernetesMesh",
+    "MESHES",
     "Manifest",
     "MeshAdapter",
     "MeshBaseline",
