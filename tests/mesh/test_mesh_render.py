@@ -3,6 +3,7 @@ parameters (same names, same units), asserted field by field (no golden files)."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -271,3 +272,25 @@ def test_bad_parameters_are_refused_as_the_testbed_refuses_them() -> None:
         istio.render("warp")
     with pytest.raises(UsageError, match="unknown mesh 'kuma'"):
         dialect_named("kuma")
+
+
+def test_the_testbed_and_the_cluster_meshes_share_one_adapter_interface(tmp_path: Path) -> None:
+    from meshload.coordinator.mesh import KubernetesMesh, MeshAdapter
+    from meshload.coordinator.mesh.local import LocalTestbedMesh
+
+    testbed = LocalTestbedMesh(tmp_path / "testbed")
+    istio = KubernetesMesh("istio")  # connects only when the cluster is first used
+    members = [name for name in vars(MeshAdapter) if not name.startswith("_")]
+    assert {"apply", "remove", "support", "baseline", "start_sampling"} <= set(members)
+    for adapter in (LocalTestbedMesh, KubernetesMesh):  # the classes: an instance's ingress_url may refuse
+        assert all(hasattr(adapter, member) for member in members), adapter
+    assert testbed.support("retries", {"attempts": "2"}).level is SupportLevel.SUPPORTED
+    refused = testbed.support("retries", {"attempts": "zero"})
+    assert refused.level is SupportLevel.NOT_SUPPORTED and "expected a whole number" in refused.reason
+    assert testbed.support("warp").level is SupportLevel.NOT_SUPPORTED
+    assert not testbed.baseline.mtls_encrypted and testbed.baseline.contains["load-balancing"] == "round robin"
+    testbed.remove()  # not running: nothing to remove, and nothing is started
+    assert not testbed.status().get("processes")
+    assert istio.functions() == list(FUNCTIONS)
+    with pytest.raises(UsageError, match="no ingress URL for istio"):
+        _ = istio.ingress_url
