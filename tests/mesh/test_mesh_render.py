@@ -294,3 +294,14 @@ def test_the_testbed_and_the_cluster_meshes_share_one_adapter_interface(tmp_path
     assert istio.functions() == list(FUNCTIONS)
     with pytest.raises(UsageError, match="no ingress URL for istio"):
         _ = istio.ingress_url
+
+
+def test_a_testbed_function_without_a_cluster_counterpart_is_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshload.coordinator.mesh import catalogue
+    from meshload.testbed import Profile
+
+    profiles = {**catalogue.MESH_PROFILES, "grpc-l7": Profile("grpc-l7", "gRPC ratings balanced per request")}
+    monkeypatch.setattr(catalogue, "MESH_PROFILES", profiles)
+    for mesh in MESHES:
+        answer = dialect_named(mesh).render("grpc-l7")
+        assert isinstance(answer, Unsupported) and "gRPC ratings balanced per request" in answer.reason

@@ -41,6 +41,23 @@ def _profiles() -> dict[str, Profile]:
 
 MESH_PROFILES: dict[str, Profile] = _profiles()
 FUNCTIONS: tuple[str, ...] = tuple(MESH_PROFILES)
+# The functions the mesh modules render; any other testbed profile (`none`, and profiles for services
+# k8s/bookinfo does not deploy) is answered "not supported" with its reason.
+RENDERED: tuple[str, ...] = (
+    "sidecar",
+    "mtls",
+    "retries",
+    "timeout",
+    "circuit-breaker",
+    "rate-limit",
+    "fault-delay",
+    "fault-abort",
+    "lb-round-robin",
+    "lb-least-request",
+    "lb-random",
+    "access-log",
+    "traffic-split",
+)
 
 
 def versions(service: str) -> tuple[str, ...]:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .base import MeshBaseline, Support, SupportLevel, Unsupported
-from .catalogue import NAMESPACE, FunctionCall, resolve
+from . import catalogue
+from .catalogue import NAMESPACE, RENDERED, FunctionCall, resolve
 from .manifests import Manifest, Object, Patch, Rendering
 
 NONE_REASON = (
@@ -52,6 +53,9 @@ class Dialect:
         call = resolve(function, params)
         if call.name == "none":
             return self.unsupported(call, NONE_REASON)
+        if call.name not in RENDERED:
+            description = catalogue.MESH_PROFILES[call.name].description
+            return self.unsupported(call, f"a testbed function with no counterpart in k8s/bookinfo ({description})")
         return self._render(call, namespace)
 
     def support(self, function: str, params: dict[str, str] | None = None) -> Support:
