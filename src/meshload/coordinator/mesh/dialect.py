@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .base import MeshBaseline, Support, SupportLevel, Unsupported
 from . import catalogue
+from .base import MeshBaseline, Support, SupportLevel, Unsupported
 from .catalogue import NAMESPACE, RENDERED, FunctionCall, resolve
 from .manifests import Manifest, Object, Patch, Rendering
 
