@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: the handle class lives beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.support.http_servers import ServerHandle
+from tests.support.http_servers import ServerHandle, launch_server
 
-READY_TIMEOUT_S = 20.0
 #: Pause between the pieces of one response: long enough that each piece is its own read.
 PIECE_GAP_S = 0.002
 
@@ -211,21 +207,7 @@ async def _serve() -> None:
 
 def start_framing_server() -> ServerHandle:
     """Start the server in its own process; its handle once it listens."""
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve())], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    os.set_blocking(process.stdout.fileno(), True)
-    deadline_s = time.monotonic() + READY_TIMEOUT_S
-    line = ""
-    while not line.startswith("READY") and time.monotonic() < deadline_s and process.poll() is None:
-        line = process.stdout.readline()
-    if not line.startswith("READY"):
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"the framing server did not start (exit code {process.poll()})")
-    _, port, control_port = line.split()
-    return ServerHandle("framing", int(port), int(control_port), process)
+    return launch_server([sys.executable, str(Path(__file__).resolve())], "framing")
 
 
 def main() -> None:
