@@ -8,7 +8,7 @@ import pytest
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from meshload.testbed import TestbedFailure
-from meshload.testbed.ratings_proto import SERVICE_NAME, ratings_protocol
+from meshload.testbed.ratings_proto import RATINGS_SERVICE, ratings_protocol
 from meshload.testbed.topology import GRPC_SERVICE, SIDECAR, Ports, instances_of
 
 from .conftest import where
@@ -80,8 +80,8 @@ def test_streaming_reflection_counts_and_failures(testbed, topology):
 
         # server reflection through the mesh: what a client needs without the .proto file
         database = ProtoReflectionDescriptorDatabase(channel)
-        assert SERVICE_NAME in database.get_services()
-        service = database.FindFileContainingSymbol(SERVICE_NAME).service[0]
+        assert RATINGS_SERVICE in database.get_services()
+        service = database.FindFileContainingSymbol(RATINGS_SERVICE).service[0]
         assert [(m.name, m.server_streaming) for m in service.method] == [
             ("GetRatings", False),
             ("StreamRatings", True),
@@ -96,7 +96,7 @@ def test_streaming_reflection_counts_and_failures(testbed, topology):
             testbed.set_app_mode(GRPC_SERVICE, "normal")
 
     status = testbed.status()["grpc"]
-    assert status["address"] == testbed.grpc_address and status["service"] == SERVICE_NAME
+    assert status["address"] == testbed.grpc_address and status["service"] == RATINGS_SERVICE
     assert status["calls"] == testbed.grpc_calls()
     assert sum(calls["StreamRatings"] for calls in status["calls"].values()) >= 3
     assert status["proto"].endswith("ratings.proto")

@@ -2,7 +2,7 @@
 
 The .proto file ships in the package (`protos/ratings.proto`) and is compiled when first used, with
 grpcio's dynamic proto loading (`grpc.protos_and_services`, which needs grpcio-tools), so no generated
-code is kept in the repository. Clients can load it the same way, read `PROTO_FILE`, or ask a replica
+code is kept in the repository. Clients can load it the same way, read `RATINGS_PROTO`, or ask a replica
 through server reflection.
 """
 
@@ -12,8 +12,8 @@ import functools
 from pathlib import Path
 from types import ModuleType
 
-PROTO_FILE = Path(__file__).parent / "protos" / "ratings.proto"
-SERVICE_NAME = "ratings.v1.Ratings"
+RATINGS_PROTO = Path(__file__).parent / "protos" / "ratings.proto"
+RATINGS_SERVICE = "ratings.v1.Ratings"
 # as grpcio-tools finds it: relative to a sys.path entry (the folder holding the `meshload` package)
 _PROTO_IMPORT = "meshload/testbed/protos/ratings.proto"
 

@@ -27,7 +27,7 @@ from .errors import TestbedFailure
 from .haproxy_config import LUA_DELAY, Identity, MeshSetting
 from .processes import ProcessRecord
 from .profiles import profile_named
-from .ratings_proto import PROTO_FILE, SERVICE_NAME
+from .ratings_proto import RATINGS_PROTO, RATINGS_SERVICE
 from .state import StateFolder, default_state_dir, log_tail
 from .topology import (
     DEFAULT_TOPOLOGY,
@@ -42,7 +42,7 @@ from .topology import (
     check_topology,
     instances_of,
     modes_of,
-    outbound_proxy,
+    proxy_of,
     proxy_places,
 )
 
@@ -196,13 +196,13 @@ class Testbed:
             counts[instance.name] = {method: int(n) for method, n in info.get("calls", {}).items()}
         return counts
 
-    def outbound_proxy(self, instance: str) -> str | None:
-        """The proxy an instance's calls go through in the topology in force ("reviews-v2-sidecar",
-        "node-b-proxy"), or None when it calls directly (ingress-only, `none`)."""
+    def proxy_of(self, instance: str) -> str | None:
+        """The proxy in front of an instance, which also carries its calls, in the topology in force
+        ("reviews-v2-sidecar", "node-b-proxy"); None when it has none (ingress-only, `none`)."""
         state = self._running_state()
         if not profile_named(state["function"]).proxies:
             return None
-        return outbound_proxy(_topology(state), instance)
+        return proxy_of(_topology(state), instance)
 
     def pids_by_kind(self) -> dict[str, list[int]]:
         """Recorded pids by role, for resource sampling: "app", "sidecar" (the data-plane proxies beside
@@ -252,8 +252,8 @@ class Testbed:
             "ingress_url": _ingress_url(state),
             "grpc": {
                 "address": _grpc_address(state),
-                "service": SERVICE_NAME,
-                "proto": str(PROTO_FILE),
+                "service": RATINGS_SERVICE,
+                "proto": str(RATINGS_PROTO),
                 "calls": replicas,
             },
             "app_modes": state.get("app_modes", {}),

@@ -135,8 +135,9 @@ def proxy_places(topology: str) -> list[ProxyPlace]:
     return [INGRESS]
 
 
-def outbound_proxy(topology: str, instance_name: str) -> str | None:
-    """The proxy an instance's calls go through in `topology` (None: it calls directly)."""
+def proxy_of(topology: str, instance_name: str) -> str | None:
+    """The proxy in front of an instance, which also carries its calls, in `topology` (None: no proxy
+    of its own, as in ingress-only)."""
     for place in proxy_places(topology):
         if place.kind != "ingress" and any(i.name == instance_name for i in place.instances):
             return place.name

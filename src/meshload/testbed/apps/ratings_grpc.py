@@ -16,7 +16,7 @@ import grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..httpserver import Request, Response
-from ..ratings_proto import SERVICE_NAME, ratings_protocol
+from ..ratings_proto import RATINGS_SERVICE, ratings_protocol
 from .base import JSON, ServiceApp
 
 METHODS = ("GetRatings", "StreamRatings")
@@ -81,7 +81,7 @@ async def start_grpc_server(app: RatingsGrpcApp, port: int) -> grpc.aio.Server:
     _, services = ratings_protocol()
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     services.add_RatingsServicer_to_server(_servicer(app), server)
-    reflection.enable_server_reflection((SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((RATINGS_SERVICE, reflection.SERVICE_NAME), server)
     try:
         bound = server.add_insecure_port(f"127.0.0.1:{port}")
     except RuntimeError as exc:  # grpcio's way of saying the bind failed
