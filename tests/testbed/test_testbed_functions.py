@@ -351,7 +351,7 @@ def test_sampling_reports_what_the_mesh_costs(testbed, topology):
     assert usage.proxy_version.startswith("HAProxy version 2.")
 
 
-X
+@in_topologies(SIDECAR)  # a whole run, once: the sampling test covers every topology's counts
 def test_a_run_through_the_adapter_reports_the_mesh_cost(testbed, topology, tmp_path):
     from meshload.coordinator.run import RunOptions, execute_run
     from meshload.scenarios.plan import OpenLoop, Plan, Target
