@@ -14,7 +14,9 @@ well; the ones added for issues 12 and 15:
                              per-version Services reviews-v1, reviews-v2, reviews-v3 (BookInfo's
                              bookinfo-versions.yaml). Relative, as in Gateway API: 0 sends a version
                              nothing, the sum need not be 100 (at least one must be above 0).
-                             The testbed: HAProxy server weights on the callers' reviews backend.
+                             The testbed: HAProxy server weights on the callers' reviews backend
+                             (weighted round robin, so exact shares over a cycle; Envoy picks at
+                             random by weight, so a mesh's shares vary more over few requests).
     grpc-l4        lb        round-robin | least-request | random. The proxies carry gRPC as TCP
                              and pick a replica per *connection* (Istio: a `tcp-` port name or
                              appProtocol tcp; Linkerd: an opaque port; Consul: protocol "tcp").
@@ -24,6 +26,11 @@ well; the ones added for issues 12 and 15:
                              HAProxy: `mode http`, `proto h2` on the bind and server lines.
 
 Under every function but `grpc-l4` the gRPC route is layer 7 (as a mesh treats gRPC by default).
+
+Topologies: every function applies in `sidecar` and `per-node`. In `ingress-only` the services call
+each other directly, so `mtls`, `traffic-split` and the `lb-*` functions do not apply there, and the
+functions taking a `service` apply only to the gateway's route (`service=productpage`, or `all`).
+`Profile.notes()` says so per function (`meshload testbed functions` prints it).
 """
 
 from __future__ import annotations
