@@ -164,8 +164,8 @@ def test_cli_drives_the_testbed(tmp_path):
         listing = json.loads(meshload("functions", "--json").stdout)
         assert listing["traffic-split"]["params"]["weights"]["default"] == "80,10,10"
         assert listing["mtls"]["topologies"] == ["sidecar", "per-node"]
-        assert "no proxy-to-proxy hop" in listing["mtls"]["topology_notes"]["ingress-only"]
-        assert "[ingress-only] service=productpage only" in meshload("functions").stdout
+        assert listing["mtls"]["topology_notes"]["ingress-only"].startswith("does not apply: services call")
+        assert listing["timeout"]["topology_notes"]["ingress-only"].startswith("service=productpage only")
 
         unknown = meshload("apply", "no-such-function")
         assert unknown.returncode == 1

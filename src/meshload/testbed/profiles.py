@@ -109,7 +109,7 @@ class Profile:
 
     def notes(self) -> dict[str, str]:
         """Where the function does not apply, or applies only partly, and why."""
-        found = dict(self.not_in)
+        found = {topology: f"does not apply: {why}" for topology, why in self.not_in.items()}
         service = self.params.get("service")
         if INGRESS_ONLY not in found and service is not None and service.kind == "service":
             found[INGRESS_ONLY] = "service=productpage only: the gateway's route is the one proxied hop there"
