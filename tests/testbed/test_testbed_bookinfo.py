@@ -67,9 +67,7 @@ def test_services_answer_directly_and_through_their_sidecars(testbed):
         "reviews": (b'{"status": "Reviews is healthy"}', "/reviews/0"),
         "ratings": (b'{"status":"Ratings is healthy"}', "/ratings/0"),
     }
-    for instance in INSTANCES:
-        if instance.grpc:
-            continue  # the gRPC ratings replicas: test_testbed_grpc.py
+    for instance in INSTANCES:  # BookInfo's; the gRPC ratings replicas: test_testbed_grpc.py
         health, probe = expected[instance.service]
         own = ports.instances[instance.name]
         for port in (own.app, own.inbound):

@@ -11,10 +11,10 @@ from meshload.testbed import PROFILES, TestbedFailure, parse_settings, profile_n
 from meshload.testbed.certs import ensure_identities
 from meshload.testbed.haproxy_config import LUA_DELAY, MeshSetting, proxy_config
 from meshload.testbed.topology import (
+    ALL_INSTANCES,
     GRPC_SERVICE,
     INGRESS_NAME,
     INGRESS_ONLY,
-    INSTANCES,
     NODES,
     SERVICES,
     TOPOLOGIES,
@@ -141,7 +141,9 @@ def _cases() -> list[tuple[str, str]]:
 
 def _configs(function: str, topology: str, identities, tmp_path) -> dict[str, str]:
     ports = Ports(
-        instances={i.name: InstancePorts(20000 + n, 21000 + n, 22000 + n, 24000 + n) for n, i in enumerate(INSTANCES)},
+        instances={
+            i.name: InstancePorts(20000 + n, 21000 + n, 22000 + n, 24000 + n) for n, i in enumerate(ALL_INSTANCES)
+        },
         ingress=23000,
         ingress_grpc=23001,
         nodes={node: 23010 + n for n, node in enumerate(NODES)},

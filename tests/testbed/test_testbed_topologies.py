@@ -10,7 +10,7 @@ import pytest
 
 from meshload.testbed import PROFILES, TestbedFailure
 from meshload.testbed.processes import MARK_ENV
-from meshload.testbed.topology import INSTANCES, NODES, Ports, instances_on
+from meshload.testbed.topology import ALL_INSTANCES, NODES, Ports, instances_on
 
 from .client import fetch
 
@@ -39,7 +39,7 @@ def test_switching_topology_moves_only_the_proxies(testbed):
     ports = Ports.from_json(state["ports"])
     entry = testbed.ingress_url
     apps = {p["name"]: p["pid"] for p in testbed.status()["processes"] if p["kind"] == "app"}
-    assert len(apps) == len(INSTANCES) == 9
+    assert len(apps) == len(ALL_INSTANCES) == 9
     testbed.apply("mtls")  # a function in force moves with the proxies
 
     testbed.set_topology("per-node")

@@ -30,10 +30,10 @@ from .profiles import profile_named
 from .ratings_proto import RATINGS_PROTO, RATINGS_SERVICE
 from .state import StateFolder, default_state_dir, log_tail
 from .topology import (
+    ALL_INSTANCES,
     DEFAULT_TOPOLOGY,
     GRPC_SERVICE,
     INGRESS_NAME,
-    INSTANCES,
     NODES,
     SERVICES,
     Instance,
@@ -316,9 +316,9 @@ class Testbed:
         deadline = time.monotonic() + ready_timeout_s
         self.folder.make()
         mark = uuid.uuid4().hex
-        listeners = {instance.name: _listening_socket() for instance in INSTANCES}
+        listeners = {instance.name: _listening_socket() for instance in ALL_INSTANCES}
         grpc_instances = instances_of(GRPC_SERVICE)
-        free = iter(_free_ports(2 * len(INSTANCES) + len(grpc_instances) + 2 + len(NODES)))
+        free = iter(_free_ports(2 * len(ALL_INSTANCES) + len(grpc_instances) + 2 + len(NODES)))
         ports = Ports(
             instances={
                 instance.name: InstancePorts(
@@ -327,7 +327,7 @@ class Testbed:
                     outbound=next(free),
                     grpc=next(free) if instance.grpc else 0,
                 )
-                for instance in INSTANCES
+                for instance in ALL_INSTANCES
             },
             ingress=next(free),
             ingress_grpc=next(free),
@@ -347,7 +347,7 @@ class Testbed:
         self.folder.save(state)
         proxied = profile_named(function).proxies
         try:
-            for instance in INSTANCES:
+            for instance in ALL_INSTANCES:
                 sock = listeners[instance.name]
                 upstreams = app_admin.upstreams_for(instance.name, ports, topology=topology if proxied else None)
                 options = [

@@ -55,6 +55,7 @@ class Instance:
         return self.service == GRPC_SERVICE
 
 
+# BookInfo's instances (what k8s/bookinfo deploys too)
 INSTANCES: tuple[Instance, ...] = (
     Instance("productpage", "v1", "node-a", calls=("details", "reviews", "ratings")),
     Instance("details", "v1", "node-a"),
@@ -62,8 +63,12 @@ INSTANCES: tuple[Instance, ...] = (
     Instance("reviews", "v2", "node-b", calls=("ratings",)),
     Instance("reviews", "v3", "node-b", calls=("ratings",)),
     Instance("ratings", "v1", "node-b"),
-    *(Instance(GRPC_SERVICE, "v1", NODES[(n - 1) % 2], replica=n) for n in range(1, GRPC_REPLICAS + 1)),
 )
+GRPC_INSTANCES: tuple[Instance, ...] = tuple(
+    Instance(GRPC_SERVICE, "v1", NODES[(n - 1) % len(NODES)], replica=n) for n in range(1, GRPC_REPLICAS + 1)
+)
+# every application process the testbed runs
+ALL_INSTANCES: tuple[Instance, ...] = INSTANCES + GRPC_INSTANCES
 
 # How a service may be told to behave (its own faults, not the mesh's): `failing` answers every
 # request with 503 (UNAVAILABLE over gRPC); ratings also has the fault modes of its images.
@@ -76,15 +81,15 @@ def modes_of(service: str) -> tuple[str, ...]:
 
 
 def instances_of(service: str) -> list[Instance]:
-    return [instance for instance in INSTANCES if instance.service == service]
+    return [instance for instance in ALL_INSTANCES if instance.service == service]
 
 
 def instances_on(node: str) -> list[Instance]:
-    return [instance for instance in INSTANCES if instance.node == node]
+    return [instance for instance in ALL_INSTANCES if instance.node == node]
 
 
 def instance_named(name: str) -> Instance:
-    for instance in INSTANCES:
+    for instance in ALL_INSTANCES:
         if instance.name == name:
             return instance
     raise KeyError(name)
@@ -129,7 +134,7 @@ INGRESS = ProxyPlace(INGRESS_NAME, "ingress")
 def proxy_places(topology: str) -> list[ProxyPlace]:
     """The proxy processes a topology runs (the `none` function runs none of them)."""
     if topology == SIDECAR:
-        return [ProxyPlace(f"{i.name}-sidecar", "sidecar", (i,)) for i in INSTANCES] + [INGRESS]
+        return [ProxyPlace(f"{i.name}-sidecar", "sidecar", (i,)) for i in ALL_INSTANCES] + [INGRESS]
     if topology == PER_NODE:
         return [ProxyPlace(f"{n}-proxy", "node-proxy", tuple(instances_on(n)), node=n) for n in NODES] + [INGRESS]
     return [INGRESS]
