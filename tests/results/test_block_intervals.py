@@ -111,9 +111,7 @@ def test_resampling_a_histogram_by_its_order_statistic_matches_a_multinomial_res
 
 
 def test_hierarchical_bootstrap_reads_the_cells_hdr_histograms() -> None:
-    cells = synthetic_cells(
-        {"sidecar": 0.0, "mtls": 0.5}, blocks=8, models={100.0: MODEL_PROFILES["50rps"]}, seed=0
-    )
+    cells = synthetic_cells({"sidecar": 0.0, "mtls": 0.5}, blocks=8, models={100.0: MODEL_PROFILES["50rps"]}, seed=0)
     by_block: dict[int, dict[str, EmpiricalDistribution]] = {}
     for cell in cells:
         by_block.setdefault(cell.repetition, {})[cell.function] = EmpiricalDistribution.from_histogram(cell.latency())

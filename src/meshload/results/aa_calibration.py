@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from .block_intervals import t_interval
 from .compare import CONFIDENCE, METRICS, CellSummary, Metric, compare_study_paired
@@ -51,6 +50,8 @@ class Proportion:
 def proportion(count: int, total: int, *, confidence: float = CONFIDENCE) -> Proportion:
     if total == 0:
         return Proportion(0, 0, 0.0, 1.0)
+    from scipy import stats  # imported when used: every worker imports `results`, few need scipy
+
     interval = stats.binomtest(count, total).proportion_ci(confidence_level=confidence, method="exact")
     return Proportion(count, total, float(interval.low), float(interval.high))
 
@@ -117,11 +118,14 @@ def calibrate_aa(
     rng = np.random.default_rng(seed)
     by_metric = []
     disjoint_total = 0
+    subsets_of: dict[int, np.ndarray] = {}  # the same sub-studies for every metric with as many blocks
     for comparison in drawn:
         differences = np.asarray(comparison.differences)
         if differences.size < size:
             continue
-        subsets = _subsets(differences.size, size, max_sub_studies, rng)
+        if differences.size not in subsets_of:
+            subsets_of[differences.size] = _subsets(differences.size, size, max_sub_studies, rng)
+        subsets = subsets_of[differences.size]
         covers = t_interval(differences[subsets], confidence=confidence).covers(0.0)
         by_metric.append(
             SubStudyCoverage(comparison.rate, comparison.metric, int(differences.size), len(subsets), int(covers.sum()))
@@ -150,7 +154,12 @@ def _subsets(n: int, size: int, limit: int, rng: np.random.Generator) -> np.ndar
     """Index sets of `size` of `n` blocks: all of them when few, else `limit` distinct random ones."""
     if math.comb(n, size) <= limit:
         return np.array(list(itertools.combinations(range(n), size)), dtype=np.int64)
-    chosen: set[tuple[int, ...]] = set()
-    while len(chosen) < limit:
-        chosen.add(tuple(sorted(rng.choice(n, size=size, replace=False).tolist())))
-    return np.array(sorted(chosen), dtype=np.int64)
+    found = np.empty((0, size), dtype=np.int64)
+    while len(found) < limit:
+        # Random subsets as the first `size` places of random permutations, many at a time; the
+        # duplicates are dropped keeping the order of drawing, so the first `limit` are a fair sample.
+        drawn = np.sort(np.argsort(rng.random((2 * limit, n)), axis=1)[:, :size], axis=1)
+        candidates = np.concatenate([found, drawn])
+        _, first = np.unique(candidates, axis=0, return_index=True)
+        found = candidates[np.sort(first)]
+    return found[:limit]

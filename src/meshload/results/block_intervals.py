@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 #: Resamples per bootstrap interval: enough that the 2.5% and 97.5% ends move by well under a tenth
 #: of the interval between seeds, few enough to compute thousands of simulated studies in seconds.
@@ -62,6 +61,8 @@ def t_quantile(confidence: float, degrees_of_freedom: int | np.ndarray) -> np.nd
     """The two-sided Student t quantile: t(df) at 1 - (1 - confidence) / 2."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence {confidence} is not between 0 and 1")
+    from scipy import stats  # imported when used: every worker imports `results`, few need scipy
+
     return np.asarray(stats.t.ppf(0.5 + confidence / 2.0, degrees_of_freedom), dtype=np.float64)
 
 
@@ -107,6 +108,8 @@ def bca_bootstrap(
     resamples: int = BLOCK_BOOTSTRAP_RESAMPLES,
 ) -> Intervals:
     """Efron's bias-corrected and accelerated interval of the mean of the blocks."""
+    from scipy import stats
+
     array = _blocks(values)
     n = array.shape[-1]
     estimate = array.mean(axis=-1)

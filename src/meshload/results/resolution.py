@@ -14,13 +14,13 @@ the change every comparison at that level could see.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import optimize, stats
 
 from .block_intervals import t_quantile
 
@@ -42,6 +42,8 @@ def detection_power(change: float, sd: float, n_blocks: int, *, confidence: floa
     _check(sd, n_blocks)
     if sd == 0:
         return 1.0 if change != 0 else 0.0
+    from scipy import stats  # imported when used: every worker imports `results`, few need scipy
+
     df = n_blocks - 1
     critical = float(t_quantile(confidence, df))
     noncentrality = abs(change) * math.sqrt(n_blocks) / sd
@@ -54,22 +56,26 @@ def detectable_change_with_power(sd: float, n_blocks: int, *, confidence: float 
     _check(sd, n_blocks)
     if not 0.0 < power < 1.0:
         raise ValueError(f"power {power} is not between 0 and 1")
-    if sd == 0:
+    # The power depends on the change only through change / sd: solve once per block count.
+    return sd * _detectable_change_per_sd(n_blocks, confidence, power)
+
+
+@functools.lru_cache(maxsize=1024)
+def _detectable_change_per_sd(n_blocks: int, confidence: float, power: float) -> float:
+    from scipy import optimize, stats
+
+    if power <= 1.0 - confidence:
         return 0.0
-    alpha = 1.0 - confidence
-    if power <= alpha:
-        return 0.0
-    # The answer lies between 0 and the normal approximation widened generously for few blocks.
-    guess = (float(t_quantile(confidence, n_blocks - 1)) + stats.norm.ppf(power)) * sd / math.sqrt(n_blocks)
-    upper = guess
-    while detection_power(upper, sd, n_blocks, confidence=confidence) < power:
+    # Between 0 and the normal approximation, doubled until it is enough (few blocks need more).
+    upper = (float(t_quantile(confidence, n_blocks - 1)) + stats.norm.ppf(power)) / math.sqrt(n_blocks)
+    while detection_power(upper, 1.0, n_blocks, confidence=confidence) < power:
         upper *= 2.0
     return float(
         optimize.brentq(
-            lambda change: detection_power(change, sd, n_blocks, confidence=confidence) - power,
+            lambda change: detection_power(change, 1.0, n_blocks, confidence=confidence) - power,
             0.0,
             upper,
-            xtol=1e-12 * max(upper, 1.0),
+            xtol=1e-12,
         )
     )
 
@@ -83,6 +89,8 @@ def blocks_for_half_width(sd: float, target: float, *, confidence: float = 0.95)
         raise ValueError(f"standard deviation {sd} must be finite and non-negative")
     if sd == 0:
         return 2
+    from scipy import stats
+
     # t(n-1) > z, so the normal answer is a lower bound; search upwards from it in one vector.
     start = max(int((stats.norm.ppf(0.5 + confidence / 2.0) * sd / target) ** 2), 2)
     if start > MAX_BLOCKS:
