@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -196,8 +196,3 @@ def synthetic_cells(
                     )
                 )
     return cells
-
-
-def with_requests(model: SyntheticStudyModel, requests_per_cell: int) -> SyntheticStudyModel:
-    """The same machine with longer or shorter cells."""
-    return replace(model, requests_per_cell=requests_per_cell)
