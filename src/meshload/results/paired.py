@@ -8,14 +8,17 @@ the mean of those block differences with a paired Student t interval:
 
     mean(d) ± t(n-1, 0.975) · sd(d) / √n        over the n blocks where both cells are usable
 
-Why this interval: `bench/bench_study_statistics.py` measured every candidate on simulated studies
-with this machine's drift (`synthetic_study`). From 3 to 30 blocks, the t interval held 93-97%
-coverage of a known effect for p50, p90, p99, proxy CPU and the error rate; the bootstraps over
-blocks (percentile, BCa) covered only 72-77% at 3 blocks and about 90% at 10, the studentised
-bootstrap gave infinite intervals at 3 blocks, and the hierarchical bootstrap (blocks, then requests
-inside them) covered 74-78% of p50 at 3 blocks while over-covering p99 (99-100%: it counts the
-requests' sampling noise twice). The block differences of a pure shift are symmetric (two draws of
-the same distribution), which is where the t interval is at its best, even for p99's skewed cells.
+Why this interval: `bench/bench_study_statistics.py` measured every candidate on 3,000 simulated
+studies per setting with this machine's drift (`synthetic_study`; profiles 50rps, 200rps, stalls). From
+3 to 30 blocks the t interval covered a zero effect 94.3-97.1% of the time across p50, p90, p99, proxy
+CPU and the error rate (so it called 2.9-5.7% of them significant). The bootstraps over blocks fell
+short where blocks are few: percentile 73-76% and BCa 70-72% at 3 blocks, 84% and 83-85% at 5, still
+89-90% at 10; the studentised bootstrap drew infinite intervals at 3 blocks (a resample of one block
+repeated has no spread) and 93-95% from 5 on; the hierarchical bootstrap (blocks, then the requests
+inside them) covered p50 74-85% at 3 blocks and over-covered p99 (99-100%) at every block count (it
+counts the requests' sampling noise twice: once inside each cell, and again in the spread between
+blocks). The block differences of a pure shift are symmetric (two draws of one distribution), which is
+where the t interval is at its best, even for p99's skewed cells.
 
 The figures each comparison carries for a report: the change and its interval, the spread of the
 block differences, and the resolution (`resolution`): the smallest change the study would have called

@@ -9,11 +9,13 @@ Looking at the data after every round and stopping when it looks good inflates e
 look is at significance (stop when the interval excludes 0, and a zero effect is "found" far more
 often than 5%). This rule looks only at precision: the half-width, which for normal block differences
 is independent of the mean difference. So stopping does not pick the rounds where the change looks
-large or small, and the final interval keeps close to its nominal coverage. What it can pick are
-rounds where the spread happened to look small, which narrows the interval a little; requiring
-`MIN_BLOCKS_BEFORE_STOP` blocks first keeps that small. `method_calibration.measure_sequential_coverage`
-measures the coverage and the false-positive rate of the rule on simulated studies
-(`bench/bench_study_statistics.py` prints them).
+large or small. What it can pick are rounds where the spread happened to look small, which narrows the
+final interval a little; requiring `MIN_BLOCKS_BEFORE_STOP` blocks first keeps that small. Measured by
+`method_calibration.measure_sequential_coverage` on 3,000 simulated studies per setting (zero effect,
+targets reached after 10 to 24 blocks on average; `bench/bench_study_statistics.py`): with 8 blocks
+before the first stop, the final intervals covered 93.8-95.0% and called 5.0-6.2% significant; with 5,
+92.7-94.7%; with 3, 89.6-94.1%. Stopping instead at the first look where the interval excludes 0
+called 27% of the same zero-effect studies significant.
 """
 
 from __future__ import annotations
