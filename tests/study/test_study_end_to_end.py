@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from tests.support.smp_proto import parse_smp_document
 
 PLAN = """\
 name: e2e
@@ -95,6 +96,7 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     for cell in cells:
         run_dir = out / cell["run_dir"]
         smp = json.loads((run_dir / "smp.json").read_text())
+        parse_smp_document(smp)  # every part, strictly, as a protobuf-based SMP reader parses it
         assert smp["config"]["labels"]["function"] == cell["function"]
         assert smp["config"]["labels"]["repetition"] == str(cell["repetition"])
         assert (run_dir / "report.html").is_file() and (run_dir / "histograms.hlog").is_file()

@@ -115,11 +115,23 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
-    """The ingress URL, the function in force, and every process with its ports and pid."""
+    """The ingress URL, the function in force, and every process with its ports and pid.
+
+    Exits 1 when the testbed is up but one of its processes has died (each is named on stderr)."""
     report = _mesh(state_dir).status()
     if as_json:
         terminal.result(json.dumps(report, indent=2, sort_keys=True))
-        return
+    else:
+        _print_status(report)
+    dead = [f"{p['name']} ({p['kind']}, pid {p['pid']})" for p in report.get("processes") or [] if not p["alive"]]
+    if dead:
+        from ..errors import TestbedError
+
+        which = f"process {dead[0]} is" if len(dead) == 1 else f"processes {', '.join(dead)} are"
+        raise TestbedError(f"testbed {which} dead; restart the testbed with `meshload testbed down` then `up`")
+
+
+def _print_status(report: dict) -> None:
     if not report.get("processes"):
         terminal.result(f"testbed not running (state folder {report['state_dir']})")
         return
