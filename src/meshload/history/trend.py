@@ -158,7 +158,7 @@ def check_against_baseline(
 ) -> Check:
     """The rule's test of one value (already on the metric's scale) with its uncertainty against a
     baseline of earlier values with theirs (see the module doc)."""
-    from scipy import stats
+    from scipy.special import stdtr
 
     xs = np.asarray(baseline_values, dtype=np.float64)
     ss = np.asarray(baseline_uncertainties, dtype=np.float64)
@@ -169,7 +169,7 @@ def check_against_baseline(
     critical = _t_quantile(1.0 - alpha, n - 1)
     if sigma > 0:
         statistic = (value - mean) / sigma
-        p_value = float(stats.t.sf(statistic, n - 1))
+        p_value = float(stdtr(n - 1, -statistic))  # Student t's upper tail
     else:  # identical earlier runs with no uncertainty at all: any increase stands out
         statistic = math.inf if value > mean else 0.0
         p_value = 0.0 if value > mean else 1.0
@@ -187,9 +187,9 @@ def check_against_baseline(
 
 @lru_cache(maxsize=256)
 def _t_quantile(probability: float, degrees_of_freedom: int) -> float:
-    from scipy import stats
+    from scipy.special import stdtrit
 
-    return float(stats.t.ppf(probability, degrees_of_freedom))
+    return float(stdtrit(degrees_of_freedom, probability))
 
 
 def _on_scale(estimate: Estimate | None, scale: Scale) -> tuple[float, float] | None:

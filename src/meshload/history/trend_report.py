@@ -61,6 +61,7 @@ def render_trend(
         newest_first=list(reversed(points)),
         rule=rule,
         metrics=TREND_METRICS,
+        metric_labels=_metric_labels,
         charts=charts,
         findings=findings(points),
         latest=latest,
@@ -123,6 +124,11 @@ def _chart_point(point: TrendPoint, key: str) -> ChartPoint:
         plan_changed=point.note.startswith("plan changed"),
         tooltip=tooltip,
     )
+
+
+def _metric_labels(keys: Sequence[str]) -> str:
+    labels = {metric.key: metric.label for metric in TREND_METRICS}
+    return ", ".join(labels.get(key, key) for key in keys)
 
 
 def _report_link(location: str) -> str | None:
