@@ -91,8 +91,9 @@ def history(
 @history_app.command("import")
 def import_folders(
     folders: Annotated[
-        list[Path], typer.Argument(help="Run folders (smp.json) or study folders (study.json).", show_default=False)
-    ],
+        list[Path] | None,
+        typer.Argument(help="Run folders (smp.json) or study folders (study.json).", show_default=False),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Record run and study folders in the history store (a folder recorded before is updated)."""
@@ -101,6 +102,8 @@ def import_folders(
     from ..results.outputs import SMP_FILE
     from ..results.study_report import STUDY_FILE
 
+    if not folders:
+        raise UsageError("give the run or study folders to record, e.g. meshload history import runs/*")
     batches: list[tuple[Path, list[HistoryRecord]]] = []
     for folder in folders:
         if (folder / STUDY_FILE).is_file():

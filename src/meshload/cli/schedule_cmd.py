@@ -35,20 +35,20 @@ NOT_SCHEDULABLE = ("schedule",)
 def add(
     name: Annotated[str, typer.Argument(help="The schedule's name.", show_default=False)],
     command: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="After --: the meshload command line to fire, e.g. -- run --scenario x.yaml", show_default=False
         ),
-    ],
+    ] = None,
     cron: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--cron",
             envvar="MESHLOAD_SCHEDULE_CRON",
             show_envvar=True,
             help="Cron expression: five fields (minute hour day month weekday), or six with seconds first.",
         ),
-    ],
+    ] = None,
     timezone: Annotated[
         str,
         typer.Option(
@@ -64,9 +64,12 @@ def add(
 
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"schedule name {name!r}: use letters, digits, - or _ (it names a folder)")
+    if cron is None:
+        raise UsageError("give --cron, e.g. --cron '0 3 * * *' (every day at 03:00)")
     check_cron(cron, timezone)
+    command = command or []
     check_command(command)
-    schedule = Schedule(name=name, cron=cron, command=list(command), timezone=timezone, created_unix_ms=now_ms())
+    schedule = Schedule(name=name, cron=cron, command=command, timezone=timezone, created_unix_ms=now_ms())
     with open_store(store) as opened:
         opened.add_schedule(schedule)
         display = opened.display
@@ -220,26 +223,39 @@ def serve(
 
 def check_command(command: list[str]) -> None:
     """UsageError unless `command` parses as a meshload command line (options checked, nothing run)."""
-    import click
-
     from . import app
 
     if not command:
         raise UsageError("give the command to fire after --, e.g. -- run --scenario bookinfo-productpage")
     root = typer.main.get_command(app)
-    assert isinstance(root, click.Group)
-    with click.Context(root) as context:
-        names = root.list_commands(context)
-        subcommand = root.get_command(context, command[0])
+    errors, exits = _click_errors()
+    with root.make_context("meshload", [], resilient_parsing=True) as context:
+        names = root.list_commands(context)  # type: ignore[attr-defined]
+        subcommand = root.get_command(context, command[0])  # type: ignore[attr-defined]
     if subcommand is None or command[0] in NOT_SCHEDULABLE:
         allowed = ", ".join(name for name in names if name not in NOT_SCHEDULABLE)
         raise UsageError(f"{command[0]!r} is not a meshload command a schedule can fire; use one of {allowed}")
     try:
-        subcommand.make_context(command[0], list(command[1:]), parent=None)
-    except click.exceptions.Exit:
+        subcommand.make_context(command[0], list(command[1:]))
+    except exits:
         pass  # --help and the like: parsed fine
-    except click.ClickException as exc:
-        raise UsageError(f"the scheduled command `meshload {' '.join(command)}`: {exc.format_message()}") from exc
+    except errors as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        raise UsageError(f"the scheduled command `meshload {' '.join(command)}`: {message}") from exc
+
+
+def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """Click's usage errors and early exits: the installed click's, and those of the click that
+    newer typer releases carry inside (either may parse our commands)."""
+    import contextlib
+    import importlib
+
+    import click
+
+    errors: list[type[Exception]] = [click.ClickException]
+    with contextlib.suppress(ImportError):  # typer before 0.20 used the installed click only
+        errors.append(importlib.import_module("typer._click.exceptions").ClickException)
+    return tuple(errors), (click.exceptions.Exit, typer.Exit)
 
 
 def _describe(firing: Firing) -> str:

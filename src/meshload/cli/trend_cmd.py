@@ -26,8 +26,9 @@ SERIES_LABELS = ("function", "load_rps", "load_level")
 
 def trend(
     plan: Annotated[
-        str, typer.Option("--plan", envvar="MESHLOAD_TREND_PLAN", show_envvar=True, help="The plan whose runs to show.")
-    ],
+        str | None,
+        typer.Option("--plan", envvar="MESHLOAD_TREND_PLAN", show_envvar=True, help="The plan whose runs to show."),
+    ] = None,
     label: LabelOption = None,
     out: Annotated[
         Path | None,
@@ -95,6 +96,10 @@ def trend(
         raise UsageError(f"--window/--min-baseline/--false-alarm: {exc}") from exc
     labels = parse_labels(label or [])
     with open_store(store) as opened:
+        if plan is None:
+            known = opened.plan_names()
+            hint = f"plans recorded: {', '.join(known[:10])}" if known else "the store holds no record yet"
+            raise UsageError(f"give --plan NAME ({hint})")
         records = opened.records(plan=plan, labels=labels, kinds=["run", "cell"], oldest_first=True)
         if not records:
             known = opened.plan_names()

@@ -9,8 +9,9 @@
 - **Recorded**: each firing's start, end, exit code, output folder and log file go into the store
   (`firings`). A `run` or `study` without `--out` gets `<runs dir>/<schedule>/<due time>`; the
   command's output goes to a `.log` file beside it; the child records its run in the same store.
-- **Clean stop**: on SIGTERM or SIGINT the server stops the running command (SIGTERM to its process
-  group, SIGKILL after a grace period), logs that firing as `interrupted`, and exits.
+- **Clean stop**: on SIGTERM or SIGINT the server stops the running command as Ctrl-C would (SIGINT to
+  its process group: the command, its workers and its Redis; SIGKILL after a grace period), logs that
+  firing as `interrupted`, and exits.
 
 Schedules are re-read from the store every second, so `schedule add` and `remove` take effect on a
 running server. One server per store: a second one would fire the same schedules again.
@@ -36,7 +37,7 @@ from ..history.store import STORE_ENV, ResultStore
 POLL_S = 0.2
 #: Seconds between re-reading the schedules from the store.
 RELOAD_S = 1.0
-#: Seconds the running command gets to stop after SIGTERM before it is killed.
+#: Seconds the running command gets to stop after SIGINT before it is killed.
 STOP_GRACE_S = 30.0
 #: Commands that write an output folder (`--out`), which the server names when the command does not.
 COMMANDS_WITH_OUT = ("run", "study")
@@ -219,7 +220,7 @@ class Scheduler:
         if running is None:
             return
         self.log(f"stopping the running command of {running.firing.schedule} (pid {running.process.pid})")
-        _signal_group(running.process, signal.SIGTERM)
+        _signal_group(running.process, signal.SIGINT)
         try:
             running.process.wait(self.stop_grace_s)
         except subprocess.TimeoutExpired:
