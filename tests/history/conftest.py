@@ -3,16 +3,10 @@ per session), and runs made of real HDR histograms of known latency distribution
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:
-    sys.path.insert(0, str(_REPO))
-
 from tests.support.postgres_server import PostgresServer
 
 from meshload.history.store import ResultStore, open_store

@@ -28,7 +28,9 @@ MESHLOAD = [sys.executable, "-c", "from meshload.cli import main; main()"]
 def meshload(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")}
     environment.update(env or {})
-    return subprocess.run([*MESHLOAD, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [*MESHLOAD, *args], cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=90
+    )
 
 
 @pytest.fixture

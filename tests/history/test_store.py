@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.support.synthetic_runs import DAY_MS, START_UNIX_MS, make_plan, synthetic_run
 
 from meshload.errors import UsageError
 from meshload.history.records import FIGURES, HistoryRecord, record_from_run
@@ -14,8 +15,6 @@ from meshload.history.schedules import Firing, Schedule
 from meshload.history.schema import SCHEMA_VERSION
 from meshload.history.store import ResultStore, StoreError, open_store
 from meshload.results.headline import Estimate
-
-from tests.support.synthetic_runs import DAY_MS, START_UNIX_MS, make_plan, synthetic_run
 
 
 def test_a_run_comes_back_with_its_plan_labels_figures_intervals_and_files(store: ResultStore) -> None:
@@ -134,7 +133,7 @@ def test_the_schema_is_created_once_versioned_and_a_newer_one_refused(store_loca
             again._execute(
                 cursor, "UPDATE meta SET value = ? WHERE key = ?", (str(SCHEMA_VERSION + 1), "schema_version")
             )
-    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this meshload"):
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, newer than this meshload"):
         open_store(store_location)
 
 
@@ -147,7 +146,7 @@ def test_a_store_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> Non
 
     not_sqlite = tmp_path / "garbage.db"
     not_sqlite.write_bytes(b"\x00" * 4096)
-    with pytest.raises(StoreError, match="garbage.db"):
+    with pytest.raises(StoreError, match=r"garbage\.db: cannot open it \(file is not a database\)"):
         open_store(str(not_sqlite))
 
     with pytest.raises(StoreError, match=r"cannot connect .*check the URL") as pg_error:

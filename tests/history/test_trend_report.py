@@ -28,7 +28,9 @@ INVALID_RUN = 4
 
 def meshload(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")}
-    return subprocess.run([*MESHLOAD, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*MESHLOAD, *args], cwd=cwd, env=environment, capture_output=True, text=True, check=False, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
