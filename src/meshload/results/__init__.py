@@ -4,6 +4,7 @@ generator's self-check, and the run's outputs (SMP, Fortio, interval log, HTML r
 from .aggregate import LiveFigures, RunAggregator, failed_requests
 from .compare import CellSummary, Comparison, bootstrap_mean_difference, compare_studies, compare_study, run_metrics
 from .fortio import fortio_document
+from .headline import Estimate, headline_figures
 from .histogram import REPORTED_PERCENTILES, DecodedCounts, LatencyHistogram, decode_counts
 from .hlog import read_interval_log, write_interval_log
 from .interval import ERROR_KINDS, IntervalRecord, decode_record, encode_record
@@ -20,6 +21,7 @@ __all__ = [
     "ComponentUsage",
     "DecodedCounts",
     "ERROR_KINDS",
+    "Estimate",
     "IntervalRecord",
     "LatencyHistogram",
     "LiveFigures",
@@ -41,6 +43,7 @@ __all__ = [
     "encode_record",
     "failed_requests",
     "fortio_document",
+    "headline_figures",
     "load_run_result",
     "load_study",
     "read_interval_log",
