@@ -60,17 +60,22 @@ def nightly_runs(tmp_path_factory: pytest.TempPathFactory) -> list[HistoryRecord
     return records
 
 
-def test_trend_marks_the_step_and_the_page_shows_it_in_a_browser(
+def _trend(records: list[HistoryRecord], store_location: str, out: Path) -> subprocess.CompletedProcess[str]:
+    with open_store(store_location) as store:
+        store.record(*records)
+        # Another plan's run stays out of the trend.
+        store.record(HistoryRecord(key="other", kind="run", plan_name="other", plan={}, started_unix_ms=START_UNIX_MS))
+    return meshload(
+        "trend", "--plan", "nightly", "--store", store_location, "--out", str(out), "--json", cwd=out.parent
+    )
+
+
+def test_trend_marks_the_step_where_it_starts(
     nightly_runs: list[HistoryRecord], store_location: str, tmp_path: Path
 ) -> None:
-    with open_store(store_location) as store:
-        store.record(*nightly_runs)
-        # Another plan's run and a run of the same plan under another function stay out of the trend.
-        other = HistoryRecord(key="other", kind="run", plan_name="other", plan={}, started_unix_ms=START_UNIX_MS)
-        store.record(other)
     out = tmp_path / "trend.html"
 
-    done = meshload("trend", "--plan", "nightly", "--store", store_location, "--out", str(out), "--json", cwd=tmp_path)
+    done = _trend(nightly_runs, store_location, out)
 
     assert done.returncode == 0, done.stderr
     verdicts = json.loads(done.stdout[: done.stdout.rindex("]") + 1])
@@ -82,9 +87,14 @@ def test_trend_marks_the_step_and_the_page_shows_it_in_a_browser(
     assert [bool(v["checks"]) for v in verdicts[:6]] == [False] * 6  # 5 earlier valid runs needed (run 4 invalid)
     assert f"run night-{STEP_RUN:02d} is significantly worse in: p50_ms, p99_ms" in done.stderr
     assert f"trend: {out.resolve()}" in done.stdout
-
     html = out.read_text(encoding="utf-8")
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+
+
+def test_the_trend_page_in_a_browser(nightly_runs: list[HistoryRecord], tmp_path: Path) -> None:
+    out = tmp_path / "trend.html"
+    assert _trend(nightly_runs, str(tmp_path / "history.db"), out).returncode == 0
+
     with headless_chromium() as browser:
         browser.get(out.resolve().as_uri())  # type: ignore[attr-defined]
         assert browser.title == "meshload trend: nightly"  # type: ignore[attr-defined]
@@ -99,6 +109,8 @@ def test_trend_marks_the_step_and_the_page_shows_it_in_a_browser(
         assert len(browser.find_elements("css selector", "svg.chart .point.invalid")) == 4  # type: ignore[attr-defined]
         latest = browser.find_element("id", "latest").text  # type: ignore[attr-defined]
         assert "not significantly worse" in latest  # run 13 is compared with a window holding the step
+        findings = browser.find_element("id", "findings").text  # type: ignore[attr-defined]
+        assert f"night-{STEP_RUN:02d}" in findings and "p99 latency (corrected)" in findings
         rule = browser.find_element("css selector", "ol.rule").text  # type: ignore[attr-defined]
         assert "Student-t" in rule and "1%" in rule
         link = rows[-1].find_element("css selector", "a").get_attribute("href")

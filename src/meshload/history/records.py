@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..results.aggregate import failed_requests
 from ..results.headline import Estimate, headline_figures
 from ..results.outputs import load_run_result
 from ..results.run_result import RunResult
@@ -24,16 +25,18 @@ Kind = Literal["run", "study", "cell"]
 KINDS: tuple[Kind, ...] = ("run", "study", "cell")
 
 #: The figures a record carries, each as value, low and high (columns `<name>`, `<name>_low`,
-#: `<name>_high` in the store). Units are in the names.
-FIGURES: tuple[str, ...] = (
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "p99_9_ms",
-    "error_rate_pct",
-    "proxy_cpu_mcores",
-    "proxy_mem_mb",
-)
+#: `<name>_high` in the store), with the key each has in `results.headline` and the study's cells.
+#: Units are in the names.
+FIGURE_SOURCES: dict[str, str] = {
+    "p50_ms": "p50_ms",
+    "p90_ms": "p90_ms",
+    "p99_ms": "p99_ms",
+    "p99_9_ms": "p99.9_ms",  # a dot cannot stand in a column name
+    "error_rate_pct": "error_rate_pct",
+    "proxy_cpu_mcores": "proxy_cpu_mcores",
+    "proxy_mem_mb": "proxy_mem_mb",
+}
+FIGURES: tuple[str, ...] = tuple(FIGURE_SOURCES)
 #: Plan fields that do not change what is measured: left out of the plan digest, so the runs of a
 #: plan stay one series however they are labelled or seeded.
 _DIGEST_IGNORES = ("name", "labels", "seed")
@@ -86,11 +89,9 @@ def record_from_run(
     plan_name: str | None = None,
 ) -> HistoryRecord:
     """The record of one finished run (or a study's cell, with `kind="cell"`)."""
-    from ..results.aggregate import failed_requests
-
     plan = result.plan.model_dump(mode="json")
     figures = headline_figures(result)
-    stored = {name: figures[name.replace("p99_9", "p99.9")] for name in FIGURES}
+    stored = {name: figures[source] for name, source in FIGURE_SOURCES.items()}
     return HistoryRecord(
         key=result.run_id,
         kind=kind,
@@ -173,10 +174,7 @@ def records_from_study(study: StudyResult, location: Path) -> list[HistoryRecord
                 },
                 requests=cell.completed,
                 rate_rps=cell.actual_rps,
-                figures={
-                    name: Estimate(metrics.get(name.replace("p99_9", "p99.9")))
-                    for name in ("p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "error_rate_pct")
-                },
+                figures={name: Estimate(metrics.get(source)) for name, source in FIGURE_SOURCES.items()},
                 valid=cell.valid,
                 validity=list(cell.validity),
                 location=str(run_dir or location),
