@@ -153,11 +153,12 @@ def history_table(records: list[HistoryRecord], *, title: str) -> object:
     """A rich table of records (newest first as given)."""
     from rich.table import Table
 
+    from ..history.records import format_time
     from ..results.study_report import format_value
 
     table = Table(title=title)
     for heading, justify in (
-        ("started (UTC)", "left"),
+        ("started", "left"),
         ("kind", "left"),
         ("plan", "left"),
         ("id", "left"),
@@ -175,7 +176,7 @@ def history_table(records: list[HistoryRecord], *, title: str) -> object:
         table.add_column(heading, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for record in records:
         table.add_row(
-            _when(record.started_unix_ms),
+            format_time(record.started_unix_ms),
             record.kind,
             record.plan_name,
             record.key,
@@ -195,12 +196,6 @@ def history_table(records: list[HistoryRecord], *, title: str) -> object:
 
 def _as_json(record: HistoryRecord) -> dict[str, object]:
     return asdict(record)  # the figures' estimates become {"value", "low", "high"}
-
-
-def _when(unix_ms: int) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix_ms / 1000)) if unix_ms else "–"
 
 
 def register(app: typer.Typer) -> None:

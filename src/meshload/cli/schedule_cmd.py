@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import UsageError
+from ..history.records import format_time
 from . import terminal
 from .history_hook import StoreOption
 
@@ -73,10 +74,8 @@ def add(
     with open_store(store) as opened:
         opened.add_schedule(schedule)
         display = opened.display
-    next_s = next_due_s(cron, time.time(), timezone)
-    terminal.success(
-        f"schedule {name} added to {display}; next due {_when(next_s)} (served by `meshload schedule serve`)"
-    )
+    next_ms = next_due_s(cron, time.time(), timezone) * 1000
+    terminal.success(f"schedule {name} added to {display}; next due {format_time(next_ms)} (`meshload schedule serve`)")
 
 
 @schedule_app.command("list")
@@ -121,7 +120,7 @@ def list_schedules(
             schedule.cron,
             schedule.timezone,
             "meshload " + " ".join(schedule.command),
-            _when(next_due_s(schedule.cron, now, schedule.timezone)),
+            format_time(next_due_s(schedule.cron, now, schedule.timezone) * 1000),
             _describe(found[0]) if found else "–",
         )
     terminal.table(table)
@@ -176,7 +175,7 @@ def log(
             else "–"
         )
         table.add_row(
-            _when(firing.due_unix_ms / 1000),
+            format_time(firing.due_unix_ms),
             firing.schedule,
             firing.status,
             str(firing.exit_code) if firing.exit_code is not None else "–",
@@ -259,14 +258,10 @@ def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception],
 
 
 def _describe(firing: Firing) -> str:
-    text = f"{_when(firing.due_unix_ms / 1000)} {firing.status}"
+    text = f"{format_time(firing.due_unix_ms)} {firing.status}"
     if firing.exit_code is not None:
         text += f" (exit {firing.exit_code})"
     return text
-
-
-def _when(unix_s: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_s))
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..history.records import format_time
 from ..history.schedules import Firing, Schedule, due_times_s, next_due_s
 from ..history.store import STORE_ENV, ResultStore
 
@@ -111,16 +112,20 @@ class Scheduler:
                 since = (last if last is not None else schedule.created_unix_ms) / 1000.0
                 self._log_missed(schedule, since, now, reason="no schedule server was running")
             self._due[name] = next_due_s(schedule.cron, max(now, schedule.created_unix_ms / 1000.0), schedule.timezone)
-            self.log(f"schedule {name} ({schedule.cron} {schedule.timezone}): next at {_when(self._due[name])}")
+            self.log(
+                f"schedule {name} ({schedule.cron} {schedule.timezone}): next at {format_time(self._due[name] * 1000)}"
+            )
 
     def _log_missed(self, schedule: Schedule, after_s: float, until_s: float, *, reason: str) -> None:
         """One `missed` entry for the due times in (after, until], if there are any."""
         due = due_times_s(schedule.cron, after_s, until_s, schedule.timezone, listed=MISSED_LISTED)
         if not due.count or due.last is None:
             return
-        detail = f"{due.count} due time(s) missed ({reason}): " + ", ".join(_when(moment) for moment in due.first)
+        detail = f"{due.count} due time(s) missed ({reason}): " + ", ".join(
+            format_time(moment * 1000) for moment in due.first
+        )
         if due.count > MISSED_LISTED:
-            detail += f", ... {_when(due.last)}"
+            detail += f", ... {format_time(due.last * 1000)}"
         self.store.add_firing(
             Firing(
                 schedule=schedule.name,
@@ -146,11 +151,11 @@ class Scheduler:
                     schedule=schedule.name,
                     due_unix_ms=round(due_s * 1000),
                     status="skipped",
-                    detail=f"{running.schedule} (due {_when(running.due_unix_ms / 1000)}) was still running",
+                    detail=f"{running.schedule} (due {format_time(running.due_unix_ms)}) was still running",
                     command=list(schedule.command),
                 )
             )
-            self.log(f"schedule {schedule.name}: {_when(due_s)} skipped, {running.schedule} still running")
+            self.log(f"schedule {schedule.name}: {format_time(due_s * 1000)} skipped, {running.schedule} still running")
         else:
             self._start(schedule, due_s)
         self._log_missed(schedule, due_s, now, reason="the server was busy or paused")
@@ -242,10 +247,6 @@ def given_out_dir(command: list[str]) -> Path | None:
 def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, signum)
-
-
-def _when(unix_s: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_s))
 
 
 def _now_ms() -> int:

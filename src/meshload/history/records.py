@@ -196,3 +196,8 @@ def records_from_study_folder(folder: Path) -> list[HistoryRecord]:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def format_time(unix_ms: float) -> str:
+    """A wall-clock instant as people read it in tables and logs: "2026-06-09 20:26:40 UTC"."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_ms / 1000)) if unix_ms else "–"

@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from ..results.study_report import format_value
+from .records import format_time
 from .trend import TREND_METRICS, RegressionRule, TrendPoint
 from .trend_chart import ChartPoint, State, interval_chart
 
@@ -56,7 +57,7 @@ def render_trend(
         plan=plan,
         store=store,
         labels=dict(labels or {}),
-        generated=_when(int(time.time() * 1000)),
+        generated=format_time(int(time.time() * 1000)),
         points=points,
         newest_first=list(reversed(points)),
         rule=rule,
@@ -65,7 +66,7 @@ def render_trend(
         charts=charts,
         findings=findings(points),
         latest=latest,
-        when=_when,
+        when=format_time,
         fmt=format_value,
         report_link=_report_link,
     )
@@ -86,7 +87,7 @@ def findings(points: Sequence[TrendPoint]) -> list[Finding]:
             found.append(
                 Finding(
                     run=point.record.key,
-                    when=_when(point.record.started_unix_ms),
+                    when=format_time(point.record.started_unix_ms),
                     metric=metric.label,
                     value=f"{format_value(value)} {metric.unit}",
                     baseline=f"{format_value(check.baseline_mean)} {metric.unit}",
@@ -109,7 +110,7 @@ def _chart_point(point: TrendPoint, key: str) -> ChartPoint:
     else:
         state = "marked" if check.worse else "judged"
     value = estimate.value if estimate is not None else None
-    tooltip = f"{record.key} at {_when(record.started_unix_ms)}: {format_value(value)}"
+    tooltip = f"{record.key} at {format_time(record.started_unix_ms)}: {format_value(value)}"
     if estimate is not None and estimate.low is not None and estimate.high is not None:
         tooltip += f" [{format_value(estimate.low)}, {format_value(estimate.high)}]"
     if check is not None:
@@ -140,10 +141,6 @@ def _report_link(location: str) -> str | None:
         if path.is_file():
             return path.resolve().as_uri()
     return None
-
-
-def _when(unix_ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_ms / 1000)) if unix_ms else "–"
 
 
 @lru_cache(maxsize=1)
