@@ -103,9 +103,19 @@ def run(
     metrics_port: Annotated[
         int | None,
         _option(
-            "--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1)."
+            "--metrics-port",
+            env="METRICS_PORT",
+            help="Serve live figures for Prometheus on this port (on --metrics-address).",
         ),
     ] = None,
+    metrics_address: Annotated[
+        str,
+        _option(
+            "--metrics-address",
+            env="METRICS_ADDRESS",
+            help="Address of the --metrics-port endpoint (0.0.0.0: every interface, e.g. in a pod).",
+        ),
+    ] = "127.0.0.1",
     live: Annotated[bool, _option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
     placement: Annotated[
         str,
@@ -172,6 +182,7 @@ def run(
         out_dir=out_dir,
         on_worker_loss=on_worker_loss,  # type: ignore[arg-type]
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
         live=live,
         strict=strict,
         placement=placement,
