@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import UsageError
-from ..history.records import format_time
 from . import terminal
 from .history_hook import StoreOption
 
@@ -59,7 +58,7 @@ def add(
     store: StoreOption = None,
 ) -> None:
     """Add a schedule: `schedule add NAME --cron '0 3 * * *' -- run ARGS...`."""
-    from ..history.records import now_ms
+    from ..history.records import format_time, now_ms
     from ..history.schedules import Schedule, check_cron, next_due_s
     from ..history.store import open_store
 
@@ -88,6 +87,7 @@ def list_schedules(
     """The schedules, each with its next due time and its last firing."""
     from rich.table import Table
 
+    from ..history.records import format_time
     from ..history.schedules import next_due_s
     from ..history.store import open_store
 
@@ -157,6 +157,7 @@ def log(
     """The firings: each due time and what came of it (succeeded, failed, skipped, missed, ...)."""
     from rich.table import Table
 
+    from ..history.records import format_time
     from ..history.store import open_store
 
     with open_store(store) as opened:
@@ -258,6 +259,8 @@ def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception],
 
 
 def _describe(firing: Firing) -> str:
+    from ..history.records import format_time
+
     text = f"{format_time(firing.due_unix_ms)} {firing.status}"
     if firing.exit_code is not None:
         text += f" (exit {firing.exit_code})"
