@@ -47,14 +47,14 @@ def history(
     label: LabelOption = None,
     plan: PlanOption = None,
     kind: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--kind",
             envvar="MESHLOAD_HISTORY_KIND",
             show_envvar=True,
             help="run, study, cell (a study's runs) or all; default: runs and studies.",
         ),
-    ] = "default",
+    ] = None,
     limit: Annotated[
         int,
         typer.Option(
@@ -136,9 +136,10 @@ def parse_labels(pairs: list[str]) -> dict[str, str]:
     return labels
 
 
-def _kinds(kind: str) -> list[Kind] | None:
+def _kinds(kind: str | None) -> list[Kind] | None:
+    if kind is None:
+        return ["run", "study"]
     choices: dict[str, list[Kind] | None] = {
-        "default": ["run", "study"],
         "all": None,
         "run": ["run"],
         "study": ["study"],
