@@ -15,6 +15,7 @@ from .compare import (
 )
 from .fortio import fortio_document
 from .halfwidth_targets import HalfWidthTarget, parse_halfwidth_targets
+from .headline import Estimate, headline_figures
 from .histogram import REPORTED_PERCENTILES, DecodedCounts, LatencyHistogram, decode_counts
 from .hlog import read_interval_log, write_interval_log
 from .interval import ERROR_KINDS, IntervalRecord, decode_record, encode_record
@@ -36,6 +37,7 @@ __all__ = [
     "ComponentUsage",
     "DecodedCounts",
     "ERROR_KINDS",
+    "Estimate",
     "HalfWidthTarget",
     "IntervalRecord",
     "LatencyHistogram",
@@ -63,6 +65,7 @@ __all__ = [
     "encode_record",
     "failed_requests",
     "fortio_document",
+    "headline_figures",
     "load_run_result",
     "load_study",
     "parse_halfwidth_targets",
