@@ -5,7 +5,12 @@
     ├── PlanError            a bad plan or scenario file; carries the file and line
     ├── RedisError           Redis unreachable, refused the password, or is not usable
     ├── TestbedError         the local testbed could not be started, changed or stopped
-    └── RunError             a run could not be carried out (no workers, all workers lost, ...)
+    ├── RunError             a run could not be carried out (no workers, all workers lost, ...)
+    └── MeshError            a mesh in a Kubernetes cluster could not be driven
+        ├── ClusterUnreachable     no Kubernetes configuration, or no API server answered
+        ├── ApiRefused             the API server refused a request (RBAC 403, a missing CRD, ...)
+        ├── NotInForce             applied, but not in force before the deadline
+        └── FunctionNotSupported   the mesh cannot express this function (or these parameters)
 
 Library errors are translated at the boundary with `raise ... from exc`, so the traceback is kept
 for `--debug` while the user sees one line.
@@ -46,3 +51,27 @@ class TestbedError(MeshloadError):
 
 class RunError(MeshloadError):
     pass
+
+
+class MeshError(MeshloadError):
+    pass
+
+
+class ClusterUnreachable(MeshError):
+    pass
+
+
+class ApiRefused(MeshError):
+    pass
+
+
+class NotInForce(MeshError):
+    pass
+
+
+class FunctionNotSupported(MeshError):
+    """Carries the mesh's `Support` answer, so a study can mark the cell instead of failing."""
+
+    def __init__(self, support: object) -> None:
+        super().__init__(str(support))
+        self.support = support

@@ -3,6 +3,7 @@ processes (`meshload worker`), all on loopback and all stopped after the test.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,10 +16,10 @@ _REPO = Path(__file__).resolve().parents[2]
 if str(_REPO) not in sys.path:  # `tests.support` without relying on how pytest was started
     sys.path.insert(0, str(_REPO))
 
-from tests.support.http_servers import ServerHandle, start_server
-from tests.support.redis_server import RedisServer
+from tests.support.http_servers import ServerHandle, start_server  # noqa: E402 - after the path above
+from tests.support.redis_server import RedisServer  # noqa: E402
 
-from meshload.pipeline import wire
+from meshload.pipeline import wire  # noqa: E402
 
 WORKER_START_TIMEOUT_S = 30.0
 
@@ -46,19 +47,13 @@ class Fleet:
         self.redis_url = redis_url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, worker_id: str, *extra: str) -> subprocess.Popen[bytes]:
-        command = [
-            sys.executable,
-            "-c",
-            "from meshload.cli import main; main()",
-            "worker",
-            "--redis",
-            self.redis_url,
-            "--id",
-            worker_id,
-            *extra,
-        ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def start(self, worker_id: str, *extra: str, environment: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a worker; with `environment` (e.g. MESHLOAD_REDIS) its Redis URL is taken from there."""
+        command = [sys.executable, "-c", "from meshload.cli import main; main()", "worker", "--id", worker_id, *extra]
+        if environment is None:
+            command[4:4] = ["--redis", self.redis_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")} | (environment or {})
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self.processes[worker_id] = process
         return process
 

@@ -308,14 +308,9 @@ def test_a_worker_whose_coordinator_is_gone_stops_by_itself(http_server, fleet_f
         keys = wire.RunKeys("orphaned-run")
         client.set(keys.coordinator, b"1", px=1500)  # a coordinator that dies right after assigning
         plan = open_plan(http_server.url, rate=50, duration_s=60.0)
-        assignment = wire.Assignment(
-            run_id=keys.run_id,
-            plan_json=plan.model_dump_json(),
-            index=0,
-            count=1,
-            start_redis_us=wire.redis_time_us(client) + 200_000,
-        )
-        client.rpush(wire.assignment_key("orphan"), wire.encode(assignment))
+        assignment = wire.Assignment(run_id=keys.run_id, plan_json=plan.model_dump_json(), index=0, count=1)
+        start = wire.Start(run_id=keys.run_id, start_redis_us=wire.redis_time_us(client) + 200_000)
+        client.rpush(wire.assignment_key("orphan"), wire.encode(assignment), wire.encode(start))
         started = time.monotonic()
         final = None
         last = "0-0"

@@ -212,6 +212,12 @@ def start_server(
     ]
     if tls_cert is not None:
         command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
+    return launch_server(command, kind, "https" if tls_cert else "http")
+
+
+def launch_server(command: list[str], kind: str, scheme: str = "http") -> ServerHandle:
+    """Start a server process that prints `READY <port> <control port>` and serves until its stdin
+    closes; its handle once it listens."""
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), True)
@@ -224,7 +230,7 @@ def start_server(
         process.wait()
         raise RuntimeError(f"test server {kind!r} did not start (exit code {process.poll()})")
     _, port, control_port = line.split()
-    return ServerHandle(kind, int(port), int(control_port), process, "https" if tls_cert else "http")
+    return ServerHandle(kind, int(port), int(control_port), process, scheme)
 
 
 def refused_port() -> int:

@@ -17,6 +17,7 @@ import typer
 
 from ..errors import UsageError
 from . import terminal
+from .history_hook import HistoryOption, StoreOption, record_study
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
@@ -75,6 +76,8 @@ def study(
     as_json: bool = _option(
         False, "--json", env="JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
     ),
+    store: StoreOption = None,
+    history: HistoryOption = True,
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
     from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
@@ -133,6 +136,7 @@ def study(
         f"study finished in {format_duration(round(elapsed_s))} (estimated {format_duration(round(estimate_s))})"
     )
     index_path = (out_dir / "index.html").resolve()
+    record_study(result, out_dir, store=store, enabled=history)
     if as_json:
         from ..results.study_report import study_document
 

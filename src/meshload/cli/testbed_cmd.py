@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from . import terminal
+
+if TYPE_CHECKING:
+    from ..coordinator.mesh.local import LocalTestbedMesh
 
 STATE_DIR_ENV = "MESHLOAD_TESTBED_DIR"
 
@@ -27,7 +31,7 @@ _STATE_DIR = typer.Option(
 _SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (repeatable).")
 
 
-def _mesh(state_dir: Path | None):
+def _mesh(state_dir: Path | None) -> LocalTestbedMesh:
     # imported here so `meshload --help` does not load the testbed
     from ..coordinator.mesh.local import LocalTestbedMesh
 
@@ -55,12 +59,21 @@ def up(
     fault_scale: float = typer.Option(
         1.0, "--fault-scale", help="Multiplies ratings' 7 s / 60 s / 15 min fault constants."
     ),
+    topology: str | None = typer.Option(
+        None, "--topology", help="sidecar (default), per-node or ingress-only; switches a running testbed."
+    ),
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
-    """Start BookInfo, its sidecars and the ingress (or switch function if already running)."""
+    """Start BookInfo, its proxies and the ingress (or switch function and topology if already running)."""
     mesh = _mesh(state_dir)
-    mesh.up(function, settings_from_pairs(settings), app_modes={"ratings": ratings_mode}, fault_scale=fault_scale)
-    terminal.success(f"testbed up with {function} at {mesh.ingress_url}/productpage")
+    mesh.up(
+        function,
+        settings_from_pairs(settings),
+        topology=topology,
+        app_modes={"ratings": ratings_mode},
+        fault_scale=fault_scale,
+    )
+    terminal.success(f"testbed up with {function} ({mesh.status()['topology']}) at {mesh.ingress_url}/productpage")
     terminal.result(mesh.ingress_url)
 
 
@@ -102,11 +115,23 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
     state_dir: Path | None = _STATE_DIR,
 ) -> None:
-    """The ingress URL, the function in force, and every process with its ports and pid."""
+    """The ingress URL, the function in force, and every process with its ports and pid.
+
+    Exits 1 when the testbed is up but one of its processes has died (each is named on stderr)."""
     report = _mesh(state_dir).status()
     if as_json:
         terminal.result(json.dumps(report, indent=2, sort_keys=True))
-        return
+    else:
+        _print_status(report)
+    dead = [f"{p['name']} ({p['kind']}, pid {p['pid']})" for p in report.get("processes") or [] if not p["alive"]]
+    if dead:
+        from ..errors import TestbedError
+
+        which = f"process {dead[0]} is" if len(dead) == 1 else f"processes {', '.join(dead)} are"
+        raise TestbedError(f"testbed {which} dead; restart the testbed with `meshload testbed down` then `up`")
+
+
+def _print_status(report: dict) -> None:
     if not report.get("processes"):
         terminal.result(f"testbed not running (state folder {report['state_dir']})")
         return
@@ -115,6 +140,8 @@ def status(
         f"running    {'yes' if report['running'] else 'NO (some processes died; run `meshload testbed down`)'}",
         f"ingress    {report['ingress_url']}",
         f"function   {report['function']}" + "".join(f" {k}={v}" for k, v in sorted(report["params"].items())),
+        f"topology   {report['topology']}",
+        f"grpc       {report['grpc']['address']} {report['grpc']['service']}",
     ]
     for process in report["processes"]:
         ports = " ".join(f"{name}={port}" for name, port in process["ports"].items())
@@ -125,13 +152,15 @@ def status(
 
 @testbed_app.command("functions")
 def functions(as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout.")) -> None:
-    """The functions the testbed can apply, with their parameters and defaults."""
+    """The functions the testbed can apply, with their parameters, defaults and topologies."""
     from ..testbed import PROFILES
 
-    listing = {
+    listing: dict[str, dict[str, Any]] = {
         name: {
             "description": p.description,
             "params": {k: {"default": v.default, "help": v.help} for k, v in p.params.items()},
+            "topologies": list(p.topologies),
+            "topology_notes": p.notes(),
         }
         for name, p in PROFILES.items()
     }
@@ -143,6 +172,8 @@ def functions(as_json: bool = typer.Option(False, "--json", help="Print as JSON 
         lines.append(f"{name:<18} {entry['description']}")
         for key, param in entry["params"].items():
             lines.append(f"{'':<20}{key}={param['default']!s:<12} {param['help']}")
+        for topology, note in entry["topology_notes"].items():
+            lines.append(f"{'':<20}[{topology}] {note}")
     terminal.result("\n".join(lines))
 
 

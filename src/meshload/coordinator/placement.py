@@ -1,9 +1,18 @@
 """Where a run's workers come from: idle workers of a running fleet (`meshload worker --redis URL` on
 other nodes), or worker processes spawned on this machine for the run (the same `meshload worker`
-code, with `--once`)."""
+code, with `--once`).
+
+A spawned worker gets the Redis URL in its environment, never on its command line: a password there
+would be readable by every user of the machine (`ps`, `/proc/PID/cmdline`), the environment only by
+its owner. With a private Redis, it also gets a lifeline: its stdin is a pipe from the coordinator,
+and the end of that pipe (the coordinator gone, however it ended) makes it leave at once, since
+nothing it measures could be delivered any more. With a Redis of the user's, it goes on, so that the
+run can be resumed.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -65,12 +74,23 @@ class Workers:
         for log_file in self._log_files:
             log_file.close()
         self._log_files.clear()
+        for process in self.processes.values():
+            if process.stdin is not None:
+                process.stdin.close()
 
 
 def place_workers(
-    client: redis.Redis, redis_url: str, count: int, *, run_id: str, placement: Placement, log_dir: Path
+    client: redis.Redis,
+    redis_url: str,
+    count: int,
+    *,
+    run_id: str,
+    placement: Placement,
+    log_dir: Path,
+    exit_with_parent: bool = False,
 ) -> Workers:
-    """`count` workers for the run: from the fleet when it has any idle worker (`auto`), else spawned."""
+    """`count` workers for the run: from the fleet when it has any idle worker (`auto`), else spawned
+    (`exit_with_parent`: spawned workers leave when this process ends, for a private Redis)."""
     if placement != "local":
         idle = idle_fleet_workers(client)
         if idle and len(idle) >= count:
@@ -80,14 +100,16 @@ def place_workers(
                 f"the fleet at {wire.redacted(redis_url)} has {len(idle)} idle worker(s) but the run needs "
                 f"{count}; start more with `meshload worker --redis URL` or ask for --workers {len(idle) or 1}"
             )
-    return spawn_local_workers(client, redis_url, count, run_id=run_id, log_dir=log_dir)
+    return spawn_local_workers(
+        client, redis_url, count, run_id=run_id, log_dir=log_dir, exit_with_parent=exit_with_parent
+    )
 
 
 def idle_fleet_workers(client: redis.Redis) -> list[str]:
     """Registered long-lived workers that are alive and not busy, in id order."""
     registered = client.hgetall(wire.fleet_key())
     idle: list[str] = []
-    stale: list[bytes] = []
+    stale: list[bytes | str] = []
     for raw_id, raw_info in sorted(registered.items()):
         info = wire.decode_worker_info(raw_info)
         state = client.get(wire.worker_alive_key(info.id))
@@ -100,24 +122,49 @@ def idle_fleet_workers(client: redis.Redis) -> list[str]:
     return idle
 
 
-def worker_command(redis_url: str, worker_id: str) -> list[str]:
-    """The command line of one spawned worker: `meshload worker` in this interpreter."""
-    return [
-        sys.executable,
-        "-c",
-        "from meshload.cli import main; main()",
-        "worker",
-        "--redis",
-        redis_url,
-        "--id",
-        worker_id,
-        "--once",
-        "--idle-timeout",
-        f"{SPAWNED_IDLE_TIMEOUT_S:g}s",
-    ]
+#: The targets a worker spawned by the coordinator may send to: any (its user chose them).
+ANY_TARGET = ("0.0.0.0/0", "::/0")
 
 
-def spawn_local_workers(client: redis.Redis, redis_url: str, count: int, *, run_id: str, log_dir: Path) -> Workers:
+def worker_command(worker_id: str, *, once: bool, idle_timeout_s: float, exit_with_parent: bool) -> list[str]:
+    """The command line of one spawned worker: `meshload worker` in this interpreter (no secrets)."""
+    command = [sys.executable, "-c", "from meshload.cli import main; main()", "worker", "--id", worker_id]
+    command += ["--idle-timeout", f"{idle_timeout_s:g}s"]
+    for network in ANY_TARGET:
+        command += ["--allow-target", network]
+    if once:
+        command.append("--once")
+    if exit_with_parent:
+        command.append("--exit-with-parent")
+    return command
+
+
+def spawn_worker(
+    redis_url: str,
+    worker_id: str,
+    log_file: IO[bytes],
+    *,
+    once: bool,
+    idle_timeout_s: float,
+    exit_with_parent: bool,
+) -> subprocess.Popen[bytes]:
+    """Start one `meshload worker` process on this machine (see the module docstring)."""
+    # The worker's own settings come from its command line, not from a fleet worker's variables
+    # that happen to be set where the coordinator runs.
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("MESHLOAD_WORKER_")}
+    environment[wire.REDIS_URL_ENV] = redis_url
+    return subprocess.Popen(
+        worker_command(worker_id, once=once, idle_timeout_s=idle_timeout_s, exit_with_parent=exit_with_parent),
+        stdin=subprocess.PIPE if exit_with_parent else subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=log_file,
+        env=environment,
+    )
+
+
+def spawn_local_workers(
+    client: redis.Redis, redis_url: str, count: int, *, run_id: str, log_dir: Path, exit_with_parent: bool = False
+) -> Workers:
     """Start `count` worker processes and wait until each has registered."""
     log_dir.mkdir(parents=True, exist_ok=True)
     workers = Workers(ids=[f"{run_id}-w{index}" for index in range(count)])
@@ -127,8 +174,13 @@ def spawn_local_workers(client: redis.Redis, redis_url: str, count: int, *, run_
             log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Workers.release
             workers._log_files.append(log_file)
             workers.logs[worker_id] = log_path
-            workers.processes[worker_id] = subprocess.Popen(
-                worker_command(redis_url, worker_id), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
+            workers.processes[worker_id] = spawn_worker(
+                redis_url,
+                worker_id,
+                log_file,
+                once=True,
+                idle_timeout_s=SPAWNED_IDLE_TIMEOUT_S,
+                exit_with_parent=exit_with_parent,
             )
         _wait_for_registration(client, workers)
     except BaseException:

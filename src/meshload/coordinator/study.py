@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -108,7 +107,9 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
     was already running, left running with its function of before back in force.
     """
     from .mesh.local import LocalTestbedMesh
+    from .run_folders import reap_leftovers
 
+    reap_leftovers()
     own_testbed = None
     mesh = options.mesh
     if mesh is None:
@@ -237,8 +238,8 @@ class StudyWorkers:
 
     #: How long workers may take to start, or to become idle again after a run.
     READY_TIMEOUT_S = 30.0
-    #: A worker left behind by a killed study leaves by itself after this long without work.
-    IDLE_TIMEOUT_S = "120s"
+    #: A worker whose study stopped giving it work leaves by itself after this long.
+    IDLE_TIMEOUT_S = 120.0
 
     def __init__(self, redis_url: str, count: int, log_dir: Path) -> None:
         self.redis_url = redis_url
@@ -253,20 +254,16 @@ class StudyWorkers:
         self.wait_until_idle()
 
     def _spawn(self, worker_id: str) -> None:
-        command = [
-            sys.executable,
-            "-c",
-            "from meshload.cli import main; main()",
-            "worker",
-            "--redis",
-            self.redis_url,
-            "--id",
-            worker_id,
-            "--idle-timeout",
-            self.IDLE_TIMEOUT_S,
-        ]
+        from .placement import spawn_worker
+
+        previous = self._processes.get(worker_id)
+        if previous is not None and previous.stdin is not None:
+            previous.stdin.close()  # it exited; its lifeline goes with it
         with open(self.log_dir / f"{worker_id}.log", "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            # The study's Redis is private: workers leave with the study, however it ends.
+            process = spawn_worker(
+                self.redis_url, worker_id, log, once=False, idle_timeout_s=self.IDLE_TIMEOUT_S, exit_with_parent=True
+            )
         self._processes[worker_id] = process
         # The generator shares the cores with the mesh it measures; when it is scheduled late, its
         # lag lands in every corrected latency. Ahead of the proxies, it sends on time. Where raising
@@ -306,6 +303,8 @@ class StudyWorkers:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            if process.stdin is not None:
+                process.stdin.close()
         self._processes.clear()
 
 

@@ -305,7 +305,10 @@ class _OpenLoopConnection(HttpConnection):
         if not self.busy:
             return  # an answer nobody asked for (already timed out): ignore
         parser = self._parser
-        self._recorder.record_response(self.planned_ns, self.sent_ns, done_ns, parser.get_status_code())
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim response (100, 103, ...): the final one follows
+        self._recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
         self.busy = False
         runner: _OpenLoopRunner = self.owner  # type: ignore[assignment]
         if parser.should_keep_alive():
@@ -493,6 +496,15 @@ class _OpenLoopRunner(_Runner):
         if pool.pending and self.accepting_sends:
             self._open_if_needed(pool)
 
+    def await_server_close(self, conn: HttpConnection) -> None:
+        super().await_server_close(conn)
+        # The target closes its connections by its own choice: open the replacement now, so that the
+        # next planned send finds a connection ready instead of waiting for one (which would count as
+        # the generator's lag).
+        pool = self.pools[conn.origin_index]
+        if self.accepting_sends and pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS:
+            self._start_connect(pool)
+
 
 class _ClosedLoopConnection(HttpConnection):
     """Closed loop: a response makes its client ready; with one target and no think time the next
@@ -506,8 +518,11 @@ class _ClosedLoopConnection(HttpConnection):
         if not self.busy:
             return
         parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim response (100, 103, ...): the final one follows
         recorder = self._recorder
-        recorder.record_response(self.planned_ns, self.sent_ns, done_ns, parser.get_status_code())
+        recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
         runner: _ClosedLoopRunner = self.owner  # type: ignore[assignment]
         payload = runner.fast_payload
         if payload is not None and done_ns < runner.end_ns and parser.should_keep_alive():
