@@ -132,10 +132,16 @@ def _name_summary(part: dict) -> NameSummary:
 def _mesh_usage(data: dict | None) -> MeshUsage | None:
     if data is None:
         return None
-    parts = {
-        name: ComponentUsage(**data[name])
-        for name in ("sidecar", "ingress_gateway", "control_plane", "applications")
-        if name in data
-    }
-    rest = {key: value for key, value in data.items() if key not in parts}
-    return MeshUsage(**rest, **parts)
+
+    def component(name: str) -> ComponentUsage:
+        return ComponentUsage(**data[name]) if name in data else ComponentUsage()
+
+    components = ("sidecar", "ingress_gateway", "control_plane", "applications")
+    rest = {key: value for key, value in data.items() if key not in components}
+    return MeshUsage(
+        **rest,
+        sidecar=component("sidecar"),
+        ingress_gateway=component("ingress_gateway"),
+        control_plane=component("control_plane"),
+        applications=component("applications"),
+    )

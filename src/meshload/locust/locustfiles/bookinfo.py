@@ -47,18 +47,19 @@ class BookInfoVisitor(FastHttpUser):
     def visit(self) -> None:
         self._get("/productpage", "anonymous: /productpage", b"Sign in")
         self._sign_in()
-        self._get("/productpage", f"{USER}: /productpage", f">{USER}</span>".encode())
+        self._get("/productpage", f"{USER}: /productpage", f">{USER}<".encode(), b"Sign out")
         self._get("/api/v1/products", "api: products", b"The Comedy of Errors")
         self._get(f"/api/v1/products/{PRODUCT_ID}", "api: details", b'"id"')
         self._get(f"/api/v1/products/{PRODUCT_ID}/reviews", "api: reviews", b'"reviews"')
         self._get(f"/api/v1/products/{PRODUCT_ID}/ratings", "api: ratings", b'"ratings"')
         self._sign_out()
 
-    def _get(self, path: str, name: str, expected: bytes) -> None:
-        """GET `path`; a 200 without `expected` in its body is a failure (bad statuses fail anyway)."""
+    def _get(self, path: str, name: str, *expected: bytes) -> None:
+        """GET `path`; a 200 without each `expected` in its body is a failure (bad statuses fail anyway)."""
         with self.client.get(path, name=name, catch_response=True) as response:
-            if response.status_code == 200 and expected not in (response.content or b""):
-                response.failure(f"{path}: {expected.decode()!r} is not in the answer")
+            missing = [part.decode() for part in expected if part not in (response.content or b"")]
+            if response.status_code == 200 and missing:
+                response.failure(f"{path}: {', '.join(map(repr, missing))} not in the answer")
 
     def _sign_in(self) -> None:
         with self.client.post(
