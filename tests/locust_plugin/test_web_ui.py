@@ -1,4 +1,5 @@
-"""The meshload tab in Locust's web UI, in a real browser (Debian's chromium and chromedriver, headless):
+"""The meshload tab in Locust's web UI, in a real browser (Debian's chromium and chromedriver, headless,
+`tests/support/browser.py`):
 start a test from Locust's own form, open the meshload tab, watch its figures update, stop the test
 and follow the link to the report it wrote.
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -19,27 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from tests.support.browser import headless_chromium
 
 from .conftest import LOCUSTFILES, free_port, locust_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,800",
-]
+#: The tab as the README shows it.
+WINDOW = (1280, 800)
 #: The rows of the meshload table, read at once in the page (the UI rewrites them every 2 s).
 READ_TABLE = """
 return Array.from(document.querySelectorAll("table tr")).map(
@@ -105,19 +94,10 @@ def locust_web_ui(http_server, tmp_path) -> Iterator[tuple[str, Path, subprocess
 
 
 @pytest.fixture
-def browser(tmp_path) -> Iterator[object]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("chromium and chromedriver are needed (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+def browser() -> Iterator[object]:
+    with headless_chromium() as driver:
+        driver.set_window_size(*WINDOW)  # type: ignore[attr-defined]
         yield driver
-    finally:
-        driver.quit()
 
 
 def meshload_rows(driver) -> dict[str, list[str]]:
