@@ -11,7 +11,6 @@ Three threads, each with its own Redis connection, so none waits on another:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
+from .engines.base import EngineJob, EngineOutcome, StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +47,15 @@ class _ActiveRun:
     keys: wire.RunKeys
     clock_offset_ms: float
     publisher: RecordPublisher
-    loop: asyncio.AbstractEventLoop | None = None
-    stop: asyncio.Event | None = None
+    stop: StopSignal = field(default_factory=StopSignal)
     state: str = "waiting"
     stop_reason: str = ""
-    stopped: threading.Event = field(default_factory=threading.Event)
 
     def request_stop(self, reason: str) -> None:
-        if self.stopped.is_set():
+        if self.stop.requested:
             return
         self.stop_reason = reason
-        self.stopped.set()
-        if self.loop is not None and self.stop is not None:
-            self.loop.call_soon_threadsafe(self.stop.set)
+        self.stop.request()
 
 
 class WorkerProcess:
@@ -269,28 +265,17 @@ def _run_engine(
     start_ns: int,
     clock_offset_ms: float,
     active: _ActiveRun,
-) -> object:
-    """Run the engine on a fresh event loop (uvloop when available) until its share is done."""
-    from .engines.auto import run_share
+) -> EngineOutcome:
+    """Run the plan's engine on a fresh event loop of its kind until its share is done (or stopped)."""
+    from .engines.auto import pick_engine
 
-    async def main() -> object:
-        active.loop = asyncio.get_running_loop()
-        active.stop = asyncio.Event()
-        if active.stopped.is_set():
-            active.stop.set()
-        return await run_share(
-            share,
-            start_ns=start_ns,
-            sink=active.publisher.submit,
-            worker_id=worker_id,
-            run_id=assignment.run_id,
-            interval_s=assignment.interval_s,
-            clock_offset_ms=clock_offset_ms,
-            stop=active.stop,
-        )
-
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main())
-    return uvloop.run(main())
+    job = EngineJob(
+        share=share,
+        start_ns=start_ns,
+        sink=active.publisher.submit,
+        worker_id=worker_id,
+        run_id=assignment.run_id,
+        interval_s=assignment.interval_s,
+        clock_offset_ms=clock_offset_ms,
+    )
+    return pick_engine(share.plan).run(job, active.stop)

@@ -20,7 +20,8 @@ import asyncio
 import functools
 import socket
 import struct
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 
 import httptools
 
@@ -41,7 +42,7 @@ class ConnectionOwner(Protocol):
 
 
 class HttpConnection(asyncio.Protocol):
-    """States: connecting (transport None) -> idle <-> busy -> closed."""
+    """States: connecting (transport None) -> idle <-> busy -> retired (never reused) -> closed."""
 
     __slots__ = (
         "_bytes_mark",
@@ -49,13 +50,13 @@ class HttpConnection(asyncio.Protocol):
         "_parser",
         "_recorder",
         "_sock",
+        "_write",
         "busy",
-        "client",
-        "closed",
         "data_received",
         "origin_index",
         "owner",
         "planned_ns",
+        "retired",
         "sent_ns",
         "transport",
     )
@@ -65,12 +66,12 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         self.owner = owner
         self.origin_index = origin_index
-        self.client: object = None  # closed loop: the client this connection belongs to
         self.transport: asyncio.Transport | None = None
+        self._write: Callable[[bytes], None] = _not_connected  # the transport's `write`, once connected
         self.planned_ns = 0
         self.sent_ns = 0
         self.busy = False
-        self.closed = False
+        self.retired = False  # lost, aborted, or the server said it closes: no new request on it
         self._recorder = recorder
         self._parser = httptools.HttpResponseParser(self)
         self._sock: socket.socket | None = None  # set when the kernel counts our bytes
@@ -82,7 +83,9 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream transport (uvloop's are not `asyncio.Transport` subclasses, but behave as one).
+        self.transport = cast(asyncio.Transport, transport)
+        self._write = self.transport.write
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
@@ -106,7 +109,7 @@ class HttpConnection(asyncio.Protocol):
         self.collect_bytes(fin_received=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.retired = True
         self._sock = None
         self.owner.on_lost(self, exc)
 
@@ -120,7 +123,7 @@ class HttpConnection(asyncio.Protocol):
         self.planned_ns = planned_ns
         self.sent_ns = sent_ns
         self.busy = True
-        self.transport.write(payload)  # type: ignore[union-attr]
+        self._write(payload)
 
     def collect_bytes(self, *, closing: bool = False, fin_received: bool = False) -> None:
         """Add the bytes the kernel received on this connection since the last call to the recorder.
@@ -153,9 +156,13 @@ class HttpConnection(asyncio.Protocol):
         """Close now (after an error the stream is out of step; it cannot be reused)."""
         self.collect_bytes()
         self.busy = False
-        self.closed = True
+        self.retired = True
         if self.transport is not None:
             self.transport.abort()
+
+
+def _not_connected(payload: bytes) -> None:
+    raise RuntimeError("a request was sent on a connection that is not connected yet")
 
 
 def is_parse_error(exc: BaseException | None) -> bool:
