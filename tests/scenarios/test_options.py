@@ -70,7 +70,7 @@ def test_a_scenario_with_options_overrides_its_keys() -> None:
         ({"rate": 5, "duration_s": 0}, "--duration: must be greater than 0"),
         ({"rate": 5, "warmup_s": -1}, "--warmup: must not be negative"),
         ({"rate": 5, "connections": 0}, "--connections: must be greater than 0"),
-        ({"rate": 5, "arrival": "bursty"}, "--arrival: 'bursty' is not an arrival process"),
+        ({"rate": 5, "arrival": "bursty"}, "--arrival: must be 'constant' or 'poisson' (got 'bursty')"),
         ({"concurrency": 5, "arrival": "poisson"}, "--arrival poisson applies to --rate"),
         ({"rate": 5, "headers": ["no colon"]}, '-H/--header: "no colon" is not a header; use "Name: value"'),
         ({"rate": 5, "headers": [": empty name"]}, '-H/--header: ": empty name" is not a header'),

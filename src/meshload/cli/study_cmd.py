@@ -11,12 +11,13 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .. import terminal
 from ..errors import UsageError
-from . import terminal
+from .options import option
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
@@ -26,7 +27,6 @@ if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fas
     from ..results.study_report import StudyResult
     from ..scenarios.study_plan import StudyCell
 
-ENV_PREFIX = "MESHLOAD_STUDY_"
 DEFAULT_STUDIES_DIR = Path("studies")
 #: Columns of the summary table (metric key, heading); index.html has every metric.
 SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -38,43 +38,53 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _option(default: Any, *names: str, env: str, help: str) -> Any:
-    return typer.Option(default, *names, envvar=ENV_PREFIX + env, show_envvar=True, help=help)
-
-
 def study(
-    plan_file: Path | None = typer.Argument(
-        None,
-        help="Study plan (YAML/JSON) or built-in study name; default: the built-in study-default.",
-        show_default=False,
-    ),
-    quick: bool = _option(False, "--quick", env="QUICK", help="Run the small built-in study (under 3 minutes)."),
-    out: Path | None = _option(
-        None, "--out", "-o", env="OUT", help="Output folder (default: a new folder under studies/)."
-    ),
-    repetitions: int | None = _option(
-        None, "--repetitions", "-n", env="REPETITIONS", help="Override the plan's repetitions."
-    ),
-    duration: str | None = _option(
-        None, "--duration", "-d", env="DURATION", help="Override the measured time per cell, e.g. 10s."
-    ),
-    warmup: str | None = _option(None, "--warmup", env="WARMUP", help="Override the warm-up per cell, e.g. 2s."),
-    load_levels: str | None = _option(
-        None,
-        "--load-levels",
-        env="LOAD_LEVELS",
-        help="Override the load levels: rates in requests per second, e.g. 25,50,100.",
-    ),
-    redis_url: str | None = typer.Option(
-        None,
-        "--redis",
-        envvar="MESHLOAD_REDIS",
-        show_envvar=True,
-        help="Redis URL (shared with `meshload run` and workers); default: a private redis-server for the study.",
-    ),
-    as_json: bool = _option(
-        False, "--json", env="JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
-    ),
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Study plan (YAML/JSON) or built-in study name; default: the built-in study-default.",
+            show_default=False,
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, option("--quick", env="STUDY_QUICK", help="Run the small built-in study (under 3 minutes).")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        option("--out", "-o", env="STUDY_OUT", help="Output folder (default: a new folder under studies/)."),
+    ] = None,
+    repetitions: Annotated[
+        int | None, option("--repetitions", "-n", env="STUDY_REPETITIONS", help="Override the plan's repetitions.")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        option("--duration", "-d", env="STUDY_DURATION", help="Override the measured time per cell, e.g. 10s."),
+    ] = None,
+    warmup: Annotated[
+        str | None, option("--warmup", env="STUDY_WARMUP", help="Override the warm-up per cell, e.g. 2s.")
+    ] = None,
+    load_levels: Annotated[
+        str | None,
+        option(
+            "--load-levels",
+            env="STUDY_LOAD_LEVELS",
+            help="Override the load levels: rates in requests per second, e.g. 25,50,100.",
+        ),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        option(
+            "--redis",
+            env="REDIS",
+            help="Redis URL (shared with `meshload run` and workers); default: a private redis-server for the study.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        option(
+            "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
+        ),
+    ] = False,
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
     from ..coordinator.study import StudyOptions, estimated_duration_s, run_study

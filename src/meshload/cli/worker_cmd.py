@@ -7,58 +7,35 @@ from typing import Annotated
 
 import typer
 
-from . import terminal
-
-REDIS_ENV = "MESHLOAD_REDIS"
+from .. import terminal
+from .options import option
 
 
 def worker(
     redis_url: Annotated[
         str,
-        typer.Option(
+        option(
             "--redis",
-            envvar=REDIS_ENV,
-            show_envvar=True,
+            env="REDIS",
             help="Redis URL shared with the coordinator: redis://[:PASSWORD@]HOST:PORT, rediss:// (TLS), unix://PATH.",
         ),
     ],
     worker_id: Annotated[
         str | None,
-        typer.Option(
-            "--id",
-            envvar="MESHLOAD_WORKER_ID",
-            show_envvar=True,
-            help="This worker's id (default: host-pid-random). Must be unique in the fleet.",
+        option(
+            "--id", env="WORKER_ID", help="This worker's id (default: host-pid-random). Must be unique in the fleet."
         ),
     ] = None,
-    once: Annotated[
-        bool,
-        typer.Option(
-            "--once",
-            envvar="MESHLOAD_WORKER_ONCE",
-            show_envvar=True,
-            help="Serve one run, then leave.",
-        ),
-    ] = False,
+    once: Annotated[bool, option("--once", env="WORKER_ONCE", help="Serve one run, then leave.")] = False,
     idle_timeout: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--idle-timeout",
-            envvar="MESHLOAD_WORKER_IDLE_TIMEOUT",
-            show_envvar=True,
+            env="WORKER_IDLE_TIMEOUT",
             help="Leave after this long without an assignment (e.g. 60s, 10m). Default: never.",
         ),
     ] = None,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            "-v",
-            envvar="MESHLOAD_VERBOSE",
-            show_envvar=True,
-            help="Log every run's progress.",
-        ),
-    ] = False,
+    verbose: Annotated[bool, option("--verbose", "-v", env="VERBOSE", help="Log every run's progress.")] = False,
 ) -> None:
     """Register in the fleet, heartbeat, and run the shares the coordinator assigns."""
     from ..scenarios.durations import parse_duration_s

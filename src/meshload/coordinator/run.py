@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import redis
 
@@ -61,20 +61,34 @@ STOP_KEY_TTL_MS = 60_000
 ABORT_DRAIN_S = 1.0
 
 
+#: What the coordinator does when a worker is lost: go on with the others (the run is degraded), or
+#: stop every worker and fail the run.
+OnWorkerLoss = Literal["continue", "abort"]
+
+
 @dataclass
 class RunOptions:
-    """How to carry out a run (the plan says what to send)."""
+    """How to carry out a run (the plan says what to send). Checked when made (`UsageError`)."""
 
     workers: int = 1
     redis_url: str | None = None  # None: a private redis-server on a Unix socket, for this run only
     out_dir: Path | None = None  # where smp.json, fortio.json, histograms.hlog, report.html go
-    on_worker_loss: Literal["continue", "abort"] = "continue"
+    on_worker_loss: OnWorkerLoss = "continue"
     metrics_port: int | None = None  # Prometheus endpoint with the live figures (0: any free port)
     live: bool = True  # progress on stderr
-    strict: bool = False  # the CLI's exit code: invalid or degraded runs fail
     mesh: MeshAdapter | None = None  # sampled over the measured window
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
     run_id: str | None = None  # None: a new id from the time and a random suffix
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise UsageError(f"--workers: {self.workers} is not a worker count; use 1 or more")
+        if self.on_worker_loss not in get_args(OnWorkerLoss):
+            raise UsageError(f"--on-worker-loss: {self.on_worker_loss!r} is not one of continue, abort")
+        if self.placement not in get_args(Placement):
+            raise UsageError(f"--placement: {self.placement!r} is not one of auto, local, fleet")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise UsageError(f"--metrics-port: {self.metrics_port} is not a port; use 0..65535")
 
 
 def new_run_id() -> str:
@@ -84,10 +98,6 @@ def new_run_id() -> str:
 
 def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
-    if options.workers < 1:
-        raise UsageError(f"--workers: {options.workers} is not a worker count; use 1 or more")
-    if options.on_worker_loss not in ("continue", "abort"):
-        raise UsageError(f"--on-worker-loss: {options.on_worker_loss!r} is not continue or abort")
     run_id = options.run_id or new_run_id()
     with ExitStack() as stack:
         run_dir = Path(tempfile.mkdtemp(prefix="meshload-run-"))
