@@ -5,7 +5,9 @@
     ├── PlanError            a bad plan or scenario file; carries the file and line
     ├── RedisError           Redis unreachable, refused the password, or is not usable
     ├── TestbedError         the local testbed could not be started, changed or stopped
-    └── RunError             a run could not be carried out (no workers, all workers lost, ...)
+    ├── RunError             a run could not be carried out (no workers, all workers lost, ...)
+    └── InternalError        a background thread of meshload failed unexpectedly (a bug); its
+                             traceback was printed where it happened, this ends the process
 
 Library errors are translated at the boundary with `raise ... from exc`, so the traceback is kept
 for `--debug` while the user sees one line.
@@ -46,3 +48,7 @@ class TestbedError(MeshloadError):
 
 class RunError(MeshloadError):
     pass
+
+
+class InternalError(MeshloadError):
+    """A bug in a background thread, reported once more (as one line) by the thread that must stop."""

@@ -49,8 +49,8 @@ class Fleet:
     def start(self, worker_id: str, *extra: str) -> subprocess.Popen[bytes]:
         command = [
             sys.executable,
-            "-c",
-            "from meshload.cli import main; main()",
+            "-m",
+            "meshload",
             "worker",
             "--redis",
             self.redis_url,

@@ -18,7 +18,7 @@ from meshload.results.aggregate import LiveFigures
 
 pytestmark = pytest.mark.timeout(90)
 
-MESHLOAD = [sys.executable, "-c", "from meshload.cli import main; main()"]
+MESHLOAD = [sys.executable, "-m", "meshload"]
 
 
 def meshload(

@@ -119,7 +119,7 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             workers_total=len(workers.ids), run_id=run_id, show=options.live, metrics_port=options.metrics_port
         )
         stack.callback(live.close)
-        coordinator = _Coordinator(plan, options, run_id, client, keys, workers, live)
+        coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
         result = coordinator.run()
         live.close()
         if options.out_dir is not None:
@@ -159,6 +159,7 @@ class _Coordinator:
         options: RunOptions,
         run_id: str,
         client: redis.Redis,
+        redis_url: str,
         keys: wire.RunKeys,
         workers: Workers,
         live: LiveView,
@@ -167,6 +168,7 @@ class _Coordinator:
         self.options = options
         self.run_id = run_id
         self.client = client
+        self.redis_url = redis_url
         self.keys = keys
         self.workers = workers
         self.live = live
@@ -225,20 +227,12 @@ class _Coordinator:
                     break
         finally:
             self._stop_sampling()
-        result = self.aggregator.result(mesh=self._mesh_usage, environment=self._environment())
-        # Records the pipeline could not deliver make the totals wrong: the run says so.
-        if self.collector.streams_lost:
-            result.valid = False
-            result.validity.append(
-                "Redis lost the records stream during the run (restarted without persistence?); "
-                "records not yet collected were lost"
-            )
-        if self.collector.malformed:
-            result.valid = False
-            result.validity.append(
-                f"{self.collector.malformed} records could not be read (a worker of another meshload version?)"
-            )
-        return result
+        return self.aggregator.result(
+            mesh=self._mesh_usage,
+            environment=self._environment(),
+            streams_lost=self.collector.streams_lost,
+            malformed_records=self.collector.malformed,
+        )
 
     def _assign(self) -> float:
         """Send every worker its share; the common start instant as a local monotonic second."""
@@ -335,7 +329,7 @@ class _Coordinator:
             self.live.note(f"Redis unreachable ({exc}); waiting for it")
         elif now - self._unreachable_since > REDIS_OUTAGE_LIMIT_S:
             raise RunError(
-                f"Redis at {wire.redacted(self._url())} was unreachable for {REDIS_OUTAGE_LIMIT_S:g}s; "
+                f"Redis at {wire.redacted(self.redis_url)} was unreachable for {REDIS_OUTAGE_LIMIT_S:g}s; "
                 "the run cannot be collected"
             ) from exc
         self.collector.forget_progress()
@@ -345,12 +339,6 @@ class _Coordinator:
         if self._unreachable_since is not None:
             self._unreachable_since = None
             self.live.note("Redis reachable again")
-
-    def _url(self) -> str:
-        kwargs = self.client.connection_pool.connection_kwargs
-        if "path" in kwargs:
-            return f"unix://{kwargs['path']}"
-        return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
     # -- mesh --------------------------------------------------------------------------------
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..errors import PlanError, RunError, TestbedError
 from ..results.compare import CellSummary
 from ..results.study_report import StudyResult, write_study_outputs
 from ..scenarios.study_plan import StudyCell, StudyPlan
+from .local_workers import spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
@@ -238,7 +238,7 @@ class StudyWorkers:
     #: How long workers may take to start, or to become idle again after a run.
     READY_TIMEOUT_S = 30.0
     #: A worker left behind by a killed study leaves by itself after this long without work.
-    IDLE_TIMEOUT_S = "120s"
+    IDLE_TIMEOUT_S = 120.0
 
     def __init__(self, redis_url: str, count: int, log_dir: Path) -> None:
         self.redis_url = redis_url
@@ -247,32 +247,21 @@ class StudyWorkers:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         for worker_id in self.ids:
             self._spawn(worker_id)
         self.wait_until_idle()
 
     def _spawn(self, worker_id: str) -> None:
-        command = [
-            sys.executable,
-            "-c",
-            "from meshload.cli import main; main()",
-            "worker",
-            "--redis",
-            self.redis_url,
-            "--id",
-            worker_id,
-            "--idle-timeout",
-            self.IDLE_TIMEOUT_S,
-        ]
-        with open(self.log_dir / f"{worker_id}.log", "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        self._processes[worker_id] = process
         # The generator shares the cores with the mesh it measures; when it is scheduled late, its
-        # lag lands in every corrected latency. Ahead of the proxies, it sends on time. Where raising
-        # the priority is not allowed, the generator's self-check still flags late sending.
-        with suppress(PermissionError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, WORKER_NICENESS)
+        # lag lands in every corrected latency. Ahead of the proxies, it sends on time.
+        self._processes[worker_id] = spawn_worker(
+            self.redis_url,
+            worker_id,
+            self.log_dir / f"{worker_id}.log",
+            once=False,
+            idle_timeout_s=self.IDLE_TIMEOUT_S,
+            niceness=WORKER_NICENESS,
+        )
 
     def wait_until_idle(self) -> None:
         """Block until every worker is registered and idle (restarting any that exited)."""
@@ -297,15 +286,7 @@ class StudyWorkers:
                 time.sleep(0.02)
 
     def stop(self) -> None:
-        for process in self._processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self._processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_workers(self._processes.values())
         self._processes.clear()
 
 

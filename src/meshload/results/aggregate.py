@@ -26,7 +26,7 @@ from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
 from .interval import IntervalRecord
 from .run_result import MeshUsage, RunResult, TimePoint, WorkerSummary
-from .validity import assess
+from .validity import judge
 
 #: Timeseries step: records are merged into whole seconds after the run's common start.
 SECOND_S = 1.0
@@ -269,8 +269,18 @@ class RunAggregator:
             in_warmup=in_warmup,
         )
 
-    def result(self, *, mesh: MeshUsage | None = None, environment: dict | None = None) -> RunResult:
-        """The merged result so far (call it again after more records for a newer one)."""
+    def result(
+        self,
+        *,
+        mesh: MeshUsage | None = None,
+        environment: dict[str, object] | None = None,
+        streams_lost: int = 0,
+        malformed_records: int = 0,
+    ) -> RunResult:
+        """The merged result so far, judged (call it again after more records for a newer one).
+
+        `streams_lost` and `malformed_records` are what the pipeline knows of records that never
+        reached this aggregator; the verdict counts them."""
         hosts = (environment or {}).get("worker_hosts")
         hosts = hosts if isinstance(hosts, dict) else {}
         workers = []
@@ -310,10 +320,11 @@ class RunAggregator:
             labels=labels,
             records=sorted(self._records, key=lambda r: (r.offset_s, r.worker_id, r.seq)),
             records_dropped=self._records_dropped,
+            streams_lost=streams_lost,
+            malformed_records=malformed_records,
             environment=dict(environment or {}),
         )
-        verdict = assess(result)
-        result.valid, result.degraded, result.validity = verdict.valid, verdict.degraded, verdict.reasons
+        judge(result)
         return result
 
     # -- inside ----------------------------------------------------------------------------------

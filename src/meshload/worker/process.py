@@ -20,8 +20,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import msgspec
+import pydantic
 import redis
+import redis.exceptions
 
+from ..errors import InternalError, PlanError, RedisError, UsageError
 from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
 from ..scenarios.plan import Plan
@@ -34,6 +38,17 @@ log = logging.getLogger(__name__)
 ASSIGNMENT_POLL_S = 1
 #: Pause before retrying when Redis is unreachable while idle.
 IDLE_RETRY_S = 0.5
+#: What can make one assignment fail without a bug: a plan or assignment this version cannot read,
+#: a refused plan, Redis going away, the machine refusing resources.
+ASSIGNMENT_FAILURES: tuple[type[BaseException], ...] = (
+    PlanError,
+    UsageError,
+    RedisError,
+    pydantic.ValidationError,
+    msgspec.DecodeError,
+    redis.exceptions.RedisError,
+    OSError,
+)
 
 
 def default_worker_id() -> str:
@@ -76,6 +91,7 @@ class WorkerProcess:
         self._shutdown = threading.Event()
         self._active: _ActiveRun | None = None
         self._beat = 0
+        self._heartbeat_failure: BaseException | None = None
         self.runs_done = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -84,7 +100,7 @@ class WorkerProcess:
         """Serve assignments; returns how many runs were carried out."""
         client = wire.open_redis(self.redis_url, socket_timeout_s=ASSIGNMENT_POLL_S + 5)
         self._register(client)
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="meshload-heartbeat", daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat, name="meshload-heartbeat", daemon=True)
         heartbeat.start()
         self._install_signal_handlers()
         idle_since = time.monotonic()
@@ -103,9 +119,9 @@ class WorkerProcess:
                     continue
                 try:
                     self._carry_out(client, wire.decode_assignment(popped[1]))
-                except Exception:
-                    # A long-lived worker survives a failed run (its coordinator sees it go silent);
-                    # a one-run worker exits with the error.
+                except ASSIGNMENT_FAILURES:
+                    # A long-lived worker survives a run it could not carry out (its coordinator sees
+                    # it go silent); a one-run worker exits with the error. Anything else is a bug.
                     log.exception("an assignment failed")
                     if self.once:
                         raise
@@ -118,6 +134,11 @@ class WorkerProcess:
             heartbeat.join(wire.HEARTBEAT_INTERVAL_S * 4)
             self._deregister(client)
             client.close()
+        if self._heartbeat_failure is not None:
+            raise InternalError(
+                f"the heartbeat stopped on an unexpected error ({type(self._heartbeat_failure).__name__}: "
+                f"{self._heartbeat_failure}); its traceback is above"
+            ) from self._heartbeat_failure
         return self.runs_done
 
     def shutdown(self) -> None:
@@ -211,6 +232,14 @@ class WorkerProcess:
 
     # -- heartbeat ---------------------------------------------------------------------------
 
+    def _heartbeat(self) -> None:
+        try:
+            self._heartbeat_loop()
+        except BaseException as exc:
+            self._heartbeat_failure = exc
+            self.shutdown()  # a worker without a heartbeat cannot be trusted with a run
+            raise  # the thread prints its traceback, once
+
     def _heartbeat_loop(self) -> None:
         client: redis.Redis | None = None
         unreachable_since: float | None = None
@@ -222,7 +251,7 @@ class WorkerProcess:
                     client = wire.open_redis(self.redis_url, socket_timeout_s=2.0, check=False)
                 self._beat_once(client, active)
                 unreachable_since = None
-            except Exception as exc:  # noqa: BLE001 - keep beating through outages
+            except (redis.exceptions.RedisError, OSError) as exc:  # keep beating through outages
                 if client is not None:
                     client.close()
                     client = None
