@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fas
 
     from ..coordinator.study import StudyProgress
     from ..results.compare import CellSummary, Comparison
-    from ..results.study_report import StudyResult
+    from ..results.study_result import StudyResult
     from ..scenarios.study_plan import StudyCell
 
 DEFAULT_STUDIES_DIR = Path("studies")
@@ -144,7 +144,7 @@ def study(
     )
     index_path = (out_dir / "index.html").resolve()
     if as_json:
-        from ..results.study_report import study_document
+        from ..results.study_json import study_document
 
         comparisons = study_document(result)["comparisons"]
         terminal.result(json.dumps({"index_html": str(index_path), "comparisons": comparisons}, indent=1))
@@ -196,8 +196,8 @@ def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_
     from rich import box
     from rich.table import Table
 
-    from ..results.study_report import comparison_table as rows_of
-    from ..results.study_report import format_value
+    from ..results.charts import format_value
+    from ..results.study_html import comparison_table as rows_of
 
     table = Table(title=title, show_lines=True, box=box.SQUARE)
     table.add_column("function", overflow="fold")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..errors import PlanError, RunError, TestbedError
 from ..results.compare import CellSummary
-from ..results.study_report import StudyResult, write_study_outputs
+from ..results.outputs import write_study_outputs
+from ..results.study_result import StudyResult
 from ..scenarios.study_plan import StudyCell, StudyPlan
 from .local_workers import spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
