@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MESHLOAD_VENV := $(VENV)
 
-.PHONY: setup study quick-study test lint bench
+.PHONY: setup study quick-study test chart-check lint bench
 
 setup:
 	./scripts/install-deps
@@ -19,9 +19,13 @@ quick-study: setup
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
+# The Helm chart rendered with the real Helm engine, linted and schema-checked; the Dockerfile linted.
+chart-check: setup
+	$(PY) scripts/chart_check.py
+
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
 
 bench: setup

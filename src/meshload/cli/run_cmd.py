@@ -105,9 +105,19 @@ def run(
     metrics_port: Annotated[
         int | None,
         option(
-            "--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1)."
+            "--metrics-port",
+            env="METRICS_PORT",
+            help="Serve live figures for Prometheus on this port (on --metrics-address).",
         ),
     ] = None,
+    metrics_address: Annotated[
+        str,
+        option(
+            "--metrics-address",
+            env="METRICS_ADDRESS",
+            help="Address of the --metrics-port endpoint (0.0.0.0: every interface, e.g. in a pod).",
+        ),
+    ] = "127.0.0.1",
     live: Annotated[bool, option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
     placement: Annotated[
         Placement,
@@ -146,6 +156,7 @@ def run(
         out_dir=out_dir,
         on_worker_loss=on_worker_loss,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
         live=live,
         placement=placement,
         run_id=run_id,

@@ -75,6 +75,7 @@ class RunOptions:
     out_dir: Path | None = None  # where smp.json, fortio.json, histograms.hlog, report.html go
     on_worker_loss: OnWorkerLoss = "continue"
     metrics_port: int | None = None  # Prometheus endpoint with the live figures (0: any free port)
+    metrics_address: str = "127.0.0.1"  # where it listens (0.0.0.0 in a pod, for the cluster's Prometheus)
     live: bool = True  # progress on stderr
     mesh: MeshAdapter | None = None  # sampled over the measured window
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
@@ -116,7 +117,11 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
         )
         stack.callback(workers.release)
         live = LiveView(
-            workers_total=len(workers.ids), run_id=run_id, show=options.live, metrics_port=options.metrics_port
+            workers_total=len(workers.ids),
+            run_id=run_id,
+            show=options.live,
+            metrics_port=options.metrics_port,
+            metrics_address=options.metrics_address,
         )
         stack.callback(live.close)
         coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
