@@ -32,7 +32,7 @@ def meshload_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ("args", "fragments"),
     [
         (["run", "http://127.0.0.1:9/", "--rate", "abc"], ["'--rate'", "see `meshload run --help`"]),
-        (["run", "http://127.0.0.1:9/", "--rate", "5", "--no-such-option"], ["No such option: --no-such-option"]),
+        (["run", "http://127.0.0.1:9/", "--rate", "5", "--no-such-option"], ["No such option", "--no-such-option"]),
         (["frobnicate"], ["No such command 'frobnicate'", "see `meshload --help`"]),
         (["testbed", "up", "--ratings-mode", "grumpy"], ["'--ratings-mode'", "'grumpy' is not one of"]),
     ],

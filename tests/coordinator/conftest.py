@@ -6,15 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
-
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:  # `tests.support` without relying on how pytest was started
-    sys.path.insert(0, str(_REPO))
-
 from tests.support.http_servers import ServerHandle, start_server
 from tests.support.redis_server import RedisServer
 
@@ -68,7 +62,8 @@ class Fleet:
             for worker_id in worker_ids:
                 process = self.processes[worker_id]
                 if process.poll() is not None:
-                    raise RuntimeError(f"worker {worker_id} exited: {process.stderr.read().decode()[-500:]}")
+                    stderr = process.stderr.read().decode() if process.stderr is not None else ""
+                    raise RuntimeError(f"worker {worker_id} exited: {stderr[-500:]}")
             assert time.monotonic() < deadline, "workers did not register"
             time.sleep(0.05)
 
@@ -87,7 +82,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_factory() -> Iterator[type]:
+def fleet_factory() -> Iterator[Callable[[str], Fleet]]:
     fleets: list[Fleet] = []
 
     def make(redis_url: str) -> Fleet:
@@ -95,6 +90,6 @@ def fleet_factory() -> Iterator[type]:
         fleets.append(fleet)
         return fleet
 
-    yield make  # type: ignore[misc]
+    yield make
     for fleet in fleets:
         fleet.stop()

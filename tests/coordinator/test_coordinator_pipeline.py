@@ -153,7 +153,7 @@ def test_collector_refuses_to_take_over_a_key_that_is_not_a_stream(redis_server)
     client = redis_server.client()
     keys = wire.RunKeys("r1")
     client.set(keys.records, b"something else")
-    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE|requires the key to exist"):
+    with pytest.raises(redis.exceptions.ResponseError, match=r"WRONGTYPE|requires the key to exist"):
         StreamCollector(client, keys).ensure_group()
     assert client.get(keys.records) == b"something else"
     client.close()

@@ -92,7 +92,9 @@ def test_an_empty_run_still_renders_and_says_why(tmp_path: Path) -> None:
 
 def test_every_chart_point_lies_inside_its_chart(finished_result: RunResult) -> None:
     page = render_report(finished_result)
-    width, height = (int(v) for v in re.search(r'viewBox="0 0 (\d+) (\d+)"', page).groups())  # type: ignore[union-attr]
+    view_box = re.search(r'viewBox="0 0 (\d+) (\d+)"', page)
+    assert view_box is not None
+    width, height = (int(v) for v in view_box.groups())
     polylines = re.findall(r'<polyline[^>]*points="([^"]+)"', page)
 
     assert len(polylines) == 6  # spectrum: 2 curves, rate: 2, latency: 2

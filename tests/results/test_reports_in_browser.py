@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from tests.support.browser import console_errors, headless_chromium
 from tests.support.runs import SHIFTS_MS, synthetic_study
 
@@ -17,7 +18,7 @@ from meshload.results.run_result import RunResult
 pytestmark = pytest.mark.timeout(120)
 
 
-def _drawn_charts(browser) -> list[dict[str, int]]:  # type: ignore[no-untyped-def]
+def _drawn_charts(browser: WebDriver) -> list[dict[str, int]]:
     """For each chart on the page: its rendered size and how many lines, points and bars it holds."""
     return browser.execute_script(
         """

@@ -68,7 +68,7 @@ def idle_fleet_workers(client: redis.Redis) -> list[str]:
     """Registered long-lived workers that are alive and not busy, in id order."""
     registered = client.hgetall(wire.fleet_key())
     idle: list[str] = []
-    stale: list[bytes] = []
+    stale: list[bytes | str] = []
     for raw_id, raw_info in sorted(registered.items()):
         info = wire.decode_worker_info(raw_info)
         state = client.get(wire.worker_alive_key(info.id))

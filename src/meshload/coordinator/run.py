@@ -292,14 +292,14 @@ class _Coordinator:
                 liveness.last_change_s = now
         self._last_look_s = now
         for raw_id, raw_beat in beats.items():
-            liveness = self.liveness.get(raw_id.decode())
-            if liveness is None:
+            beating = self.liveness.get(wire.reply_text(raw_id))
+            if beating is None:
                 continue
             beat = wire.decode_run_beat(raw_beat)
-            if beat.beat != liveness.last_beat:
-                liveness.last_beat = beat.beat
-                liveness.last_change_s = now
-                liveness.clock_offset_ms = beat.clock_offset_ms
+            if beat.beat != beating.last_beat:
+                beating.last_beat = beat.beat
+                beating.last_change_s = now
+                beating.clock_offset_ms = beat.clock_offset_ms
         for worker_id in self._unfinished():
             silent_s = now - self.liveness[worker_id].last_change_s
             if silent_s > wire.HEARTBEAT_LIVENESS_S:
@@ -364,7 +364,7 @@ class _Coordinator:
     def _worker_hosts(self) -> dict[str, str]:
         hosts: dict[str, str] = {}
         for raw_id, raw_info in self.client.hgetall(wire.fleet_key()).items():
-            worker_id = raw_id.decode()
+            worker_id = wire.reply_text(raw_id)
             if worker_id in self.liveness:
                 hosts[worker_id] = wire.decode_worker_info(raw_info).host
         return hosts

@@ -131,16 +131,29 @@ def encode(value: msgspec.Struct) -> bytes:
     return msgspec.msgpack.encode(value)
 
 
-def decode_assignment(data: bytes) -> Assignment:
-    return msgspec.msgpack.decode(data, type=Assignment)
+def decode_assignment(data: bytes | str) -> Assignment:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=Assignment)
 
 
-def decode_worker_info(data: bytes) -> WorkerInfo:
-    return msgspec.msgpack.decode(data, type=WorkerInfo)
+def decode_worker_info(data: bytes | str) -> WorkerInfo:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=WorkerInfo)
 
 
-def decode_run_beat(data: bytes) -> RunBeat:
-    return msgspec.msgpack.decode(data, type=RunBeat)
+def decode_run_beat(data: bytes | str) -> RunBeat:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=RunBeat)
+
+
+def reply_text(value: bytes | str) -> str:
+    """A key or field name from a reply, as text."""
+    return value if isinstance(value, str) else value.decode()
+
+
+def _reply_bytes(value: bytes | str) -> bytes:
+    """A reply as the bytes it is: redis-py types replies `bytes | str`, and ours (clients without
+    `decode_responses`) are always bytes."""
+    if isinstance(value, str):
+        raise TypeError("a Redis client with decode_responses=True; meshload's clients read bytes")
+    return value
 
 
 #: A worker's run heartbeat, written only while the run's coordinator key exists (so a beat racing

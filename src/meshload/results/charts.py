@@ -193,12 +193,13 @@ class Canvas:
                 f'<line x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
                 f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" stroke="none">{escape(label)}</text>'
             )
-        for value, label in x_axis.ticks if x_axis is not None else ():
-            x = self.x(x_axis, value)
-            self.add(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>'
-                f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle" stroke="none">{escape(label)}</text>'
-            )
+        if x_axis is not None:
+            for value, label in x_axis.ticks:
+                x = self.x(x_axis, value)
+                self.add(
+                    f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>'
+                    f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle" stroke="none">{escape(label)}</text>'
+                )
         self.add("</g>")
         middle = top + self.plot_height / 2
         if x_axis is not None:

@@ -156,7 +156,7 @@ def bootstrap_mean_difference(
     baseline: Sequence[float],
     treated: Sequence[float],
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     resamples: int = BOOTSTRAP_RESAMPLES,
     confidence: float = CONFIDENCE,
 ) -> DifferenceEstimate:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -123,16 +124,14 @@ def load_run_result(out_dir: Path) -> RunResult:
     return result
 
 
-def _mesh_usage(data: dict | None) -> MeshUsage | None:
+def _mesh_usage(data: dict[str, Any] | None) -> MeshUsage | None:
     if data is None:
         return None
-    parts = {
-        name: ComponentUsage(**data[name])
-        for name in ("sidecar", "ingress_gateway", "control_plane", "applications")
-        if name in data
-    }
-    rest = {key: value for key, value in data.items() if key not in parts}
-    return MeshUsage(**rest, **parts)
+    fields = dict(data)
+    for name in ("sidecar", "ingress_gateway", "control_plane", "applications"):
+        if name in fields:
+            fields[name] = ComponentUsage(**fields[name])
+    return MeshUsage(**fields)
 
 
 def write_study_outputs(study: StudyResult, out_dir: Path, *, html: bool = True) -> dict[str, Path]:

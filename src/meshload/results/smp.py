@@ -18,6 +18,7 @@ import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from ..scenarios.plan import ClosedLoop, OpenLoop, Plan
 from .histogram import LatencyHistogram
@@ -200,8 +201,8 @@ def _env(result: RunResult, ids: dict[str, str], labels: dict[str, str]) -> dict
         nodes = [
             {
                 "type": str(environment.get("hostname", "local")),
-                "cores": int(environment.get("cpu_cores", 0) or 0),
-                "mem_mb": int(environment.get("memory_mb", 0) or 0),
+                "cores": _count(environment.get("cpu_cores")),
+                "mem_mb": _count(environment.get("memory_mb")),
             }
         ]
     workloads = []
@@ -224,6 +225,11 @@ def _env(result: RunResult, ids: dict[str, str], labels: dict[str, str]) -> dict
         "individual_workloads": workloads,
         "traffic_metadata": {"host_endpoint": result.plan.targets[0].url},
     }
+
+
+def _count(value: object) -> int:
+    """A whole number from the environment's JSON (absent or unreadable: 0)."""
+    return int(value) if isinstance(value, int | float | str) and str(value).strip() else 0
 
 
 def _latencies_ms(histogram: LatencyHistogram) -> dict[str, float]:
@@ -291,7 +297,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
     }
 
 
-def smp_document(result: RunResult) -> dict[str, object]:
+def smp_document(result: RunResult) -> dict[str, Any]:
     """The whole smp.json document: config, result, mesh_config, env and the `meshload` block."""
     ids = document_ids(result)
     labels = smp_labels(result)

@@ -29,6 +29,7 @@ def upstreams_for(instance_name: str, ports: Ports, *, mesh: bool) -> dict[str, 
     own = ports.instances[instance_name]
     upstreams = {}
     for service in instance.calls:
+        addresses: tuple[tuple[str, int], ...]
         if mesh:
             addresses = (("127.0.0.1", own.outbound),)
         else:

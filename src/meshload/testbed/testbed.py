@@ -16,9 +16,10 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from . import app_admin, processes, proxies
-from .certs import ensure_identities
+from .certs import Identity, ensure_identities
 from .errors import TestbedFailure
 from .haproxy_config import LUA_DELAY, MeshSetting
 from .processes import ProcessRecord
@@ -208,7 +209,7 @@ class Testbed:
             },
             ingress=next(free),
         )
-        state = {
+        state: dict[str, Any] = {
             "mark": mark,
             "function": function,
             "params": values,
@@ -266,7 +267,7 @@ class Testbed:
             for sock in listeners.values():
                 sock.close()
 
-    def _identities(self):
+    def _identities(self) -> dict[str, Identity]:
         return ensure_identities(self.folder.certs_dir, [*SERVICES, INGRESS_NAME])
 
     def _start_proxies(self, state: dict, function: str, values: dict[str, str]) -> None:

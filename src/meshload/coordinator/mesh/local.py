@@ -7,8 +7,9 @@ turns the testbed's failures into `TestbedError`, the one-line user errors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ...errors import TestbedError
 from ...testbed import PROFILES, Testbed, TestbedFailure, haproxy_version
@@ -16,13 +17,18 @@ from ...testbed import PROFILES, Testbed, TestbedFailure, haproxy_version
 if TYPE_CHECKING:  # the results model (and numpy) load only when sampling: `meshload testbed` stays quick
     from ...results.run_result import MeshUsage
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 MESH_NAME = "testbed-haproxy"
 MESH_VERSION = "meshload-testbed 1"
 
 
-def _as_user_error(method):
+def _as_user_error(method: Callable[P, R]) -> Callable[P, R]:
+    """The testbed's failures, raised as the user's one-line `TestbedError`."""
+
     @functools.wraps(method)
-    def translated(*args, **kwargs):
+    def translated(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
         except TestbedFailure as exc:
@@ -100,7 +106,7 @@ class LocalTestbedMesh:
         return TestbedSampling(self.testbed, self.testbed.current_function(), self.testbed.current_params(), interval_s)
 
     @_as_user_error
-    def up(self, function: str = "sidecar", params: dict | None = None, **options) -> None:
+    def up(self, function: str = "sidecar", params: dict[str, str] | None = None, **options: Any) -> None:
         self.testbed.up(function, params, **options)
 
     @_as_user_error

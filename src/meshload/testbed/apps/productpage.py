@@ -11,9 +11,10 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
-from ..httpclient import UpstreamError
+from ..httpclient import Upstream, UpstreamError
 from ..httpserver import Request, Response
 from .base import FORWARDED_HEADERS, JSON, ServiceApp
 from .productpage_html import PRODUCT, ProductPageRenderer, index_page
@@ -79,15 +80,15 @@ def session_user(cookie_header: str) -> str:
 class ProductPageApp(ServiceApp):
     service = "productpage"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, version: str, upstreams: dict[str, Upstream], fault_scale: float = 1.0) -> None:
+        super().__init__(version, upstreams, fault_scale)
         self.renderer = ProductPageRenderer()
         self.index = Response(200, index_page(SERVICE_TREE), _HTML)
         self._tailwind: Response | None = None
         # request_result{destination_app, response_code}: a handful of label pairs at most
         self.request_results: dict[tuple[str, int], int] = {}
 
-    def route(self, request: Request):
+    def route(self, request: Request) -> Response | Awaitable[Response]:  # noqa: PLR0911 - a return per route
         path = request.path
         method = request.method
         if path == "/productpage" and method == "GET":
@@ -179,7 +180,7 @@ class ProductPageApp(ServiceApp):
         )
         return Response(200, page, _HTML)
 
-    def _api(self, request: Request, rest: str):
+    def _api(self, request: Request, rest: str) -> Response | Awaitable[Response]:
         if rest in ("", "/"):
             return Response(200, _PRODUCTS_BODY, JSON)
         parts = rest.strip("/").split("/")
@@ -195,7 +196,13 @@ class ProductPageApp(ServiceApp):
             return self._api_call(self._ratings, product_id, request, RATINGS_ERROR)
         return _NOT_FOUND
 
-    async def _api_call(self, call, product_id: int, request: Request, error: dict) -> Response:
+    async def _api_call(
+        self,
+        call: Callable[[int, dict[str, str]], Awaitable[tuple[int, bytes]]],
+        product_id: int,
+        request: Request,
+        error: dict,
+    ) -> Response:
         status, body = await call(product_id, self._forward_headers(request))
         if status != 200:
             return Response(status, json.dumps(error).encode(), JSON)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from html import escape
+from typing import Any
 
 CACHE_ENTRIES = 64  # distinct downstream answers remembered (instances x outcomes is far fewer)
 
-PRODUCT = {
+PRODUCT: dict[str, Any] = {
     "id": 0,
     "title": "The Comedy of Errors",
     "descriptionHtml": (
@@ -218,7 +220,7 @@ def _reviews_section(status: int, reviews: dict) -> str:
 class SectionCache:
     """Rendered sections keyed by the downstream answer, bounded, least recently used out first."""
 
-    def __init__(self, render, entries: int = CACHE_ENTRIES) -> None:
+    def __init__(self, render: Callable[[int, Any], str], entries: int = CACHE_ENTRIES) -> None:
         self._render = render
         self._entries = entries
         self._cache: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()

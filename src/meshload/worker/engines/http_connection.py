@@ -17,6 +17,7 @@ TLS connections (and kernels without that counter) go through `_count_and_feed` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import socket
 import struct
@@ -78,7 +79,7 @@ class HttpConnection(asyncio.Protocol):
         self._bytes_mark = 0
         # Chosen before the transport exists: event loops look `data_received` up once.
         self._kernel_counts = not tls and kernel_counts_tcp_bytes()
-        self.data_received = self._parser.feed_data if self._kernel_counts else self._count_and_feed
+        self.data_received = self._parser.feed_data if self._kernel_counts else self._count_and_feed  # type: ignore[method-assign]
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -89,10 +90,8 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):  # not TCP (never for our targets): still right, just slower
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (never for our targets); latency is still right, just slower
         if self._kernel_counts:
             self._sock = sock
 
