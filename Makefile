@@ -38,3 +38,4 @@ bench: setup
 	$(PY) bench/bench_aggregation.py
 	$(PY) bench/bench_aggregation_merge.py
 	$(PY) bench/bench_testbed.py
+	$(PY) bench/bench_study_statistics.py

@@ -1,7 +1,7 @@
 """How fast the local testbed starts and how much BookInfo traffic it carries, with the CPU split.
 
-    python bench/bench_testbed.py [--functions none,sidecar,mtls] [--duration-s 10] [--connections 32]
-                                  [--sustain-rps 1000] [--json]
+    python bench/bench_testbed.py [--functions none,sidecar,mtls] [--topology sidecar|per-node|ingress-only]
+                                  [--duration-s 10] [--connections 32] [--sustain-rps 1000] [--json]
 
 For each function, two bounded runs against /productpage through the ingress on 127.0.0.1, with the
 testbed's processes sampled:
@@ -111,6 +111,7 @@ def _cpu_line(cpu: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--functions", default="none,sidecar,mtls")
+    parser.add_argument("--topology", default="sidecar", help="sidecar, per-node or ingress-only")
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--sustain-rps", type=float, default=1000.0)
@@ -121,8 +122,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="meshload-bench-") as folder:
         bed = Testbed(Path(folder))
         started = time.monotonic()
-        bed.up(functions[0])
-        figures: dict = {"up_s": round(time.monotonic() - started, 2), "cores": psutil.cpu_count(), "functions": {}}
+        bed.up(functions[0], topology=args.topology)
+        figures: dict = {
+            "up_s": round(time.monotonic() - started, 2),
+            "cores": psutil.cpu_count(),
+            "topology": args.topology,
+            "functions": {},
+        }
         try:
             for function in functions:
                 bed.apply(function)
@@ -137,7 +143,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"testbed up from nothing in {figures['up_s']:.2f} s; {figures['cores']} cores; CPU in millicores")
+    print(
+        f"testbed ({args.topology}) up from nothing in {figures['up_s']:.2f} s; {figures['cores']} cores;"
+        " CPU in millicores (sidecars: the node proxies in per-node)"
+    )
     for function, runs in figures["functions"].items():
         capacity, sustain = runs["capacity"], runs["sustain"]
         print(

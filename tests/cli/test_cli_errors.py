@@ -12,9 +12,10 @@ from typing import get_args
 import pytest
 
 import meshload
+from meshload.cli.mesh_cmd import MeshName
 from meshload.cli.run_cmd import Arrival, OnWorkerLoss, Placement
-from meshload.cli.testbed_cmd import RatingsMode
-from meshload.coordinator import placement, run
+from meshload.cli.testbed_cmd import RatingsMode, Topology
+from meshload.coordinator import mesh, placement, run
 from meshload.scenarios import plan
 from meshload.testbed import topology
 
@@ -60,6 +61,8 @@ def test_the_command_lines_choices_are_the_coordinators_and_the_plans() -> None:
     assert get_args(OnWorkerLoss) == get_args(run.OnWorkerLoss)
     assert get_args(Placement) == get_args(placement.Placement)
     assert get_args(RatingsMode) == topology.RATINGS_MODES
+    assert get_args(Topology) == topology.TOPOLOGIES
+    assert get_args(MeshName) == mesh.MESHES
 
 
 def test_a_bug_keeps_its_traceback_and_fails(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ processes (`meshload worker`), all on loopback and all stopped after the test.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -40,19 +41,13 @@ class Fleet:
         self.redis_url = redis_url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, worker_id: str, *extra: str) -> subprocess.Popen[bytes]:
-        command = [
-            sys.executable,
-            "-m",
-            "meshload",
-            "worker",
-            "--redis",
-            self.redis_url,
-            "--id",
-            worker_id,
-            *extra,
-        ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def start(self, worker_id: str, *extra: str, environment: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a worker; with `environment` (e.g. MESHLOAD_REDIS) its Redis URL is taken from there."""
+        command = [sys.executable, "-m", "meshload", "worker", "--id", worker_id, *extra]
+        if environment is None:
+            command[4:4] = ["--redis", self.redis_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")} | (environment or {})
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self.processes[worker_id] = process
         return process
 

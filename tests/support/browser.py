@@ -1,9 +1,9 @@
-"""A real headless Chromium for tests (Debian's chromium and chromium-driver, driven by selenium): a
-fresh profile per browser, nothing fetched in the background, stopped after use.
+"""Headless Chromium driven by selenium (Debian's chromium and chromium-driver), with a fresh profile,
+no network of its own (no sync, updates or background requests), stopped when the block ends.
 
     with headless_chromium() as browser:
         browser.get(path.as_uri())
-        errors = console_errors(browser)
+        assert console_errors(browser) == []
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -27,23 +26,37 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-dev-shm-usage",
 )
+WINDOW = (1280, 1400)
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    """(browser, driver) when both are installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
 
 
 @contextmanager
-def headless_chromium(width: int = 1280, height: int = 1400) -> Iterator[webdriver.Chrome]:
-    """A headless Chromium with its own throw-away profile; its console log is kept (`console_errors`)."""
-    profile = tempfile.mkdtemp(prefix="meshload-chromium-")
+def headless_chromium(width: int = WINDOW[0], height: int = WINDOW[1]) -> Iterator[webdriver.Chrome]:
+    """A selenium WebDriver on a headless Chromium with a profile made for it and removed after; the
+    page's console is kept (`console_errors`)."""
+    paths = chromium_paths()
+    if paths is None:
+        raise RuntimeError("chromium and chromium-driver are not installed (scripts/install-deps installs them)")
+    browser, driver_path = paths
+    profile = Path(tempfile.mkdtemp(prefix="meshload-chromium-"))
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = browser
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     try:
-        yield browser
+        yield driver
     finally:
-        browser.quit()
+        driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
 

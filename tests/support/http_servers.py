@@ -30,7 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 CLOSE_RESPONSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
@@ -176,7 +176,7 @@ class ServerHandle:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/"
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/", timeout=5) as reply:
             return json.loads(reply.read())
 
@@ -213,6 +213,12 @@ def start_server(
     ]
     if tls_cert is not None:
         command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
+    return launch_server(command, kind, "https" if tls_cert else "http")
+
+
+def launch_server(command: list[str], kind: str, scheme: str = "http") -> ServerHandle:
+    """Start a server process that prints `READY <port> <control port>` and serves until its stdin
+    closes; its handle once it listens."""
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), True)
@@ -225,7 +231,7 @@ def start_server(
         process.wait()
         raise RuntimeError(f"test server {kind!r} did not start (exit code {process.poll()})")
     _, port, control_port = line.split()
-    return ServerHandle(kind, int(port), int(control_port), process, "https" if tls_cert else "http")
+    return ServerHandle(kind, int(port), int(control_port), process, scheme)
 
 
 def refused_port() -> int:

@@ -74,7 +74,7 @@ def test_services_answer_directly_and_through_their_sidecars(testbed):
         "reviews": (b'{"status": "Reviews is healthy"}', "/reviews/0"),
         "ratings": (b'{"status":"Ratings is healthy"}', "/ratings/0"),
     }
-    for instance in INSTANCES:
+    for instance in INSTANCES:  # BookInfo's; the gRPC ratings replicas: test_testbed_grpc.py
         health, probe = expected[instance.service]
         own = ports.instances[instance.name]
         for port in (own.app, own.inbound):
@@ -212,5 +212,5 @@ def test_the_page_weighs_what_bookinfo_sends(testbed):
     finally:
         testbed.set_app_mode("details", "normal")
         testbed.set_app_mode("reviews", "normal")
-    assert broken.status == 200 and b"Error fetching product reviews!" in broken.body
+    assert broken.status == 200 and b"Error fetching product reviews" in broken.body
     assert len(broken.body) == pytest.approx(6200, rel=0.1)

@@ -55,7 +55,7 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         assert fetch(f"{bed.ingress_url}/productpage").status == 200
         status = bed.status()
         assert status["running"] and status["function"] == "mtls"
-        assert sorted(p["kind"] for p in status["processes"]).count("sidecar") == 6
+        assert sorted(p["kind"] for p in status["processes"]).count("sidecar") == 9
         app_pids = {p["pid"] for p in status["processes"] if p["kind"] == "app"}
         bed.up("sidecar")  # already running: switches the function, keeps the applications
         assert {p["pid"] for p in bed.status()["processes"] if p["kind"] == "app"} == app_pids
@@ -98,7 +98,7 @@ def test_down_cleans_up_after_the_controller_was_killed(tmp_path):
         controller.wait(timeout=5)
         # the testbed outlives its controller ...
         assert fetch(f"{url}/productpage").status == 200
-        assert len(marked_processes(mark)) == 13
+        assert len(marked_processes(mark)) == 19  # 9 applications, 9 sidecars, the gateway
         # ... and another process takes it down completely
         assert Testbed(state_dir).down() == []
         assert marked_processes(mark) == []
@@ -151,7 +151,7 @@ def test_cli_drives_the_testbed(tmp_path):
             check=False,
         )
 
-    up = meshload("up", "--function", "rate-limit", "--set", "limit_rps=5")
+    up = meshload("up", "--function", "rate-limit", "--set", "limit_rps=5", "--topology", "per-node")
     assert up.returncode == 0, up.stderr
     url = up.stdout.strip()
     mark = json.loads((tmp_path / "tb" / "state.json").read_text())["mark"]
@@ -159,8 +159,22 @@ def test_cli_drives_the_testbed(tmp_path):
         assert fetch(f"{url}/productpage").status == 200
         status = json.loads(meshload("status", "--json").stdout)
         assert status["function"] == "rate-limit" and status["params"]["limit_rps"] == "5"
-        assert status["ingress_url"] == url and len(status["processes"]) == 13
+        assert status["topology"] == "per-node" and status["grpc"]["service"] == "ratings.v1.Ratings"
+        assert set(status["grpc"]["calls"]) == {"ratings-grpc-1", "ratings-grpc-2", "ratings-grpc-3"}
+        assert status["ingress_url"] == url and len(status["processes"]) == 12  # 9 apps, 2 node proxies, gateway
         assert all(p["alive"] and p["pid"] > 0 and p["ports"] for p in status["processes"])
+
+        switched = meshload("up", "--topology", "ingress-only")  # a running testbed switches
+        assert switched.returncode == 0, switched.stderr
+        assert "(ingress-only)" in switched.stderr and switched.stdout.strip() == url
+        refused = meshload("apply", "mtls")
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+        assert "mtls does not apply in the ingress-only topology" in refused.stderr
+        listing = json.loads(meshload("functions", "--json").stdout)
+        assert listing["traffic-split"]["params"]["weights"]["default"] == "80,10,10"
+        assert listing["mtls"]["topologies"] == ["sidecar", "per-node"]
+        assert listing["mtls"]["topology_notes"]["ingress-only"].startswith("does not apply: services call")
+        assert listing["timeout"]["topology_notes"]["ingress-only"].startswith("service=productpage only")
 
         unknown = meshload("apply", "no-such-function")
         assert unknown.returncode == 1
@@ -171,10 +185,11 @@ def test_cli_drives_the_testbed(tmp_path):
         out_of_range = meshload("apply", "timeout", "--set", "timeout_ms=0")
         assert out_of_range.returncode == 1 and "timeout_ms='0'" in out_of_range.stderr
 
-        applied = meshload("apply", "timeout", "--set", "timeout_ms=250")
+        applied = meshload("apply", "timeout", "--set", "timeout_ms=250", "--set", "service=productpage")
         assert applied.returncode == 0, applied.stderr
         text = meshload("status").stdout
         assert "function   timeout" in text and "timeout_ms=250" in text and "ingress-gateway" in text
+        assert "topology   ingress-only" in text
         mode = meshload("mode", "ratings", "faulty")
         assert (
             mode.returncode == 0 and json.loads(meshload("status", "--json").stdout)["app_modes"]["ratings"] == "faulty"

@@ -13,6 +13,7 @@ import typer
 
 from .. import terminal
 from ..errors import UsageError
+from .history_hook import HistoryOption, StoreOption, record_run
 from .options import option
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
@@ -142,9 +143,11 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    store: StoreOption = None,
+    history: HistoryOption = True,
 ) -> None:
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
-    and report.html."""
+    and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
 
     run_id = new_run_id()
@@ -193,6 +196,7 @@ def run(
     elif result.degraded:
         terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
     terminal.info(f"results in {out_dir}")
+    record_run(result, out_dir, store=store, enabled=history)
     code = exit_code_for(result, strict=strict)
     if code:
         raise typer.Exit(code)

@@ -17,6 +17,7 @@ import typer
 
 from .. import terminal
 from ..errors import UsageError
+from .history_hook import HistoryOption, StoreOption, record_study
 from .options import option
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
@@ -85,6 +86,8 @@ def study(
             "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
         ),
     ] = False,
+    store: StoreOption = None,
+    history: HistoryOption = True,
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
     from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
@@ -143,6 +146,7 @@ def study(
         f"study finished in {format_duration(round(elapsed_s))} (estimated {format_duration(round(estimate_s))})"
     )
     index_path = (out_dir / "index.html").resolve()
+    record_study(result, out_dir, store=store, enabled=history)
     if as_json:
         from ..results.study_json import study_document
 

@@ -1,8 +1,10 @@
 """A run as a Service Mesh Performance (SMP v0.6.1) document, the way Meshery reads it.
 
-Meshery decodes SMP with Go's `encoding/json` on the generated structs, so the document uses the
-protos' snake_case field names, enums as integers, int64 values as JSON numbers and
-`google.protobuf.Timestamp` as `{"seconds", "nanos"}` (see reference/smp.md §3). Four documents are
+Two kinds of readers parse it: Meshery, with Go's `encoding/json` on the generated structs, and
+protobuf-based SMP readers with the protobuf JSON mapping. The document is what both accept: the
+protos' snake_case field names, enums as integers, int64 values as JSON numbers (reference/smp.md
+§3), `google.protobuf.Timestamp` as an RFC 3339 string in UTC (`2020-03-17T14:53:05.499Z`, as the SMP
+repository's examples write it), and no field the messages do not have. Four documents are
 written side by side and linked by real UUIDs: `config` (PerformanceTestConfig), `result`
 (PerformanceTestResult, latencies in real milliseconds), `mesh_config` (ServiceMeshConfig, with the
 mesh's measured CPU and memory) and `env` (EnvironmentConfig).
@@ -85,15 +87,10 @@ def _trim(value: float) -> str:
 
 
 def rfc3339(unix_ms: int) -> str:
-    """A wall-clock instant as RFC 3339 in UTC, millisecond precision."""
+    """A wall-clock instant as RFC 3339 in UTC, millisecond precision: the protobuf JSON mapping of
+    `google.protobuf.Timestamp`, and Go's `time.Time` for Fortio's `StartTime`."""
     instant = datetime.fromtimestamp(unix_ms / 1000.0, tz=UTC)
     return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{unix_ms % 1000:03d}Z"
-
-
-def _timestamp(unix_ms: int) -> dict[str, int]:
-    """google.protobuf.Timestamp as encoding/json reads the generated Go struct."""
-    seconds, millis = divmod(unix_ms, 1000)
-    return {"seconds": seconds, "nanos": millis * 1_000_000}
 
 
 def smp_labels(result: RunResult) -> dict[str, str]:
@@ -314,8 +311,8 @@ def smp_document(result: RunResult) -> dict[str, Any]:
         "smp_version": SMP_VERSION,
         "id": ids["result"],
         "labels": dict(labels),
-        "start_time": _timestamp(result.started_unix_ms),
-        "end_time": _timestamp(result.ended_unix_ms),
+        "start_time": rfc3339(result.started_unix_ms),
+        "end_time": rfc3339(result.ended_unix_ms),
         "latencies_ms": _latencies_ms(result.corrected),
         "actual_qps": result.actual_rps,
         "details_uri": "report.html",

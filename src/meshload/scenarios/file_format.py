@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .bookinfo_session import SESSION_COOKIE, signed_session
 from .durations import duration_ns
-from .plan import ClosedLoop, OpenLoop, Plan, Stage, Target
+from .plan import ClosedLoop, OpenLoop, Plan, Stage, Target, check_headers
 from .source import SourceDocument
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -38,8 +38,17 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _sendable_cookies(cookies: dict[str, str]) -> dict[str, str]:
+    """Cookies go into one Cookie header: each `name=value` must be fit to send there."""
+    for name, value in cookies.items():
+        check_headers({"Cookie": f"{name}={value}"})
+    return cookies
+
+
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Text = Annotated[str, BeforeValidator(_text)]
+Headers = Annotated[dict[str, Text], AfterValidator(check_headers)]
+Cookies = Annotated[dict[str, Text], AfterValidator(_sendable_cookies)]
 
 
 class _FileModel(BaseModel):
@@ -69,7 +78,7 @@ class TargetEntry(_FileModel):
     url: str
     weight: float = Field(1.0, gt=0)
     method: str | None = None
-    headers: dict[str, Text] = {}
+    headers: Headers = {}
     body: str | None = None
 
 
@@ -82,8 +91,8 @@ class PlanFile(_FileModel):
     url: str | None = None
     targets: list[TargetEntry] | None = None
     method: str = "GET"
-    headers: dict[str, Text] = {}
-    cookies: dict[str, Text] = {}
+    headers: Headers = {}
+    cookies: Cookies = {}
     bookinfo_user: str | None = None
     body: str | None = None
     load: LoadEntry
@@ -106,7 +115,7 @@ def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str) -> 
     try:
         return Plan(
             name=entry.name or default_name,
-            targets=targets,
+            targets=tuple(targets),
             method=_method(entry.method, ("method",), document),
             headers=headers,
             body=entry.body,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ..errors import UsageError
 from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S
 from .files import load_plan_file
-from .plan import Arrival, ClosedLoop, OpenLoop, Plan, Target
+from .plan import Arrival, ClosedLoop, OpenLoop, Plan, Target, header_problem
 
 DEFAULT_DURATION_S = 30.0
 _HEADER_EXAMPLE = '"Name: value"'
@@ -96,9 +96,9 @@ def plan_from_options(
         raise UsageError(f"--method: {method!r} is not an HTTP method; use e.g. GET or POST")
     try:
         load = (
-            OpenLoop(rate=rate, arrival=arrival or "constant")
+            OpenLoop.model_validate({"rate": rate, "arrival": arrival or "constant"})
             if rate is not None
-            else ClosedLoop(concurrency=concurrency)
+            else ClosedLoop.model_validate({"concurrency": concurrency})
         )
         return Plan(
             name="run",
@@ -126,6 +126,9 @@ def parse_headers(headers: list[str]) -> dict[str, str]:
         name = name.strip()
         if not colon or not name or any(char.isspace() for char in name) or not name.isascii():
             raise UsageError(f'-H/--header: "{header}" is not a header; use {_HEADER_EXAMPLE}')
+        problem = header_problem(name, value.strip())
+        if problem is not None:
+            raise UsageError(f"-H/--header: {problem}")
         parsed[name] = value.strip()
     return parsed
 
