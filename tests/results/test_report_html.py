@@ -7,8 +7,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from meshload.results.aggregate import RunAggregator
+from meshload.results.charts import spectrum_percentiles
 from meshload.results.outputs import write_run_outputs
-from meshload.results.report_html import render_report, spectrum_percentiles
+from meshload.results.report_html import render_report
 from meshload.results.run_result import RunResult
 
 from .conftest import RUN_ID, make_plan

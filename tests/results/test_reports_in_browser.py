@@ -10,7 +10,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.support.browser import console_errors, headless_chromium
-from tests.support.runs import SHIFTS_MS, synthetic_study
+from tests.support.study_runs import SHIFTS_MS, synthetic_study
 
 from meshload.results.outputs import write_run_outputs, write_study_outputs
 from meshload.results.run_result import RunResult

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.support.runs import synthetic_run
+from tests.support.study_runs import study_run
 
 from meshload.results.run_result import RunResult
 
@@ -14,5 +14,5 @@ MakeRun = Callable[..., RunResult]
 
 @pytest.fixture
 def make_run() -> MakeRun:
-    """A factory of RunResults (`tests.support.runs.synthetic_run`)."""
-    return synthetic_run
+    """A factory of RunResults (`tests.support.study_runs.study_run`)."""
+    return study_run

@@ -9,7 +9,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from tests.support.runs import SHIFTS_MS, synthetic_study
+from tests.support.study_runs import SHIFTS_MS, synthetic_study
 
 from meshload.results.outputs import write_study_outputs
 from meshload.results.study_html import render_study_html

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from markupsafe import Markup, escape
 
+from .histogram import LatencyHistogram
+
 WIDTH, HEIGHT = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 160, 28, 44
 #: Room below the plot for slanted category labels ("circuit-breaker vs sidecar !").
@@ -255,6 +257,23 @@ class Canvas:
         else:
             body = "".join(self._parts)
         return Markup(head + body + "</svg>")
+
+
+def spectrum_series(name: str, colour: str, histogram: LatencyHistogram) -> Series:
+    """One histogram's latency (ms) by percentile, on the nines axis, as deep as its count supports
+    (at least a microsecond, so a logarithmic axis can show every point)."""
+    percentiles = spectrum_percentiles(histogram.total_count)
+    values = histogram.values_at_percentiles(percentiles)
+    return Series(name, colour, [nines(p) for p in percentiles], [max(values[p], 1) / 1000.0 for p in percentiles])
+
+
+def latency_by_percentile(
+    series: Sequence[Series], *, title: str, y_log: bool = False, empty: str = "no data"
+) -> Markup:
+    """Latency by percentile (`spectrum_series`), the nines axis as deep as the deepest line."""
+    deepest = max([1.0, *(s.xs[-1] for s in series if len(s.xs))])
+    y_label = "latency (ms, log scale)" if y_log else "latency (ms)"
+    return line_chart(series, title=title, x_axis=nines_axis(deepest), y_label=y_label, y_log=y_log, empty=empty)
 
 
 def line_chart(

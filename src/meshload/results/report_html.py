@@ -14,7 +14,7 @@ import json
 from markupsafe import Markup
 
 from .aggregate import failed_requests
-from .charts import BLUE, GREY, RED, Series, line_chart, nines, nines_axis, spectrum_percentiles
+from .charts import BLUE, GREY, RED, Series, latency_by_percentile, line_chart, spectrum_series
 from .histogram import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
 from .pages import render_page
 from .run_result import RunResult
@@ -25,17 +25,12 @@ REPORT_TEMPLATE = "report.html.j2"
 
 def percentile_spectrum_chart(corrected: LatencyHistogram, uncorrected: LatencyHistogram) -> Markup:
     """Latency by percentile, corrected and uncorrected, as deep as the sample count supports."""
-    series = []
-    deepest = 1.0
-    for name, colour, histogram in (("corrected", RED, corrected), ("uncorrected", BLUE, uncorrected)):
-        if histogram.total_count == 0:
-            continue
-        percentiles = spectrum_percentiles(histogram.total_count)
-        values = histogram.values_at_percentiles(percentiles)
-        xs = [nines(p) for p in percentiles]
-        deepest = max(deepest, xs[-1])
-        series.append(Series(name, colour, xs, [values[p] / 1000.0 for p in percentiles]))
-    return line_chart(series, title="Latency by percentile", x_axis=nines_axis(deepest), y_label="latency (ms)")
+    series = [
+        spectrum_series(name, colour, histogram)
+        for name, colour, histogram in (("corrected", RED, corrected), ("uncorrected", BLUE, uncorrected))
+        if histogram.total_count
+    ]
+    return latency_by_percentile(series, title="Latency by percentile")
 
 
 def rate_chart(result: RunResult) -> Markup:

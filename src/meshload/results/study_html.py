@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from .charts import PALETTE, Bar, Series, bar_chart, format_value, line_chart, nines, nines_axis, spectrum_percentiles
+from .charts import PALETTE, Bar, bar_chart, format_value, latency_by_percentile, spectrum_series
 from .compare import METRIC_BY_KEY, METRICS, Comparison
 from .pages import render_page
 from .study_json import study_document
@@ -105,23 +105,15 @@ def spectrum_chart(study: StudyResult, rate: float, colours: dict[str, str]) -> 
     """Latency by percentile, one line per function, at one load level; the y axis is logarithmic, so
     a sidecar's added fraction of a millisecond stays visible next to a slow tail."""
     series = []
-    deepest = 1.0
     for function in study.plan.functions:
         merged = study.merged_latency(function.name, rate)
-        if merged.total_count == 0:
-            continue
-        percentiles = spectrum_percentiles(merged.total_count)
-        values = merged.values_at_percentiles(percentiles)
-        xs = [nines(p) for p in percentiles]
-        deepest = max(deepest, xs[-1])
-        # "!": invalid cells included (fewer than 2 valid repetitions; see `compare.trusted_cells`).
-        name = function.name + (" !" if study.arm(function.name, rate)[1] else "")
-        series.append(Series(name, colours[function.name], xs, [max(values[p], 1) / 1000.0 for p in percentiles]))
-    return line_chart(
+        if merged.total_count:
+            # "!": invalid cells included (fewer than 2 valid repetitions; see `compare.trusted_cells`).
+            name = function.name + (" !" if study.arm(function.name, rate)[1] else "")
+            series.append(spectrum_series(name, colours[function.name], merged))
+    return latency_by_percentile(
         series,
         title=f"Latency percentile spectrum at {rate:g} rps (corrected, all repetitions merged)",
-        x_axis=nines_axis(deepest),
-        y_label="latency (ms, log scale)",
         y_log=True,
         empty="no cell at this load level",
     )

@@ -1,4 +1,5 @@
-"""Run results built from real HDR histograms filled with sampled latencies (no load is sent)."""
+"""Study cells built from real HDR histograms filled with sampled latencies (no load is sent): one
+run result per cell, made directly (tests.support.synthetic_runs makes runs through the aggregator)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from meshload.scenarios.plan import OpenLoop, Plan, Target
 from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
 
 
-def synthetic_run(
+def study_run(
     *,
     seed: int,
     median_ms: float = 2.0,
@@ -78,7 +79,7 @@ def synthetic_study() -> StudyResult:
         plan, environment={"cpu_cores": 2, "load_average_before": [0.1, 0.2, 0.3], "versions": {"meshload": "0.1.0"}}
     )
     for cell in plan.cells():
-        run = synthetic_run(
+        run = study_run(
             seed=cell.order,
             shift_ms=SHIFTS_MS[cell.function.name],
             rate=cell.rate,
