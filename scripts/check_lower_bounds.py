@@ -33,6 +33,8 @@ QUICK_TESTS = (
     "tests/results/test_smp.py",
     "tests/results/test_fortio.py",
     "tests/results/test_hlog.py",
+    "tests/results/test_paired.py",
+    "tests/history/test_trend.py",
     "tests/scenarios/test_options.py",
     "tests/scenarios/test_files.py",
     "tests/worker/test_open_loop.py",
