@@ -210,10 +210,12 @@ def meshload_child(args: argparse.Namespace) -> None:
     """Runs in a child process: one engine run, its figures as JSON on stdout."""
     from meshload.results.histogram import LatencyHistogram
     from meshload.scenarios.plan import Plan
+    from meshload.worker.engines import pick_engine
     from meshload.worker.standalone import collect_records
 
     load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
+    pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
     cpu_before = psutil.Process().cpu_times()
     records, outcomes = collect_records(plan, workers=1)
     cpu_after = psutil.Process().cpu_times()
