@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MESHLOAD_VENV := $(VENV)
 
-.PHONY: setup study quick-study test chart-check lint bench
+.PHONY: setup study quick-study test lower-bounds chart-check lint bench
 
 setup:
 	./scripts/install-deps
@@ -18,6 +18,11 @@ quick-study: setup
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+# meshload with every runtime dependency at its lowest allowed version (a throw-away venv), and a
+# quick part of the suite; `make test` runs everything against the newest releases.
+lower-bounds: setup
+	$(PY) scripts/check_lower_bounds.py
 
 # The Helm chart rendered with the real Helm engine, linted and schema-checked; the Dockerfile linted.
 chart-check: setup

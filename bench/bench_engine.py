@@ -32,6 +32,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -128,7 +129,7 @@ class Nginx:
         self.process.wait(timeout=10)
 
 
-def run_measured(command: list[str], **popen: object) -> tuple[str, float]:
+def run_measured(command: list[str], **popen: Any) -> tuple[str, float]:
     """Run `command`; its stdout and the user+system CPU seconds of it and its children."""
     process = subprocess.Popen(
         [*pinned(GENERATOR_CPU), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
@@ -209,10 +210,12 @@ def meshload_child(args: argparse.Namespace) -> None:
     """Runs in a child process: one engine run, its figures as JSON on stdout."""
     from meshload.results.histogram import LatencyHistogram
     from meshload.scenarios.plan import Plan
+    from meshload.worker.engines import pick_engine
     from meshload.worker.standalone import collect_records
 
     load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
+    pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
     cpu_before = psutil.Process().cpu_times()
     records, outcomes = collect_records(plan, workers=1)
     cpu_after = psutil.Process().cpu_times()

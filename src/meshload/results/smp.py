@@ -20,6 +20,7 @@ import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from ..scenarios.plan import ClosedLoop, OpenLoop, Plan
 from .histogram import LatencyHistogram
@@ -293,7 +294,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
     }
 
 
-def smp_document(result: RunResult) -> dict[str, object]:
+def smp_document(result: RunResult) -> dict[str, Any]:
     """The whole smp.json document: config, result, mesh_config, env and the `meshload` block."""
     ids = document_ids(result)
     labels = smp_labels(result)

@@ -5,11 +5,12 @@ plans (which functions, load levels and repetitions a study runs)."""
 from .durations import format_duration, parse_duration_s
 from .files import builtin_scenario, list_builtin, load_plan_file
 from .options import parse_headers, parse_labels, plan_from_options
-from .plan import ClosedLoop, LoadModel, OpenLoop, Plan, Stage, Target
+from .plan import Arrival, ClosedLoop, LoadModel, OpenLoop, Plan, Stage, Target
 from .schedule import ArrivalSchedule, RateCurve, WorkerShare, split_plan
 from .study_plan import FunctionSpec, StudyCell, StudyPlan, builtin_study, load_study_plan
 
 __all__ = [
+    "Arrival",
     "ArrivalSchedule",
     "ClosedLoop",
     "FunctionSpec",

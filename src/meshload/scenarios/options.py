@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ..errors import UsageError
 from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S
 from .files import load_plan_file
-from .plan import ClosedLoop, OpenLoop, Plan, Target, header_problem
+from .plan import Arrival, ClosedLoop, OpenLoop, Plan, Target, header_problem
 
 DEFAULT_DURATION_S = 30.0
 _HEADER_EXAMPLE = '"Name: value"'
@@ -25,6 +25,7 @@ _OPTION_OF_FIELD = {
     "max_connections": "--connections",
     "url": "URL",
     "method": "--method",
+    "arrival": "--arrival",
 }
 
 
@@ -36,7 +37,7 @@ def plan_from_options(
     concurrency: int | None = None,
     duration_s: float | None = None,
     warmup_s: float | None = None,
-    arrival: str | None = None,
+    arrival: Arrival | None = None,
     connections: int | None = None,
     method: str | None = None,
     headers: list[str] | None = None,
@@ -62,8 +63,6 @@ def plan_from_options(
     )
     if warmup_s is not None and warmup_s < 0:
         raise UsageError(f"--warmup: must not be negative (got {warmup_s:g})")
-    if arrival is not None and arrival not in ("constant", "poisson"):
-        raise UsageError(f"--arrival: {arrival!r} is not an arrival process; use constant or poisson")
     header_map = parse_headers(headers or [])
     label_map = parse_labels(labels or [])
     if scenario is not None:
@@ -151,7 +150,7 @@ def _scenario_overrides(
     concurrency: int | None,
     duration_s: float | None,
     warmup_s: float | None,
-    arrival: str | None,
+    arrival: Arrival | None,
     connections: int | None,
     method: str | None,
     body: str | None,

@@ -68,13 +68,17 @@ class Stage(_Strict):
     rate: float = Field(ge=0)
 
 
+#: How open-loop instants are drawn: evenly spaced, or a Poisson process of the same rate.
+Arrival = Literal["constant", "poisson"]
+
+
 class OpenLoop(_Strict):
     """Requests planned at instants drawn from an arrival process, sent whether or not earlier
     ones have answered. Latency is measured from the planned instant."""
 
     kind: Literal["open"] = "open"
     rate: float = Field(gt=0, description="requests per second, all workers together")
-    arrival: Literal["constant", "poisson"] = "constant"
+    arrival: Arrival = "constant"
     # Optional stages; when given they define the rate over time (starting from `rate`) and the
     # run lasts the sum of their durations.
     stages: tuple[Stage, ...] = ()
