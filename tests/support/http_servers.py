@@ -110,8 +110,10 @@ class _Server:
                 protocol.transport.write(OK_RESPONSE * heads)
 
 
-class _ControlProtocol(asyncio.Protocol):
-    def __init__(self, counters: _Counters) -> None:
+class ControlProtocol(asyncio.Protocol):
+    """Answers any request with `vars(counters)` as JSON, then closes."""
+
+    def __init__(self, counters: object) -> None:
         self.counters = counters
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -132,7 +134,7 @@ async def _serve(args: argparse.Namespace) -> None:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     listener = await loop.create_server(lambda: _ServerProtocol(server), "127.0.0.1", 0, ssl=tls, backlog=1024)
-    control = await loop.create_server(lambda: _ControlProtocol(server.counters), "127.0.0.1", 0)
+    control = await loop.create_server(lambda: ControlProtocol(server.counters), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     control_port = control.sockets[0].getsockname()[1]
     print(f"READY {port} {control_port}", flush=True)
@@ -212,6 +214,11 @@ def start_server(
     ]
     if tls_cert is not None:
         command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
+    return launch_server(command, kind, "https" if tls_cert else "http")
+
+
+def launch_server(command: list[str], kind: str, scheme: str) -> ServerHandle:
+    """Start a server process that prints `READY port control_port`, and wait for that line."""
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), True)
@@ -224,7 +231,7 @@ def start_server(
         process.wait()
         raise RuntimeError(f"test server {kind!r} did not start (exit code {process.poll()})")
     _, port, control_port = line.split()
-    return ServerHandle(kind, int(port), int(control_port), process, "https" if tls_cert else "http")
+    return ServerHandle(kind, int(port), int(control_port), process, scheme)
 
 
 def refused_port() -> int:

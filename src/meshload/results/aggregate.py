@@ -24,7 +24,7 @@ import numpy as np
 
 from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
-from .interval import IntervalRecord
+from .interval import IntervalRecord, is_failed_status
 from .run_result import MeshUsage, RunResult, TimePoint, WorkerSummary
 from .validity import judge
 
@@ -41,12 +41,9 @@ _SECOND_PERCENTILES = (50.0, 99.0)
 
 
 def failed_requests(status_codes: dict[str, int], errors: dict[str, int]) -> int:
-    """Requests that failed from the client's view: transport errors plus statuses >= 400."""
-    failed = sum(errors.values())
-    for code, count in status_codes.items():
-        if not code.isdigit() or int(code) >= 400:
-            failed += count
-    return failed
+    """Requests that failed from the client's view: transport errors plus HTTP statuses >= 400 and
+    gRPC statuses other than OK."""
+    return sum(errors.values()) + sum(count for code, count in status_codes.items() if is_failed_status(code))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ can be imported there. Fortio's conventions are kept exactly (reference/smp.md Â
 the histogram are in **seconds**, `ActualDuration` is integer nanoseconds, `RequestedQPS` is a
 string ("max" for a closed loop), `RetCodes` is keyed by status string with transport errors under
 "-1" as Fortio counts them, and the percentile list is exactly 50, 75, 90, 99, 99.9 in that order
-(mesheryctl reads it by position).
+(mesheryctl reads it by position). A gRPC run has `RunType` "GRPC" and its `RetCodes` keyed by status
+name ("OK", "UNAVAILABLE", ...).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def fortio_document(result: RunResult) -> dict[str, object]:
         requested_qps = f"{plan.load.rate:g}"
         threads = plan.max_connections * max(len(result.workers), 1)
     return {
-        "RunType": "HTTP",
+        "RunType": "GRPC" if plan.protocol == "grpc" else "HTTP",
         "Labels": f"{plan.name} -_- {url}",
         "StartTime": rfc3339(result.started_unix_ms),
         "RequestedQPS": requested_qps,

@@ -92,4 +92,4 @@ def load_plan_file(
         entry = PlanFile.model_validate(document.data)
     except ValidationError as exc:
         raise plan_error_from(exc, document, PlanFile) from exc
-    return to_plan(entry, document, default_name=path.stem)
+    return to_plan(entry, document, default_name=path.stem, base_dir=path.resolve().parent)

@@ -29,6 +29,9 @@ Job = Coroutine[Any, Any, None]
 class EngineRunner:
     """One run of one worker's share; `await runner.run()` once."""
 
+    #: How the records name the statuses the engine records (see `IntervalRecorder.status_names`).
+    status_names: tuple[str, ...] = ()
+
     def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
         share: WorkerShare = job.share
         plan: Plan = share.plan
@@ -41,7 +44,10 @@ class EngineRunner:
         self.sink: RecordSink = job.sink
         self.interval_s = job.interval_s
         self.recorder = IntervalRecorder(
-            worker_id=job.worker_id, run_id=job.run_id, clock_offset_ms=job.clock_offset_ms
+            worker_id=job.worker_id,
+            run_id=job.run_id,
+            clock_offset_ms=job.clock_offset_ms,
+            status_names=self.status_names,
         )
         self.stop_event = stop
         self.stopped_early = False
