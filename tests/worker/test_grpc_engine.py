@@ -132,10 +132,10 @@ def test_methods_described_by_server_reflection(grpc_server, loadtest_schema) ->
 
     with pytest.raises(PlanError, match="has no method 'Nope'; its methods are: Stream, Unary, Upload"):
         with_reflected_descriptors(grpc_plan(server.url, "Nope", {"kind": "open", "rate": 1}, 1.0))
-    with pytest.raises(PlanError, match="does not fit meshload.test.EchoRequest"):
+    with pytest.raises(PlanError, match=r"does not fit meshload\.test\.EchoRequest"):
         with_reflected_descriptors(grpc_plan(server.url, "Unary", {"kind": "open", "rate": 1}, 1.0, body='{"x": 1}'))
     without = grpc_server("ok")
-    with pytest.raises(PlanError, match="server reflection failed .*UNIMPLEMENTED.*give --proto FILE"):
+    with pytest.raises(PlanError, match=r"server reflection failed .*UNIMPLEMENTED.*give --proto FILE"):
         with_reflected_descriptors(grpc_plan(without.url, "Unary", {"kind": "open", "rate": 1}, 1.0))
 
 
