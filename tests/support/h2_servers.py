@@ -6,8 +6,9 @@ so `NginxH2.log()` answers how many requests arrived on how many connections ove
 
 The h2 server (`python h2_servers.py KIND`, kinds ``ok`` and ``stall`` as in `http_servers.py`)
 answers ``200 ok`` to every request, announces ``--max-streams`` as SETTINGS_MAX_CONCURRENT_STREAMS,
-and its control port reports ``requests``, ``connections`` and ``max_streams_seen`` (the most
-streams one connection had open at once).
+keeps HTTP/2's default 64 KiB flow-control windows (reopened as it reads), and its control port
+reports ``requests``, ``connections``, ``max_streams_seen`` (the most streams one connection had
+open at once) and ``body_bytes`` (request bodies received).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ events {{ worker_connections 1024; }}
 http {{
     log_format h2 '$connection $server_protocol $status';
     access_log {dir}/access.log h2;
-    keepalive_requests 10000000;
+    keepalive_requests {keepalive_requests};
     http2_max_concurrent_streams {max_streams};
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
@@ -78,7 +79,9 @@ class AccessLog:
 class NginxH2:
     """nginx serving HTTP/2 on TLS (`https_url`) and h2c (`h2c_url`), and HTTP/1.1 only (`http1_url`)."""
 
-    def __init__(self, workdir: Path, cert: Path, key: Path, *, max_streams: int = 128) -> None:
+    def __init__(
+        self, workdir: Path, cert: Path, key: Path, *, max_streams: int = 128, keepalive_requests: int = 10_000_000
+    ) -> None:
         self.workdir = workdir
         self.h2c_port, self.tls_port, self.http1_port = free_port(), free_port(), free_port()
         conf = workdir / "nginx.conf"
@@ -91,6 +94,7 @@ class NginxH2:
                 cert=cert,
                 key=key,
                 max_streams=max_streams,
+                keepalive_requests=keepalive_requests,
             )
         )
         self.process = subprocess.Popen(
@@ -147,6 +151,7 @@ class _Counters:
         self.requests = 0
         self.connections = 0
         self.max_streams_seen = 0
+        self.body_bytes = 0
 
 
 class _H2ServerProtocol(asyncio.Protocol):
@@ -181,6 +186,9 @@ class _H2ServerProtocol(asyncio.Protocol):
                     self.held.append(event.stream_id)
                 else:
                     self._answer(event.stream_id)
+            elif isinstance(event, h2.events.DataReceived):
+                self.counters.body_bytes += len(event.data)
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
                 self.open_streams.discard(event.stream_id)
         self._flush()

@@ -58,6 +58,20 @@ def test_closed_loop_and_statuses_over_h2c(nginx) -> None:
     assert log.connections - before.connections == 1  # the default: one connection, 8 streams on it
 
 
+def test_goaway_after_nginx_keepalive_requests_moves_to_new_connections(tmp_path, self_signed_cert) -> None:
+    """nginx ends a connection with GOAWAY after 100 requests: the engine opens another; a request
+    sent after the GOAWAY left nginx, which it never processes, is a "reset", never a lost count."""
+    nginx = NginxH2(tmp_path, *self_signed_cert, keepalive_requests=100)
+    try:
+        run = measure(open_plan(nginx.h2c_url, 400, 1.0, http2=True))
+        log = _settled_log(nginx, run.completed)
+    finally:
+        nginx.stop()
+    assert run.completed + run.errors.get("reset", 0) == 400 and set(run.errors) <= {"reset"}
+    assert log.requests == run.completed and log.statuses == {"200": run.completed}
+    assert log.connections >= 4 and run.outcome.connections_opened >= log.connections
+
+
 def test_a_server_without_http2_is_counted_not_crashed_on(nginx) -> None:
     # An HTTP/1.1-only port answers the h2c preface with an HTTP/1.1 error: not HTTP/2.
     run = measure(open_plan(nginx.http1_url, 50, 0.5, http2=True))
@@ -84,6 +98,20 @@ def test_streams_per_connection_are_honoured_ours_and_the_servers() -> None:
         assert server.counters()["max_streams_seen"] == 6
     finally:
         server.stop()
+
+
+def test_request_bodies_respect_the_servers_flow_control_windows() -> None:
+    """40 KiB bodies: more than one DATA frame each, and two of them exceed the connection's default
+    64 KiB window, so they go out only as the server reopens its windows."""
+    server = start_h2_server("ok")
+    body = "x" * 40_960
+    try:
+        run = measure(open_plan(server.url, 100, 1.0, http2=True, method="POST", body=body))
+        counters = server.counters()
+    finally:
+        server.stop()
+    assert run.status_codes == {"200": 100} and run.errors == {}
+    assert counters["requests"] == 100 and counters["body_bytes"] == 100 * len(body)
 
 
 def test_stalls_show_in_corrected_latency_as_derived() -> None:

@@ -1,6 +1,6 @@
 """The HTTP/2 engine: `http://` (h2c, prior knowledge) and `https://` (h2 by ALPN) targets of plans
 with `http2`, open loop or closed loop (`h2_runner`), over N multiplexed connections per worker,
-each a thin asyncio Protocol over the `h2` library (`h2_connection`)."""
+each a thin asyncio Protocol that frames HTTP/2 itself, with `hpack` for headers (`h2_connection`)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from ...scenarios.plan import ClosedLoop, Plan
 from .base import EngineJob
 from .connect_errors import connect_error_kind
-from .h2_connection import H2Connection, Stream
+from .h2_connection import H2Connection, Stream, encode_header_block
 from .http_request import USER_AGENT, Origin, client_ssl_context, origin_of, target_sequence
 from .pacing import wait_for_due
 from .planned_instants import PlannedInstants
@@ -37,10 +37,10 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 @dataclass(frozen=True)
 class H2Request:
-    """One target, ready to send: its origin index, header block and body."""
+    """One target, ready to send: its origin index, encoded header block and body."""
 
     origin_index: int
-    headers: list[tuple[bytes, bytes]]
+    block: bytes
     body: bytes
 
 
@@ -70,7 +70,7 @@ def h2_requests(plan: Plan) -> tuple[list[Origin], list[H2Request]]:
             (b":path", path.encode()),
             *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
         ]
-        requests.append(H2Request(origins.index(origin), block, body_bytes))
+        requests.append(H2Request(origins.index(origin), encode_header_block(block), body_bytes))
     return origins, requests
 
 
@@ -130,7 +130,7 @@ class H2Runner(EngineRunner):
             pool.pending.append((planned_ns, request, client))
             self._connect_if_needed(pool)
             return
-        conn.send(request.headers, request.body, planned_ns, monotonic_ns(), client)
+        conn.send(request.block, request.body, planned_ns, monotonic_ns(), client)
         self.recorder.sent += 1
 
     @staticmethod
@@ -149,7 +149,7 @@ class H2Runner(EngineRunner):
         """`conn` has free streams: give them to the oldest waiting requests."""
         while pool.pending and conn.free > 0 and self.accepting:
             planned_ns, request, client = pool.pending.popleft()
-            conn.send(request.headers, request.body, planned_ns, monotonic_ns(), client)
+            conn.send(request.block, request.body, planned_ns, monotonic_ns(), client)
             self.recorder.sent += 1
 
     # -- connection events (H2Connection's owner) ----------------------------------------------
@@ -195,19 +195,19 @@ class H2Runner(EngineRunner):
         self.connections_opened += 1
         failure = None
         try:
-            transport, _ = await asyncio.wait_for(
-                self.loop.create_connection(
+            async with asyncio.timeout(self.plan.connect_timeout_s):
+                transport, _ = await self.loop.create_connection(
                     lambda: conn,
                     origin.host,
                     origin.port,
                     ssl=self.ssl_context if origin.tls else None,
                     server_hostname=origin.server_hostname,
-                ),
-                self.plan.connect_timeout_s,
-            )
-            if origin.tls and transport.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
-                failure = "malformed"  # the server does not speak HTTP/2 over TLS (no h2 by ALPN)
-                transport.abort()
+                )
+                if origin.tls and transport.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
+                    failure = "malformed"  # the server does not speak HTTP/2 over TLS (no h2 by ALPN)
+                    transport.abort()
+                else:
+                    failure = await conn.ready  # the server's SETTINGS: how many streams it takes
         except OSError as exc:  # refused, unreachable, timed out, TLS: each a counted kind
             failure = connect_error_kind(exc)
         finally:
