@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import psutil
+
 from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, free_port, median_round, pinned, run_measured
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -258,9 +259,7 @@ def main() -> None:
     h2load_grpc_url = f"http://127.0.0.1:{grpc_server.port}{METHOD}"
     body = request_bytes()
     try:
-        print(
-            f"CPU {SERVER_CPU}: servers; CPU {GENERATOR_CPU}: generators; {args.seconds:g} s each, {IN_FLIGHT} in flight"
-        )
+        print(f"CPU {SERVER_CPU}: servers; CPU {GENERATOR_CPU}: generators; {args.seconds:g} s each")
         rounds: dict[str, list[Figures]] = {}
         for _ in range(args.rounds):
             for name, measure in (
