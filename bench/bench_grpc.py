@@ -31,7 +31,6 @@ import asyncio
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import psutil
 
-from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, free_port, median_round, pinned, run_measured
+from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, Nginx, median_round, pinned, run_measured
 
 _REPO = Path(__file__).resolve().parents[1]
 for _entry in (str(_REPO), str(_REPO / "src")):
@@ -88,32 +87,6 @@ def request_bytes() -> bytes:
 def start_grpc_server() -> ServerHandle:
     command = [*pinned(SERVER_CPU), sys.executable, str(_REPO / "tests" / "support" / "grpc_servers.py"), "ok"]
     return launch_server(command, "ok", "grpc")
-
-
-class NginxH2c:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        conf = workdir / "nginx-h2c.conf"
-        conf.write_text(NGINX_H2C_CONF.format(dir=workdir, port=self.port))
-        self.process = subprocess.Popen([*pinned(SERVER_CPU), "nginx", "-c", str(conf), "-p", str(workdir)])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                import socket
-
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 # -- children: each runs one generator and prints its figures as JSON ------------------------------
@@ -254,7 +227,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="meshload-bench-grpc-"))
     grpc_server = start_grpc_server()
-    nginx = NginxH2c(workdir)
+    nginx = Nginx(workdir, NGINX_H2C_CONF)
     grpc_url = f"grpc://127.0.0.1:{grpc_server.port}{METHOD}"
     h2load_grpc_url = f"http://127.0.0.1:{grpc_server.port}{METHOD}"
     body = request_bytes()

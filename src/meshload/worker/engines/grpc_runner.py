@@ -178,12 +178,7 @@ class GrpcOpenLoopRunner(GrpcRunner):
 
     async def _generate(self) -> None:
         self._open_channels()
-        try:
-            if not self.stopped_early:
-                self.instants.start()
-                await self.instants.finished.wait()
-        finally:
-            self.instants.close()
+        await self.instants.run()
         await self._drain()
 
 

@@ -281,12 +281,7 @@ class H2OpenLoopRunner(H2Runner):
 
     async def _generate(self) -> None:
         await self._open_connections()
-        try:
-            if not self.stopped_early:
-                self.instants.start()
-                await self.instants.finished.wait()
-        finally:
-            self.instants.close()
+        await self.instants.run()
         await self._drain()
 
 

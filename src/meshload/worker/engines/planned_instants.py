@@ -45,6 +45,15 @@ class PlannedInstants:
         self._stopped = False
         self._timer = DueTimer(loop, self._on_timer)
 
+    async def run(self) -> None:
+        """Dispatch every instant as it comes due; return once the last is dispatched (or at `stop()`)."""
+        try:
+            if not self._stopped:
+                self.start()
+                await self.finished.wait()
+        finally:
+            self.close()
+
     def start(self) -> None:
         """Arm the first instant (instants already due go at the first wake-up)."""
         if self._refill():
