@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MESHLOAD_VENV := $(VENV)
 
-.PHONY: setup study quick-study test lint bench
+.PHONY: setup study quick-study test lower-bounds chart-check lint bench
 
 setup:
 	./scripts/install-deps
@@ -19,9 +19,18 @@ quick-study: setup
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
+# meshload with every runtime dependency at its lowest allowed version (a throw-away venv), and a
+# quick part of the suite; `make test` runs everything against the newest releases.
+lower-bounds: setup
+	$(PY) scripts/check_lower_bounds.py
+
+# The Helm chart rendered with the real Helm engine, linted and schema-checked; the Dockerfile linted.
+chart-check: setup
+	$(PY) scripts/chart_check.py
+
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
 
 bench: setup
@@ -29,3 +38,4 @@ bench: setup
 	$(PY) bench/bench_aggregation.py
 	$(PY) bench/bench_aggregation_merge.py
 	$(PY) bench/bench_testbed.py
+	$(PY) bench/bench_study_statistics.py

@@ -32,6 +32,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -130,7 +131,7 @@ class Nginx:
         self.process.wait(timeout=10)
 
 
-def run_measured(command: list[str], **popen: object) -> tuple[str, float]:
+def run_measured(command: list[str], **popen: Any) -> tuple[str, float]:
     """Run `command`; its stdout and the user+system CPU seconds of it and its children."""
     process = subprocess.Popen(
         [*pinned(GENERATOR_CPU), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen

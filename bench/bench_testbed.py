@@ -1,7 +1,7 @@
 """How fast the local testbed starts and how much BookInfo traffic it carries, with the CPU split.
 
-    python bench/bench_testbed.py [--functions none,sidecar,mtls] [--duration-s 10] [--connections 32]
-                                  [--sustain-rps 1000] [--json]
+    python bench/bench_testbed.py [--functions none,sidecar,mtls] [--topology sidecar|per-node|ingress-only]
+                                  [--duration-s 10] [--connections 32] [--sustain-rps 1000] [--json]
 
 For each function, two bounded runs against /productpage through the ingress on 127.0.0.1, with the
 testbed's processes sampled:
@@ -42,6 +42,14 @@ _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _BUSY_FIELDS = ("user", "system", "nice", "irq", "softirq")
 
 
+def _rate(pattern: re.Pattern[str], output: str) -> float:
+    """The requests per second a peer tool printed (its output must have it)."""
+    found = pattern.search(output)
+    if found is None:
+        raise RuntimeError(f"no rate in the tool's output:\n{output[-2000:]}")
+    return float(found.group(1))
+
+
 def _sampled(bed: Testbed, argv: list[str], timeout_s: float) -> tuple[str, dict]:
     """Run a load generator to completion while sampling the testbed, it, and the whole machine."""
     generator = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -67,7 +75,7 @@ def _capacity(bed: Testbed, duration_s: float, connections: int) -> dict:
     latency = _WRK_LATENCY.search(output)
     non_2xx = _WRK_NON_2XX.search(output)
     return {
-        "rps": float(_WRK_RATE.search(output).group(1)),
+        "rps": _rate(_WRK_RATE, output),
         "mean_latency_ms": float(latency.group(1)) * _UNIT_MS[latency.group(2)] if latency else None,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         **figures,
@@ -82,7 +90,7 @@ def _sustain(bed: Testbed, duration_s: float, rate_rps: float) -> dict:
     p99 = _HEY_P99.search(output)
     return {
         "target_rps": rate_rps,
-        "rps": float(_HEY_RATE.search(output).group(1)),
+        "rps": _rate(_HEY_RATE, output),
         "p99_ms": float(p99.group(1)) * 1000 if p99 else None,
         "status_codes": {code: int(count) for code, count in _HEY_STATUS.findall(output)},
         **figures,
@@ -103,6 +111,7 @@ def _cpu_line(cpu: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--functions", default="none,sidecar,mtls")
+    parser.add_argument("--topology", default="sidecar", help="sidecar, per-node or ingress-only")
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--sustain-rps", type=float, default=1000.0)
@@ -113,8 +122,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="meshload-bench-") as folder:
         bed = Testbed(Path(folder))
         started = time.monotonic()
-        bed.up(functions[0])
-        figures: dict = {"up_s": round(time.monotonic() - started, 2), "cores": psutil.cpu_count(), "functions": {}}
+        bed.up(functions[0], topology=args.topology)
+        figures: dict = {
+            "up_s": round(time.monotonic() - started, 2),
+            "cores": psutil.cpu_count(),
+            "topology": args.topology,
+            "functions": {},
+        }
         try:
             for function in functions:
                 bed.apply(function)
@@ -129,7 +143,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"testbed up from nothing in {figures['up_s']:.2f} s; {figures['cores']} cores; CPU in millicores")
+    print(
+        f"testbed ({args.topology}) up from nothing in {figures['up_s']:.2f} s; {figures['cores']} cores;"
+        " CPU in millicores (sidecars: the node proxies in per-node)"
+    )
     for function, runs in figures["functions"].items():
         capacity, sustain = runs["capacity"], runs["sustain"]
         print(
@@ -137,7 +154,8 @@ def main() -> None:
             f"non-2xx {capacity['non_2xx']}   | {_cpu_line(capacity['cpu_mcores'])}"
         )
         print(
-            f"{'':<10} sustain  {sustain['rps']:>6.0f} of {sustain['target_rps']:.0f} rps, p99 {sustain['p99_ms'] or 0:6.2f} ms, "
+            f"{'':<10} sustain  {sustain['rps']:>6.0f} of {sustain['target_rps']:.0f} rps, "
+            f"p99 {sustain['p99_ms'] or 0:6.2f} ms, "
             f"codes {sustain['status_codes']}   | {_cpu_line(sustain['cpu_mcores'])}"
         )
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-_REPO = Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:  # `tests.support` however pytest was started
-    sys.path.insert(0, str(_REPO))
-
 from tests.support.http_servers import (
     ServerHandle,
     refused_port,
@@ -28,8 +23,8 @@ def http_server() -> Iterator[StartServer]:
     "malformed", "reset"; all are stopped when the test ends."""
     started: list[ServerHandle] = []
 
-    def start(kind: str, **options: object) -> ServerHandle:
-        handle = start_server(kind, **options)  # type: ignore[arg-type]
+    def start(kind: str, **options: Any) -> ServerHandle:
+        handle = start_server(kind, **options)
         started.append(handle)
         return handle
 
@@ -48,3 +43,18 @@ def refused_url() -> str:
 def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(certificate, key) of a self-signed server certificate for 127.0.0.1."""
     return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs and studies the tests make record into a history store under a private data folder,
+    never into the user's `~/.local/share/meshload` (processes the tests start inherit it)."""
+    import os
+
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous

@@ -1,5 +1,11 @@
 """meshload: distributed, coordinated-omission-correct load generation for measuring what each
 service-mesh traffic-control function costs. The command is `meshload` (`meshload.cli`)."""
 
-#: The one statement of meshload's version (pyproject.toml reads it from here).
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _version
+
+try:
+    #: The installed distribution's version (pyproject.toml states it, once).
+    __version__ = _version("meshload")
+except _NotInstalled:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"

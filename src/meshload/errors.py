@@ -6,8 +6,13 @@
     ├── RedisError           Redis unreachable, refused the password, or is not usable
     ├── TestbedError         the local testbed could not be started, changed or stopped
     ├── RunError             a run could not be carried out (no workers, all workers lost, ...)
-    └── InternalError        a background thread of meshload failed unexpectedly (a bug); its
-                             traceback was printed where it happened, this ends the process
+    ├── InternalError        a background thread of meshload failed unexpectedly (a bug); its
+    │                        traceback was printed where it happened, this ends the process
+    └── MeshError            a mesh in a Kubernetes cluster could not be driven
+        ├── ClusterUnreachable     no Kubernetes configuration, or no API server answered
+        ├── ApiRefused             the API server refused a request (RBAC 403, a missing CRD, ...)
+        ├── NotInForce             applied, but not in force before the deadline
+        └── FunctionNotSupported   the mesh cannot express this function (or these parameters)
 
 Library errors are translated at the boundary with `raise ... from exc`, so the traceback is kept
 for `--debug` while the user sees one line.
@@ -52,3 +57,27 @@ class RunError(MeshloadError):
 
 class InternalError(MeshloadError):
     """A bug in a background thread, reported once more (as one line) by the thread that must stop."""
+
+
+class MeshError(MeshloadError):
+    pass
+
+
+class ClusterUnreachable(MeshError):
+    pass
+
+
+class ApiRefused(MeshError):
+    pass
+
+
+class NotInForce(MeshError):
+    pass
+
+
+class FunctionNotSupported(MeshError):
+    """Carries the mesh's `Support` answer, so a study can mark the cell instead of failing."""
+
+    def __init__(self, support: object) -> None:
+        super().__init__(str(support))
+        self.support = support

@@ -12,9 +12,10 @@ from typing import get_args
 import pytest
 
 import meshload
+from meshload.cli.mesh_cmd import MeshName
 from meshload.cli.run_cmd import Arrival, OnWorkerLoss, Placement
-from meshload.cli.testbed_cmd import RatingsMode
-from meshload.coordinator import placement, run
+from meshload.cli.testbed_cmd import RatingsMode, Topology
+from meshload.coordinator import mesh, placement, run
 from meshload.scenarios import plan
 from meshload.testbed import topology
 
@@ -32,7 +33,7 @@ def meshload_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ("args", "fragments"),
     [
         (["run", "http://127.0.0.1:9/", "--rate", "abc"], ["'--rate'", "see `meshload run --help`"]),
-        (["run", "http://127.0.0.1:9/", "--rate", "5", "--no-such-option"], ["No such option: --no-such-option"]),
+        (["run", "http://127.0.0.1:9/", "--rate", "5", "--no-such-option"], ["No such option", "--no-such-option"]),
         (["frobnicate"], ["No such command 'frobnicate'", "see `meshload --help`"]),
         (["testbed", "up", "--ratings-mode", "grumpy"], ["'--ratings-mode'", "'grumpy' is not one of"]),
     ],
@@ -60,6 +61,8 @@ def test_the_command_lines_choices_are_the_coordinators_and_the_plans() -> None:
     assert get_args(OnWorkerLoss) == get_args(run.OnWorkerLoss)
     assert get_args(Placement) == get_args(placement.Placement)
     assert get_args(RatingsMode) == topology.RATINGS_MODES
+    assert get_args(Topology) == topology.TOPOLOGIES
+    assert get_args(MeshName) == mesh.MESHES
 
 
 def test_a_bug_keeps_its_traceback_and_fails(tmp_path: Path) -> None:

@@ -3,18 +3,13 @@ processes (`meshload worker`), all on loopback and all stopped after the test.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
-
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:  # `tests.support` without relying on how pytest was started
-    sys.path.insert(0, str(_REPO))
-
 from tests.support.http_servers import ServerHandle, start_server
 from tests.support.redis_server import RedisServer
 
@@ -46,19 +41,13 @@ class Fleet:
         self.redis_url = redis_url
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, worker_id: str, *extra: str) -> subprocess.Popen[bytes]:
-        command = [
-            sys.executable,
-            "-m",
-            "meshload",
-            "worker",
-            "--redis",
-            self.redis_url,
-            "--id",
-            worker_id,
-            *extra,
-        ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def start(self, worker_id: str, *extra: str, environment: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a worker; with `environment` (e.g. MESHLOAD_REDIS) its Redis URL is taken from there."""
+        command = [sys.executable, "-m", "meshload", "worker", "--id", worker_id, *extra]
+        if environment is None:
+            command[4:4] = ["--redis", self.redis_url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")} | (environment or {})
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         self.processes[worker_id] = process
         return process
 
@@ -68,7 +57,8 @@ class Fleet:
             for worker_id in worker_ids:
                 process = self.processes[worker_id]
                 if process.poll() is not None:
-                    raise RuntimeError(f"worker {worker_id} exited: {process.stderr.read().decode()[-500:]}")
+                    stderr = process.stderr.read().decode() if process.stderr is not None else ""
+                    raise RuntimeError(f"worker {worker_id} exited: {stderr[-500:]}")
             assert time.monotonic() < deadline, "workers did not register"
             time.sleep(0.05)
 
@@ -87,7 +77,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_factory() -> Iterator[type]:
+def fleet_factory() -> Iterator[Callable[[str], Fleet]]:
     fleets: list[Fleet] = []
 
     def make(redis_url: str) -> Fleet:
@@ -95,6 +85,6 @@ def fleet_factory() -> Iterator[type]:
         fleets.append(fleet)
         return fleet
 
-    yield make  # type: ignore[misc]
+    yield make
     for fleet in fleets:
         fleet.stop()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.redis_server import RedisServer
@@ -52,7 +53,7 @@ def error_lines(stderr: str) -> list[str]:
             ("'--on-worker-loss'", "'maybe' is not one of 'continue', 'abort'"),
         ),
         (["http://127.0.0.1:9/", "--rate", "abc"], ("'--rate'", "see `meshload run --help`")),
-        (["http://127.0.0.1:9/", "--rate", "5", "--frobnicate"], ("No such option: --frobnicate",)),
+        (["http://127.0.0.1:9/", "--rate", "5", "--frobnicate"], ("No such option", "--frobnicate")),
         (["http://127.0.0.1:9/", "--rate", "5", "--metrics-port", "70000"], ("--metrics-port: 70000 is not a port",)),
         (["http://127.0.0.1:9/", "--rate", "5", "--workers", "0"], "--workers: 0 is not a worker count"),
     ],
@@ -156,8 +157,8 @@ def test_worker_without_a_reachable_redis_exits_1_with_one_line(tmp_path) -> Non
     assert error_lines(completed.stderr)[-1].startswith("error: cannot reach Redis at redis://127.0.0.1:")
 
 
-def _figures(**changes) -> LiveFigures:
-    values = {
+def _figures(**changes: Any) -> LiveFigures:
+    values: dict[str, Any] = {
         "elapsed_s": 3.0,
         "total_s": 10.0,
         "rate": 250.0,
@@ -231,7 +232,7 @@ def test_a_scenario_file_takes_the_command_line_values_as_overrides(tmp_path) ->
 
     scenario = tmp_path / "plan.yaml"
     scenario.write_text("url: http://127.0.0.1:9/x\nload: {rate: 50}\nduration: 10s\nlabels: {function: mtls}\n")
-    base = {
+    base: dict[str, Any] = {
         "url": None,
         "scenario": str(scenario),
         "rate": None,
@@ -260,6 +261,7 @@ def test_a_scenario_file_takes_the_command_line_values_as_overrides(tmp_path) ->
             "timeout": "250ms",
         }
     )
+    assert isinstance(plan.load, OpenLoop)
     assert plan.load.rate == 120 and plan.load.arrival == "poisson"
     assert plan.duration_s == 90 and plan.warmup_s == 5 and plan.timeout_s == 0.25
     assert plan.headers["X-Run"] == "7" and plan.labels == {"function": "mtls", "level": "high"}

@@ -54,7 +54,7 @@ def add_entries(client: redis.Redis, keys: wire.RunKeys, records: list[IntervalR
 def test_keys_are_namespaced_per_run_and_worker() -> None:
     one, two = wire.RunKeys("a"), wire.RunKeys("b")
     assert set(one.all()).isdisjoint(two.all())
-    assert len(set(one.all())) == 4
+    assert len(set(one.all())) == 5
     assert all(key.startswith(wire.KEY_PREFIX + ":") for key in one.all())
     assert wire.assignment_key("w1") != wire.assignment_key("w2")
     assert wire.redacted("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
@@ -153,7 +153,7 @@ def test_collector_refuses_to_take_over_a_key_that_is_not_a_stream(redis_server)
     client = redis_server.client()
     keys = wire.RunKeys("r1")
     client.set(keys.records, b"something else")
-    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE|requires the key to exist"):
+    with pytest.raises(redis.exceptions.ResponseError, match=r"WRONGTYPE|requires the key to exist"):
         StreamCollector(client, keys).ensure_group()
     assert client.get(keys.records) == b"something else"
     client.close()

@@ -10,7 +10,7 @@ import pytest
 
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.run_result import RunResult
-from meshload.results.smp import MESH_TYPES, SMP_VERSION, go_duration, smp_document
+from meshload.results.smp import MESH_TYPES, SMP_VERSION, go_duration, rfc3339, smp_document
 from meshload.scenarios.plan import ClosedLoop
 
 PERCENTILE_KEYS = {"50", "90", "99", "99.9", "99.99"}
@@ -37,7 +37,7 @@ def test_document_has_every_contracted_part(finished_result: RunResult) -> None:
         "env_id",
     }
     assert set(result["latencies_ms"]) == {"min", "average", "p50", "p90", "p99", "max"}
-    assert result["start_time"] == {"seconds": finished_result.started_unix_ms // 1000, "nanos": 0}
+    assert result["start_time"] == rfc3339(finished_result.started_unix_ms) and result["start_time"].endswith(".000Z")
     # The study cell is in the labels (SMP has no field for it), as strings.
     for key, value in {"function": "retries", "load_level": "300", "repetition": "2", "mesh": "istio"}.items():
         assert result["labels"][key] == value

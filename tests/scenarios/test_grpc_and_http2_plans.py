@@ -96,8 +96,8 @@ def test_a_grpc_plan_file_names_its_proto_relative_to_the_file(folder: Path) -> 
             "plan.yaml:2: body: the request message is not JSON",
         ),
         (
-            f"url: {URL}\nheaders: {{'bad key': 1}}\nload: {{rate: 1}}\nduration: 1s\n",
-            "plan.yaml:2: headers: 'bad key' is not a gRPC metadata key",
+            f"url: {URL}\nheaders: {{'x!y': 1}}\nload: {{rate: 1}}\nduration: 1s\n",
+            "plan.yaml:2: headers: 'x!y' is not a gRPC metadata key",
         ),
         (
             "url: http://127.0.0.1/\nproto: protos/loadtest.proto\nload: {rate: 1}\nduration: 1s\n",

@@ -135,7 +135,8 @@ def test_poisson_arrivals_follow_the_stages() -> None:
     share = split_plan(plan, 1)[0]
     from meshload.scenarios import RateCurve
 
-    curve = RateCurve(share.plan.load, plan.total_s)  # type: ignore[arg-type]
+    assert isinstance(share.plan.load, OpenLoop)
+    curve = RateCurve(share.plan.load, plan.total_s)
     rescaled = np.array([curve.counts_at_time(t) for t in times_s])
     assert stats.kstest(np.diff(rescaled), "expon").pvalue > 0.001
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from tests.support.smp_proto import parse_smp_document
 
 PLAN = """\
 name: e2e
@@ -56,7 +57,8 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     plan_path.write_text(PLAN, encoding="utf-8")
     out = tmp_path / "out"
     state = tmp_path / "testbed"
-    env = {**os.environ, "MESHLOAD_TESTBED_DIR": str(state), "COLUMNS": "160"}
+    store = tmp_path / "history.db"
+    env = {**os.environ, "MESHLOAD_TESTBED_DIR": str(state), "COLUMNS": "160", "MESHLOAD_STORE": str(store)}
 
     study = subprocess.Popen(
         [
@@ -95,6 +97,7 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     for cell in cells:
         run_dir = out / cell["run_dir"]
         smp = json.loads((run_dir / "smp.json").read_text())
+        parse_smp_document(smp)  # every part, strictly, as a protobuf-based SMP reader parses it
         assert smp["config"]["labels"]["function"] == cell["function"]
         assert smp["config"]["labels"]["repetition"] == str(cell["repetition"])
         assert (run_dir / "report.html").is_file() and (run_dir / "histograms.hlog").is_file()
@@ -102,6 +105,21 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
         # With sidecars in force the proxies' CPU was sampled; with none there are no proxies.
         cpu = cell["metrics"]["proxy_cpu_mcores_per_krps"]
         assert cpu == 0 if cell["function"] == "none" else cpu > 0
+
+    # The study and each of its cells are in the history, each cell with its run's figures.
+    from meshload.history.store import open_store
+
+    with open_store(str(store)) as history:
+        (recorded,) = history.records(kinds=["study"])
+        recorded_cells = history.records(parent_key=recorded.key, oldest_first=True)
+    assert recorded.plan_name == document["name"] and recorded.location == str(out.resolve())
+    assert recorded.valid == all(cell["valid"] for cell in cells)  # a busy machine may invalidate a cell
+    assert [cell.key for cell in recorded_cells] == [cell["run_id"] for cell in cells]
+    for cell, summary in zip(recorded_cells, cells, strict=True):
+        assert cell.labels["function"] == summary["function"] and cell.requests == summary["completed"]
+        assert cell.figure("p50_ms") == pytest.approx(summary["metrics"]["p50_ms"])
+        cpu = cell.figure("proxy_cpu_mcores")
+        assert cpu is not None and (cpu == 0 if summary["function"] == "none" else cpu > 0)
 
     comparisons = document["comparisons"]
     compared = {(c["function"], c["baseline"]) for c in comparisons}

@@ -23,7 +23,9 @@ import asyncio
 import itertools
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 _REPO = _HERE.parents[1]
@@ -62,11 +64,11 @@ class _EchoServer:
         phase_s = time.time() % self.args.stall_period_s
         return self.args.stall_s - phase_s if phase_s < self.args.stall_s else 0.0
 
-    async def _arrive(self, context: object) -> str:
+    async def _arrive(self, context: Any) -> str:
         """Count the call, wait as the kind says; the status to answer with."""
         counters = self.counters
         counters.calls += 1
-        peer = context.peer()  # type: ignore[attr-defined]
+        peer = context.peer()
         if peer not in self.peers:
             self.peers.add(peer)
             counters.peers.append(peer)
@@ -80,26 +82,26 @@ class _EchoServer:
         counters.statuses[status] = counters.statuses.get(status, 0) + 1
         return status
 
-    async def _finish(self, status: str, context: object) -> None:
+    async def _finish(self, status: str, context: Any) -> None:
         if status != "OK":
-            await context.abort(getattr(self.grpc.StatusCode, status), f"chosen status {status}")  # type: ignore[attr-defined]
+            await context.abort(getattr(self.grpc.StatusCode, status), f"chosen status {status}")
 
-    async def unary(self, request: object, context: object) -> object:
+    async def unary(self, request: Any, context: Any) -> Any:
         status = await self._arrive(context)
         await self._finish(status, context)
-        return self.reply_class(text=f"reply to {request.id}")  # type: ignore[attr-defined]
+        return self.reply_class(text=f"reply to {request.id}")
 
-    async def stream(self, request: object, context: object):  # type: ignore[no-untyped-def]
+    async def stream(self, request: Any, context: Any) -> AsyncIterator[Any]:
         status = await self._arrive(context)
         await self._finish(status, context)
-        for index in range(request.count or DEFAULT_STREAM_REPLIES):  # type: ignore[attr-defined]
+        for index in range(request.count or DEFAULT_STREAM_REPLIES):
             self.counters.stream_replies += 1
             yield self.reply_class(text=f"reply {index}")
 
-    async def upload(self, requests: object, context: object) -> object:
+    async def upload(self, requests: Any, context: Any) -> Any:
         await self._arrive(context)
         count = 0
-        async for _ in requests:  # type: ignore[attr-defined]
+        async for _ in requests:
             count += 1
         return self.reply_class(text=f"{count} received")
 

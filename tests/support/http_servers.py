@@ -30,6 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 CLOSE_RESPONSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
@@ -56,7 +57,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's are not subclasses)
         self.server.counters.connections += 1
 
     def data_received(self, data: bytes) -> None:
@@ -117,13 +118,13 @@ class ControlProtocol(asyncio.Protocol):
         self.counters = counters
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's are not subclasses)
 
     def data_received(self, data: bytes) -> None:
         body = json.dumps(vars(self.counters)).encode()
         head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        self.transport.write(head + body)  # type: ignore[attr-defined]
-        self.transport.close()  # type: ignore[attr-defined]
+        self.transport.write(head + body)
+        self.transport.close()
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -177,7 +178,7 @@ class ServerHandle:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/"
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/", timeout=5) as reply:
             return json.loads(reply.read())
 
@@ -217,8 +218,9 @@ def start_server(
     return launch_server(command, kind, "https" if tls_cert else "http")
 
 
-def launch_server(command: list[str], kind: str, scheme: str) -> ServerHandle:
-    """Start a server process that prints `READY port control_port`, and wait for that line."""
+def launch_server(command: list[str], kind: str, scheme: str = "http") -> ServerHandle:
+    """Start a server process that prints `READY <port> <control port>` and serves until its stdin
+    closes; its handle once it listens."""
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), True)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -16,6 +17,14 @@ from meshload.testbed import Testbed, TestbedFailure
 from meshload.testbed.processes import marked_processes
 
 from .client import fetch
+
+
+def _saved(bed: Testbed) -> dict[str, Any]:
+    """The testbed's state file, which must exist."""
+    state = bed.folder.load()
+    assert state is not None
+    return state
+
 
 UP_BUDGET_S = 10.0
 
@@ -46,14 +55,14 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         assert fetch(f"{bed.ingress_url}/productpage").status == 200
         status = bed.status()
         assert status["running"] and status["function"] == "mtls"
-        assert sorted(p["kind"] for p in status["processes"]).count("sidecar") == 6
+        assert sorted(p["kind"] for p in status["processes"]).count("sidecar") == 9
         app_pids = {p["pid"] for p in status["processes"] if p["kind"] == "app"}
         bed.up("sidecar")  # already running: switches the function, keeps the applications
         assert {p["pid"] for p in bed.status()["processes"] if p["kind"] == "app"} == app_pids
         assert bed.current_function() == "sidecar"
         # a process dies: the testbed says so, refuses to switch, and `up` starts it afresh
         details = next(p for p in bed.status()["processes"] if p["name"] == "details-v1")
-        old_mark = bed.folder.load()["mark"]
+        old_mark = _saved(bed)["mark"]
         os.kill(details["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 5
         while bed.is_running() and time.monotonic() < deadline:
@@ -63,11 +72,11 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         with pytest.raises(TestbedFailure, match="is not running"):
             bed.apply("mtls")
         bed.up("sidecar")
-        assert bed.is_running() and bed.folder.load()["mark"] != old_mark
+        assert bed.is_running() and _saved(bed)["mark"] != old_mark
         assert marked_processes(old_mark) == []
         assert fetch(f"{bed.ingress_url}/api/v1/products/0").status == 200
     finally:
-        mark = bed.folder.load()["mark"]
+        mark = _saved(bed)["mark"]
         pids = _recorded_pids(bed.folder.root)
         assert bed.down() == []
     assert marked_processes(mark) == []
@@ -81,15 +90,15 @@ def test_down_cleans_up_after_the_controller_was_killed(tmp_path):
         [sys.executable, "-c", _CONTROLLER, str(state_dir)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert controller.stdout.readline().strip() == "up"
+        assert controller.stdout is not None and controller.stdout.readline().strip() == "up"
         bed = Testbed(state_dir)
         url = bed.ingress_url
-        mark = bed.folder.load()["mark"]
+        mark = _saved(bed)["mark"]
         os.kill(controller.pid, signal.SIGKILL)
         controller.wait(timeout=5)
         # the testbed outlives its controller ...
         assert fetch(f"{url}/productpage").status == 200
-        assert len(marked_processes(mark)) == 13
+        assert len(marked_processes(mark)) == 19  # 9 applications, 9 sidecars, the gateway
         # ... and another process takes it down completely
         assert Testbed(state_dir).down() == []
         assert marked_processes(mark) == []
@@ -142,7 +151,7 @@ def test_cli_drives_the_testbed(tmp_path):
             check=False,
         )
 
-    up = meshload("up", "--function", "rate-limit", "--set", "limit_rps=5")
+    up = meshload("up", "--function", "rate-limit", "--set", "limit_rps=5", "--topology", "per-node")
     assert up.returncode == 0, up.stderr
     url = up.stdout.strip()
     mark = json.loads((tmp_path / "tb" / "state.json").read_text())["mark"]
@@ -150,8 +159,22 @@ def test_cli_drives_the_testbed(tmp_path):
         assert fetch(f"{url}/productpage").status == 200
         status = json.loads(meshload("status", "--json").stdout)
         assert status["function"] == "rate-limit" and status["params"]["limit_rps"] == "5"
-        assert status["ingress_url"] == url and len(status["processes"]) == 13
+        assert status["topology"] == "per-node" and status["grpc"]["service"] == "ratings.v1.Ratings"
+        assert set(status["grpc"]["calls"]) == {"ratings-grpc-1", "ratings-grpc-2", "ratings-grpc-3"}
+        assert status["ingress_url"] == url and len(status["processes"]) == 12  # 9 apps, 2 node proxies, gateway
         assert all(p["alive"] and p["pid"] > 0 and p["ports"] for p in status["processes"])
+
+        switched = meshload("up", "--topology", "ingress-only")  # a running testbed switches
+        assert switched.returncode == 0, switched.stderr
+        assert "(ingress-only)" in switched.stderr and switched.stdout.strip() == url
+        refused = meshload("apply", "mtls")
+        assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [refused.stderr.strip()]
+        assert "mtls does not apply in the ingress-only topology" in refused.stderr
+        listing = json.loads(meshload("functions", "--json").stdout)
+        assert listing["traffic-split"]["params"]["weights"]["default"] == "80,10,10"
+        assert listing["mtls"]["topologies"] == ["sidecar", "per-node"]
+        assert listing["mtls"]["topology_notes"]["ingress-only"].startswith("does not apply: services call")
+        assert listing["timeout"]["topology_notes"]["ingress-only"].startswith("service=productpage only")
 
         unknown = meshload("apply", "no-such-function")
         assert unknown.returncode == 1
@@ -162,10 +185,11 @@ def test_cli_drives_the_testbed(tmp_path):
         out_of_range = meshload("apply", "timeout", "--set", "timeout_ms=0")
         assert out_of_range.returncode == 1 and "timeout_ms='0'" in out_of_range.stderr
 
-        applied = meshload("apply", "timeout", "--set", "timeout_ms=250")
+        applied = meshload("apply", "timeout", "--set", "timeout_ms=250", "--set", "service=productpage")
         assert applied.returncode == 0, applied.stderr
         text = meshload("status").stdout
         assert "function   timeout" in text and "timeout_ms=250" in text and "ingress-gateway" in text
+        assert "topology   ingress-only" in text
         mode = meshload("mode", "ratings", "faulty")
         assert (
             mode.returncode == 0 and json.loads(meshload("status", "--json").stdout)["app_modes"]["ratings"] == "faulty"

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from meshload.errors import PlanError
-from meshload.scenarios.plan import Plan
 from meshload.worker.engines import auto
 from meshload.worker.engines.uvloop_http import UvloopHttpEngine
 
@@ -38,7 +37,7 @@ def test_an_unknown_engine_name_or_scheme_is_one_clear_error(monkeypatch) -> Non
     with pytest.raises(PlanError, match="engine 'h3' does not exist; use one of uvloop-http, h2, grpc"):
         auto.registration_for(plan, "h3")
     # Plans only hold http(s) and grpc(s) targets; a scheme no engine speaks is refused by the picker too.
-    ws_plan = Plan.model_construct(targets=(type(plan.targets[0]).model_construct(url="ws://127.0.0.1:1"),))
+    ws_plan = plan.model_copy(update={"targets": (plan.targets[0].model_copy(update={"url": "ws://127.0.0.1:1"}),)})
     with pytest.raises(PlanError, match="no engine sends ws requests"):
         auto.registration_for(ws_plan)
 

@@ -10,6 +10,7 @@ import time
 import pytest
 import uvloop
 
+from meshload.results.interval import IntervalRecord
 from meshload.scenarios.schedule import split_plan
 from meshload.worker.engines import EngineJob, StopSignal, pacing, pick_engine
 
@@ -65,7 +66,7 @@ def test_a_stop_from_another_thread_ends_the_run_early_with_a_final_record(http_
     """What a worker's heartbeat thread does when the coordinator stops the run."""
     server = http_server("ok")
     plan = open_plan(server.url, 500, 30.0) if loop_model == "open" else closed_plan(server.url, 2, 30.0)
-    records = []
+    records: list[IntervalRecord] = []
     stop = StopSignal()
     job = EngineJob(share=split_plan(plan, 1)[0], start_ns=time.monotonic_ns(), sink=records.append, worker_id="w")
     stopper = threading.Timer(0.5, stop.request)
@@ -86,7 +87,7 @@ def test_a_stop_requested_before_the_run_started_ends_it_at_once(http_server) ->
     plan = open_plan(server.url, 500, 30.0)
     stop = StopSignal()
     stop.request()
-    records = []
+    records: list[IntervalRecord] = []
     job = EngineJob(share=split_plan(plan, 1)[0], start_ns=time.monotonic_ns(), sink=records.append, worker_id="w")
     began = time.monotonic()
     outcome = pick_engine(plan).run(job, stop)

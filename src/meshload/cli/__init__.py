@@ -15,7 +15,20 @@ import typer
 
 from .. import __version__, terminal
 from ..errors import MeshloadError as _MeshloadError
-from . import compare_cmd, report_cmd, run_cmd, study_cmd, testbed_cmd, worker_cmd
+from . import (
+    compare_cmd,
+    history_cmd,
+    mesh_cmd,
+    report_cmd,
+    run_cmd,
+    schedule_cmd,
+    study_cmd,
+    testbed_cmd,
+    trend_cmd,
+    worker_cmd,
+)
+from .parse_errors import CLI_ERROR as _CLI_ERROR
+from .parse_errors import parse_error_message as _parse_error_message
 
 __all__ = ["DEBUG_ENV", "app", "main"]
 
@@ -30,13 +43,19 @@ app = typer.Typer(
 )
 
 # Every command, explicitly: a missing or broken command module fails at start, loudly.
-for _command in (run_cmd, worker_cmd, testbed_cmd, study_cmd, report_cmd, compare_cmd):
+for _command in (
+    run_cmd,
+    worker_cmd,
+    testbed_cmd,
+    study_cmd,
+    report_cmd,
+    compare_cmd,
+    mesh_cmd,
+    history_cmd,
+    trend_cmd,
+    schedule_cmd,
+):
     _command.register(app)
-
-#: The CLI library's own error type (parse errors: bad values, unknown options or commands). Typer
-#: 0.26+ carries its own copy of click and exports it only through this subclass, so it is found
-#: from there rather than imported from a click package typer may not use.
-_CLI_ERROR: type[Exception] = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
 
 
 def _print_version(value: bool) -> None:
@@ -81,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _one_line(exc: Exception) -> str:
     """A parse error as one line: what was wrong, and where to read how to write it."""
-    message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+    message = _parse_error_message(exc)
     if not message:
         return ""
     context = getattr(exc, "ctx", None)

@@ -34,7 +34,7 @@ def compare(
 
 def _kind(folder: Path) -> str:
     from ..results.outputs import SMP_FILE
-    from ..results.study_report import STUDY_FILE
+    from ..results.study_json import STUDY_FILE
 
     if (folder / STUDY_FILE).is_file():
         return "study"
@@ -80,7 +80,7 @@ def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
 
 def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
     from ..results.compare import compare_studies, interval_note
-    from ..results.study_report import load_study
+    from ..results.study_json import load_study
     from .study_cmd import comparison_table
 
     study_a, study_b = load_study(a), load_study(b)

@@ -17,8 +17,10 @@ def env_var(env: str) -> str:
     return ENV_PREFIX + env
 
 
-def option(*names: str, env: str, help: str, show_default: bool = True) -> OptionInfo:
+def option(*names: str, env: str, help: str, show_default: bool = True, hidden: bool = False) -> OptionInfo:
     """A command-line option (`names`, e.g. "--rate", "-r") whose environment variable is
-    MESHLOAD_<env>, shown in --help."""
-    info: OptionInfo = typer.Option(*names, envvar=env_var(env), show_envvar=True, help=help, show_default=show_default)
+    MESHLOAD_<env>, shown in --help (`hidden`: an option for meshload's own use, left out of it)."""
+    info: OptionInfo = typer.Option(
+        *names, envvar=env_var(env), show_envvar=True, help=help, show_default=show_default, hidden=hidden
+    )
     return info

@@ -32,7 +32,7 @@ def report(
     ] = False,
 ) -> None:
     """Re-render index.html (study) or report.html (run) from the saved files."""
-    from ..results.study_report import STUDY_FILE
+    from ..results.study_json import STUDY_FILE
 
     if (folder / STUDY_FILE).is_file():
         _report_study(folder, as_json=as_json)
@@ -46,7 +46,8 @@ def report(
 
 
 def _report_study(folder: Path, *, as_json: bool) -> None:
-    from ..results.study_report import load_study, study_document, write_study_outputs
+    from ..results.outputs import write_study_outputs
+    from ..results.study_json import load_study, study_document
     from .study_cmd import print_study_summary
 
     try:

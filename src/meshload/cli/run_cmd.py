@@ -13,6 +13,7 @@ import typer
 
 from .. import terminal
 from ..errors import UsageError
+from .history_hook import HistoryOption, StoreOption, record_run
 from .options import option
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
@@ -147,9 +148,19 @@ def run(
     metrics_port: Annotated[
         int | None,
         option(
-            "--metrics-port", env="METRICS_PORT", help="Serve live figures for Prometheus on this port (127.0.0.1)."
+            "--metrics-port",
+            env="METRICS_PORT",
+            help="Serve live figures for Prometheus on this port (on --metrics-address).",
         ),
     ] = None,
+    metrics_address: Annotated[
+        str,
+        option(
+            "--metrics-address",
+            env="METRICS_ADDRESS",
+            help="Address of the --metrics-port endpoint (0.0.0.0: every interface, e.g. in a pod).",
+        ),
+    ] = "127.0.0.1",
     live: Annotated[bool, option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
     placement: Annotated[
         Placement,
@@ -174,9 +185,11 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    store: StoreOption = None,
+    history: HistoryOption = True,
 ) -> None:
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
-    and report.html."""
+    and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
 
     run_id = new_run_id()
@@ -188,6 +201,7 @@ def run(
         out_dir=out_dir,
         on_worker_loss=on_worker_loss,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
         live=live,
         placement=placement,
         run_id=run_id,
@@ -230,6 +244,7 @@ def run(
     elif result.degraded:
         terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
     terminal.info(f"results in {out_dir}")
+    record_run(result, out_dir, store=store, enabled=history)
     code = exit_code_for(result, strict=strict)
     if code:
         raise typer.Exit(code)

@@ -17,6 +17,7 @@ import typer
 
 from .. import terminal
 from ..errors import UsageError
+from .history_hook import HistoryOption, StoreOption, record_study
 from .options import option
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fas
 
     from ..coordinator.study import StudyProgress
     from ..results.compare import CellSummary, Comparison
-    from ..results.study_report import StudyResult
+    from ..results.study_result import StudyResult
     from ..scenarios.study_plan import StudyCell
 
 DEFAULT_STUDIES_DIR = Path("studies")
@@ -85,6 +86,8 @@ def study(
             "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
         ),
     ] = False,
+    store: StoreOption = None,
+    history: HistoryOption = True,
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
     from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
@@ -143,8 +146,9 @@ def study(
         f"study finished in {format_duration(round(elapsed_s))} (estimated {format_duration(round(estimate_s))})"
     )
     index_path = (out_dir / "index.html").resolve()
+    record_study(result, out_dir, store=store, enabled=history)
     if as_json:
-        from ..results.study_report import study_document
+        from ..results.study_json import study_document
 
         comparisons = study_document(result)["comparisons"]
         terminal.result(json.dumps({"index_html": str(index_path), "comparisons": comparisons}, indent=1))
@@ -196,8 +200,8 @@ def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_
     from rich import box
     from rich.table import Table
 
-    from ..results.study_report import comparison_table as rows_of
-    from ..results.study_report import format_value
+    from ..results.charts import format_value
+    from ..results.study_html import comparison_table as rows_of
 
     table = Table(title=title, show_lines=True, box=box.SQUARE)
     table.add_column("function", overflow="fold")

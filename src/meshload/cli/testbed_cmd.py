@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: How ratings behaves (the testbed's `topology.RATINGS_MODES`; a test holds the two together).
 RatingsMode = Literal["normal", "failing", "faulty", "delayed", "unavailable", "unhealthy"]
+#: Where the proxies stand (the testbed's `topology.TOPOLOGIES`; the same test holds them together).
+Topology = Literal["sidecar", "per-node", "ingress-only"]
 
 testbed_app = typer.Typer(
     name="testbed",
@@ -64,12 +66,26 @@ def up(
         RatingsMode, option("--ratings-mode", env="TESTBED_RATINGS_MODE", help="How ratings behaves.")
     ] = "normal",
     fault_scale: Annotated[float, FaultScale] = 1.0,
+    topology: Annotated[
+        Topology | None,
+        option(
+            "--topology",
+            env="TESTBED_TOPOLOGY",
+            help="Where the proxies stand (default sidecar); switches a running testbed.",
+        ),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Start BookInfo, its sidecars and the ingress (or switch function if already running)."""
+    """Start BookInfo, its proxies and the ingress (or switch function and topology if already running)."""
     mesh = _mesh(state_dir)
-    mesh.up(function, settings_from_pairs(settings or []), app_modes={"ratings": ratings_mode}, fault_scale=fault_scale)
-    terminal.success(f"testbed up with {function} at {mesh.ingress_url}/productpage")
+    mesh.up(
+        function,
+        settings_from_pairs(settings or []),
+        topology=topology,
+        app_modes={"ratings": ratings_mode},
+        fault_scale=fault_scale,
+    )
+    terminal.success(f"testbed up with {function} ({mesh.status()['topology']}) at {mesh.ingress_url}/productpage")
     terminal.result(mesh.ingress_url)
 
 
@@ -109,11 +125,23 @@ def mode(
 
 @testbed_app.command("status")
 def status(as_json: Annotated[bool, AsJson] = False, state_dir: StateDir = None) -> None:
-    """The ingress URL, the function in force, and every process with its ports and pid."""
+    """The ingress URL, the function in force, and every process with its ports and pid.
+
+    Exits 1 when the testbed is up but one of its processes has died (each is named on stderr)."""
     report = _mesh(state_dir).status()
     if as_json:
         terminal.result(json.dumps(report, indent=2, sort_keys=True))
-        return
+    else:
+        _print_status(report)
+    dead = [f"{p['name']} ({p['kind']}, pid {p['pid']})" for p in report.get("processes") or [] if not p["alive"]]
+    if dead:
+        from ..errors import TestbedError
+
+        which = f"process {dead[0]} is" if len(dead) == 1 else f"processes {', '.join(dead)} are"
+        raise TestbedError(f"testbed {which} dead; restart the testbed with `meshload testbed down` then `up`")
+
+
+def _print_status(report: dict[str, Any]) -> None:
     if not report.get("processes"):
         terminal.result(f"testbed not running (state folder {report['state_dir']})")
         return
@@ -122,6 +150,8 @@ def status(as_json: Annotated[bool, AsJson] = False, state_dir: StateDir = None)
         f"running    {'yes' if report['running'] else 'NO (some processes died; run `meshload testbed down`)'}",
         f"ingress    {report['ingress_url']}",
         f"function   {report['function']}" + "".join(f" {k}={v}" for k, v in sorted(report["params"].items())),
+        f"topology   {report['topology']}",
+        f"grpc       {report['grpc']['address']} {report['grpc']['service']}",
     ]
     for process in report["processes"]:
         ports = " ".join(f"{name}={port}" for name, port in process["ports"].items())
@@ -132,7 +162,7 @@ def status(as_json: Annotated[bool, AsJson] = False, state_dir: StateDir = None)
 
 @testbed_app.command("functions")
 def functions(as_json: Annotated[bool, AsJson] = False) -> None:
-    """The functions the testbed can apply, with their parameters and defaults."""
+    """The functions the testbed can apply, with their parameters, defaults and topologies."""
     from ..testbed import PROFILES
 
     if as_json:
@@ -140,6 +170,8 @@ def functions(as_json: Annotated[bool, AsJson] = False) -> None:
             name: {
                 "description": p.description,
                 "params": {k: {"default": v.default, "help": v.help} for k, v in p.params.items()},
+                "topologies": list(p.topologies),
+                "topology_notes": p.notes(),
             }
             for name, p in PROFILES.items()
         }
@@ -150,6 +182,8 @@ def functions(as_json: Annotated[bool, AsJson] = False) -> None:
         lines.append(f"{name:<18} {profile.description}")
         for key, param in profile.params.items():
             lines.append(f"{'':<20}{key}={param.default!s:<12} {param.help}")
+        for topology, note in profile.notes().items():
+            lines.append(f"{'':<20}[{topology}] {note}")
     terminal.result("\n".join(lines))
 
 

@@ -1,7 +1,9 @@
 """The coordinator: runs (one plan, many workers, one merged result) and studies (every function ×
-load level × repetition against its baseline), with the mesh adapters and resource sampling."""
+load level × repetition against its baseline), with the mesh adapters and resource sampling; and the
+schedule server."""
 
 from .run import RunOptions, execute_run
+from .scheduler import Scheduler
 from .study import StudyOptions, run_study
 
-__all__ = ["RunOptions", "StudyOptions", "execute_run", "run_study"]
+__all__ = ["RunOptions", "Scheduler", "StudyOptions", "execute_run", "run_study"]

@@ -74,12 +74,20 @@ class PrometheusLive:
 class LiveView:
     """`update(figures)` as often as convenient; it decides what to draw and when."""
 
-    def __init__(self, *, workers_total: int, run_id: str, show: bool = True, metrics_port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        workers_total: int,
+        run_id: str,
+        show: bool = True,
+        metrics_port: int | None = None,
+        metrics_address: str = "127.0.0.1",
+    ) -> None:
         self.workers_total = workers_total
         self._show = show
         self._live: Live | None = None
         self._next_plain_s = time.monotonic() + PLAIN_EVERY_S
-        self.prometheus = PrometheusLive(metrics_port, run_id) if metrics_port is not None else None
+        self.prometheus = PrometheusLive(metrics_port, run_id, metrics_address) if metrics_port is not None else None
         if show and terminal.interactive():
             self._live = Live(
                 Text("starting..."), console=terminal.stderr, refresh_per_second=REFRESH_PER_S, transient=True

@@ -1,6 +1,6 @@
 """Where a run's workers come from: idle workers of a running fleet (`meshload worker --redis URL` on
 other nodes), or worker processes spawned on this machine for the run (the same `meshload worker`
-code, with `--once`)."""
+code, with `--once`; see `local_workers` for how they are started and stopped)."""
 
 from __future__ import annotations
 
@@ -49,9 +49,17 @@ class Workers:
 
 
 def place_workers(
-    client: redis.Redis, redis_url: str, count: int, *, run_id: str, placement: Placement, log_dir: Path
+    client: redis.Redis,
+    redis_url: str,
+    count: int,
+    *,
+    run_id: str,
+    placement: Placement,
+    log_dir: Path,
+    exit_with_parent: bool = False,
 ) -> Workers:
-    """`count` workers for the run: from the fleet when it has any idle worker (`auto`), else spawned."""
+    """`count` workers for the run: from the fleet when it has any idle worker (`auto`), else spawned
+    (`exit_with_parent`: spawned workers leave when this process ends, for a private Redis)."""
     if placement != "local":
         idle = idle_fleet_workers(client)
         if idle and len(idle) >= count:
@@ -61,14 +69,16 @@ def place_workers(
                 f"the fleet at {wire.redacted(redis_url)} has {len(idle)} idle worker(s) but the run needs "
                 f"{count}; start more with `meshload worker --redis URL` or ask for --workers {len(idle) or 1}"
             )
-    return spawn_local_workers(client, redis_url, count, run_id=run_id, log_dir=log_dir)
+    return spawn_local_workers(
+        client, redis_url, count, run_id=run_id, log_dir=log_dir, exit_with_parent=exit_with_parent
+    )
 
 
 def idle_fleet_workers(client: redis.Redis) -> list[str]:
     """Registered long-lived workers that are alive and not busy, in id order."""
     registered = client.hgetall(wire.fleet_key())
     idle: list[str] = []
-    stale: list[bytes] = []
+    stale: list[bytes | str] = []
     for raw_id, raw_info in sorted(registered.items()):
         info = wire.decode_worker_info(raw_info)
         state = client.get(wire.worker_alive_key(info.id))
@@ -81,14 +91,21 @@ def idle_fleet_workers(client: redis.Redis) -> list[str]:
     return idle
 
 
-def spawn_local_workers(client: redis.Redis, redis_url: str, count: int, *, run_id: str, log_dir: Path) -> Workers:
+def spawn_local_workers(
+    client: redis.Redis, redis_url: str, count: int, *, run_id: str, log_dir: Path, exit_with_parent: bool = False
+) -> Workers:
     """Start `count` one-run worker processes and wait until each has registered."""
     workers = Workers(ids=[f"{run_id}-w{index}" for index in range(count)])
     try:
         for worker_id in workers.ids:
             workers.logs[worker_id] = log_dir / f"{worker_id}.log"
             workers.processes[worker_id] = spawn_worker(
-                redis_url, worker_id, workers.logs[worker_id], once=True, idle_timeout_s=SPAWNED_IDLE_TIMEOUT_S
+                redis_url,
+                worker_id,
+                workers.logs[worker_id],
+                once=True,
+                idle_timeout_s=SPAWNED_IDLE_TIMEOUT_S,
+                exit_with_parent=exit_with_parent,
             )
         _wait_for_registration(client, workers)
     except BaseException:

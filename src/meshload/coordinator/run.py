@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 import uuid
 from contextlib import ExitStack
@@ -35,6 +34,7 @@ from .live import LiveView
 from .mesh.base import MeshAdapter, ResourceSampling
 from .placement import Placement, Workers, place_workers
 from .redis_server import PrivateRedis
+from .run_folders import create_run_folder, reap_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 #: so every worker has its assignment, its clock offset and its connections before it.
 START_LEAD_S = 1.0
 START_LEAD_PER_WORKER_S = 0.02
+#: How long workers have to answer their assignment (they check it and measure their clock offset).
+ANSWER_TIMEOUT_S = 15.0
+ANSWER_POLL_S = 0.01
 #: How long one read of the records stream blocks.
 READ_BLOCK_MS = 200
 #: After the planned end, workers get the request timeout plus this long to send their final record.
@@ -75,6 +78,7 @@ class RunOptions:
     out_dir: Path | None = None  # where smp.json, fortio.json, histograms.hlog, report.html go
     on_worker_loss: OnWorkerLoss = "continue"
     metrics_port: int | None = None  # Prometheus endpoint with the live figures (0: any free port)
+    metrics_address: str = "127.0.0.1"  # where it listens (0.0.0.0 in a pod, for the cluster's Prometheus)
     live: bool = True  # progress on stderr
     mesh: MeshAdapter | None = None  # sampled over the measured window
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
@@ -100,12 +104,13 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
     plan = described_by_reflection(plan)
     run_id = options.run_id or new_run_id()
+    reap_leftovers()
     with ExitStack() as stack:
-        run_dir = Path(tempfile.mkdtemp(prefix="meshload-run-"))
+        run_dir = create_run_folder()
         stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
         redis_url = options.redis_url
         if redis_url is None:
-            private = PrivateRedis(run_dir / "redis")
+            private = PrivateRedis(run_dir)
             redis_url = private.start()
             stack.callback(private.stop)
         client = wire.open_redis(redis_url)
@@ -113,11 +118,21 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
         keys = wire.RunKeys(run_id)
         stack.callback(_clear_run_keys, client, keys)
         workers = place_workers(
-            client, redis_url, options.workers, run_id=run_id, placement=options.placement, log_dir=run_dir / "logs"
+            client,
+            redis_url,
+            options.workers,
+            run_id=run_id,
+            placement=options.placement,
+            log_dir=run_dir / "logs",
+            exit_with_parent=options.redis_url is None,
         )
         stack.callback(workers.release)
         live = LiveView(
-            workers_total=len(workers.ids), run_id=run_id, show=options.live, metrics_port=options.metrics_port
+            workers_total=len(workers.ids),
+            run_id=run_id,
+            show=options.live,
+            metrics_port=options.metrics_port,
+            metrics_address=options.metrics_address,
         )
         stack.callback(live.close)
         coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
@@ -148,7 +163,7 @@ def _clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:
         pipe = client.pipeline(transaction=False)
         # The stop key stays a while: a straggler (lost, then back) stops instead of sending on.
         pipe.set(keys.stop, b"1", px=STOP_KEY_TTL_MS)
-        pipe.delete(keys.records, keys.beats, keys.coordinator)
+        pipe.delete(keys.records, keys.beats, keys.coordinator, keys.answers)
         pipe.execute()
     except wire.TRANSIENT_ERRORS:
         log.warning("could not remove the keys of run %s from Redis", keys.run_id)
@@ -246,28 +261,59 @@ class _Coordinator:
         )
 
     def _assign(self) -> float:
-        """Send every worker its share; the common start instant as a local monotonic second."""
+        """Hand every worker its share; once all accepted, the common start instant (as a local
+        monotonic second). A refusal ends the run here, before anyone sent anything."""
         shares = split_plan(self.plan, len(self.workers.ids))
+        plan_json = self.plan.model_dump_json()
+        pipe = self.client.pipeline(transaction=False)
+        for worker_id, share in zip(self.workers.ids, shares, strict=False):
+            assignment = wire.Assignment(run_id=self.run_id, plan_json=plan_json, index=share.index, count=share.count)
+            pipe.rpush(wire.assignment_key(worker_id), wire.encode(assignment))
+        pipe.execute()
+        self._await_answers()
         lead_s = START_LEAD_S + START_LEAD_PER_WORKER_S * len(shares)
         redis_now_us = wire.redis_time_us(self.client)
         own_offset_ms = wire.measure_clock_offset_ms(self.client)
         start_redis_us = redis_now_us + int(lead_s * 1_000_000)
-        plan_json = self.plan.model_dump_json()
+        start = wire.encode(wire.Start(run_id=self.run_id, start_redis_us=start_redis_us))
         pipe = self.client.pipeline(transaction=False)
-        for worker_id, share in zip(self.workers.ids, shares, strict=False):
-            assignment = wire.Assignment(
-                run_id=self.run_id,
-                plan_json=plan_json,
-                index=share.index,
-                count=share.count,
-                start_redis_us=start_redis_us,
-            )
-            pipe.rpush(wire.assignment_key(worker_id), wire.encode(assignment))
+        for worker_id in self.workers.ids:
+            pipe.rpush(wire.assignment_key(worker_id), start)
         pipe.execute()
         now = time.monotonic()
         for liveness in self.liveness.values():
             liveness.last_change_s = now
         return wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
+
+    def _await_answers(self) -> None:
+        """Wait until every worker answered its assignment; RunError if one refused or stayed silent."""
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while True:
+            answers = {
+                wire.reply_text(raw_id): wire.decode_answer(raw)
+                for raw_id, raw in self.client.hgetall(self.keys.answers).items()
+            }
+            refused = {w: a.reason for w, a in sorted(answers.items()) if not a.accepted and w in self.liveness}
+            silent = [w for w in self.workers.ids if w not in answers]
+            exited = [w for w in silent if self.workers.exited(w)]
+            if refused or exited or (silent and time.monotonic() > deadline):
+                # The workers that accepted drop their share: nothing is sent by anyone.
+                self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
+            if refused:
+                lines = [f"worker {worker} refused the run: {reason}" for worker, reason in refused.items()]
+                raise RunError("; ".join(lines))
+            if exited:
+                raise RunError(
+                    f"local worker {exited[0]} exited before the run: {self.workers.last_log_line(exited[0])}"
+                )
+            if not silent:
+                return
+            if time.monotonic() > deadline:
+                raise RunError(
+                    f"worker {silent[0]} did not answer its assignment within {ANSWER_TIMEOUT_S:g}s; is it overloaded?"
+                )
+            self._refresh_coordinator_key()
+            time.sleep(ANSWER_POLL_S)
 
     def _merge(self, records: list) -> None:
         for record in records:
@@ -298,14 +344,14 @@ class _Coordinator:
                 liveness.last_change_s = now
         self._last_look_s = now
         for raw_id, raw_beat in beats.items():
-            liveness = self.liveness.get(raw_id.decode())
-            if liveness is None:
+            beating = self.liveness.get(wire.reply_text(raw_id))
+            if beating is None:
                 continue
             beat = wire.decode_run_beat(raw_beat)
-            if beat.beat != liveness.last_beat:
-                liveness.last_beat = beat.beat
-                liveness.last_change_s = now
-                liveness.clock_offset_ms = beat.clock_offset_ms
+            if beat.beat != beating.last_beat:
+                beating.last_beat = beat.beat
+                beating.last_change_s = now
+                beating.clock_offset_ms = beat.clock_offset_ms
         for worker_id in self._unfinished():
             silent_s = now - self.liveness[worker_id].last_change_s
             if silent_s > wire.HEARTBEAT_LIVENESS_S:
@@ -370,7 +416,7 @@ class _Coordinator:
     def _worker_hosts(self) -> dict[str, str]:
         hosts: dict[str, str] = {}
         for raw_id, raw_info in self.client.hgetall(wire.fleet_key()).items():
-            worker_id = raw_id.decode()
+            worker_id = wire.reply_text(raw_id)
             if worker_id in self.liveness:
                 hosts[worker_id] = wire.decode_worker_info(raw_info).host
         return hosts

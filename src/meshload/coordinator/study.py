@@ -23,9 +23,10 @@ from pathlib import Path
 
 from ..errors import PlanError, RunError, TestbedError
 from ..results.compare import CellSummary
-from ..results.study_report import StudyResult, write_study_outputs
+from ..results.outputs import write_study_outputs
+from ..results.study_result import StudyResult
 from ..scenarios.study_plan import StudyCell, StudyPlan
-from .local_workers import spawn_worker, stop_workers
+from .local_workers import cut_lifeline, spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
@@ -108,7 +109,9 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
     was already running, left running with its function of before back in force.
     """
     from .mesh.local import LocalTestbedMesh
+    from .run_folders import reap_leftovers
 
+    reap_leftovers()
     own_testbed = None
     mesh = options.mesh
     if mesh is None:
@@ -237,7 +240,7 @@ class StudyWorkers:
 
     #: How long workers may take to start, or to become idle again after a run.
     READY_TIMEOUT_S = 30.0
-    #: A worker left behind by a killed study leaves by itself after this long without work.
+    #: A worker whose study stopped giving it work leaves by itself after this long.
     IDLE_TIMEOUT_S = 120.0
 
     def __init__(self, redis_url: str, count: int, log_dir: Path) -> None:
@@ -252,6 +255,9 @@ class StudyWorkers:
         self.wait_until_idle()
 
     def _spawn(self, worker_id: str) -> None:
+        previous = self._processes.get(worker_id)
+        if previous is not None:
+            cut_lifeline(previous)  # it exited; its lifeline goes with it
         # The generator shares the cores with the mesh it measures; when it is scheduled late, its
         # lag lands in every corrected latency. Ahead of the proxies, it sends on time.
         self._processes[worker_id] = spawn_worker(
@@ -260,6 +266,7 @@ class StudyWorkers:
             self.log_dir / f"{worker_id}.log",
             once=False,
             idle_timeout_s=self.IDLE_TIMEOUT_S,
+            exit_with_parent=True,  # the study's Redis is private: workers leave with the study
             niceness=WORKER_NICENESS,
         )
 

@@ -5,30 +5,41 @@ Keys (`{run}` is a run id, `{worker}` a worker id):
 
     meshload:fleet                       hash   worker id -> WorkerInfo (who can take work)
     meshload:worker:{worker}:alive       string worker's liveness, expires after WORKER_ALIVE_TTL_MS
-    meshload:worker:{worker}:assign      list   Assignments waiting for that worker (BLPOP)
+    meshload:worker:{worker}:assign      list   an Assignment, then its Start, for that worker (BLPOP)
+    meshload:run:{run}:answers           hash   worker id -> Answer (the share accepted, or why not)
     meshload:run:{run}:records           stream interval records (field "r": `encode_record` bytes)
     meshload:run:{run}:beats             hash   worker id -> RunBeat (heartbeats during the run)
     meshload:run:{run}:coordinator       string the coordinator is alive; expires after COORDINATOR_TTL_MS
     meshload:run:{run}:stop              string present: every worker of the run stops now
 
-The coordinator reads the records stream through the consumer group `CONSUMER_GROUP`. A record's
-identity is (worker id, seq) inside the record, so a record sent twice (a retry after a lost reply) is
-recognised and counted once by the aggregator.
+A run starts in two steps, so that no load leaves before every worker agreed to its share: the
+coordinator hands each worker its Assignment; each checks it against its own limits and answers;
+only when all accepted does each get a Start with the common start instant (when one refused, the
+stop key tells the others to drop theirs). The coordinator reads the records stream through the
+consumer group `CONSUMER_GROUP`. A record's identity is (worker id, seq) inside the record, so a
+record sent twice (a retry after a lost reply) is recognised and counted once by the aggregator.
+
+`WORKER_ACL` and `COORDINATOR_ACL` are the least-privilege Redis ACL rules of the two sides: these
+keys, and the commands each side sends.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import redis
+import redis.connection
 import redis.exceptions
 
 from ..errors import RedisError
 
 KEY_PREFIX = "meshload"
+#: The environment variable that holds the Redis URL (and so its password) of workers and coordinators.
+REDIS_URL_ENV = "MESHLOAD_REDIS"
 
 # -- timing of the conversation -------------------------------------------------------------------
 
@@ -89,8 +100,52 @@ class RunKeys:
     def stop(self) -> str:
         return f"{KEY_PREFIX}:run:{self.run_id}:stop"
 
+    @property
+    def answers(self) -> str:
+        return f"{KEY_PREFIX}:run:{self.run_id}:answers"
+
     def all(self) -> tuple[str, ...]:
-        return (self.records, self.beats, self.coordinator, self.stop)
+        return (self.records, self.beats, self.coordinator, self.stop, self.answers)
+
+
+# -- access control -------------------------------------------------------------------------------
+
+#: Commands a worker sends (with those of a connection's set-up: `open_redis` keeps redis-py's
+#: CLIENT SETINFO out of it, which Redis before 7.2 does not even know).
+_WORKER_COMMANDS = (
+    "ping",
+    "select",
+    "time",
+    "exists",
+    "set",
+    "del",
+    "hset",
+    "hdel",
+    "blpop",
+    "xadd",
+    "eval",  # the run heartbeat script: EXISTS and HSET on the run's keys
+)
+#: Commands a coordinator sends besides a worker's (it may spawn local workers with its own URL).
+_COORDINATOR_COMMANDS = (
+    "get",
+    "hgetall",
+    "rpush",
+    "info",
+    "xgroup|create",
+    "xreadgroup",
+    "xack",
+    "xautoclaim",
+)
+
+
+def _acl_rules(commands: tuple[str, ...]) -> str:
+    return " ".join([f"resetkeys ~{KEY_PREFIX}:*", "resetchannels", "-@all", *(f"+{c}" for c in commands)])
+
+
+#: `ACL SETUSER <name> on ><password> <rules>` for a fleet worker's user.
+WORKER_ACL = _acl_rules(_WORKER_COMMANDS)
+#: The same for a coordinator's user.
+COORDINATOR_ACL = _acl_rules(_WORKER_COMMANDS + _COORDINATOR_COMMANDS)
 
 
 # -- shapes on the wire ---------------------------------------------------------------------------
@@ -107,15 +162,28 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     once: bool = False  # a worker spawned for one run (it leaves after it)
 
 
-class Assignment(msgspec.Struct, kw_only=True):
-    """A worker's share of one run, and when to start it."""
+class Assignment(msgspec.Struct, kw_only=True, tag="assign"):
+    """A worker's share of one run (it answers, then waits for the Start)."""
 
     run_id: str
     plan_json: str  # `Plan.model_dump_json()`
     index: int  # this worker's share: index of count (`split_plan`)
     count: int
-    start_redis_us: int  # the common start instant, Redis server clock (Unix microseconds)
     interval_s: float = 1.0
+
+
+class Start(msgspec.Struct, kw_only=True, tag="start"):
+    """Every worker accepted its share: start at this instant."""
+
+    run_id: str
+    start_redis_us: int  # the common start instant, Redis server clock (Unix microseconds)
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    """A worker's answer to its Assignment."""
+
+    accepted: bool
+    reason: str = ""  # why not, one sentence for the coordinator's user
 
 
 class RunBeat(msgspec.Struct, kw_only=True):
@@ -131,16 +199,33 @@ def encode(value: msgspec.Struct) -> bytes:
     return msgspec.msgpack.encode(value)
 
 
-def decode_assignment(data: bytes) -> Assignment:
-    return msgspec.msgpack.decode(data, type=Assignment)
+def decode_assignment(data: bytes | str) -> Assignment | Start:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=Assignment | Start)
 
 
-def decode_worker_info(data: bytes) -> WorkerInfo:
-    return msgspec.msgpack.decode(data, type=WorkerInfo)
+def decode_answer(data: bytes | str) -> Answer:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=Answer)
 
 
-def decode_run_beat(data: bytes) -> RunBeat:
-    return msgspec.msgpack.decode(data, type=RunBeat)
+def decode_worker_info(data: bytes | str) -> WorkerInfo:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=WorkerInfo)
+
+
+def decode_run_beat(data: bytes | str) -> RunBeat:
+    return msgspec.msgpack.decode(_reply_bytes(data), type=RunBeat)
+
+
+def reply_text(value: bytes | str) -> str:
+    """A key or field name from a reply, as text."""
+    return value if isinstance(value, str) else value.decode()
+
+
+def _reply_bytes(value: bytes | str) -> bytes:
+    """A reply as the bytes it is: redis-py types replies `bytes | str`, and ours (clients without
+    `decode_responses`) are always bytes."""
+    if isinstance(value, str):
+        raise TypeError("a Redis client with decode_responses=True; meshload's clients read bytes")
+    return value
 
 
 #: A worker's run heartbeat, written only while the run's coordinator key exists (so a beat racing
@@ -204,6 +289,16 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
+#: No CLIENT SETINFO when a connection opens: one command fewer for the ACL users to allow, and one
+#: that Redis before 7.2 does not know. redis-py 7 spells it `driver_info=None`, earlier releases
+#: `lib_name=None, lib_version=None`.
+_NO_CLIENT_SETINFO: dict[str, None] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
+
+
 def open_redis(url: str, *, socket_timeout_s: float | None = 5.0, check: bool = True) -> redis.Redis:
     """A client for `url` (redis://, rediss:// for TLS, unix://), checked with PING.
 
@@ -216,6 +311,7 @@ def open_redis(url: str, *, socket_timeout_s: float | None = 5.0, check: bool = 
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=5.0,
             health_check_interval=0,
+            **_NO_CLIENT_SETINFO,
         )
     except ValueError as exc:
         raise RedisError(

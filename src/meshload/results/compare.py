@@ -11,12 +11,17 @@ interval excludes 0.
 
 With only a few repetitions the bootstrap sees only a few distinct values per arm: its interval is
 wide and its real coverage is below the nominal 95%. `interval_note` says so in the reports.
+
+`compare_study_paired` compares the same arms block by block instead (`paired`): each repetition at
+a load level is a block in which every function ran once, minutes apart at most, so the function's
+difference from its baseline inside a block is free of the drift between blocks; its paired t
+interval holds its coverage from 3 blocks on (`bench/bench_study_statistics.py`).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +29,7 @@ import numpy as np
 from ..scenarios.study_plan import usual_baseline
 from .aggregate import failed_requests
 from .histogram import LatencyHistogram
+from .paired import PairedComparison, compare_paired
 from .run_result import RunResult
 
 #: Resamples per bootstrap interval: the interval's ends are stable to well under 1% of its width.
@@ -156,7 +162,7 @@ def bootstrap_mean_difference(
     baseline: Sequence[float],
     treated: Sequence[float],
     *,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     resamples: int = BOOTSTRAP_RESAMPLES,
     confidence: float = CONFIDENCE,
 ) -> DifferenceEstimate:
@@ -312,9 +318,37 @@ def compare_study(cells: Sequence[CellSummary], baselines: dict[str, str | None]
     Cells whose run was invalid (the generator fell behind) are left out of an arm that has valid
     ones: their latencies describe the generator, not the mesh (see `trusted_cells`).
     """
-    by_arm = _arms(cells)
     comparisons: list[Comparison] = []
-    # The plan's order (the order of `baselines`), then any function only the cells know.
+    for function, baseline, rate, base, treated in _compared_arms(cells, baselines):
+        comparisons.extend(compare_arms(base, treated, function=function, baseline=baseline, rate=rate, seed=seed))
+    return comparisons
+
+
+def compare_study_paired(
+    cells: Sequence[CellSummary],
+    baselines: dict[str, str | None],
+    *,
+    confidence: float = CONFIDENCE,
+    metrics: Sequence[Metric] = METRICS,
+) -> list[PairedComparison]:
+    """Each function against its baseline at each load level, block by block (see `paired`): the
+    drift between repetitions cancels, so the intervals are those of the function's own cost."""
+    comparisons: list[PairedComparison] = []
+    for function, baseline, rate, base, treated in _compared_arms(cells, baselines):
+        comparisons.extend(
+            compare_paired(
+                base, treated, function=function, baseline=baseline, rate=rate, metrics=metrics, confidence=confidence
+            )
+        )
+    return comparisons
+
+
+def _compared_arms(
+    cells: Sequence[CellSummary], baselines: dict[str, str | None]
+) -> Iterator[tuple[str, str, float, list[CellSummary], list[CellSummary]]]:
+    """(function, baseline, rate, baseline cells, function cells) of every comparison a study makes:
+    functions in the plan's order (the order of `baselines`), then any only the cells know."""
+    by_arm = _arms(cells)
     functions = list(dict.fromkeys([*baselines, *(cell.function for cell in cells)]))
     rates = sorted({cell.rate for cell in cells})
     for function in functions:
@@ -325,10 +359,7 @@ def compare_study(cells: Sequence[CellSummary], baselines: dict[str, str | None]
             treated = by_arm.get((function, rate), [])
             base = by_arm.get((baseline, rate), [])
             if treated and base:
-                comparisons.extend(
-                    compare_arms(base, treated, function=function, baseline=baseline, rate=rate, seed=seed)
-                )
-    return comparisons
+                yield function, baseline, rate, base, treated
 
 
 def _stream_seed(seed: int, function: str, rate: float, metric_index: int) -> list[int]:

@@ -1,8 +1,10 @@
 """A run as a Service Mesh Performance (SMP v0.6.1) document, the way Meshery reads it.
 
-Meshery decodes SMP with Go's `encoding/json` on the generated structs, so the document uses the
-protos' snake_case field names, enums as integers, int64 values as JSON numbers and
-`google.protobuf.Timestamp` as `{"seconds", "nanos"}` (see reference/smp.md §3). Four documents are
+Two kinds of readers parse it: Meshery, with Go's `encoding/json` on the generated structs, and
+protobuf-based SMP readers with the protobuf JSON mapping. The document is what both accept: the
+protos' snake_case field names, enums as integers, int64 values as JSON numbers (reference/smp.md
+§3), `google.protobuf.Timestamp` as an RFC 3339 string in UTC (`2020-03-17T14:53:05.499Z`, as the SMP
+repository's examples write it), and no field the messages do not have. Four documents are
 written side by side and linked by real UUIDs: `config` (PerformanceTestConfig), `result`
 (PerformanceTestResult, latencies in real milliseconds), `mesh_config` (ServiceMeshConfig, with the
 mesh's measured CPU and memory) and `env` (EnvironmentConfig).
@@ -18,6 +20,7 @@ import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from ..scenarios.plan import ClosedLoop, OpenLoop, Plan
 from .histogram import LatencyHistogram
@@ -85,15 +88,10 @@ def _trim(value: float) -> str:
 
 
 def rfc3339(unix_ms: int) -> str:
-    """A wall-clock instant as RFC 3339 in UTC, millisecond precision."""
+    """A wall-clock instant as RFC 3339 in UTC, millisecond precision: the protobuf JSON mapping of
+    `google.protobuf.Timestamp`, and Go's `time.Time` for Fortio's `StartTime`."""
     instant = datetime.fromtimestamp(unix_ms / 1000.0, tz=UTC)
     return instant.strftime("%Y-%m-%dT%H:%M:%S.") + f"{unix_ms % 1000:03d}Z"
-
-
-def _timestamp(unix_ms: int) -> dict[str, int]:
-    """google.protobuf.Timestamp as encoding/json reads the generated Go struct."""
-    seconds, millis = divmod(unix_ms, 1000)
-    return {"seconds": seconds, "nanos": millis * 1_000_000}
 
 
 def smp_labels(result: RunResult) -> dict[str, str]:
@@ -201,8 +199,8 @@ def _env(result: RunResult, ids: dict[str, str], labels: dict[str, str]) -> dict
         nodes = [
             {
                 "type": str(environment.get("hostname", "local")),
-                "cores": int(environment.get("cpu_cores", 0) or 0),
-                "mem_mb": int(environment.get("memory_mb", 0) or 0),
+                "cores": _count(environment.get("cpu_cores")),
+                "mem_mb": _count(environment.get("memory_mb")),
             }
         ]
     workloads = []
@@ -225,6 +223,11 @@ def _env(result: RunResult, ids: dict[str, str], labels: dict[str, str]) -> dict
         "individual_workloads": workloads,
         "traffic_metadata": {"host_endpoint": result.plan.targets[0].url},
     }
+
+
+def _count(value: object) -> int:
+    """A whole number from the environment's JSON (absent or unreadable: 0)."""
+    return int(value) if isinstance(value, int | float | str) and str(value).strip() else 0
 
 
 def _latencies_ms(histogram: LatencyHistogram) -> dict[str, float]:
@@ -293,7 +296,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
     }
 
 
-def smp_document(result: RunResult) -> dict[str, object]:
+def smp_document(result: RunResult) -> dict[str, Any]:
     """The whole smp.json document: config, result, mesh_config, env and the `meshload` block."""
     ids = document_ids(result)
     labels = smp_labels(result)
@@ -310,8 +313,8 @@ def smp_document(result: RunResult) -> dict[str, object]:
         "smp_version": SMP_VERSION,
         "id": ids["result"],
         "labels": dict(labels),
-        "start_time": _timestamp(result.started_unix_ms),
-        "end_time": _timestamp(result.ended_unix_ms),
+        "start_time": rfc3339(result.started_unix_ms),
+        "end_time": rfc3339(result.ended_unix_ms),
         "latencies_ms": _latencies_ms(result.corrected),
         "actual_qps": result.actual_rps,
         "details_uri": "report.html",

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .bookinfo_session import SESSION_COOKIE, signed_session
 from .durations import duration_ns
 from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
-from .plan import ClosedLoop, GrpcSchema, OpenLoop, Plan, Stage, Target
+from .plan import ClosedLoop, GrpcSchema, OpenLoop, Plan, Stage, Target, check_headers
 from .protos import ProtoError
 from .source import KeyPath, SourceDocument
 
@@ -53,10 +53,19 @@ def _paths(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _sendable_cookies(cookies: dict[str, str]) -> dict[str, str]:
+    """Cookies go into one Cookie header: each `name=value` must be fit to send there."""
+    for name, value in cookies.items():
+        check_headers({"Cookie": f"{name}={value}"})
+    return cookies
+
+
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Text = Annotated[str, BeforeValidator(_text)]
 Body = Annotated[str, BeforeValidator(_json_text)]
 Paths = Annotated[list[str], BeforeValidator(_paths)]
+Headers = Annotated[dict[str, Text], AfterValidator(check_headers)]
+Cookies = Annotated[dict[str, Text], AfterValidator(_sendable_cookies)]
 
 
 class _FileModel(BaseModel):
@@ -86,7 +95,7 @@ class TargetEntry(_FileModel):
     url: str
     weight: float = Field(1.0, gt=0)
     method: str | None = None
-    headers: dict[str, Text] = {}
+    headers: Headers = {}
     body: Body | None = None
 
 
@@ -99,8 +108,8 @@ class PlanFile(_FileModel):
     url: str | None = None
     targets: list[TargetEntry] | None = None
     method: str = "GET"
-    headers: dict[str, Text] = {}
-    cookies: dict[str, Text] = {}
+    headers: Headers = {}
+    cookies: Cookies = {}
     bookinfo_user: str | None = None
     body: Body | None = None
     load: LoadEntry
@@ -139,7 +148,7 @@ def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str, bas
     try:
         plan = Plan(
             name=entry.name or default_name,
-            targets=targets,
+            targets=tuple(targets),
             method=_method(entry.method, ("method",), document),
             headers=headers,
             body=entry.body,

@@ -17,7 +17,7 @@ from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from .files import load_plan_file
 from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
 from .grpc_target import is_grpc_url
-from .plan import Arrival, ClosedLoop, GrpcSchema, OpenLoop, Plan, Target
+from .plan import Arrival, ClosedLoop, GrpcSchema, OpenLoop, Plan, Target, header_problem
 from .protos import ProtoError
 
 DEFAULT_DURATION_S = 30.0
@@ -122,9 +122,9 @@ def plan_from_options(
         raise UsageError(f"--method: {method!r} is not an HTTP method; use e.g. GET or POST")
     try:
         load = (
-            OpenLoop(rate=rate, arrival=arrival or "constant")
+            OpenLoop.model_validate({"rate": rate, "arrival": arrival or "constant"})
             if rate is not None
-            else ClosedLoop(concurrency=concurrency)
+            else ClosedLoop.model_validate({"concurrency": concurrency})
         )
         plan = Plan(
             name="run",
@@ -193,6 +193,9 @@ def parse_headers(headers: list[str]) -> dict[str, str]:
         name = name.strip()
         if not colon or not name or any(char.isspace() for char in name) or not name.isascii():
             raise UsageError(f'-H/--header: "{header}" is not a header; use {_HEADER_EXAMPLE}')
+        problem = header_problem(name, value.strip())
+        if problem is not None:
+            raise UsageError(f"-H/--header: {problem}")
         parsed[name] = value.strip()
     return parsed
 

@@ -26,6 +26,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: RFC 9110 §5.6.2 `tchar`: what a header name is made of.
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What makes `name: value` unfit to send, or None.
+
+    A CR or LF in a value would end the header line early: what follows would reach the server as
+    another header, or as another request (RFC 9110 §5.5 forbids them, and NUL, in field values)."""
+    if not name or not set(name) <= _TOKEN_CHARS:
+        return f"header name {name!r} is not a token (letters, digits and !#$%&'*+-.^_`|~ only)"
+    for char, what in (("\r", "a carriage return (CR)"), ("\n", "a line feed (LF)"), ("\0", "a NUL character")):
+        if char in value:
+            return f"the value of header {name!r} holds {what}, which would split the request; remove it"
+    return None
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    """`headers`, or ValueError naming the first one unfit to send."""
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise ValueError(problem)
+    return headers
+
+
 class Target(_Strict):
     """One URL of the plan; requests are spread over targets in proportion to `weight`.
 
@@ -34,10 +60,12 @@ class Target(_Strict):
     as metadata."""
 
     url: str
-    weight: float = Field(1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
     method: str | None = None  # None: the plan's method (HTTP only)
     headers: dict[str, str] = {}  # added to (and overriding) the plan's headers
     body: str | None = None  # None: the plan's body
+
+    _sendable_headers = field_validator("headers")(check_headers)
 
     @field_validator("url")
     @classmethod
@@ -96,7 +124,7 @@ class ClosedLoop(_Strict):
 
     kind: Literal["closed"] = "closed"
     concurrency: int = Field(gt=0, description="clients, all workers together")
-    think_time_s: float = Field(0.0, ge=0)
+    think_time_s: float = Field(default=0.0, ge=0)
 
 
 LoadModel = Annotated[OpenLoop | ClosedLoop, Field(discriminator="kind")]
@@ -112,24 +140,26 @@ class Plan(_Strict):
     body: str | None = None
     load: LoadModel
     duration_s: float = Field(gt=0, description="measured part of the run, after the warm-up")
-    warmup_s: float = Field(0.0, ge=0, description="excluded from the statistics, reported")
-    timeout_s: float = Field(5.0, gt=0, description="per request: send to complete response")
-    connect_timeout_s: float = Field(3.0, gt=0)
+    warmup_s: float = Field(default=0.0, ge=0, description="excluded from the statistics, reported")
+    timeout_s: float = Field(default=5.0, gt=0, description="per request: send to complete response")
+    connect_timeout_s: float = Field(default=3.0, gt=0)
     tls_verify: bool = True
     tls_ca_pem: str = ""  # PEM certificates trusted besides the system's, for https and grpcs targets
     # HTTP/1.1 open loop: the most connections one worker may open (it opens more only when none is
     # free); closed loop: ignored (each client owns one connection). HTTP/2 and gRPC: the connections
     # each worker opens, every request multiplexed over them (default 1).
-    max_connections: int = Field(DEFAULT_HTTP1_MAX_CONNECTIONS, gt=0, description="per worker")
+    max_connections: int = Field(default=DEFAULT_HTTP1_MAX_CONNECTIONS, gt=0, description="per worker")
     #: http:// and https:// targets over HTTP/2: h2 negotiated by ALPN over TLS, h2c with prior
     #: knowledge over plain TCP.
     http2: bool = False
     #: HTTP/2: the most requests in flight on one connection (fewer if the server's
     #: SETTINGS_MAX_CONCURRENT_STREAMS says so); more wait for a free stream.
-    max_streams_per_connection: int = Field(100, gt=0)
+    max_streams_per_connection: int = Field(default=100, gt=0)
     grpc: GrpcSchema = GrpcSchema()
     seed: int = 0  # Poisson arrivals and target choice are reproducible from it
     labels: dict[str, str] = {}
+
+    _sendable_headers = field_validator("headers")(check_headers)
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,7 @@ import json
 
 from .errors import TestbedFailure
 from .httpclient import Upstream
-from .topology import Ports, host_header, instance_named, instances_of
+from .topology import INGRESS_ONLY, Ports, host_header, instance_named, instances_of
 
 
 def http_call(
@@ -23,14 +23,16 @@ def http_call(
         connection.close()
 
 
-def upstreams_for(instance_name: str, ports: Ports, *, mesh: bool) -> dict[str, Upstream]:
-    """Where an instance's calls go: its sidecar's outbound port, or (no mesh) the instances themselves."""
+def upstreams_for(instance_name: str, ports: Ports, *, topology: str | None) -> dict[str, Upstream]:
+    """Where an instance's calls go: its sidecar's or its node proxy's outbound port, or (no proxies
+    between services: `topology` None for the `none` function, or ingress-only) the instances
+    themselves."""
     instance = instance_named(instance_name)
-    own = ports.instances[instance_name]
     upstreams = {}
     for service in instance.calls:
-        if mesh:
-            addresses = (("127.0.0.1", own.outbound),)
+        addresses: tuple[tuple[str, int], ...]
+        if topology is not None and topology != INGRESS_ONLY:
+            addresses = (("127.0.0.1", ports.outbound_of(topology, instance)),)
         else:
             addresses = tuple(("127.0.0.1", ports.instances[i.name].app) for i in instances_of(service))
         upstreams[service] = Upstream(host=host_header(service), addresses=addresses)
@@ -41,12 +43,13 @@ def encode_upstreams(upstreams: dict[str, Upstream]) -> str:
     return json.dumps({service: upstream.to_json() for service, upstream in upstreams.items()})
 
 
-def point_apps(ports: Ports, *, mesh: bool) -> None:
-    """Repoint every calling instance at its sidecar (mesh) or straight at the instances it calls."""
+def point_apps(ports: Ports, *, topology: str | None) -> None:
+    """Repoint every calling instance at its proxy in `topology`, or straight at the instances it
+    calls (see `upstreams_for`)."""
     for name, instance_ports in ports.instances.items():
         if not instance_named(name).calls:
             continue
-        body = encode_upstreams(upstreams_for(name, ports, mesh=mesh)).encode()
+        body = encode_upstreams(upstreams_for(name, ports, topology=topology)).encode()
         status, answer = http_call("PUT", instance_ports.app, "/_testbed/upstreams", body)
         if status != 200:
             raise TestbedFailure(f"{name} refused new upstreams: {answer[:200]!r}")
@@ -59,7 +62,8 @@ def set_mode(ports: Ports, service_or_instance: str, mode: str, fault_scale: flo
     else:
         names = [instance.name for instance in instances_of(service_or_instance)]
     if not names:
-        known = ", ".join(["productpage", "details", "reviews", "ratings", *ports.instances])
+        services = dict.fromkeys(instance_named(name).service for name in ports.instances)
+        known = ", ".join([*services, *ports.instances])
         raise TestbedFailure(f"no BookInfo service or instance named {service_or_instance!r}; choose one of {known}")
     payload = {"mode": mode} | ({"fault_scale": fault_scale} if fault_scale is not None else {})
     for name in names:
@@ -70,3 +74,15 @@ def set_mode(ports: Ports, service_or_instance: str, mode: str, fault_scale: flo
             except ValueError:
                 reason = answer[:200].decode(errors="replace")
             raise TestbedFailure(f"{name}: {reason}")
+
+
+def app_info(port: int) -> dict:
+    """What an application says about itself (`GET /_testbed/info`): mode, upstreams, and for a
+    gRPC ratings replica its calls by method. OSError or ValueError when it does not answer."""
+    status, answer = http_call("GET", port, "/_testbed/info", timeout_s=2.0)
+    if status != 200:
+        raise ValueError(f"status {status}")
+    info = json.loads(answer)
+    if not isinstance(info, dict):
+        raise ValueError("not a JSON object")
+    return info

@@ -1,9 +1,12 @@
-"""The local testbed: BookInfo's processes, their HAProxy sidecars and the ingress, one function at a time.
+"""The local testbed: BookInfo's processes, their HAProxy proxies and the ingress, one function and
+one topology at a time.
 
-`Testbed(state_dir)` is all a caller needs: `up`, `apply`, `down`, `status`, `set_app_mode`. Several
-processes may drive one testbed (the CLI, a coordinator): everything they share is in the state folder,
-and every change holds its lock. Applications never restart when the function changes; HAProxy
-reloads seamlessly (see `proxies.py`), and `none` repoints the applications straight at each other.
+`Testbed(state_dir)` is all a caller needs: `up`, `apply`, `set_topology`, `down`, `status`,
+`set_app_mode`, `grpc_calls`. Several processes may drive one testbed (the CLI, a coordinator):
+everything they share is in the state folder, and every change holds its lock. Applications never
+restart when the function or the topology changes; HAProxy reloads seamlessly (see `proxies.py`),
+and the applications are repointed at their new proxy (or, under `none` and in ingress-only,
+straight at each other) while the old proxies finish what they serve.
 """
 
 from __future__ import annotations
@@ -16,15 +19,32 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from . import app_admin, processes, proxies
 from .certs import ensure_identities
 from .errors import TestbedFailure
-from .haproxy_config import LUA_DELAY, MeshSetting
+from .haproxy_config import LUA_DELAY, Identity, MeshSetting
 from .processes import ProcessRecord
 from .profiles import profile_named
+from .ratings_proto import RATINGS_PROTO, RATINGS_SERVICE
 from .state import StateFolder, default_state_dir, log_tail
-from .topology import INGRESS_NAME, INSTANCES, SERVICES, InstancePorts, Ports, modes_of
+from .topology import (
+    ALL_INSTANCES,
+    DEFAULT_TOPOLOGY,
+    GRPC_SERVICE,
+    INGRESS_NAME,
+    NODES,
+    SERVICES,
+    Instance,
+    InstancePorts,
+    Ports,
+    check_topology,
+    instances_of,
+    modes_of,
+    proxy_of,
+    proxy_places,
+)
 
 READY_TIMEOUT_S = 10.0
 # paths that prove BookInfo answers end to end: productpage -> details, productpage -> reviews -> ratings
@@ -69,6 +89,56 @@ def _ingress_url(state: dict) -> str:
     return f"http://127.0.0.1:{ports.ingress}"
 
 
+def _grpc_address(state: dict) -> str:
+    ports = Ports.from_json(state["ports"])
+    if state["function"] == "none":  # no balancer at all: a client reaches one replica
+        return f"127.0.0.1:{ports.instances[instances_of(GRPC_SERVICE)[0].name].grpc}"
+    return f"127.0.0.1:{ports.ingress_grpc}"
+
+
+def _topology(state: dict) -> str:
+    return state.get("topology", DEFAULT_TOPOLOGY)
+
+
+def _resolve(function: str, params: dict[str, str] | None, topology: str) -> dict[str, str]:
+    """The function's values with `params`, checked, and checked to apply in `topology`."""
+    try:
+        check_topology(topology)
+    except ValueError as exc:
+        raise TestbedFailure(str(exc)) from None
+    profile = profile_named(function)
+    values = profile.resolve(params)
+    refusal = profile.refusal(topology, values)
+    if refusal:
+        raise TestbedFailure(refusal)
+    return values
+
+
+def _app_argv(instance: Instance, sock: socket.socket, ports: InstancePorts, options: list[str]) -> list[str]:
+    argv = [sys.executable, "-m", "meshload.testbed.apps", instance.service, instance.version]
+    argv += ["--fd", str(sock.fileno()), *options]
+    if instance.grpc:
+        argv += ["--grpc-port", str(ports.grpc), "--replica", instance.name]
+    return argv
+
+
+def _process_ports(record: ProcessRecord, ports: Ports, topology: str) -> dict[str, int]:
+    """The ports a process listens on, for `status`."""
+    if record.kind == "app":
+        own = ports.instances[record.name]
+        return {"http": own.app, **({"grpc": own.grpc} if own.grpc else {})}
+    if record.kind == "ingress":
+        return {"http": ports.ingress, "grpc": ports.ingress_grpc}
+    place = next((p for p in proxy_places(topology) if p.name == record.name), None)
+    if place is None:  # a proxy of the topology before, finishing what it serves
+        return {}
+    if record.kind == "sidecar":
+        own = ports.instances[place.instances[0].name]
+        return {"inbound": own.inbound, **({"outbound": own.outbound} if place.calls else {})}
+    listening = {f"inbound-{i.name}": ports.instances[i.name].inbound for i in place.instances}
+    return {**listening, "outbound": ports.nodes[place.node]}
+
+
 class Testbed:
     """BookInfo behind HAProxy sidecars on 127.0.0.1; state kept in `state_dir`."""
 
@@ -103,49 +173,89 @@ class Testbed:
     def current_params(self) -> dict[str, str]:
         return dict(self._running_state()["params"])
 
+    def current_topology(self) -> str:
+        return _topology(self._running_state())
+
+    @property
+    def grpc_address(self) -> str:
+        """`host:port` of the gRPC ratings service (ratings.v1.Ratings): the ingress's gRPC port, or
+        under `none` the first replica itself (no proxy, so no balancing)."""
+        return _grpc_address(self._running_state())
+
+    def grpc_calls(self) -> dict[str, dict[str, int]]:
+        """Calls each gRPC ratings replica has received since it started, by method:
+        {"ratings-grpc-1": {"GetRatings": 120, "StreamRatings": 0}, ...}. A run's share per replica
+        is the difference of two readings."""
+        ports = Ports.from_json(self._running_state()["ports"])
+        counts = {}
+        for instance in instances_of(GRPC_SERVICE):
+            try:
+                info = app_admin.app_info(ports.instances[instance.name].app)
+            except (OSError, ValueError) as exc:
+                raise TestbedFailure(f"{instance.name} does not report its calls ({exc})") from exc
+            counts[instance.name] = {method: int(n) for method, n in info.get("calls", {}).items()}
+        return counts
+
+    def proxy_of(self, instance: str) -> str | None:
+        """The proxy in front of an instance, which also carries its calls, in the topology in force
+        ("reviews-v2-sidecar", "node-b-proxy"); None when it has none (ingress-only, `none`)."""
+        state = self._running_state()
+        if not profile_named(state["function"]).proxies:
+            return None
+        return proxy_of(_topology(state), instance)
+
     def pids_by_kind(self) -> dict[str, list[int]]:
-        """Recorded pids by kind ("app", "sidecar", "ingress"), for resource sampling."""
+        """Recorded pids by role, for resource sampling: "app", "sidecar" (the data-plane proxies beside
+        the applications: sidecars, or the node proxies in per-node) and "ingress"."""
         state = self.folder.load()
         found: dict[str, list[int]] = {"app": [], "sidecar": [], "ingress": []}
         for record in _records(state) if state else []:
-            found.setdefault(record.kind, []).append(record.pid)
+            role = "sidecar" if record.kind == "node-proxy" else record.kind
+            found.setdefault(role, []).append(record.pid)
         return found
 
     def stats_socket(self, proxy: str) -> str:
-        """The HAProxy stats socket of a running proxy ("productpage-v1-sidecar", "ingress-gateway"),
-        as an AF_UNIX address for `socket.connect`."""
+        """The HAProxy stats socket of a running proxy ("productpage-v1-sidecar", "node-a-proxy",
+        "ingress-gateway"), as an AF_UNIX address for `socket.connect`."""
         return proxies.stats_address(self._running_state(), proxy)
 
     def status(self) -> dict:
-        """Whether it runs, the ingress URL, the function in force, every process with its ports."""
+        """Whether it runs, the ingress URL, the function and topology in force, the gRPC service with
+        each replica's calls, every process with its ports."""
         state = self.folder.load()
         if state is None:
             return {"state_dir": str(self.folder.root), "running": False, "processes": []}
         ports = Ports.from_json(state["ports"])
-        listing = []
-        for record in _records(state):
-            if record.kind == "app":
-                record_ports = {"http": ports.instances[record.name].app}
-            elif record.kind == "sidecar":
-                own = ports.instances[record.name.removesuffix("-sidecar")]
-                record_ports = {"inbound": own.inbound, "outbound": own.outbound}
-            else:
-                record_ports = {"http": ports.ingress}
-            listing.append(
-                {
-                    "name": record.name,
-                    "kind": record.kind,
-                    "pid": record.pid,
-                    "alive": processes.is_alive(record),
-                    "ports": record_ports,
-                }
-            )
+        topology = _topology(state)
+        listing = [
+            {
+                "name": record.name,
+                "kind": record.kind,
+                "pid": record.pid,
+                "alive": processes.is_alive(record),
+                "ports": _process_ports(record, ports, topology),
+            }
+            for record in _records(state)
+        ]
+        replicas: dict[str, dict | None] = {}
+        for instance in instances_of(GRPC_SERVICE):
+            try:
+                replicas[instance.name] = app_admin.app_info(ports.instances[instance.name].app).get("calls")
+            except (OSError, ValueError):
+                replicas[instance.name] = None  # not answering: its process shows as dead above
         return {
             "state_dir": str(self.folder.root),
             "running": _healthy(state),
             "function": state["function"],
             "params": state["params"],
+            "topology": topology,
             "ingress_url": _ingress_url(state),
+            "grpc": {
+                "address": _grpc_address(state),
+                "service": RATINGS_SERVICE,
+                "proto": str(RATINGS_PROTO),
+                "calls": replicas,
+            },
             "app_modes": state.get("app_modes", {}),
             "processes": listing,
         }
@@ -157,21 +267,24 @@ class Testbed:
         function: str = "sidecar",
         params: dict[str, str] | None = None,
         *,
+        topology: str | None = None,
         app_modes: dict[str, str] | None = None,
         fault_scale: float = 1.0,
         ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
-        """Start everything with `function` in force; a running testbed just switches function.
+        """Start everything with `function` in force in `topology` (default sidecar); a running
+        testbed just switches function (and topology, when given).
 
         `app_modes` sets services' own behaviour (e.g. {"ratings": "faulty"}); `fault_scale`
         multiplies ratings' 7 s / 60 s / 15 min fault constants."""
-        values = profile_named(function).resolve(params)
+        profile_named(function).resolve(params)  # a bad function or parameter fails first
+        known = (*SERVICES, GRPC_SERVICE)
         for service, mode in (app_modes or {}).items():
-            if service not in SERVICES or mode not in modes_of(service):
+            if service not in known or mode not in modes_of(service):
                 raise TestbedFailure(
                     f"{service} cannot be {mode!r}: modes are {', '.join(modes_of(service))}"
-                    if service in SERVICES
-                    else f"no BookInfo service {service!r}; services: {', '.join(SERVICES)}"
+                    if service in known
+                    else f"no BookInfo service {service!r}; services: {', '.join(known)}"
                 )
         if shutil.which("haproxy") is None:
             raise TestbedFailure(
@@ -180,18 +293,22 @@ class Testbed:
         with self.folder.locked():
             state = self.folder.load()
             if state is not None and _healthy(state):
-                self._apply_locked(state, function, values)
+                chosen = topology or _topology(state)
+                self._apply_locked(state, function, _resolve(function, params, chosen), chosen)
                 for service, mode in (app_modes or {}).items():
                     self._set_mode_locked(state, service, mode, fault_scale)
                 return
+            chosen = topology or DEFAULT_TOPOLOGY
+            values = _resolve(function, params, chosen)
             if state is not None:
                 self._stop_locked(state)  # a half-dead testbed: clear it out first
-            self._up_locked(function, values, app_modes or {}, fault_scale, ready_timeout_s)
+            self._up_locked(function, values, chosen, app_modes or {}, fault_scale, ready_timeout_s)
 
     def _up_locked(
         self,
         function: str,
         values: dict[str, str],
+        topology: str,
         app_modes: dict[str, str],
         fault_scale: float,
         ready_timeout_s: float,
@@ -199,19 +316,28 @@ class Testbed:
         deadline = time.monotonic() + ready_timeout_s
         self.folder.make()
         mark = uuid.uuid4().hex
-        listeners = {instance.name: _listening_socket() for instance in INSTANCES}
-        free = iter(_free_ports(2 * len(INSTANCES) + 1))
+        listeners = {instance.name: _listening_socket() for instance in ALL_INSTANCES}
+        grpc_instances = instances_of(GRPC_SERVICE)
+        free = iter(_free_ports(2 * len(ALL_INSTANCES) + len(grpc_instances) + 2 + len(NODES)))
         ports = Ports(
             instances={
-                name: InstancePorts(app=sock.getsockname()[1], inbound=next(free), outbound=next(free))
-                for name, sock in listeners.items()
+                instance.name: InstancePorts(
+                    app=listeners[instance.name].getsockname()[1],
+                    inbound=next(free),
+                    outbound=next(free),
+                    grpc=next(free) if instance.grpc else 0,
+                )
+                for instance in ALL_INSTANCES
             },
             ingress=next(free),
+            ingress_grpc=next(free),
+            nodes={node: next(free) for node in NODES},
         )
-        state = {
+        state: dict[str, Any] = {
             "mark": mark,
             "function": function,
             "params": values,
+            "topology": topology,
             "ports": ports.to_json(),
             "processes": [],
             "generation": 0,
@@ -219,25 +345,20 @@ class Testbed:
             "fault_scale": fault_scale,
         }
         self.folder.save(state)
-        mesh = profile_named(function).proxies
+        proxied = profile_named(function).proxies
         try:
-            for instance in INSTANCES:
+            for instance in ALL_INSTANCES:
                 sock = listeners[instance.name]
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "meshload.testbed.apps",
-                    instance.service,
-                    instance.version,
-                    "--fd",
-                    str(sock.fileno()),
+                upstreams = app_admin.upstreams_for(instance.name, ports, topology=topology if proxied else None)
+                options = [
                     "--fault-scale",
                     str(fault_scale),
                     "--mode",
                     app_modes.get(instance.service, "normal"),
                     "--upstreams",
-                    app_admin.encode_upstreams(app_admin.upstreams_for(instance.name, ports, mesh=mesh)),
+                    app_admin.encode_upstreams(upstreams),
                 ]
+                argv = _app_argv(instance, sock, ports.instances[instance.name], options)
                 # a pod-like name, which reviews reports as `podname` (Kubernetes sets HOSTNAME)
                 env = {**os.environ, "HOSTNAME": f"{instance.name}-{mark[:10]}"}
                 record, child = processes.spawn(
@@ -256,8 +377,8 @@ class Testbed:
             # certificates are made while the applications import their modules
             self._identities()
             (self.folder.config_dir / "faults.lua").write_text(LUA_DELAY)
-            if mesh:
-                self._start_proxies(state, function, values)
+            if proxied:
+                self._start_proxies(state, function, values, topology)
             self._wait_ready(state, deadline)
         except BaseException:
             self._stop_locked(state)
@@ -266,19 +387,23 @@ class Testbed:
             for sock in listeners.values():
                 sock.close()
 
-    def _identities(self):
-        return ensure_identities(self.folder.certs_dir, [*SERVICES, INGRESS_NAME])
+    def _identities(self) -> dict[str, Identity]:
+        return ensure_identities(self.folder.certs_dir, [*SERVICES, GRPC_SERVICE, *NODES, INGRESS_NAME])
 
-    def _start_proxies(self, state: dict, function: str, values: dict[str, str]) -> None:
+    def _start_proxies(self, state: dict, function: str, values: dict[str, str], topology: str) -> list[ProcessRecord]:
+        """The topology's proxies with `function` in force; the old proxies no new one replaced."""
         setting = MeshSetting(
             ports=Ports.from_json(state["ports"]),
             function=function,
             params=values,
             lua_path=self.folder.config_dir / "faults.lua",
             identities=self._identities(),
+            topology=topology,
         )
-        self._children += proxies.start_generation(self.folder, state, setting)
+        children, orphans = proxies.start_generation(self.folder, state, setting)
+        self._children += children
         self._reap()
+        return orphans
 
     def _reap(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]
@@ -323,21 +448,39 @@ class Testbed:
     # apply ------------------------------------------------------------------------------------
 
     def apply(self, function: str, params: dict[str, str] | None = None) -> None:
-        """Put `function` in force alone (parameters override its defaults) without restarting apps."""
-        values = profile_named(function).resolve(params)
+        """Put `function` in force alone (parameters override its defaults) in the topology in force,
+        without restarting apps. A function that does not apply in the topology is refused."""
+        profile_named(function).resolve(params)
         with self.folder.locked():
-            self._apply_locked(self._running_state(), function, values)
+            state = self._running_state()
+            topology = _topology(state)
+            self._apply_locked(state, function, _resolve(function, params, topology), topology)
 
-    def _apply_locked(self, state: dict, function: str, values: dict[str, str]) -> None:
-        mesh = profile_named(function).proxies
-        if mesh:
-            self._start_proxies(state, function, values)  # before the apps point at the sidecars again
-        app_admin.point_apps(Ports.from_json(state["ports"]), mesh=mesh)
-        if not mesh:
+    def set_topology(self, topology: str, function: str | None = None, params: dict[str, str] | None = None) -> None:
+        """Move the proxies to `topology` ("sidecar", "per-node", "ingress-only") without restarting
+        apps; with `function`, put that function in force at the same time, else the one in force
+        stays (with its parameters). Refused, before anything changes, when the function does not
+        apply in `topology`."""
+        with self.folder.locked():
+            state = self._running_state()
+            if function is None:
+                function, params = state["function"], {**state["params"], **(params or {})}
+            self._apply_locked(state, function, _resolve(function, params, topology), topology)
+
+    def _apply_locked(self, state: dict, function: str, values: dict[str, str], topology: str) -> None:
+        proxied = profile_named(function).proxies
+        orphans = []
+        if proxied:  # the new proxies first, so the apps can be pointed at them
+            orphans = self._start_proxies(state, function, values, topology)
+        app_admin.point_apps(Ports.from_json(state["ports"]), topology=topology if proxied else None)
+        if proxied:
+            proxies.retire(self.folder, state, orphans)  # another topology's proxies, no longer called
+        else:
             proxies.stop_proxies(self.folder, state)
-            self._reap()
+        self._reap()
         state["function"] = function
         state["params"] = values
+        state["topology"] = topology
         self.folder.save(state)
 
     def set_app_mode(self, service: str, mode: str, *, fault_scale: float | None = None) -> None:

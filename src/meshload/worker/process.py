@@ -3,10 +3,15 @@ the request engine, publishing its interval records to the run's stream.
 
 Three threads, each with its own Redis connection, so none waits on another:
 
-- the main thread waits for an assignment (BLPOP) and runs the engine's event loop;
+- the main thread waits for an assignment (BLPOP), checks it against the worker's limits
+  (`admission`), answers, waits for the start, and runs the engine's event loop;
 - the heartbeat thread keeps the worker visible (fleet liveness, run heartbeat) and watches the
   coordinator: if its key expires, or the run's stop key appears, the run stops by itself;
 - the publisher thread (`RecordPublisher`) delivers the records.
+
+A worker spawned for a coordinator's private Redis also watches its lifeline (`exit_with_parent`):
+stdin is a pipe from that coordinator, and its end means the coordinator is gone, with the Redis it
+reported to. The worker then leaves at once: nothing it measures could be delivered any more.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
+from .admission import WorkerLimits, refusal
 from .engines.base import EngineJob, EngineOutcome, StopSignal
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,10 @@ ASSIGNMENT_FAILURES: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisError,
     OSError,
 )
+#: How long an accepted share waits for its start before it is dropped.
+START_WAIT_S = 30.0
+#: Exit code of a worker whose coordinator (the other end of its lifeline) is gone.
+PARENT_GONE_EXIT_CODE = 3
 
 
 def default_worker_id() -> str:
@@ -83,13 +93,18 @@ class WorkerProcess:
         worker_id: str | None = None,
         once: bool = False,
         idle_timeout_s: float | None = None,
+        limits: WorkerLimits | None = None,
+        exit_with_parent: bool = False,
     ) -> None:
         self.redis_url = redis_url
         self.worker_id = worker_id or default_worker_id()
         self.once = once
         self.idle_timeout_s = idle_timeout_s
+        self.limits = limits or WorkerLimits()
+        self.exit_with_parent = exit_with_parent
         self._shutdown = threading.Event()
         self._active: _ActiveRun | None = None
+        self._reserved_by = ""  # the run this worker answered and waits to start (busy for others)
         self._beat = 0
         self._heartbeat_failure: BaseException | None = None
         self.runs_done = 0
@@ -98,6 +113,8 @@ class WorkerProcess:
 
     def serve(self) -> int:
         """Serve assignments; returns how many runs were carried out."""
+        if self.exit_with_parent:
+            threading.Thread(target=_leave_when_parent_is_gone, name="meshload-lifeline", daemon=True).start()
         client = wire.open_redis(self.redis_url, socket_timeout_s=ASSIGNMENT_POLL_S + 5)
         self._register(client)
         heartbeat = threading.Thread(target=self._heartbeat, name="meshload-heartbeat", daemon=True)
@@ -117,8 +134,12 @@ class WorkerProcess:
                         log.info("no assignment for %.0fs; leaving", self.idle_timeout_s)
                         break
                     continue
+                message = wire.decode_assignment(popped[1])
+                if isinstance(message, wire.Start):
+                    log.warning("run %s: a start for a share this worker does not hold; ignored", message.run_id)
+                    continue
                 try:
-                    self._carry_out(client, wire.decode_assignment(popped[1]))
+                    self._carry_out(client, message)
                 except ASSIGNMENT_FAILURES:
                     # A long-lived worker survives a run it could not carry out (its coordinator sees
                     # it go silent); a one-run worker exits with the error. Anything else is a bug.
@@ -194,13 +215,60 @@ class WorkerProcess:
             log.warning("run %s has no coordinator any more; assignment ignored", assignment.run_id)
             return
         # Busy at once (not at the next heartbeat), so no other coordinator picks this worker.
+        self._reserved_by = assignment.run_id
         client.set(
             wire.worker_alive_key(self.worker_id), f"busy:{assignment.run_id}".encode(), px=wire.WORKER_ALIVE_TTL_MS
         )
+        try:
+            started = self._accept(client, keys, assignment)
+            if started is not None:
+                share, clock_offset_ms, start = started
+                self._run(assignment, keys, share, clock_offset_ms, start)
+        finally:
+            self._reserved_by = ""
+
+    def _accept(
+        self, client: redis.Redis, keys: wire.RunKeys, assignment: wire.Assignment
+    ) -> tuple[WorkerShare, float, wire.Start] | None:
+        """Check the share against this worker's limits and answer; the share and its start, once
+        every worker has accepted (None when this one refused or the run did not start)."""
         plan = Plan.model_validate_json(assignment.plan_json)
         share = WorkerShare(plan, assignment.index, assignment.count)
+        reason = refusal(share, self.limits)
+        if reason is not None:
+            log.warning("run %s refused: %s", assignment.run_id, reason)
+            client.hset(keys.answers, self.worker_id, wire.encode(wire.Answer(accepted=False, reason=reason)))
+            return None
         clock_offset_ms = wire.measure_clock_offset_ms(client)
-        start_ns = wire.local_monotonic_ns_of(assignment.start_redis_us, clock_offset_ms)
+        client.hset(keys.answers, self.worker_id, wire.encode(wire.Answer(accepted=True)))
+        start = self._wait_for_start(client, keys)
+        return None if start is None else (share, clock_offset_ms, start)
+
+    def _wait_for_start(self, client: redis.Redis, keys: wire.RunKeys) -> wire.Start | None:
+        """The Start of the run this worker accepted; None if the run was called off or its coordinator is gone."""
+        deadline = time.monotonic() + START_WAIT_S
+        while not self._shutdown.is_set() and time.monotonic() < deadline:
+            popped = client.blpop([wire.assignment_key(self.worker_id)], timeout=ASSIGNMENT_POLL_S)
+            if popped is not None:
+                message = wire.decode_assignment(popped[1])
+                if isinstance(message, wire.Start) and message.run_id == keys.run_id:
+                    return message
+                log.warning("run %s: %s while waiting for the start; ignored", keys.run_id, type(message).__name__)
+                continue
+            if client.exists(keys.stop) or not client.exists(keys.coordinator):
+                break
+        log.warning("run %s did not start (called off, or its coordinator is gone)", keys.run_id)
+        return None
+
+    def _run(
+        self,
+        assignment: wire.Assignment,
+        keys: wire.RunKeys,
+        share: WorkerShare,
+        clock_offset_ms: float,
+        start: wire.Start,
+    ) -> None:
+        start_ns = wire.local_monotonic_ns_of(start.start_redis_us, clock_offset_ms)
         publisher = RecordPublisher(self.redis_url, keys).start()
         active = _ActiveRun(keys=keys, clock_offset_ms=clock_offset_ms, publisher=publisher, state="running")
         self._active = active
@@ -268,7 +336,8 @@ class WorkerProcess:
     def _beat_once(self, client: redis.Redis, active: _ActiveRun | None) -> None:
         self._beat += 1
         pipe = client.pipeline(transaction=False)
-        state = b"idle" if active is None else f"busy:{active.keys.run_id}".encode()
+        busy_with = active.keys.run_id if active is not None else self._reserved_by
+        state = f"busy:{busy_with}".encode() if busy_with else b"idle"
         pipe.set(wire.worker_alive_key(self.worker_id), state, px=wire.WORKER_ALIVE_TTL_MS)
         if active is not None:
             beat = wire.RunBeat(
@@ -285,6 +354,19 @@ class WorkerProcess:
                 active.request_stop("the coordinator stopped the run")
             elif not coordinator_alive:
                 active.request_stop("the coordinator is gone")
+
+
+def _leave_when_parent_is_gone() -> None:
+    """The lifeline: block on stdin, a pipe whose other end only the coordinator holds; at its end
+    (EOF, or an error reading it) the coordinator is gone, and this process leaves at once."""
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    log.warning("the coordinator that started this worker is gone; leaving")
+    logging.shutdown()
+    os._exit(PARENT_GONE_EXIT_CODE)
 
 
 def _run_engine(

@@ -7,22 +7,37 @@ turns the testbed's failures into `TestbedError`, the one-line user errors.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ...errors import TestbedError
 from ...testbed import PROFILES, Testbed, TestbedFailure, haproxy_version
+from .base import MeshBaseline, Support, SupportLevel
 
 if TYPE_CHECKING:  # the results model (and numpy) load only when sampling: `meshload testbed` stays quick
     from ...results.run_result import MeshUsage
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 MESH_NAME = "testbed-haproxy"
 MESH_VERSION = "meshload-testbed 1"
+BASELINE = MeshBaseline(
+    mesh=MESH_NAME,
+    mtls_encrypted=False,
+    contains={
+        "mtls": "none: sidecars talk plaintext",
+        "load-balancing": "round robin",
+        "retries": "none",
+        "timeout": "none (5 min server timeout)",
+    },
+)
 
 
-def _as_user_error(method):
+def _as_user_error(method: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(method)
-    def translated(*args, **kwargs):
+    def translated(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(*args, **kwargs)
         except TestbedFailure as exc:
@@ -80,8 +95,22 @@ class LocalTestbedMesh:
     def ingress_url(self) -> str:
         return self.testbed.ingress_url
 
+    @property
+    def baseline(self) -> MeshBaseline:
+        return BASELINE
+
     def functions(self) -> list[str]:
         return list(PROFILES)
+
+    def support(self, function: str, params: dict[str, str] | None = None) -> Support:
+        profile = PROFILES.get(function)
+        if profile is None:
+            return Support(MESH_NAME, function, SupportLevel.NOT_SUPPORTED, "no such testbed profile")
+        try:
+            profile.resolve(params)
+        except TestbedFailure as exc:
+            return Support(MESH_NAME, function, SupportLevel.NOT_SUPPORTED, str(exc))
+        return Support(MESH_NAME, function, SupportLevel.SUPPORTED)
 
     @_as_user_error
     def apply(self, function: str, params: dict[str, str] | None = None) -> None:
@@ -92,6 +121,12 @@ class LocalTestbedMesh:
             self.testbed.up(function, params)
 
     @_as_user_error
+    def remove(self) -> None:
+        """Back to the plain `sidecar` baseline (a testbed that is not running has nothing to remove)."""
+        if self.testbed.is_running():
+            self.testbed.apply("sidecar", None)
+
+    @_as_user_error
     def current_function(self) -> str:
         return self.testbed.current_function()
 
@@ -100,7 +135,7 @@ class LocalTestbedMesh:
         return TestbedSampling(self.testbed, self.testbed.current_function(), self.testbed.current_params(), interval_s)
 
     @_as_user_error
-    def up(self, function: str = "sidecar", params: dict | None = None, **options) -> None:
+    def up(self, function: str = "sidecar", params: dict | None = None, **options: Any) -> None:
         self.testbed.up(function, params, **options)
 
     @_as_user_error

@@ -11,9 +11,11 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import parse_qs
 
-from ..httpclient import UpstreamError
+from ..httpclient import Upstream, UpstreamError
 from ..httpserver import Request, Response
 from .base import FORWARDED_HEADERS, JSON, ServiceApp
 from .productpage_html import PRODUCT, ProductPageRenderer, index_page
@@ -22,7 +24,8 @@ CALL_TIMEOUT_S = 3.0
 REVIEWS_ATTEMPTS = 2
 SECRET_KEY = b'_5#y2L"F4Q8z\n\xec]/'  # hard-coded in BookInfo too: any replica accepts any cookie
 SESSION_COOKIE = "session"
-TAILWIND_CSS_BYTES = 365_680  # size of BookInfo's static/tailwind/tailwind.css
+TAILWIND_CSS_BYTES = 365_680  # size of BookInfo's static/tailwind/tailwind.css (Tailwind's in-browser build)
+PAGE_STYLES = Path(__file__).parent / "static" / "bookinfo.css"
 # the smallest valid PNG (1x1, transparent), standing in for static/img/izzy.png
 IZZY_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
@@ -76,18 +79,33 @@ def session_user(cookie_header: str) -> str:
     return ""
 
 
+def tailwind_stand_in() -> bytes:
+    """What the testbed serves as static/tailwind/tailwind.css: BookInfo loads that file as a script
+    (Tailwind's in-browser build, which styles the page from its classes); this one adds the page's
+    rules from bookinfo.css instead, padded with spaces to the real file's size."""
+    script = (
+        "/* meshload testbed: stands in for Tailwind's in-browser build, at its size */\n"
+        "(() => {\n  const style = document.createElement('style');\n"
+        f"  style.textContent = {json.dumps(PAGE_STYLES.read_text())};\n"
+        "  document.head.appendChild(style);\n})();\n"
+    ).encode()
+    if len(script) > TAILWIND_CSS_BYTES:
+        raise ValueError(f"{PAGE_STYLES} is larger than the file it stands in for")
+    return script + b" " * (TAILWIND_CSS_BYTES - len(script))
+
+
 class ProductPageApp(ServiceApp):
     service = "productpage"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.renderer = ProductPageRenderer()
+    def __init__(self, version: str, upstreams: dict[str, Upstream], fault_scale: float = 1.0) -> None:
+        super().__init__(version, upstreams, fault_scale)
+        self.renderer = ProductPageRenderer(DETAILS_ERROR, REVIEWS_ERROR)
         self.index = Response(200, index_page(SERVICE_TREE), _HTML)
         self._tailwind: Response | None = None
         # request_result{destination_app, response_code}: a handful of label pairs at most
         self.request_results: dict[tuple[str, int], int] = {}
 
-    def route(self, request: Request):
+    def route(self, request: Request) -> Response | Awaitable[Response]:  # noqa: PLR0911 - a return per route
         path = request.path
         method = request.method
         if path == "/productpage" and method == "GET":
@@ -172,14 +190,10 @@ class ProductPageApp(ServiceApp):
         user = session_user(request.headers.get("cookie", ""))
         details_status, details_body = await self._details(product_id, headers)
         reviews_status, reviews_body = await self._reviews(product_id, headers)
-        page = self.renderer.page(
-            user,
-            self.renderer.details.get(details_status, details_body, DETAILS_ERROR),
-            self.renderer.reviews.get(reviews_status, reviews_body, REVIEWS_ERROR),
-        )
+        page = self.renderer.page(user, (details_status, details_body), (reviews_status, reviews_body))
         return Response(200, page, _HTML)
 
-    def _api(self, request: Request, rest: str):
+    def _api(self, request: Request, rest: str) -> Response | Awaitable[Response]:
         if rest in ("", "/"):
             return Response(200, _PRODUCTS_BODY, JSON)
         parts = rest.strip("/").split("/")
@@ -195,7 +209,13 @@ class ProductPageApp(ServiceApp):
             return self._api_call(self._ratings, product_id, request, RATINGS_ERROR)
         return _NOT_FOUND
 
-    async def _api_call(self, call, product_id: int, request: Request, error: dict) -> Response:
+    async def _api_call(
+        self,
+        call: Callable[[int, dict[str, str]], Awaitable[tuple[int, bytes]]],
+        product_id: int,
+        request: Request,
+        error: dict,
+    ) -> Response:
         status, body = await call(product_id, self._forward_headers(request))
         if status != 200:
             return Response(status, json.dumps(error).encode(), JSON)
@@ -229,10 +249,7 @@ class ProductPageApp(ServiceApp):
     def _static(self, path: str) -> Response:
         if path == "/static/tailwind/tailwind.css":
             if self._tailwind is None:
-                header = b"/* stand-in for BookInfo's tailwind.css, same size */\n"
-                self._tailwind = Response(
-                    200, header + b" " * (TAILWIND_CSS_BYTES - len(header)), "text/css; charset=utf-8"
-                )
+                self._tailwind = Response(200, tailwind_stand_in(), "text/css; charset=utf-8")
             return self._tailwind
         if path == "/static/img/izzy.png":
             return Response(200, IZZY_PNG, "image/png")

@@ -42,8 +42,11 @@ class ClosedLoopConnection(HttpConnection):
         if not self.busy:
             return
         parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim response (100, 103, ...): the final one follows
         recorder = self._recorder
-        recorder.record_response(self.planned_ns, self.sent_ns, done_ns, parser.get_status_code())
+        recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
         runner = self.runner
         payload = runner.fast_payload
         if payload is not None and done_ns < runner.end_ns and parser.should_keep_alive():

@@ -50,7 +50,10 @@ class OpenLoopConnection(HttpConnection):
         if not self.busy:
             return  # an answer nobody asked for (already timed out): ignore
         parser = self._parser
-        self._recorder.record_response(self.planned_ns, self.sent_ns, done_ns, parser.get_status_code())
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim response (100, 103, ...): the final one follows
+        self._recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
         self.busy = False
         runner = self.runner
         if parser.should_keep_alive():
@@ -237,3 +240,12 @@ class OpenLoopRunner(Http1Runner):
         pool.open -= 1
         if pool.pending and self.accepting_sends:
             self._open_if_needed(pool)
+
+    def await_server_close(self, conn: HttpConnection) -> None:
+        super().await_server_close(conn)
+        # The target closes its connections by its own choice: open the replacement now, so that the
+        # next planned send finds a connection ready instead of waiting for one (which would count as
+        # the generator's lag).
+        pool = self.pools[conn.origin_index]
+        if self.accepting_sends and pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS:
+            self._start_connect(pool)

@@ -5,6 +5,12 @@ absent ones cost nothing: headers and bodies are skipped). A connection carries 
 at a time. Each loop model subclasses it with its own `on_message_complete` (the engine's hottest
 code, so it acts there rather than through more calls); failures go to the owner (`ConnectionOwner`).
 
+Every response framing of RFC 9112 §6.3 ends a response here: Content-Length and chunked (with chunk
+extensions and trailers) in the parser; no body for 1xx, 204 and 304 in the parser too; responses to
+HEAD when their head ends (`HeadAwareParser`); and a body without a length when the server closes
+(`eof_received`). Interim 1xx responses (RFC 9110 §15.2) complete as messages of their own in the
+parser, and the loop models skip them: the final response's status is what counts.
+
 Plain HTTP connections hand received data straight from the event loop to the C parser: the
 protocol's `data_received` *is* the parser's `feed_data`, which saves a Python call per read. The
 bytes received are then counted by the kernel (`TCP_INFO`'s `tcpi_bytes_received`) and collected at
@@ -17,7 +23,9 @@ TLS connections (and kernels without that counter) go through `_count_and_feed` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import mmap
 import socket
 import struct
 from collections.abc import Callable
@@ -26,6 +34,7 @@ from typing import Protocol, cast
 import httptools
 
 from ..recorder import IntervalRecorder
+from .http_request import Origin
 
 #: `struct tcp_info` up to and including `tcpi_bytes_received` (Linux 4.1+), and where that is.
 _TCP_INFO_LENGTH = 136
@@ -34,9 +43,16 @@ _TCP_INFO_BYTES_RECEIVED_OFFSET = 128
 #: `tcpi_state` values after the peer's FIN, which the kernel counts as one byte received:
 #: TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING.
 _FIN_RECEIVED_STATES = frozenset({6, 7, 8, 9, 11})
+#: Probing the parser when the server closes (`_ends_at_close`): zero bytes fed in pieces of this size,
+#: at most this many times. A framed body still missing more than their product (1 GiB) would be taken
+#: for a close-delimited one. The pages are mapped lazily and barely read, so the size costs nothing.
+_CLOSE_PROBE_BYTES = 1 << 26
+_CLOSE_PROBE_FEEDS = 16
 
 
 class ConnectionOwner(Protocol):
+    origins: list[Origin]
+
     def on_malformed(self, conn: HttpConnection) -> None: ...
     def on_lost(self, conn: HttpConnection, exc: Exception | None) -> None: ...
 
@@ -46,6 +62,7 @@ class HttpConnection(asyncio.Protocol):
 
     __slots__ = (
         "_bytes_mark",
+        "_heads",
         "_kernel_counts",
         "_parser",
         "_recorder",
@@ -73,12 +90,14 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False
         self.retired = False  # lost, aborted, or the server said it closes: no new request on it
         self._recorder = recorder
-        self._parser = httptools.HttpResponseParser(self)
+        # Where HEAD requests may go, responses are framed by the request too: a parser that knows.
+        self._heads = HeadAwareParser(self) if owner.origins[origin_index].head_requests else None
+        self._parser: httptools.HttpResponseParser | HeadAwareParser = self._heads or httptools.HttpResponseParser(self)
         self._sock: socket.socket | None = None  # set when the kernel counts our bytes
         self._bytes_mark = 0
         # Chosen before the transport exists: event loops look `data_received` up once.
         self._kernel_counts = not tls and kernel_counts_tcp_bytes()
-        self.data_received = self._parser.feed_data if self._kernel_counts else self._count_and_feed
+        self.data_received = self._parser.feed_data if self._kernel_counts else self._count_and_feed  # type: ignore[method-assign]
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
@@ -89,10 +108,8 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):  # not TCP (never for our targets): latency is right, just slower
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (never for our targets); latency is still right, just slower
         if self._kernel_counts:
             self._sock = sock
 
@@ -107,6 +124,28 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> None:
         # The server is closing: the socket is still ours to ask, and its FIN is certainly counted.
         self.collect_bytes(fin_received=True)
+        if self.busy and self._ends_at_close():
+            self.on_message_complete()  # a close-delimited body is complete now (RFC 9112 §6.3)
+
+    def _ends_at_close(self) -> bool:
+        """Whether the response in progress is complete now that the server closed.
+
+        It is when its head is complete and its body has no length (neither Content-Length nor
+        chunked): the close ends it. httptools has no llhttp_finish to ask, so the parser is probed:
+        a framed body takes at most what it still misses and then rejects what follows, an unfinished
+        head rejects a zero byte at once, while a close-delimited body takes any bytes."""
+        parser = self._parser
+        if parser.get_status_code() < 200:
+            return False  # no response, or only interim ones, before the close
+        self.busy = False  # a framed body that completes during the probe is not a response
+        try:
+            for _ in range(_CLOSE_PROBE_FEEDS):
+                parser.feed_data(_close_probe())
+        except httptools.HttpParserError:
+            return False
+        finally:
+            self.busy = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.retired = True
@@ -123,6 +162,9 @@ class HttpConnection(asyncio.Protocol):
         self.planned_ns = planned_ns
         self.sent_ns = sent_ns
         self.busy = True
+        heads = self._heads
+        if heads is not None:
+            heads.head = payload.startswith(b"HEAD ")
         self._write(payload)
 
     def collect_bytes(self, *, closing: bool = False, fin_received: bool = False) -> None:
@@ -161,13 +203,89 @@ class HttpConnection(asyncio.Protocol):
             self.transport.abort()
 
 
+class HeadAwareParser:
+    """The response parser of a connection that may carry HEAD requests.
+
+    A response to HEAD ends with its head, whatever Content-Length or Transfer-Encoding it announces
+    (RFC 9110 §9.3.2), but llhttp cannot be told which request a response answers: httptools does not
+    pass on llhttp's "skip the body" answer to `on_headers_complete`. So the final response to a HEAD
+    is completed here when its head is, and the connection goes on with a fresh parser, the old one
+    waiting for a body that never comes. Its keep-alive is read from the head itself, since llhttp
+    takes a head without a length for a body that lasts until the close.
+
+    It costs a Python call per header line, so only connections to origins with HEAD targets use it.
+    """
+
+    __slots__ = ("_answering", "_conn", "_connection_options", "_parser", "_stale", "head")
+
+    def __init__(self, conn: HttpConnection) -> None:
+        self._conn = conn
+        self.head = False  # the request in flight is a HEAD (set by `HttpConnection.send`)
+        self._connection_options = b""  # the response's Connection header values, lower case
+        self._answering = False  # `_conn.on_message_complete` is handling a HEAD response
+        self._stale = False  # the rest of the current read belongs to a HEAD response already done
+        self._parser = httptools.HttpResponseParser(self)
+
+    # -- what the connection and the loop models call ----------------------------------------------
+
+    def feed_data(self, data: bytes | memoryview) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self._stale:
+                raise
+        finally:
+            self._stale = False
+
+    def get_status_code(self) -> int:
+        return self._parser.get_status_code()
+
+    def should_keep_alive(self) -> bool:
+        if not self._answering:
+            return self._parser.should_keep_alive()
+        options = {option.strip() for option in self._connection_options.split(b",")}
+        if self._parser.get_http_version() == "1.0":
+            return b"keep-alive" in options
+        return b"close" not in options
+
+    # -- httptools callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._connection_options = b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"connection":
+            self._connection_options += b"," + value.lower()
+
+    def on_headers_complete(self) -> None:
+        if self._stale or not self.head or self._parser.get_status_code() < 200:
+            return
+        self._answering = True
+        try:
+            self._conn.on_message_complete()
+        finally:
+            self._answering = False
+        self._stale = True
+        self._parser = httptools.HttpResponseParser(self)
+
+    def on_message_complete(self) -> None:
+        if not self._stale:
+            self._conn.on_message_complete()
+
+
 def _not_connected(payload: bytes) -> None:
     raise RuntimeError("a request was sent on a connection that is not connected yet")
 
 
 def is_parse_error(exc: BaseException | None) -> bool:
-    """A connection lost to a response that is not valid HTTP."""
-    return isinstance(exc, httptools.HttpParserError)
+    """A connection lost to a response that is not valid HTTP (or switches protocols unasked)."""
+    return isinstance(exc, httptools.HttpParserError | httptools.HttpParserUpgrade)
+
+
+@functools.cache
+def _close_probe() -> memoryview:
+    """Zero bytes for `HttpConnection._ends_at_close`, mapped once per process."""
+    return memoryview(mmap.mmap(-1, _CLOSE_PROBE_BYTES))
 
 
 @functools.cache

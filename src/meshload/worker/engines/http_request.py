@@ -8,7 +8,7 @@ HTTP/1.1's default, so no Connection header is sent.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -29,6 +29,9 @@ class Origin:
     port: int
     tls: bool
     server_hostname: str | None  # TLS SNI and certificate name; None for plain HTTP
+    # Some target of this origin is requested with HEAD, whose responses end with their head (the
+    # connections then parse with `http_connection.HeadAwareParser`). Not part of the origin's identity.
+    head_requests: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,17 @@ def origin_of(url: str) -> Origin:
     return Origin(host=host, port=port, tls=tls, server_hostname=host if tls else None)
 
 
+def request_method(plan: Plan, target: Target) -> str:
+    return (target.method or plan.method).upper()
+
+
 def request_bytes(plan: Plan, target: Target) -> bytes:
     """The complete request for one target, as written on the wire."""
     parts = urlsplit(target.url)
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    method = (target.method or plan.method).upper()
+    method = request_method(plan, target)
     body = target.body if target.body is not None else plan.body
     headers = {"Host": parts.netloc, "User-Agent": USER_AGENT}
     for name, value in {**plan.headers, **target.headers}.items():
@@ -77,11 +84,16 @@ def build_templates(plan: Plan) -> tuple[list[Origin], list[RequestTemplate]]:
     """The plan's distinct origins and one template per target (in the plan's order)."""
     origins: list[Origin] = []
     templates: list[RequestTemplate] = []
+    head_origins: set[int] = set()
     for target in plan.targets:
         origin = origin_of(target.url)
         if origin not in origins:
             origins.append(origin)
-        templates.append(RequestTemplate(origins.index(origin), request_bytes(plan, target)))
+        index = origins.index(origin)
+        if request_method(plan, target) == "HEAD":
+            head_origins.add(index)
+        templates.append(RequestTemplate(index, request_bytes(plan, target)))
+    origins = [replace(origin, head_requests=index in head_origins) for index, origin in enumerate(origins)]
     return origins, templates
 
 

@@ -1,0 +1,1 @@
+"""Protocol files the testbed serves; loaded at run time by `meshload.testbed.ratings_proto`."""
