@@ -8,6 +8,8 @@ import time
 import pytest
 from tests.support.h2_servers import NginxH2, start_h2_server
 
+from meshload.scenarios.schedule import WorkerShare
+from meshload.worker.admission import share_connections
 from meshload.worker.engines import auto
 
 from .helpers import assert_stall_percentiles, closed_plan, measure, open_plan
@@ -132,3 +134,11 @@ def test_stalls_show_in_corrected_latency_as_derived() -> None:
     # uncorrected latency shows the stall too (unlike HTTP/1.1 on 4 connections).
     assert run.lag.value_at_percentile(90) < 10_000
     assert run.uncorrected.value_at_percentile(95) > 100_000
+
+
+def test_a_worker_counts_the_multiplexed_connections_it_will_open() -> None:
+    """What a fleet worker's --max-connections ceiling compares: HTTP/2 opens N connections per origin
+    in either loop, however many clients share them (HTTP/1.1 closed loop: one per client)."""
+    h2 = closed_plan("http://127.0.0.1:1/", 64, 1.0, http2=True, max_connections=2)
+    assert share_connections(WorkerShare(h2)) == 2
+    assert share_connections(WorkerShare(closed_plan("http://127.0.0.1:1/", 64, 1.0))) == 64
