@@ -44,10 +44,12 @@ def test_statuses_reach_the_smp_and_fortio_documents(grpc_server, loadtest_schem
     assert result.errors == {}  # a status the server sent is a response, not a transport error
     smp = smp_document(result)
     assert smp["config"]["clients"][0]["protocol"] == CLIENT_PROTOCOL_GRPC
+    assert smp["config"]["clients"][0]["connections"] == 1
     assert smp["meshload"]["status_codes"] == {"OK": 50, "UNAVAILABLE": 50}
     assert smp["meshload"]["protocol"] == "grpc"
     fortio = fortio_document(result)
     assert fortio["RunType"] == "GRPC" and fortio["RetCodes"] == {"OK": 50, "UNAVAILABLE": 50}
+    assert fortio["SocketCount"] == 1
 
 
 def test_server_streaming_closed_loop_over_three_channels(grpc_server, loadtest_schema) -> None:

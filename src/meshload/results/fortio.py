@@ -87,12 +87,15 @@ def fortio_document(result: RunResult) -> dict[str, object]:
     """The run as Fortio's JSON result (plus Meshery's "load-generator" key)."""
     plan = result.plan
     url = plan.targets[0].url
+    sockets = plan.max_connections * max(len(result.workers), 1)
     if isinstance(plan.load, ClosedLoop):
         requested_qps = "max"
         threads = plan.load.concurrency
+        if plan.protocol == "http/1.1":
+            sockets = threads  # one connection per client
     else:
         requested_qps = f"{plan.load.rate:g}"
-        threads = plan.max_connections * max(len(result.workers), 1)
+        threads = sockets
     return {
         "RunType": "GRPC" if plan.protocol == "grpc" else "HTTP",
         "Labels": f"{plan.name} -_- {url}",
@@ -110,7 +113,7 @@ def fortio_document(result: RunResult) -> dict[str, object]:
         "RunID": 0,
         "ID": result.run_id,
         "URL": url,
-        "SocketCount": int(threads),
+        "SocketCount": int(sockets),
         "RetCodes": ret_codes(result),
         "DurationHistogram": duration_histogram(result.corrected),
         "ErrorsDurationHistogram": duration_histogram(LatencyHistogram()),
