@@ -9,6 +9,7 @@ from tests.support.http_servers import refused_port
 
 from meshload.errors import PlanError
 from meshload.results.fortio import fortio_document
+from meshload.results.report_html import render_report
 from meshload.results.smp import CLIENT_PROTOCOL_GRPC, smp_document
 from meshload.scenarios.plan import Plan
 from meshload.worker.engines import auto
@@ -37,7 +38,7 @@ def test_unary_calls_are_counted_as_the_server_counts_them_and_statuses_by_name(
     assert len(counters["peers"]) == 1  # one channel: one HTTP/2 connection
 
 
-def test_statuses_reach_the_smp_and_fortio_documents(grpc_server, loadtest_schema) -> None:
+def test_statuses_reach_the_smp_fortio_and_html_reports(grpc_server, loadtest_schema) -> None:
     server = grpc_server("status", statuses="OK,UNAVAILABLE")
     result = run_standalone(grpc_plan(server.url, "Unary", {"kind": "open", "rate": 100}, 1.0, grpc=loadtest_schema))
     assert result.status_codes == {"OK": 50, "UNAVAILABLE": 50}
@@ -50,6 +51,8 @@ def test_statuses_reach_the_smp_and_fortio_documents(grpc_server, loadtest_schem
     fortio = fortio_document(result)
     assert fortio["RunType"] == "GRPC" and fortio["RetCodes"] == {"OK": 50, "UNAVAILABLE": 50}
     assert fortio["SocketCount"] == 1
+    page = render_report(result)
+    assert "gRPC UNAVAILABLE</td><td>50" in page and "statuses other than OK" in page
 
 
 def test_server_streaming_closed_loop_over_three_channels(grpc_server, loadtest_schema) -> None:
