@@ -161,3 +161,12 @@ def test_tls_with_and_without_verification(tls_grpc_server, self_signed_cert, lo
     )
     assert trusted.status_codes == {"OK": 25}
     assert tls_grpc_server.counters()["calls"] == 50
+
+
+def test_closed_loop_think_time_paces_each_client(grpc_server, loadtest_schema) -> None:
+    server = grpc_server("ok")
+    load = {"kind": "closed", "concurrency": 2, "think_time_s": 0.05}
+    run = measure(grpc_plan(server.url, "Unary", load, 1.0, grpc=loadtest_schema))
+    # 2 clients x (1 s / (50 ms think + a call of a millisecond or two)) = at most 40 calls.
+    assert 30 <= run.completed <= 41
+    assert run.completed == server.counters()["calls"]

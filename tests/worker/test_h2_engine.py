@@ -142,3 +142,11 @@ def test_a_worker_counts_the_multiplexed_connections_it_will_open() -> None:
     h2 = closed_plan("http://127.0.0.1:1/", 64, 1.0, http2=True, max_connections=2)
     assert share_connections(WorkerShare(h2)) == 2
     assert share_connections(WorkerShare(closed_plan("http://127.0.0.1:1/", 64, 1.0))) == 64
+
+
+def test_closed_loop_think_time_paces_each_client(nginx) -> None:
+    before = nginx.log()
+    run = measure(closed_plan(nginx.h2c_url, 2, 1.0, http2=True, think_time_s=0.05))
+    # 2 clients x (1 s / (50 ms think + a fraction of a ms)) = at most 40 requests.
+    assert 30 <= run.completed <= 41
+    assert _settled_log(nginx, before.requests + run.completed).requests - before.requests == run.completed

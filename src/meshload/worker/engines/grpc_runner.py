@@ -18,7 +18,6 @@ import grpc
 
 from ...results.interval import GRPC_STATUS_NAMES
 from ...scenarios.grpc_calls import GrpcCall, grpc_calls
-from ...scenarios.plan import ClosedLoop
 from .base import EngineJob
 from .connect_errors import connect_error_kind
 from .grpc_channels import ChannelSetupError, aio_channel, channel_security
@@ -26,7 +25,7 @@ from .grpc_errors import transport_error_kind
 from .http_request import target_sequence
 from .pacing import wait_for_due
 from .planned_instants import PlannedInstants
-from .runner import EngineRunner
+from .runner import EngineRunner, think_time
 
 #: Beyond the deadline, how long the drain waits for calls to report their end.
 DRAIN_GRACE_S = 0.5
@@ -187,10 +186,7 @@ class GrpcClosedLoopRunner(GrpcRunner):
 
     def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
         super().__init__(job, stop)
-        load = self.plan.load
-        assert isinstance(load, ClosedLoop)
-        self.think_s = load.think_time_s
-        self.think_ns = round(load.think_time_s * 1e9)
+        self.think_s, self.think_ns = think_time(self.plan)
         self.issuing = True
 
     def _on_stop(self) -> None:

@@ -19,14 +19,14 @@ from time import monotonic_ns
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...scenarios.plan import ClosedLoop, Plan
+from ...scenarios.plan import Plan
 from .base import EngineJob
 from .connect_errors import connect_error_kind
 from .h2_connection import H2Connection, Stream, encode_header_block
 from .http_request import USER_AGENT, Origin, client_ssl_context, origin_of, target_sequence
 from .pacing import wait_for_due
 from .planned_instants import PlannedInstants
-from .runner import EngineRunner, Job
+from .runner import EngineRunner, Job, think_time
 
 #: Period of the timeout sweep: request timeouts fire up to this late.
 SWEEP_INTERVAL_S = 0.05
@@ -290,10 +290,7 @@ class H2ClosedLoopRunner(H2Runner):
 
     def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
         super().__init__(job, stop)
-        load = self.plan.load
-        assert isinstance(load, ClosedLoop)
-        self.think_s = load.think_time_s
-        self.think_ns = round(load.think_time_s * 1e9)
+        self.think_s, self.think_ns = think_time(self.plan)
         self.issuing = True
         self.ended = asyncio.Event()
 

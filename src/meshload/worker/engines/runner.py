@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from time import monotonic_ns
 from typing import Any
 
-from ...scenarios.plan import Plan
+from ...scenarios.plan import ClosedLoop, Plan
 from ...scenarios.schedule import WorkerShare
 from ..intervals import interval_cuts_s, is_warmup
 from ..recorder import IntervalRecorder
@@ -166,3 +166,10 @@ class EngineRunner:
         )
         self._records += 1
         self.sink(record)
+
+
+def think_time(plan: Plan) -> tuple[float, int]:
+    """A closed loop's pause between a response and its client's next request: seconds, nanoseconds."""
+    load = plan.load
+    assert isinstance(load, ClosedLoop)
+    return load.think_time_s, round(load.think_time_s * 1e9)
