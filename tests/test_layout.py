@@ -21,8 +21,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "worker": {"scenarios", "results", "pipeline"},
     "locust": {"scenarios", "results", "pipeline"},
     "testbed": set(),
-    # The coordinator drives workers, meshes and the testbed, but never the command line above it.
-    "coordinator": {"scenarios", "results", "pipeline", "worker", "testbed"},
+    # The results store, trends and schedules keep what runs and studies measured.
+    "history": {"scenarios", "results"},
+    # The coordinator drives workers, meshes, the testbed and the schedules, but never the command line
+    # above it.
+    "coordinator": {"scenarios", "results", "pipeline", "worker", "testbed", "history"},
 }
 
 
