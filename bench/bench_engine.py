@@ -106,10 +106,12 @@ def free_port() -> int:
 
 
 class Nginx:
-    def __init__(self, workdir: Path) -> None:
+    """nginx pinned to the server CPU, from `conf_template` (with {dir} and {port} to fill)."""
+
+    def __init__(self, workdir: Path, conf_template: str = NGINX_CONF) -> None:
         self.port = free_port()
         conf = workdir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=workdir, port=self.port))
+        conf.write_text(conf_template.format(dir=workdir, port=self.port))
         self.process = subprocess.Popen([*pinned(SERVER_CPU), "nginx", "-c", str(conf), "-p", str(workdir)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -40,9 +40,12 @@ QUICK_TESTS = (
     "tests/worker/test_open_loop.py",
     "tests/worker/test_errors.py",
     "tests/worker/test_engine_picker.py",
+    "tests/scenarios/test_grpc_and_http2_plans.py",
+    "tests/worker/test_grpc_engine.py",
+    "tests/worker/test_h2_engine.py",
 )
 #: Test tools, at their newest: only meshload's own dependencies are held at their floor.
-TEST_TOOLS = ("pytest", "pytest-timeout")
+TEST_TOOLS = ("pytest", "pytest-timeout", "h2")  # h2: the HTTP/2 test server
 _LOWER_BOUND = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)")
 
 

@@ -43,7 +43,7 @@ def error_lines(stderr: str) -> list[str]:
         (["http://127.0.0.1:9/", "--rate", "0"], "--rate: must be greater than 0 (got 0)"),
         (["http://127.0.0.1:9/"], "give --rate (requests per second, open loop)"),
         (["http://127.0.0.1:9/", "--rate", "5", "--concurrency", "2"], "exclude each other"),
-        (["ftp://x/", "--rate", "5"], "URL: 'ftp://x/' is not an http:// or https:// URL"),
+        (["ftp://x/", "--rate", "5"], "URL: 'ftp://x/' is not an http://, https://, grpc:// or grpcs:// URL"),
         (
             ["http://127.0.0.1:9/", "--rate", "5", "-H", "NoColon"],
             '-H/--header: "NoColon" is not a header; use "Name: value"',

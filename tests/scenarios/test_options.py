@@ -90,7 +90,9 @@ def test_bad_options_are_one_line_naming_the_option(kwargs: dict, message: str) 
 def test_a_missing_or_bad_target_is_explained() -> None:
     with pytest.raises(UsageError, match="give the URL to load, or --scenario"):
         plan_from_options(None, None, rate=1)
-    with pytest.raises(UsageError, match=re.escape("URL: '127.0.0.1:1' is not an http:// or https:// URL")):
+    with pytest.raises(
+        UsageError, match=re.escape("URL: '127.0.0.1:1' is not an http://, https://, grpc:// or grpcs:// URL")
+    ):
         plan_from_options("127.0.0.1:1", None, rate=1)
     # A scenario's own errors stay PlanErrors (file and line); both are one-line MeshloadErrors.
     with pytest.raises(MeshloadError, match="base_url"):

@@ -111,8 +111,10 @@ class _Server:
                 protocol.transport.write(OK_RESPONSE * heads)
 
 
-class _ControlProtocol(asyncio.Protocol):
-    def __init__(self, counters: _Counters) -> None:
+class ControlProtocol(asyncio.Protocol):
+    """Answers any request with `vars(counters)` as JSON, then closes."""
+
+    def __init__(self, counters: object) -> None:
         self.counters = counters
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -133,7 +135,7 @@ async def _serve(args: argparse.Namespace) -> None:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     listener = await loop.create_server(lambda: _ServerProtocol(server), "127.0.0.1", 0, ssl=tls, backlog=1024)
-    control = await loop.create_server(lambda: _ControlProtocol(server.counters), "127.0.0.1", 0)
+    control = await loop.create_server(lambda: ControlProtocol(server.counters), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     control_port = control.sockets[0].getsockname()[1]
     print(f"READY {port} {control_port}", flush=True)

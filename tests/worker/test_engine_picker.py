@@ -25,14 +25,21 @@ def test_http_and_https_targets_go_to_the_uvloop_http_engine() -> None:
     assert auto.pick_engine(plan, "uvloop-http").event_loop == "asyncio"
 
 
+def test_a_plan_goes_to_the_engine_of_its_protocol() -> None:
+    assert auto.registration_for(open_plan("http://127.0.0.1:1/", 10, 1.0, http2=True)).name == "h2"
+    grpc_plan = open_plan("grpcs://127.0.0.1:1/pkg.Service/Method", 10, 1.0)
+    assert grpc_plan.protocol == "grpc" and auto.registration_for(grpc_plan).name == "grpc"
+    assert {r.name for r in auto.ENGINES if r.event_loop == "asyncio"} == {"uvloop-http", "h2", "grpc"}
+
+
 def test_an_unknown_engine_name_or_scheme_is_one_clear_error(monkeypatch) -> None:
     plan = open_plan("http://127.0.0.1:1/", 10, 1.0)
-    with pytest.raises(PlanError, match="engine 'h3' does not exist; use one of uvloop-http"):
+    with pytest.raises(PlanError, match="engine 'h3' does not exist; use one of uvloop-http, h2, grpc"):
         auto.registration_for(plan, "h3")
-    # Plans only hold http(s) targets today; a scheme no engine speaks is refused by the picker too.
-    grpc_plan = plan.model_copy(update={"targets": (plan.targets[0].model_copy(update={"url": "grpc://127.0.0.1:1"}),)})
-    with pytest.raises(PlanError, match="no engine sends grpc requests"):
-        auto.registration_for(grpc_plan)
+    # Plans only hold http(s) and grpc(s) targets; a scheme no engine speaks is refused by the picker too.
+    ws_plan = plan.model_copy(update={"targets": (plan.targets[0].model_copy(update={"url": "ws://127.0.0.1:1"}),)})
+    with pytest.raises(PlanError, match="no engine sends ws requests"):
+        auto.registration_for(ws_plan)
 
 
 def test_a_registration_whose_event_loop_is_wrong_fails_loudly() -> None:

@@ -65,7 +65,46 @@ def run(
         ),
     ] = 1,
     connections: Annotated[
-        int | None, option("--connections", env="CONNECTIONS", help="Open loop: most connections per worker.")
+        int | None,
+        option(
+            "--connections",
+            env="CONNECTIONS",
+            help="HTTP/1.1 open loop: most connections per worker (64). HTTP/2 and gRPC: connections (channels) "
+            "per worker, every request multiplexed over them (1).",
+        ),
+    ] = None,
+    http2: Annotated[
+        bool | None,
+        option(
+            "--http2/--http1",
+            env="HTTP2",
+            help="http(s) targets over HTTP/2: h2 by ALPN for https, h2c (prior knowledge) for http.",
+            show_default=False,
+        ),
+    ] = None,
+    streams: Annotated[
+        int | None,
+        option("--streams", env="STREAMS", help="HTTP/2: most requests in flight per connection (100)."),
+    ] = None,
+    proto: Annotated[
+        list[str] | None,
+        option("--proto", env="PROTO", help="gRPC: proto file describing the method (repeatable); else reflection."),
+    ] = None,
+    import_path: Annotated[
+        list[str] | None,
+        option("--import-path", env="IMPORT_PATHS", help="gRPC: folder searched for the proto files' imports."),
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        option(
+            "--insecure/--verify",
+            env="INSECURE",
+            help="https/grpcs: accept any server certificate (self-signed test meshes).",
+            show_default=False,
+        ),
+    ] = None,
+    ca_file: Annotated[
+        str | None, option("--ca-file", env="CA_FILE", help="https/grpcs: PEM file of CA certificates to trust too.")
     ] = None,
     arrival: Annotated[
         Arrival | None, option("--arrival", env="ARRIVAL", help="Open-loop arrivals (default constant).")
@@ -74,7 +113,10 @@ def run(
     header: Annotated[
         list[str] | None, option("--header", "-H", env="HEADERS", help="Request header 'Name: value' (repeatable).")
     ] = None,
-    body: Annotated[str | None, option("--body", env="BODY", help="Request body.")] = None,
+    body: Annotated[
+        str | None,
+        option("--body", "--data", env="BODY", help="Request body; gRPC: the request message as JSON."),
+    ] = None,
     timeout: Annotated[
         str | None, option("--timeout", env="TIMEOUT", help="Per-request timeout, e.g. 5s, 500ms.")
     ] = None,
@@ -185,6 +227,12 @@ def run(
         timeout=timeout,
         labels=labels,
         base_url=base_url,
+        http2=http2,
+        streams=streams,
+        proto=proto or [],
+        import_paths=import_path or [],
+        tls_verify=None if insecure is None else not insecure,
+        ca_file=ca_file,
     )
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {workers} worker(s)")
     result = execute_run(plan, options)
@@ -237,6 +285,12 @@ def build_plan(
     timeout: str | None,
     labels: list[str],
     base_url: str | None = None,
+    http2: bool | None = None,
+    streams: int | None = None,
+    proto: list[str] | None = None,
+    import_paths: list[str] | None = None,
+    tls_verify: bool | None = None,
+    ca_file: str | None = None,
 ) -> Plan:
     """The run's plan from a URL and options, or from a scenario file with the options as overrides
     (a URL given with a scenario is the base of the scenario's relative paths)."""
@@ -261,6 +315,12 @@ def build_plan(
         timeout_s=seconds(timeout, "--timeout"),
         labels=labels,
         base_url=base_url,
+        http2=http2,
+        streams=streams,
+        proto=proto,
+        import_paths=import_paths,
+        tls_verify=tls_verify,
+        ca_file=ca_file,
     )
 
 
@@ -273,6 +333,8 @@ def describe_plan(plan: Plan) -> str:
     else:
         what = f"{load.concurrency} clients"
     warm = f" after {plan.warmup_s:g}s warm-up" if plan.warmup_s else ""
+    if plan.protocol != "http/1.1":
+        warm += f" over {'gRPC' if plan.protocol == 'grpc' else 'HTTP/2'}, {plan.max_connections} connection(s)/worker"
     return f"{what} for {plan.duration_s:g}s{warm} to {plan.targets[0].url}" + (
         f" (+{len(plan.targets) - 1} more targets)" if len(plan.targets) > 1 else ""
     )

@@ -102,6 +102,7 @@ def new_run_id() -> str:
 
 def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
+    plan = described_by_reflection(plan)
     run_id = options.run_id or new_run_id()
     reap_leftovers()
     with ExitStack() as stack:
@@ -145,6 +146,16 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
     return result
+
+
+def described_by_reflection(plan: Plan) -> Plan:
+    """A gRPC plan that leaves its methods to server reflection, described now (once, for every
+    worker): a server without reflection or a message that does not fit is one line before any load."""
+    if plan.protocol != "grpc" or plan.grpc.descriptor_set:
+        return plan
+    from ..worker.engines.grpc_reflection import with_reflected_descriptors
+
+    return with_reflected_descriptors(plan)
 
 
 def _clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:

@@ -23,7 +23,7 @@ import msgspec
 
 from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
-from .interval import IntervalRecord
+from .interval import IntervalRecord, is_failed_status
 from .run_result import MeshUsage, RunResult, TimePoint, WorkerSummary
 from .seconds import SECOND_PERCENTILES, Second
 from .validity import judge
@@ -39,12 +39,9 @@ MAX_KEPT_RECORD_BYTES = 128 * 1024 * 1024
 
 
 def failed_requests(status_codes: dict[str, int], errors: dict[str, int]) -> int:
-    """Requests that failed from the client's view: transport errors plus statuses >= 400."""
-    failed = sum(errors.values())
-    for code, count in status_codes.items():
-        if not code.isdigit() or int(code) >= 400:
-            failed += count
-    return failed
+    """Requests that failed from the client's view: transport errors plus HTTP statuses >= 400 and
+    gRPC statuses other than OK."""
+    return sum(errors.values()) + sum(count for code, count in status_codes.items() if is_failed_status(code))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Which engine runs a plan (after uvicorn's `loops/auto.py` and `protocols/http/auto.py`).
 
 Adding an engine is one module (a class keeping the `base.Engine` contract) and one line in
-`ENGINES`. A plan is run by the engine it names, else by the first engine in `ENGINES` that speaks the
-scheme of every one of its targets. Engine modules are imported only when picked, so a process
+`ENGINES`. A plan is run by the engine it names, else by the first engine in `ENGINES` that speaks
+its protocol (`Plan.protocol`: HTTP/1.1, HTTP/2 or gRPC) and the scheme of every one of its
+targets. Engine modules are imported only when picked, so a process
 never loads the event loop of an engine it does not run (gevent and uvloop never share one): the
 registration line states the event loop, and `event_loop_for` answers without importing anything.
 """
@@ -14,23 +15,27 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ...errors import PlanError
-from ...scenarios.plan import Plan
+from ...scenarios.plan import Plan, Protocol
 from .base import Engine, EventLoop
 
 
 @dataclass(frozen=True)
 class Registration:
-    """One engine: its name, where it lives ("module:Class"), its event loop, the URL schemes it speaks."""
+    """One engine: its name, where it lives ("module:Class"), its event loop, the protocol and URL
+    schemes it speaks."""
 
     name: str
     implementation: str
     event_loop: EventLoop
     schemes: tuple[str, ...]
+    protocol: Protocol = "http/1.1"
 
 
-#: Every engine, in order of preference for a scheme. One line each.
+#: Every engine, in order of preference for a protocol and scheme. One line each.
 ENGINES: tuple[Registration, ...] = (
     Registration("uvloop-http", "meshload.worker.engines.uvloop_http:UvloopHttpEngine", "asyncio", ("http", "https")),
+    Registration("h2", "meshload.worker.engines.h2_engine:H2Engine", "asyncio", ("http", "https"), "h2"),
+    Registration("grpc", "meshload.worker.engines.grpc_engine:GrpcEngine", "asyncio", ("grpc", "grpcs"), "grpc"),
 )
 
 
@@ -43,7 +48,7 @@ def registration_for(plan: Plan, name: str | None = None) -> Registration:
         raise PlanError(f"engine {name!r} does not exist; use one of {', '.join(r.name for r in ENGINES)}")
     schemes = {urlsplit(target.url).scheme for target in plan.targets}
     for registration in ENGINES:
-        if schemes <= set(registration.schemes):
+        if schemes <= set(registration.schemes) and registration.protocol == plan.protocol:
             return registration
     spoken = sorted({scheme for registration in ENGINES for scheme in registration.schemes})
     raise PlanError(

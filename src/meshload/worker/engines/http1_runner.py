@@ -38,7 +38,9 @@ class Http1Runner(EngineRunner):
         ]
         self.sequence_len = len(self.sequence)
         self.sequence_i = 0
-        self.ssl_context = client_ssl_context(plan.tls_verify) if any(o.tls for o in self.origins) else None
+        self.ssl_context = (
+            client_ssl_context(plan.tls_verify, plan.tls_ca_pem) if any(o.tls for o in self.origins) else None
+        )
         self.timeout_ns = round(plan.timeout_s * 1e9)
         self.connect_timeout_s = plan.connect_timeout_s
         self.connections: set[HttpConnection] = set()  # established, not yet lost

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from time import monotonic_ns
 from typing import Any
 
-from ...scenarios.plan import Plan
+from ...scenarios.plan import ClosedLoop, Plan
 from ...scenarios.schedule import WorkerShare
 from ..intervals import interval_cuts_s, is_warmup
 from ..recorder import IntervalRecorder
@@ -28,6 +28,9 @@ Job = Coroutine[Any, Any, None]
 
 class EngineRunner:
     """One run of one worker's share; `await runner.run()` once."""
+
+    #: How the records name the statuses the engine records (see `IntervalRecorder.status_names`).
+    status_names: tuple[str, ...] = ()
 
     def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
         share: WorkerShare = job.share
@@ -41,7 +44,10 @@ class EngineRunner:
         self.sink: RecordSink = job.sink
         self.interval_s = job.interval_s
         self.recorder = IntervalRecorder(
-            worker_id=job.worker_id, run_id=job.run_id, clock_offset_ms=job.clock_offset_ms
+            worker_id=job.worker_id,
+            run_id=job.run_id,
+            clock_offset_ms=job.clock_offset_ms,
+            status_names=self.status_names,
         )
         self.stop_event = stop
         self.stopped_early = False
@@ -160,3 +166,10 @@ class EngineRunner:
         )
         self._records += 1
         self.sink(record)
+
+
+def think_time(plan: Plan) -> tuple[float, int]:
+    """A closed loop's pause between a response and its client's next request: seconds, nanoseconds."""
+    load = plan.load
+    assert isinstance(load, ClosedLoop)
+    return load.think_time_s, round(load.think_time_s * 1e9)
