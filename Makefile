@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MESHLOAD_VENV := $(VENV)
 
-.PHONY: setup study quick-study test chart-check lint bench
+.PHONY: setup study quick-study test lower-bounds chart-check lint bench
 
 setup:
 	./scripts/install-deps
@@ -19,6 +19,11 @@ quick-study: setup
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
+# meshload with every runtime dependency at its lowest allowed version (a throw-away venv), and a
+# quick part of the suite; `make test` runs everything against the newest releases.
+lower-bounds: setup
+	$(PY) scripts/check_lower_bounds.py
+
 # The Helm chart rendered with the real Helm engine, linted and schema-checked; the Dockerfile linted.
 chart-check: setup
 	$(PY) scripts/chart_check.py
@@ -31,6 +36,7 @@ lint: setup
 bench: setup
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_locust.py
+	$(PY) bench/bench_grpc.py
 	$(PY) bench/bench_aggregation.py
 	$(PY) bench/bench_aggregation_merge.py
 	$(PY) bench/bench_testbed.py

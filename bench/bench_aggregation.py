@@ -22,6 +22,7 @@ import multiprocessing
 import time
 
 import numpy as np
+from redis.typing import EncodableT, FieldT
 
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
@@ -85,7 +86,9 @@ def publish(redis_url: str, workers: int, seconds: int, start_at: float) -> None
             )
         pipe.execute()
         for half in range(2):
-            beats = {f"w{index:04d}": wire.encode(wire.RunBeat(beat=2 * second + half)) for index in range(workers)}
+            beats: dict[FieldT, EncodableT] = {
+                f"w{index:04d}": wire.encode(wire.RunBeat(beat=2 * second + half)) for index in range(workers)
+            }
             client.hset(keys.beats, mapping=beats)
             next_tick = start_at + second + (half + 1) * 0.5
             time.sleep(max(next_tick - time.time(), 0))
@@ -103,7 +106,8 @@ def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
     client = wire.open_redis(redis_url)
     fleet = Workers(ids=[f"w{index:04d}" for index in range(workers)])
     live = LiveView(workers_total=workers, run_id=RUN_ID, show=False)
-    coordinator = _Coordinator(plan, RunOptions(workers=workers, live=False), RUN_ID, client, keys, fleet, live)
+    options = RunOptions(workers=workers, live=False)
+    coordinator = _Coordinator(plan, options, RUN_ID, client, redis_url, keys, fleet, live)
     started_wall = time.monotonic()
     started_cpu = time.process_time()
     result = coordinator.run()

@@ -32,6 +32,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -105,10 +106,12 @@ def free_port() -> int:
 
 
 class Nginx:
-    def __init__(self, workdir: Path) -> None:
+    """nginx pinned to the server CPU, from `conf_template` (with {dir} and {port} to fill)."""
+
+    def __init__(self, workdir: Path, conf_template: str = NGINX_CONF) -> None:
         self.port = free_port()
         conf = workdir / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=workdir, port=self.port))
+        conf.write_text(conf_template.format(dir=workdir, port=self.port))
         self.process = subprocess.Popen([*pinned(SERVER_CPU), "nginx", "-c", str(conf), "-p", str(workdir)])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -128,7 +131,7 @@ class Nginx:
         self.process.wait(timeout=10)
 
 
-def run_measured(command: list[str], **popen: object) -> tuple[str, float]:
+def run_measured(command: list[str], **popen: Any) -> tuple[str, float]:
     """Run `command`; its stdout and the user+system CPU seconds of it and its children."""
     process = subprocess.Popen(
         [*pinned(GENERATOR_CPU), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
@@ -212,10 +215,12 @@ def meshload_child(args: argparse.Namespace) -> None:
     """Runs in a child process: one engine run, its figures as JSON on stdout."""
     from meshload.results.histogram import LatencyHistogram
     from meshload.scenarios.plan import Plan
+    from meshload.worker.engines import pick_engine
     from meshload.worker.standalone import collect_records
 
     load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
+    pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
     cpu_before = psutil.Process().cpu_times()
     records, outcomes = collect_records(plan, workers=1)
     cpu_after = psutil.Process().cpu_times()

@@ -42,6 +42,14 @@ _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _BUSY_FIELDS = ("user", "system", "nice", "irq", "softirq")
 
 
+def _rate(pattern: re.Pattern[str], output: str) -> float:
+    """The requests per second a peer tool printed (its output must have it)."""
+    found = pattern.search(output)
+    if found is None:
+        raise RuntimeError(f"no rate in the tool's output:\n{output[-2000:]}")
+    return float(found.group(1))
+
+
 def _sampled(bed: Testbed, argv: list[str], timeout_s: float) -> tuple[str, dict]:
     """Run a load generator to completion while sampling the testbed, it, and the whole machine."""
     generator = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -67,7 +75,7 @@ def _capacity(bed: Testbed, duration_s: float, connections: int) -> dict:
     latency = _WRK_LATENCY.search(output)
     non_2xx = _WRK_NON_2XX.search(output)
     return {
-        "rps": float(_WRK_RATE.search(output).group(1)),
+        "rps": _rate(_WRK_RATE, output),
         "mean_latency_ms": float(latency.group(1)) * _UNIT_MS[latency.group(2)] if latency else None,
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         **figures,
@@ -82,7 +90,7 @@ def _sustain(bed: Testbed, duration_s: float, rate_rps: float) -> dict:
     p99 = _HEY_P99.search(output)
     return {
         "target_rps": rate_rps,
-        "rps": float(_HEY_RATE.search(output).group(1)),
+        "rps": _rate(_HEY_RATE, output),
         "p99_ms": float(p99.group(1)) * 1000 if p99 else None,
         "status_codes": {code: int(count) for code, count in _HEY_STATUS.findall(output)},
         **figures,

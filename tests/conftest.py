@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-
-_REPO = Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:  # `tests.support` however pytest was started
-    sys.path.insert(0, str(_REPO))
-
 from tests.support.http_servers import (
     ServerHandle,
     refused_port,
@@ -28,8 +23,8 @@ def http_server() -> Iterator[StartServer]:
     "malformed", "reset"; all are stopped when the test ends."""
     started: list[ServerHandle] = []
 
-    def start(kind: str, **options: object) -> ServerHandle:
-        handle = start_server(kind, **options)  # type: ignore[arg-type]
+    def start(kind: str, **options: Any) -> ServerHandle:
+        handle = start_server(kind, **options)
         started.append(handle)
         return handle
 

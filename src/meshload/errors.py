@@ -6,6 +6,8 @@
     ├── RedisError           Redis unreachable, refused the password, or is not usable
     ├── TestbedError         the local testbed could not be started, changed or stopped
     ├── RunError             a run could not be carried out (no workers, all workers lost, ...)
+    ├── InternalError        a background thread of meshload failed unexpectedly (a bug); its
+    │                        traceback was printed where it happened, this ends the process
     └── MeshError            a mesh in a Kubernetes cluster could not be driven
         ├── ClusterUnreachable     no Kubernetes configuration, or no API server answered
         ├── ApiRefused             the API server refused a request (RBAC 403, a missing CRD, ...)
@@ -51,6 +53,10 @@ class TestbedError(MeshloadError):
 
 class RunError(MeshloadError):
     pass
+
+
+class InternalError(MeshloadError):
+    """A bug in a background thread, reported once more (as one line) by the thread that must stop."""
 
 
 class MeshError(MeshloadError):

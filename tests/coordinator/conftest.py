@@ -7,19 +7,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
+from tests.support.http_servers import ServerHandle, start_server
+from tests.support.redis_server import RedisServer
 
-_REPO = Path(__file__).resolve().parents[2]
-if str(_REPO) not in sys.path:  # `tests.support` without relying on how pytest was started
-    sys.path.insert(0, str(_REPO))
-
-from tests.support.http_servers import ServerHandle, start_server  # noqa: E402 - after the path above
-from tests.support.redis_server import RedisServer  # noqa: E402
-
-from meshload.pipeline import wire  # noqa: E402
+from meshload.pipeline import wire
 
 WORKER_START_TIMEOUT_S = 30.0
 
@@ -49,7 +43,7 @@ class Fleet:
 
     def start(self, worker_id: str, *extra: str, environment: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start a worker; with `environment` (e.g. MESHLOAD_REDIS) its Redis URL is taken from there."""
-        command = [sys.executable, "-c", "from meshload.cli import main; main()", "worker", "--id", worker_id, *extra]
+        command = [sys.executable, "-m", "meshload", "worker", "--id", worker_id, *extra]
         if environment is None:
             command[4:4] = ["--redis", self.redis_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")} | (environment or {})
@@ -63,7 +57,8 @@ class Fleet:
             for worker_id in worker_ids:
                 process = self.processes[worker_id]
                 if process.poll() is not None:
-                    raise RuntimeError(f"worker {worker_id} exited: {process.stderr.read().decode()[-500:]}")
+                    stderr = process.stderr.read().decode() if process.stderr is not None else ""
+                    raise RuntimeError(f"worker {worker_id} exited: {stderr[-500:]}")
             assert time.monotonic() < deadline, "workers did not register"
             time.sleep(0.05)
 
@@ -82,7 +77,7 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_factory() -> Iterator[type]:
+def fleet_factory() -> Iterator[Callable[[str], Fleet]]:
     fleets: list[Fleet] = []
 
     def make(redis_url: str) -> Fleet:
@@ -90,6 +85,6 @@ def fleet_factory() -> Iterator[type]:
         fleets.append(fleet)
         return fleet
 
-    yield make  # type: ignore[misc]
+    yield make
     for fleet in fleets:
         fleet.stop()

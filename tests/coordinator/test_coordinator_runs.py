@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Self
+from typing import Any, Self, cast
 
 import psutil
 import pytest
@@ -19,6 +19,7 @@ import redis
 from tests.support.redis_server import RedisServer
 from tests.support.run_checks import check_run_folder
 
+from meshload.coordinator.mesh.base import MeshAdapter
 from meshload.coordinator.placement import idle_fleet_workers
 from meshload.coordinator.run import RunOptions, execute_run
 from meshload.errors import RunError
@@ -60,7 +61,7 @@ class StreamObserver:
             except redis.exceptions.RedisError:
                 time.sleep(0.05)
                 continue
-            for _key, entries in reply or []:
+            for _key, entries in cast(list[Any], reply or []):
                 for entry_id, fields in entries:
                     last = entry_id
                     record = decode_record(fields[wire.RECORD_FIELD])
@@ -126,7 +127,8 @@ def test_two_local_workers_on_a_private_redis_count_every_request_and_write_the_
     out = tmp_path / "out"
     plan = open_plan(http_server.url, rate=200, duration_s=2.0, warmup_s=0.5)
     mesh = ServerProcessMesh(http_server)
-    result = execute_run(plan, RunOptions(workers=2, out_dir=out, live=False, mesh=mesh))
+    # A stand-in for what a run asks of its mesh: sampling (studies use the rest of `MeshAdapter`).
+    result = execute_run(plan, RunOptions(workers=2, out_dir=out, live=False, mesh=cast(MeshAdapter, mesh)))
 
     assert all_completed(result) == answered(http_server) > 0
     # A healthy server answers everything. The measured part completes exactly its own sends plus the
@@ -175,7 +177,8 @@ def test_a_fleet_on_tls_redis_with_a_password_serves_open_and_closed_loop_runs_e
         assert [worker.id for worker in result.workers] == ids
         requests = [worker.requests for worker in result.workers]
         assert max(requests) - min(requests) <= 1 and sum(requests) == result.completed
-        assert set(result.environment["worker_hosts"]) == set(ids)
+        hosts = result.environment["worker_hosts"]
+        assert isinstance(hosts, dict) and set(hosts) == set(ids)
 
         # The long-lived workers are idle again and take the next run, a closed loop this time.
         deadline = time.monotonic() + 5
@@ -186,7 +189,7 @@ def test_a_fleet_on_tls_redis_with_a_password_serves_open_and_closed_loop_runs_e
         assert all_completed(result) == answered(http_server) - after_open > 100
         assert all(worker.requests > 0 for worker in result.workers)
         # The run's keys are gone from the shared Redis (only the stop marker lingers, with a TTL).
-        leftover = [key.decode() for key in client.keys(f"{wire.KEY_PREFIX}:run:*")]
+        leftover = [wire.reply_text(key) for key in client.keys(f"{wire.KEY_PREFIX}:run:*")]
         assert all(key.endswith(":stop") for key in leftover)
         client.close()
 
@@ -316,7 +319,7 @@ def test_a_worker_whose_coordinator_is_gone_stops_by_itself(http_server, fleet_f
         last = "0-0"
         while final is None and time.monotonic() - started < 20:
             reply = client.xread({keys.records: last}, block=200)
-            for _key, entries in reply or []:
+            for _key, entries in cast(list[Any], reply or []):
                 for entry_id, fields in entries:
                     last = entry_id
                     record = decode_record(fields[wire.RECORD_FIELD])

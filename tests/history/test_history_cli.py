@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,8 @@ from tests.support.synthetic_runs import START_UNIX_MS, make_plan, synthetic_run
 
 from meshload.history.store import open_store
 from meshload.results.compare import CellSummary
-from meshload.results.outputs import write_run_outputs
-from meshload.results.study_report import StudyResult, write_study_outputs
+from meshload.results.outputs import write_run_outputs, write_study_outputs
+from meshload.results.study_result import StudyResult
 from meshload.scenarios.study_plan import QUICK_STUDY, load_study_plan
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,9 +35,9 @@ def meshload(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
 
 
 @pytest.fixture
-def server() -> ServerHandle:
+def server() -> Iterator[ServerHandle]:
     handle = start_server("ok")
-    yield handle  # type: ignore[misc]
+    yield handle
     handle.stop()
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -47,9 +48,9 @@ def serve(store: str, runs_dir: Path, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-def wait_for(condition: object, timeout_s: float, what: str) -> None:
+def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
 
@@ -67,9 +68,9 @@ def stop(server: subprocess.Popen[str]) -> str:
 
 
 @pytest.fixture
-def http_target() -> ServerHandle:
+def http_target() -> Iterator[ServerHandle]:
     handle = start_server("ok")
-    yield handle  # type: ignore[misc]
+    yield handle
     handle.stop()
 
 

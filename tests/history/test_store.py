@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from tests.support.synthetic_runs import DAY_MS, START_UNIX_MS, make_plan, synthetic_run
 
 from meshload.errors import UsageError
-from meshload.history.records import FIGURES, HistoryRecord, record_from_run
+from meshload.history.records import FIGURES, HistoryRecord, Kind, record_from_run
 from meshload.history.schedules import Firing, Schedule
 from meshload.history.schema import SCHEMA_VERSION
 from meshload.history.store import ResultStore, StoreError, open_store
@@ -41,7 +42,8 @@ def test_a_run_comes_back_with_its_plan_labels_figures_intervals_and_files(store
         assert back.figures[name] == record.figures[name], name
     p99 = back.figures["p99_ms"]
     assert p99.value == pytest.approx(result.corrected.value_at_percentile(99.0) / 1000.0)
-    assert p99.low is not None and p99.high is not None and p99.low < p99.value < p99.high
+    assert p99.low is not None and p99.high is not None and p99.value is not None
+    assert p99.low < p99.value < p99.high
     assert back.figures["error_rate_pct"].value == pytest.approx(1.0)
     assert back.figures["proxy_cpu_mcores"] == Estimate(250.0)
     assert back.figures["proxy_mem_mb"] == Estimate(50.0)
@@ -70,8 +72,8 @@ def test_filters_by_plan_labels_and_kind_with_newest_first_and_a_limit(store: Re
         _record("c1", plan="alpha", started=6, kind="cell", parent="s1", labels={"function": "mtls"}),
     )
 
-    def keys(**filters: object) -> list[str]:
-        return [record.key for record in store.records(**filters)]  # type: ignore[arg-type]
+    def keys(**filters: Any) -> list[str]:
+        return [record.key for record in store.records(**filters)]
 
     assert keys() == ["c1", "s1", "b1", "a3", "a2", "a1"]
     assert keys(plan="alpha", kinds=["run"]) == ["a3", "a2", "a1"]
@@ -174,12 +176,12 @@ def _record(
     plan: str = "nightly",
     started: int = 0,
     labels: dict[str, str] | None = None,
-    kind: str = "run",
+    kind: Kind = "run",
     parent: str | None = None,
 ) -> HistoryRecord:
     return HistoryRecord(
         key=key,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         parent_key=parent,
         plan_name=plan,
         plan={"name": plan},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,10 +61,10 @@ def _history(
     return records
 
 
-def _false_alarms(rng: np.random.Generator, histories: int, **options: object) -> tuple[int, int]:
+def _false_alarms(rng: np.random.Generator, histories: int, **options: Any) -> tuple[int, int]:
     marked = judged = 0
     for _ in range(histories):
-        for point in assess_history(_history(rng, 30, **options)):  # type: ignore[arg-type]
+        for point in assess_history(_history(rng, 30, **options)):
             if point.checks:
                 judged += 1
                 marked += point.marked

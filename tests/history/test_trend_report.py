@@ -96,27 +96,27 @@ def test_the_trend_page_in_a_browser(nightly_runs: list[HistoryRecord], tmp_path
     assert _trend(nightly_runs, str(tmp_path / "history.db"), out).returncode == 0
 
     with headless_chromium() as browser:
-        browser.get(out.resolve().as_uri())  # type: ignore[attr-defined]
-        assert browser.title == "meshload trend: nightly"  # type: ignore[attr-defined]
-        rows = browser.find_elements("css selector", "#runs tr[data-run]")  # type: ignore[attr-defined]
+        browser.get(out.resolve().as_uri())
+        assert browser.title == "meshload trend: nightly"
+        rows = browser.find_elements("css selector", "#runs tr[data-run]")
         assert len(rows) == RUNS
-        marked_rows = [row.get_attribute("data-run") for row in rows if "marked" in row.get_attribute("class")]
+        marked_rows = [row.get_attribute("data-run") for row in rows if "marked" in (row.get_attribute("class") or "")]
         assert marked_rows == [f"night-{STEP_RUN:02d}"]
-        charts = browser.find_elements("css selector", "svg.chart")  # type: ignore[attr-defined]
+        charts = browser.find_elements("css selector", "svg.chart")
         assert len(charts) == 4  # p50, p99, error rate, proxy CPU
         assert all(chart.size["width"] > 500 and chart.size["height"] > 150 for chart in charts)
-        assert len(browser.find_elements("css selector", "svg.chart .point.marked")) == 2  # type: ignore[attr-defined]
-        assert len(browser.find_elements("css selector", "svg.chart .point.invalid")) == 4  # type: ignore[attr-defined]
-        latest = browser.find_element("id", "latest").text  # type: ignore[attr-defined]
+        assert len(browser.find_elements("css selector", "svg.chart .point.marked")) == 2
+        assert len(browser.find_elements("css selector", "svg.chart .point.invalid")) == 4
+        latest = browser.find_element("id", "latest").text
         assert "not significantly worse" in latest  # run 13 is compared with a window holding the step
-        findings = browser.find_element("id", "findings").text  # type: ignore[attr-defined]
+        findings = browser.find_element("id", "findings").text
         assert f"night-{STEP_RUN:02d}" in findings and "p99 latency (corrected)" in findings
-        rule = browser.find_element("css selector", "ol.rule").text  # type: ignore[attr-defined]
+        rule = browser.find_element("css selector", "ol.rule").text
         assert "Student-t" in rule and "1%" in rule
         link = rows[-1].find_element("css selector", "a").get_attribute("href")
-        assert link.endswith("night-00/report.html")
+        assert link is not None and link.endswith("night-00/report.html")
         screenshot = tmp_path / "trend.png"
-        assert browser.save_screenshot(str(screenshot))  # type: ignore[attr-defined]
+        assert browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 20_000
     if os.environ.get("MESHLOAD_KEEP_SCREENSHOT"):
         screenshot.replace(Path(os.environ["MESHLOAD_KEEP_SCREENSHOT"]))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from chart_check import Rendered  # scripts/, on the path from conftest
+from chart_check import Rendered  # scripts/, on the path (pytest's `pythonpath`)
 
 
 @dataclass(frozen=True)

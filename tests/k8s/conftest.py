@@ -3,21 +3,15 @@ for the default values, each example values file, and a values set that turns ev
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+import chart_check  # scripts/ is on the path (pyproject.toml, pytest's `pythonpath`)
 
-import chart_check  # noqa: E402 - from scripts/, put on the path just above
-
-from .chart_objects import ChartObjects  # noqa: E402
+from .chart_objects import ChartObjects
 
 #: Every part of the chart on, with non-default values wherever a test checks that a value is used.
 EVERYTHING: dict[str, Any] = {
@@ -56,11 +50,10 @@ Render = Callable[..., ChartObjects]
 
 
 def cli_command(name: str) -> Any:
-    """The click command of `meshload NAME`, registered as `meshload` itself registers it."""
-    import meshload.cli.commands  # noqa: F401 - registers every command on `app`
+    """The click command of `meshload NAME`, as `meshload` itself registers it."""
     from meshload.cli import app
 
-    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    return typer.main.get_group(app).commands[name]
 
 
 def cli_options(name: str) -> set[str]:

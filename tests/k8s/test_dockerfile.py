@@ -43,7 +43,9 @@ def test_the_image_is_slim_python_non_root_with_meshload_as_entry_point() -> Non
     base = final[0][1]
     match = re.fullmatch(r"python:3\.(\d+)-slim(-\w+)?", base)
     assert match, base
-    minimum = int(re.search(r">=3\.(\d+)", project["requires-python"]).group(1))  # type: ignore[union-attr]
+    found = re.search(r">=3\.(\d+)", project["requires-python"])
+    assert found is not None
+    minimum = int(found.group(1))
     assert int(match.group(1)) >= minimum
     users = [args for name, args in final if name == "USER"]
     ids = values["securityContext"]
@@ -62,7 +64,9 @@ def test_the_image_installs_this_tree_with_every_runtime_extra() -> None:
             assert (REPO / source).exists(), f"COPY {source}: not in the repository"
     assert [args.split() for name, args in instructions if name == "COPY"][1] == ["src", "./src"]
     [wheel] = [args for name, args in instructions if name == "RUN" and "pip wheel" in args]
-    extras = re.search(r'"\.\[([^\]]*)\]"', wheel).group(1).split(",")  # type: ignore[union-attr]
+    found = re.search(r'"\.\[([^\]]*)\]"', wheel)
+    assert found is not None
+    extras = found.group(1).split(",")
     assert sorted(extras) == sorted(set(project["optional-dependencies"]) - {"test"})
     chart = yaml.safe_load((REPO / "k8s/meshload/Chart.yaml").read_text())
     assert chart["appVersion"] == project["version"]  # the chart's default image tag is this version

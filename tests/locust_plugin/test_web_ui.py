@@ -17,8 +17,10 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from tests.support.browser import headless_chromium
@@ -35,8 +37,10 @@ return Array.from(document.querySelectorAll("table tr")).map(
     row => Array.from(row.querySelectorAll("td, th")).map(cell => cell.textContent));
 """
 
+T = TypeVar("T")
 
-def wait_for(condition: Callable[[], object], timeout_s: float, what: str) -> object:
+
+def wait_for(condition: Callable[[], T], timeout_s: float, what: str) -> T:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
@@ -94,9 +98,9 @@ def locust_web_ui(http_server, tmp_path) -> Iterator[tuple[str, Path, subprocess
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
+def browser() -> Iterator[webdriver.Chrome]:
     with headless_chromium() as driver:
-        driver.set_window_size(*WINDOW)  # type: ignore[attr-defined]
+        driver.set_window_size(*WINDOW)
         yield driver
 
 

@@ -127,7 +127,9 @@ def test_linkerd_patches_are_reverted_even_by_a_later_process(kube_api: KubeApiS
         in_force = mesh.apply("access-log", {"format": "json"})
     assert in_force.fully_confirmed and "Deployment bookinfo/reviews-v3" in in_force.confirmed
     assert time.monotonic() - started >= 0.05
-    template = cluster.get("apps/v1", "Deployment", "reviews-v3", "bookinfo")["spec"]["template"]  # type: ignore[index]
+    deployment = cluster.get("apps/v1", "Deployment", "reviews-v3", "bookinfo")
+    assert deployment is not None
+    template = deployment["spec"]["template"]
     assert template["metadata"]["annotations"]["config.linkerd.io/access-log"] == "json"
 
     mesh.apply("retries", {"service": "reviews", "attempts": "3"}, probe=_ok)
@@ -135,7 +137,9 @@ def test_linkerd_patches_are_reverted_even_by_a_later_process(kube_api: KubeApiS
     assert service is not None
     assert service["metadata"]["annotations"]["retry.linkerd.io/limit"] == "3"
     assert service["metadata"]["annotations"]["team"] == "books"
-    template = cluster.get("apps/v1", "Deployment", "reviews-v3", "bookinfo")["spec"]["template"]  # type: ignore[index]
+    deployment = cluster.get("apps/v1", "Deployment", "reviews-v3", "bookinfo")
+    assert deployment is not None
+    template = deployment["spec"]["template"]
     assert "config.linkerd.io/access-log" not in template["metadata"].get("annotations", {})
 
     KubernetesMesh("linkerd", cluster=cluster).remove()  # another process, after this one was lost

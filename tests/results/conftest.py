@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,8 +15,6 @@ from meshload.scenarios.plan import Plan
 
 RUN_ID = "run-test"
 START_UNIX_MS = 1_760_000_000_000
-
-MakeRecord = Callable[..., IntervalRecord]
 
 
 def make_plan(**overrides: object) -> Plan:
@@ -44,15 +42,18 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20260101)
 
 
-@pytest.fixture
-def make_record(rng: np.random.Generator) -> MakeRecord:
-    """A factory of interval records with `completed` lognormal latencies (median ~3 ms).
+class RecordFactory:
+    """Interval records with `completed` lognormal latencies (median ~3 ms).
 
-    Each record's raw samples stay in `make_record.samples[(worker, seq)]`, so tests can compare a
-    merge with one histogram fed every sample."""
-    samples: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    Each record's raw samples stay in `samples[(worker, seq)]`, so tests can compare a merge with one
+    histogram fed every sample."""
 
-    def build(
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.samples: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+
+    def __call__(
+        self,
         worker_id: str,
         seq: int,
         *,
@@ -61,14 +62,15 @@ def make_record(rng: np.random.Generator) -> MakeRecord:
         offset_s: float | None = None,
         duration_s: float = 1.0,
         lag_scale_us: float = 200.0,
-        **fields: object,
+        **fields: Any,
     ) -> IntervalRecord:
+        rng = self.rng
         corrected = rng.lognormal(np.log(3000.0), 0.6, completed).astype(np.int64)
         uncorrected = np.maximum(corrected - rng.integers(0, 500, completed), 1)
         lag = rng.exponential(lag_scale_us, completed).astype(np.int64)
-        samples[(worker_id, seq)] = {"corrected": corrected, "uncorrected": uncorrected, "lag": lag}
+        self.samples[(worker_id, seq)] = {"corrected": corrected, "uncorrected": uncorrected, "lag": lag}
         offset = float(seq) if offset_s is None else offset_s
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "worker_id": worker_id,
             "seq": seq,
             "run_id": RUN_ID,
@@ -85,10 +87,17 @@ def make_record(rng: np.random.Generator) -> MakeRecord:
             "schedule_lag": histogram_of(lag).encode(),
         }
         values.update(fields)
-        return IntervalRecord(**values)  # type: ignore[arg-type]
+        return IntervalRecord(**values)
 
-    build.samples = samples  # type: ignore[attr-defined]
-    return build
+
+#: The fixture's type, as tests annotate it.
+MakeRecord = RecordFactory
+
+
+@pytest.fixture
+def make_record(rng: np.random.Generator) -> RecordFactory:
+    """A factory of interval records (`RecordFactory`)."""
+    return RecordFactory(rng)
 
 
 @pytest.fixture
@@ -98,7 +107,7 @@ def finished_result(make_record: MakeRecord) -> RunResult:
     aggregator = RunAggregator(make_plan(), RUN_ID)
     for seq in range(5):
         for index, worker in enumerate(("worker-0", "worker 1,odd", "worker-2")):
-            extra: dict[str, object] = {}
+            extra: dict[str, Any] = {}
             if seq == 2 and index == 0:
                 extra = {"status_codes": {"200": 95, "503": 5}, "errors": {"reset": 2, "timeout": 1}}
             aggregator.add(

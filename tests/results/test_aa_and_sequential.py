@@ -115,7 +115,9 @@ def test_decide_more_blocks_adds_stops_and_says_why() -> None:
     status = going.targets[0]
     assert status.widest_half_width == widest.half_width and status.widest_rate == widest.rate
     # The estimate: the blocks the slowest-to-reach comparison needs at its present spread.
-    needed = max(blocks_for_half_width(c.sd_blocks, 0.05) for c in p50)
+    estimates = [blocks_for_half_width(c.sd_blocks, 0.05) for c in p50 if c.sd_blocks is not None]
+    assert len(estimates) == len(p50) and None not in estimates
+    needed = max(n for n in estimates if n is not None)
     assert status.blocks_needed == needed and going.rounds_to_targets == needed - MIN_BLOCKS_BEFORE_STOP
     spent = decide_more_blocks(comparisons, [tight], blocks_done=MIN_BLOCKS_BEFORE_STOP, round_s=60, remaining_s=59)
     assert not spent.add_blocks and spent.reason.startswith("time budget spent; not reached: p50=0.05ms")

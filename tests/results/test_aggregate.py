@@ -33,7 +33,7 @@ def test_merge_is_exact_and_warmup_is_excluded_but_reported(make_record: MakeRec
 
     result = aggregator.result()
 
-    measured = [s for (w, seq), s in make_record.samples.items() if seq > 0]  # type: ignore[attr-defined]
+    measured = [s for (w, seq), s in make_record.samples.items() if seq > 0]
     for kind, histogram in (("corrected", result.corrected), ("uncorrected", result.uncorrected), ("lag", result.lag)):
         expected = histogram_of(np.concatenate([s[kind] for s in measured]))
         assert np.array_equal(histogram.counts_array(), expected.counts_array()), kind
@@ -54,7 +54,7 @@ def test_merge_is_exact_and_warmup_is_excluded_but_reported(make_record: MakeRec
     assert [p.warmup for p in result.timeseries] == [True, False, False, False, False]
     assert all(p.rate == pytest.approx(300.0) for p in result.timeseries)
     # Each second's p99 is the p99 of that second's merged samples, never an average of workers' p99s.
-    third = np.concatenate([make_record.samples[(w, 2)]["corrected"] for w in WORKERS])  # type: ignore[attr-defined]
+    third = np.concatenate([make_record.samples[(w, 2)]["corrected"] for w in WORKERS])
     assert result.timeseries[2].p99_ms == histogram_of(third).value_at_percentile(99) / 1000.0
 
 
@@ -119,7 +119,7 @@ def test_late_record_for_a_closed_second_is_merged_exactly(make_record: MakeReco
     assert aggregator.add(late)
     result = aggregator.result()
 
-    second = np.concatenate([make_record.samples[(w, 1)]["corrected"] for w in ("worker-0", "worker-1")])  # type: ignore[attr-defined]
+    second = np.concatenate([make_record.samples[(w, 1)]["corrected"] for w in ("worker-0", "worker-1")])
     point = next(p for p in result.timeseries if p.offset_s == 1.0)
     assert point.rate == pytest.approx(500.0)
     assert point.p50_ms == histogram_of(second).value_at_percentile(50) / 1000.0
@@ -150,9 +150,8 @@ def test_snapshot_shows_live_figures(make_record: MakeRecord) -> None:
     for record in _feed_rest:
         aggregator.add(record)
     figures = aggregator.snapshot()
-    measured = histogram_of(
-        np.concatenate([make_record.samples[(w, s)]["corrected"] for w in WORKERS[:2] for s in (1, 2)])
-    )  # type: ignore[attr-defined]
+    samples = make_record.samples
+    measured = histogram_of(np.concatenate([samples[(w, s)]["corrected"] for w in WORKERS[:2] for s in (1, 2)]))
 
     assert not figures.in_warmup
     assert figures.elapsed_s == pytest.approx(3.0) and figures.total_s == pytest.approx(5.0)
@@ -228,4 +227,5 @@ def test_memory_is_bounded_by_seconds_not_requests(make_record: MakeRecord) -> N
     assert len(result.timeseries) == 20 and all(p.p99_ms > 0 for p in result.timeseries)
     assert 0 < len(result.records) < 20 and result.records_dropped == 20 - len(result.records)
     assert result.completed == 400  # the totals are complete whatever the interval log kept
-    assert result.valid and any("interval log holds only part" in reason for reason in result.validity)
+    assert result.valid and result.degraded
+    assert any("interval log holds only part" in reason for reason in result.validity)

@@ -14,6 +14,7 @@ from meshload.results.block_intervals import (
     studentized_bootstrap,
     t_interval,
 )
+from meshload.results.compare import CellSummary
 from meshload.results.hierarchical import EmpiricalDistribution, hierarchical_bootstrap, resampled_percentiles
 from meshload.results.method_calibration import CALIBRATED_METRICS, Effect, measure_coverage
 from meshload.results.synthetic_study import MODEL_PROFILES, simulate_studies, synthetic_cells
@@ -117,11 +118,7 @@ def test_hierarchical_bootstrap_reads_the_cells_hdr_histograms() -> None:
         by_block.setdefault(cell.repetition, {})[cell.function] = EmpiricalDistribution.from_histogram(cell.latency())
     blocks = [(pair["sidecar"], pair["mtls"]) for _, pair in sorted(by_block.items())]
     interval = hierarchical_bootstrap(blocks, 50.0, rng=np.random.default_rng(0), resamples=1000)
-    differences = [
-        next(c for c in cells if c.repetition == r and c.function == "mtls").metrics["p50_ms"]
-        - next(c for c in cells if c.repetition == r and c.function == "sidecar").metrics["p50_ms"]
-        for r in range(1, 9)
-    ]
+    differences = [_p50(cells, r, "mtls") - _p50(cells, r, "sidecar") for r in range(1, 9)]
     # The estimate is the mean of the cells' own p50 differences (the histograms' highest equivalent
     # values, as the study's metrics are); the interval is about as wide as the t interval of those
     # differences (8 blocks: the bootstrap's small-sample narrowing is mild there).
@@ -141,3 +138,9 @@ def test_simulated_studies_have_the_drift_they_were_given() -> None:
     differences = p50[..., 1] - p50[..., 0]
     assert differences.mean() == pytest.approx(0.5, abs=0.02)
     assert 0.25 < differences.std() < 0.4
+
+
+def _p50(cells: list[CellSummary], repetition: int, function: str) -> float:
+    value = next(c for c in cells if c.repetition == repetition and c.function == function).metrics["p50_ms"]
+    assert value is not None
+    return value

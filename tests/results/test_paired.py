@@ -8,7 +8,7 @@ from scipy import stats
 
 from meshload.results.block_intervals import t_interval
 from meshload.results.compare import METRIC_BY_KEY, compare_study, compare_study_paired
-from meshload.results.paired import compare_paired, paired_blocks
+from meshload.results.paired import PairedComparison, compare_paired, paired_blocks
 from meshload.results.resolution import (
     blocks_for_half_width,
     detectable_change,
@@ -20,6 +20,26 @@ from meshload.results.synthetic_study import MODEL_PROFILES, synthetic_cells
 
 LEVELS = {50.0: MODEL_PROFILES["50rps"], 200.0: MODEL_PROFILES["200rps"]}
 BASELINES = {"none": None, "sidecar": "none", "mtls": "sidecar"}
+
+
+def _interval(comparison: PairedComparison) -> tuple[float, float]:
+    assert comparison.low is not None and comparison.high is not None
+    return comparison.low, comparison.high
+
+
+def _detectable(comparison: PairedComparison) -> float:
+    assert comparison.detectable_change is not None
+    return comparison.detectable_change
+
+
+def _detectable_80(comparison: PairedComparison) -> float:
+    assert comparison.detectable_change_80 is not None
+    return comparison.detectable_change_80
+
+
+def _half_width(comparison: PairedComparison) -> float:
+    assert comparison.half_width is not None
+    return comparison.half_width
 
 
 def test_paired_comparison_cancels_the_drift_between_blocks() -> None:
@@ -37,6 +57,7 @@ def test_paired_comparison_cancels_the_drift_between_blocks() -> None:
         # rules out changes beyond its farther end; 80% power needs a larger change than 50%.
         assert comparison.detectable_change == pytest.approx(comparison.half_width)
         assert comparison.rules_out_beyond == pytest.approx(max(abs(comparison.low), abs(comparison.high)))
+        assert comparison.detectable_change is not None and comparison.detectable_change_80 is not None
         assert comparison.detectable_change_80 > comparison.detectable_change
         assert comparison.change == pytest.approx(comparison.function_mean - comparison.baseline_mean)
         assert comparison.unit == METRIC_BY_KEY[metric].unit
@@ -44,16 +65,18 @@ def test_paired_comparison_cancels_the_drift_between_blocks() -> None:
     for function, effect in truth.items():
         for rate in LEVELS:
             p50 = paired[function, rate, "p50_ms"]
-            assert p50.low < effect < p50.high
-            cpu = paired[function, rate, "proxy_cpu_mcores_per_krps"]
-            assert cpu.low < effect * 100 < cpu.high
+            low, high = _interval(p50)
+            assert low < effect < high
+            cpu_low, cpu_high = _interval(paired[function, rate, "proxy_cpu_mcores_per_krps"])
+            assert cpu_low < effect * 100 < cpu_high
             # Block drift (0.6 ms at 50 rps) cancels inside a block: the paired interval is the
             # narrower one, by a wide margin where the drift is large.
+            p50_half_width = _half_width(p50)
             assert (
-                p50.half_width < (unpaired[function, rate, "p50_ms"].high - unpaired[function, rate, "p50_ms"].low) / 2
+                p50_half_width < (unpaired[function, rate, "p50_ms"].high - unpaired[function, rate, "p50_ms"].low) / 2
             )
     assert paired["sidecar", 50.0, "p50_ms"].significant
-    assert paired["sidecar", 50.0, "p50_ms"].half_width < 0.6 * (
+    assert _half_width(paired["sidecar", 50.0, "p50_ms"]) < 0.6 * (
         (unpaired["sidecar", 50.0, "p50_ms"].high - unpaired["sidecar", 50.0, "p50_ms"].low) / 2
     )
     # The interval is the paired t interval of the recorded block differences.
@@ -133,8 +156,8 @@ def test_study_resolution_is_the_coarsest_function_at_each_level() -> None:
     assert {(row.rate, row.metric) for row in rows} == {(c.rate, c.metric) for c in comparisons}
     for row in rows:
         same = [c for c in comparisons if c.rate == row.rate and c.metric == row.metric]
-        assert row.detectable_change == max(c.detectable_change for c in same)
-        widest = max(same, key=lambda c: c.detectable_change_80)
+        assert row.detectable_change == max(_detectable(c) for c in same)
+        widest = max(same, key=_detectable_80)
         assert (row.widest_function, row.detectable_change_80) == (widest.function, widest.detectable_change_80)
         assert row.n_blocks == 5
     # Cells at 200 rps hold 4 times the requests: p99 rests on 10 samples, not 2.5, and is finer.

@@ -44,10 +44,10 @@ def test_a_bad_duration_is_one_line_naming_the_option(text: str) -> None:
 
 
 def test_bad_non_text_durations_are_refused() -> None:
-    with pytest.raises(UsageError, match="--duration: .*negative"):
+    with pytest.raises(UsageError, match=r"--duration: .*negative"):
         parse_duration_s(-3, option="--duration")
     with pytest.raises(UsageError, match="--duration"):
-        parse_duration_s(True, option="--duration")  # type: ignore[arg-type]
+        parse_duration_s(True, option="--duration")
 
 
 @pytest.mark.parametrize(

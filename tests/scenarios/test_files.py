@@ -89,8 +89,9 @@ def test_json_plans_closed_loops_and_staged_durations(tmp_path: Path) -> None:
         """,
     )
     plan = load_plan_file(staged)
-    assert plan.load.rate == 100.0  # type: ignore[union-attr]  (starts at the first stage's rate)
-    assert [stage.rate for stage in plan.load.stages] == [100.0, 300.0]  # type: ignore[union-attr]
+    assert isinstance(plan.load, OpenLoop)
+    assert plan.load.rate == 100.0  # starts at the first stage's rate
+    assert [stage.rate for stage in plan.load.stages] == [100.0, 300.0]
     assert (plan.warmup_s, plan.duration_s) == (30.0, 60.0)
 
 
@@ -267,7 +268,7 @@ def test_empty_missing_and_non_mapping_files_are_clear(tmp_path: Path) -> None:
         load_plan_file(_write(tmp_path, "list.yaml", "- a\n- b\n"))
     with pytest.raises(PlanError, match="no such file"):
         load_plan_file(tmp_path / "absent.yaml")
-    with pytest.raises(PlanError, match="built-in ones are: .*bookinfo-mix"):
+    with pytest.raises(PlanError, match=r"built-in ones are: .*bookinfo-mix"):
         load_plan_file("no-such-scenario")
 
 
@@ -288,7 +289,7 @@ def test_overrides_replace_file_keys_and_their_errors_say_where_they_came_from(t
         {"base_url": "http://127.0.0.1:8080", "load.rate": 250, "duration": "2m", ("labels", "smp.function"): "mtls"},
     )
     assert plan.targets[0].url == "http://127.0.0.1:8080/productpage"
-    assert plan.load.rate == 250.0  # type: ignore[union-attr]
+    assert isinstance(plan.load, OpenLoop) and plan.load.rate == 250.0
     assert plan.duration_s == 120.0
     assert plan.labels == {"a": "b", "smp.function": "mtls"}
     # Switching the load kind: None removes a key.

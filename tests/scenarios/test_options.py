@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from meshload.errors import MeshloadError, UsageError
@@ -70,7 +72,7 @@ def test_a_scenario_with_options_overrides_its_keys() -> None:
         ({"rate": 5, "duration_s": 0}, "--duration: must be greater than 0"),
         ({"rate": 5, "warmup_s": -1}, "--warmup: must not be negative"),
         ({"rate": 5, "connections": 0}, "--connections: must be greater than 0"),
-        ({"rate": 5, "arrival": "bursty"}, "--arrival: 'bursty' is not an arrival process"),
+        ({"rate": 5, "arrival": "bursty"}, "--arrival: must be 'constant' or 'poisson' (got 'bursty')"),
         ({"concurrency": 5, "arrival": "poisson"}, "--arrival poisson applies to --rate"),
         ({"rate": 5, "headers": ["no colon"]}, '-H/--header: "no colon" is not a header; use "Name: value"'),
         ({"rate": 5, "headers": [": empty name"]}, '-H/--header: ": empty name" is not a header'),
@@ -88,7 +90,9 @@ def test_bad_options_are_one_line_naming_the_option(kwargs: dict, message: str) 
 def test_a_missing_or_bad_target_is_explained() -> None:
     with pytest.raises(UsageError, match="give the URL to load, or --scenario"):
         plan_from_options(None, None, rate=1)
-    with pytest.raises(UsageError, match="URL: '127.0.0.1:1' is not an http:// or https:// URL"):
+    with pytest.raises(
+        UsageError, match=re.escape("URL: '127.0.0.1:1' is not an http://, https://, grpc:// or grpcs:// URL")
+    ):
         plan_from_options("127.0.0.1:1", None, rate=1)
     # A scenario's own errors stay PlanErrors (file and line); both are one-line MeshloadErrors.
     with pytest.raises(MeshloadError, match="base_url"):

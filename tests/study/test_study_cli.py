@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshload.cli import main
-from meshload.results.study_report import write_study_outputs
+from meshload.results.outputs import write_study_outputs
 
 
 def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -79,7 +79,7 @@ def test_report_rerenders_a_study_and_prints_where_it_is(
 @pytest.fixture
 def study_folder(tmp_path: Path, make_run) -> Path:
     from meshload.results.compare import CellSummary
-    from meshload.results.study_report import StudyResult
+    from meshload.results.study_result import StudyResult
     from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
 
     plan = StudyPlan(

@@ -7,6 +7,7 @@ import pytest
 
 from meshload.results.compare import (
     CellSummary,
+    Comparison,
     bootstrap_mean_difference,
     compare_studies,
     compare_study,
@@ -27,7 +28,7 @@ def _trial_rates(n: int, shift: float) -> tuple[float, float]:
         rng = np.random.default_rng([trial, n])
         baseline = rng.normal(10.0, 0.5, n)
         treated = rng.normal(10.0 + shift, 0.5, n)
-        estimate = bootstrap_mean_difference(baseline, treated, seed=trial, resamples=2000)
+        estimate = bootstrap_mean_difference(baseline.tolist(), treated.tolist(), seed=trial, resamples=2000)
         assert estimate.low <= estimate.estimate <= estimate.high
         assert estimate.estimate == pytest.approx(treated.mean() - baseline.mean())
         significant += estimate.significant
@@ -51,7 +52,7 @@ def test_bootstrap_finds_a_real_shift_and_not_a_missing_one() -> None:
 
 def test_bootstrap_is_reproducible_and_handles_degenerate_arms() -> None:
     rng = np.random.default_rng(0)
-    baseline, treated = rng.normal(10, 1, 12), rng.normal(11, 1, 12)
+    baseline, treated = rng.normal(10, 1, 12).tolist(), rng.normal(11, 1, 12).tolist()
     first = bootstrap_mean_difference(baseline, treated, seed=7)
     again = bootstrap_mean_difference(baseline, treated, seed=7)
     other = bootstrap_mean_difference(baseline, treated, seed=8)
@@ -73,7 +74,9 @@ def test_run_metrics_come_from_the_histogram_errors_and_mesh_usage(make_run) -> 
     # Lognormal(ln 2, 0.35) + 1 ms: median 3 ms, p99 = 1 + 2·e^(0.35·2.326) ≈ 5.50 ms (3 digits of HDR).
     assert metrics["p50_ms"] == pytest.approx(3.0, rel=0.02)
     assert metrics["p99_ms"] == pytest.approx(1 + 2 * np.exp(0.35 * 2.3263), rel=0.03)
-    assert metrics["p50_ms"] < metrics["p90_ms"] < metrics["p99_ms"] <= metrics["p99.9_ms"]
+    p50, p90, p99, p999 = (metrics[key] for key in ("p50_ms", "p90_ms", "p99_ms", "p99.9_ms"))
+    assert p50 is not None and p90 is not None and p99 is not None and p999 is not None
+    assert p50 < p90 < p99 <= p999
     assert metrics["error_rate_pct"] == pytest.approx(100 * 100 / 20_100)
     # 80 mcores at 200 rps is 400 mcores per 1,000 rps.
     assert metrics["proxy_cpu_mcores_per_krps"] == pytest.approx(400.0)
@@ -143,7 +146,7 @@ def test_an_arm_short_of_valid_cells_keeps_its_invalid_ones_and_is_flagged(make_
     sidecar = _cells(make_run, "sidecar", 1.0, range(10, 13), cpu=50.0)
     baselines = {"none": None, "sidecar": "none"}
 
-    def p50() -> object:
+    def p50() -> Comparison:
         return next(c for c in compare_study(none + sidecar, baselines) if c.metric == "p50_ms")
 
     # Two valid cells of three are enough for an interval: the invalid one is left out, no flag.

@@ -36,7 +36,7 @@ FUNCTIONS = ("none", "sidecar", "mtls", "rate-limit")
 
 
 def _meshload(*args: str, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from meshload.cli import main; main()", *args]
+    command = [sys.executable, "-m", "meshload", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)
 
 
@@ -63,8 +63,8 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     study = subprocess.Popen(
         [
             sys.executable,
-            "-c",
-            "from meshload.cli import main; main()",
+            "-m",
+            "meshload",
             "study",
             str(plan_path),
             "--out",

@@ -10,6 +10,7 @@ import pytest
 
 from meshload.coordinator.study import CELL_OVERHEAD_S, estimated_duration_s
 from meshload.errors import PlanError
+from meshload.scenarios.plan import OpenLoop
 from meshload.scenarios.study_plan import FunctionSpec, StudyPlan, load_study_plan
 
 FUNCTIONS = ("none", "sidecar", "mtls", "retries", "timeout", "rate-limit")
@@ -69,6 +70,7 @@ def test_cell_plan_sends_the_scenario_to_the_ingress_at_the_cells_rate() -> None
     limited = next(cell for cell in cells if cell.function.name == "rate-limit" and cell.rate == 80.0)
     run_plan = plan.cell_plan(limited, "http://127.0.0.1:18080")
     assert [target.url for target in run_plan.targets] == ["http://127.0.0.1:18080/productpage"]
+    assert isinstance(run_plan.load, OpenLoop)
     assert run_plan.load.rate == 80.0 and run_plan.load.arrival == "poisson"
     assert (run_plan.duration_s, run_plan.warmup_s) == (5.0, 2.0)
     assert run_plan.labels["function"] == "rate-limit"

@@ -9,54 +9,17 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+from tests.support.study_runs import SHIFTS_MS, synthetic_study
 
-from meshload.results.compare import CellSummary
-from meshload.results.study_report import (
-    StudyResult,
-    load_study,
-    render_study_html,
-    write_study_outputs,
-)
-from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
-
-# Added median latency per function, ms: the sidecar adds 1 ms, mTLS 0.5 ms more, retries nothing.
-SHIFTS_MS = {"none": 0.0, "sidecar": 1.0, "mtls": 1.5, "retries": 1.0}
-PROXY_CPU = {"none": None, "sidecar": 40.0, "mtls": 60.0, "retries": 41.0}
+from meshload.results.outputs import write_study_outputs
+from meshload.results.study_html import render_study_html
+from meshload.results.study_json import load_study
+from meshload.results.study_result import StudyResult
 
 
 @pytest.fixture
-def study(make_run) -> StudyResult:
-    plan = StudyPlan(
-        name="unit-study",
-        load_levels=(50.0, 100.0),
-        repetitions=3,
-        duration_s=4.0,
-        functions=tuple(FunctionSpec(name=name) for name in SHIFTS_MS),
-        seed=2,
-    )
-    result = StudyResult.start(
-        plan, environment={"cpu_cores": 2, "load_average_before": [0.1, 0.2, 0.3], "versions": {"meshload": "0.1.0"}}
-    )
-    for cell in plan.cells():
-        run = make_run(
-            seed=cell.order,
-            shift_ms=SHIFTS_MS[cell.function.name],
-            rate=cell.rate,
-            count=int(cell.rate * 20),
-            proxy_cpu_mcores=PROXY_CPU[cell.function.name],
-        )
-        result.cells.append(
-            CellSummary.from_run(
-                run,
-                function=cell.function.name,
-                rate=cell.rate,
-                repetition=cell.repetition,
-                order=cell.order,
-                run_dir=f"runs/{cell.slug}",
-            )
-        )
-    result.finish(environment_after=[0.5, 0.4, 0.3])
-    return result
+def study() -> StudyResult:
+    return synthetic_study()
 
 
 class _Resources(HTMLParser):

@@ -30,6 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 CLOSE_RESPONSE = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
@@ -56,7 +57,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.buffer = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's are not subclasses)
         self.server.counters.connections += 1
 
     def data_received(self, data: bytes) -> None:
@@ -110,18 +111,20 @@ class _Server:
                 protocol.transport.write(OK_RESPONSE * heads)
 
 
-class _ControlProtocol(asyncio.Protocol):
-    def __init__(self, counters: _Counters) -> None:
+class ControlProtocol(asyncio.Protocol):
+    """Answers any request with `vars(counters)` as JSON, then closes."""
+
+    def __init__(self, counters: object) -> None:
         self.counters = counters
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's are not subclasses)
 
     def data_received(self, data: bytes) -> None:
         body = json.dumps(vars(self.counters)).encode()
         head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        self.transport.write(head + body)  # type: ignore[attr-defined]
-        self.transport.close()  # type: ignore[attr-defined]
+        self.transport.write(head + body)
+        self.transport.close()
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -132,7 +135,7 @@ async def _serve(args: argparse.Namespace) -> None:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
     listener = await loop.create_server(lambda: _ServerProtocol(server), "127.0.0.1", 0, ssl=tls, backlog=1024)
-    control = await loop.create_server(lambda: _ControlProtocol(server.counters), "127.0.0.1", 0)
+    control = await loop.create_server(lambda: ControlProtocol(server.counters), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     control_port = control.sockets[0].getsockname()[1]
     print(f"READY {port} {control_port}", flush=True)
@@ -175,7 +178,7 @@ class ServerHandle:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/"
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/", timeout=5) as reply:
             return json.loads(reply.read())
 

@@ -62,13 +62,14 @@ class KubeApiStandIn:
             emulator.resources.load_bundled()
             verbs = ["get", "list", "watch", "create", "update", "patch", "delete"]
             for api_version, kind, plural in self._custom_kinds:
-                emulator.resources[f"{api_version}/{plural}"] = {
+                resource: Any = {
                     "kind": kind,
                     "singular": kind.lower(),
                     "namespaced": True,
                     "verbs": verbs,
                     "subresources": ["status"],
                 }
+                emulator.resources[f"{api_version}/{plural}"] = resource
             self._emulator = emulator
             self._started.set_result(str(server.url).rstrip("/"))
             await self._stop.wait()

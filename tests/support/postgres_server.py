@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 READY_TIMEOUT_S = 60.0
 SUPERUSER = "meshload"
@@ -61,10 +62,10 @@ class PostgresServer:
                 return pwd.getpwnam(name)
         raise RuntimeError("running as root and no postgres or nobody user to run PostgreSQL as")
 
-    def _popen(self, args: list[str], **options: object) -> subprocess.Popen[bytes]:
+    def _popen(self, args: list[str], **options: Any) -> subprocess.Popen[bytes]:
         if self.user is not None:
             options.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
-        return subprocess.Popen(args, cwd=self.folder, **options)  # type: ignore[call-overload]
+        return subprocess.Popen(args, cwd=self.folder, **options)
 
     def start(self) -> PostgresServer:
         if self.user is not None:
@@ -119,7 +120,8 @@ class PostgresServer:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"postgres exited: {self.process.stderr.read().decode(errors='replace')[-800:]}")  # type: ignore[union-attr]
+                stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"postgres exited: {stderr[-800:]}")
             try:
                 with psycopg.connect(self.url("postgres"), connect_timeout=2):
                     return

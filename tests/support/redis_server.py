@@ -35,7 +35,10 @@ def make_tls_files(folder: Path) -> dict[str, Path]:
     """A self-signed CA and a server certificate for 127.0.0.1 (openssl), for rediss:// tests."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "server", "server-key")}
-    run = lambda *args: subprocess.run(args, check=True, capture_output=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True)
+
     run(
         "openssl",
         "req",
@@ -188,7 +191,8 @@ class RedisServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Self:
-        return self.start()
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

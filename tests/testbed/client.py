@@ -31,7 +31,7 @@ def fetch(
     timeout_s: float = 10.0,
 ) -> Answer:
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout_s)
     started = time.monotonic()
     try:
         target = parts.path + (f"?{parts.query}" if parts.query else "")

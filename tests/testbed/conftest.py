@@ -28,7 +28,9 @@ def where(function: str, **params: str) -> list[str]:
 def testbed(tmp_path_factory):
     bed = Testbed(tmp_path_factory.mktemp("tb"))
     bed.up("sidecar", fault_scale=1.0)
-    mark = bed.folder.load()["mark"]
+    state = bed.folder.load()
+    assert state is not None
+    mark = state["mark"]
     yield bed
     assert bed.down() == []
     assert marked_processes(mark) == [], "down left testbed processes behind"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from typing import AnyStr
 
 import pytest
 
@@ -12,6 +13,12 @@ from meshload.testbed import TestbedFailure
 from meshload.testbed.topology import INSTANCES, Ports
 
 from .client import fetch, login
+
+
+def _first_group(found: re.Match[AnyStr] | None) -> AnyStr:
+    assert found is not None
+    return found.group(1)
+
 
 DETAILS = {
     "id": 0,
@@ -101,7 +108,7 @@ def test_reviews_take_turns_and_show_their_stars(testbed):
     pods = [review["podname"] for review in seen]
     assert len(set(pods)) == 3 and all(pods[i] != pods[i + 1] for i in range(5))
     assert pods[:3] == pods[3:]  # a strict rotation
-    by_version = {re.match(r"reviews-(v\d)", review["podname"]).group(1): review for review in seen}
+    by_version = {_first_group(re.match(r"reviews-(v\d)", review["podname"])): review for review in seen}
     assert "rating" not in by_version["v1"]["reviews"][0]
     assert by_version["v2"]["reviews"][0]["rating"] == {"stars": 5, "color": "black"}
     assert by_version["v3"]["reviews"][1]["rating"] == {"stars": 4, "color": "red"}
@@ -194,7 +201,7 @@ def test_the_page_weighs_what_bookinfo_sends(testbed):
     # rendered productpage.html sizes in reference/bookinfo.md: 9.4 KB (v1), 15.0 KB (v2/v3), 6.2 KB (errors)
     testbed.apply("lb-round-robin")
     pages = [fetch(f"{testbed.ingress_url}/productpage").body for _ in range(3)]
-    by_version = {re.search(rb"reviews-(v\d)-", page).group(1).decode(): len(page) for page in pages}
+    by_version = {_first_group(re.search(rb"reviews-(v\d)-", page)).decode(): len(page) for page in pages}
     assert set(by_version) == {"v1", "v2", "v3"}
     assert by_version["v1"] == pytest.approx(9400, rel=0.1)
     assert by_version["v2"] == pytest.approx(15000, rel=0.1) and by_version["v3"] == pytest.approx(15000, rel=0.1)

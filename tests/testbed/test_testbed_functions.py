@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -70,7 +71,7 @@ def test_mtls_refuses_clients_without_a_testbed_certificate(testbed, topology, t
     with pytest.raises((ConnectionError, http.client.HTTPException)):
         fetch(f"http://127.0.0.1:{details}/details/0", timeout_s=3)
 
-    def tls_get(context: ssl.SSLContext) -> tuple[bytes, dict]:
+    def tls_get(context: ssl.SSLContext) -> tuple[bytes, Any]:
         with (
             socket.create_connection(("127.0.0.1", details), timeout=3) as raw,
             context.wrap_socket(raw, server_hostname="details") as tls,
@@ -282,8 +283,8 @@ def test_load_balancing_policies(testbed, topology):
     testbed.apply("lb-least-request")
     config = (testbed.folder.config_dir / f"{testbed.proxy_of('productpage-v1')}.cfg").read_text()
     assert "backend to_reviews\n    balance leastconn" in config
-    pods = {fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"] for _ in range(9)}
-    assert len(pods) == 3
+    distinct = {fetch(f"{testbed.ingress_url}{REVIEWS_API}").json()["podname"] for _ in range(9)}
+    assert len(distinct) == 3
 
 
 def _logged(testbed, proxy: str, request_id: str) -> list[dict]:

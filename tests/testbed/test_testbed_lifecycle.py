@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -16,6 +17,14 @@ from meshload.testbed import Testbed, TestbedFailure
 from meshload.testbed.processes import marked_processes
 
 from .client import fetch
+
+
+def _saved(bed: Testbed) -> dict[str, Any]:
+    """The testbed's state file, which must exist."""
+    state = bed.folder.load()
+    assert state is not None
+    return state
+
 
 UP_BUDGET_S = 10.0
 
@@ -53,7 +62,7 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         assert bed.current_function() == "sidecar"
         # a process dies: the testbed says so, refuses to switch, and `up` starts it afresh
         details = next(p for p in bed.status()["processes"] if p["name"] == "details-v1")
-        old_mark = bed.folder.load()["mark"]
+        old_mark = _saved(bed)["mark"]
         os.kill(details["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 5
         while bed.is_running() and time.monotonic() < deadline:
@@ -63,11 +72,11 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         with pytest.raises(TestbedFailure, match="is not running"):
             bed.apply("mtls")
         bed.up("sidecar")
-        assert bed.is_running() and bed.folder.load()["mark"] != old_mark
+        assert bed.is_running() and _saved(bed)["mark"] != old_mark
         assert marked_processes(old_mark) == []
         assert fetch(f"{bed.ingress_url}/api/v1/products/0").status == 200
     finally:
-        mark = bed.folder.load()["mark"]
+        mark = _saved(bed)["mark"]
         pids = _recorded_pids(bed.folder.root)
         assert bed.down() == []
     assert marked_processes(mark) == []
@@ -81,10 +90,10 @@ def test_down_cleans_up_after_the_controller_was_killed(tmp_path):
         [sys.executable, "-c", _CONTROLLER, str(state_dir)], stdout=subprocess.PIPE, text=True
     )
     try:
-        assert controller.stdout.readline().strip() == "up"
+        assert controller.stdout is not None and controller.stdout.readline().strip() == "up"
         bed = Testbed(state_dir)
         url = bed.ingress_url
-        mark = bed.folder.load()["mark"]
+        mark = _saved(bed)["mark"]
         os.kill(controller.pid, signal.SIGKILL)
         controller.wait(timeout=5)
         # the testbed outlives its controller ...

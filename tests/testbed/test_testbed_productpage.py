@@ -52,7 +52,8 @@ class _Stars(HTMLParser):
 
 def _pages_by_version(base: str, count: int = 3) -> dict[str, bytes]:
     pages = [fetch(f"{base}/productpage").body for _ in range(count)]
-    return {re.search(rb"reviews-(v\d)-", page).group(1).decode(): page for page in pages}
+    found = [re.search(rb"reviews-(v\d)-", page) for page in pages]
+    return {match.group(1).decode(): page for match, page in zip(found, pages, strict=True) if match is not None}
 
 
 def test_the_page_carries_the_upstream_texts_and_star_svgs(testbed):
@@ -127,6 +128,7 @@ def test_a_browser_shows_the_page_signs_in_and_draws_the_stars(testbed, browser,
     for _ in range(3):
         browser.get(f"{testbed.ingress_url}/productpage")
         served_by = re.search(r"reviews-(v\d)-", browser.find_element(By.TAG_NAME, "body").text)
+        assert served_by is not None
         seen[served_by.group(1)] = _stars_drawn(browser)
     assert browser.title == "Simple Bookstore App"
     assert seen["v1"] == []

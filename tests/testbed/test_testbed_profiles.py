@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,8 @@ def test_parameters_are_defaulted_overridden_and_checked():
         "consecutive_errors": "5",
         "ejection_s": "30",
     }
-    assert breaker.resolve({"max_connections": 1})["max_connections"] == "1"
+    from_yaml: dict[str, Any] = {"max_connections": 1}  # a number, as a plan file gives it
+    assert breaker.resolve(from_yaml)["max_connections"] == "1"
     with pytest.raises(
         TestbedFailure,
         match=r"circuit-breaker has no parameter 'max_conn' \(parameters: consecutive_errors, ",

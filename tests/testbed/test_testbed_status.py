@@ -26,7 +26,9 @@ def _status(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_status_exits_non_zero_and_names_a_dead_process(tmp_path: Path) -> None:
     bed = Testbed(tmp_path / "tb")
     bed.up("sidecar")
-    mark = bed.folder.load()["mark"]
+    state = bed.folder.load()
+    assert state is not None
+    mark = state["mark"]
     try:
         healthy = _status(bed.folder.root)
         assert healthy.returncode == 0 and "running    yes" in healthy.stdout, healthy.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
+
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord
 from meshload.scenarios.plan import Plan
@@ -44,6 +46,15 @@ def measure(plan: Plan, *, interval_s: float = 1.0) -> Measured:
         for code, n in record.status_codes.items():
             merged.status_codes[code] = merged.status_codes.get(code, 0) + n
     return merged
+
+
+def assert_stall_percentiles(run: Measured, stall_s: float, period_s: float) -> None:
+    """Corrected p90, p95 and p99 equal the stall server's analytic truth x_q = S - (1 - q)·P within
+    15% (the derivation is in tests/worker/test_open_loop.py)."""
+    for percentile in (90, 95, 99):
+        expected_ms = (stall_s - (1 - percentile / 100) * period_s) * 1000
+        measured_ms = run.corrected.value_at_percentile(percentile) / 1000
+        assert measured_ms == pytest.approx(expected_ms, rel=0.15), f"p{percentile}"
 
 
 def open_plan(url: str | list[str], rate: float, duration_s: float, **options: object) -> Plan:

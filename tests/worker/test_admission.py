@@ -14,7 +14,7 @@ from meshload.worker.admission import WorkerLimits, refusal, share_connections, 
 
 def share(urls: list[str], load: dict, index: int = 0, count: int = 1, **plan: object) -> WorkerShare:
     return WorkerShare(
-        Plan(targets=[{"url": u} for u in urls], load=load, duration_s=60, **plan),  # type: ignore[arg-type]
+        Plan(targets=[{"url": u} for u in urls], load=load, duration_s=60, **plan),
         index,
         count,
     )

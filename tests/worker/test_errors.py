@@ -16,7 +16,7 @@ def test_broken_servers_are_counted_by_kind_and_the_run_completes(http_server, s
     server = http_server(server_kind)
     run = measure(open_plan(server.url, 200, 1.0))
 
-    assert run.outcome.planned == 200
+    assert run.outcome.attempted == 200
     assert run.completed == 0 and run.status_codes == {}
     assert run.errors == {error_kind: 200}
     # Each request was written and reached the server before it failed.

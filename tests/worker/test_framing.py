@@ -11,6 +11,8 @@ import pytest
 from tests.support.framing_server import CASES, start_framing_server
 from tests.support.http_servers import ServerHandle
 
+from meshload.scenarios.plan import Plan
+
 from .helpers import closed_plan, measure, open_plan
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,7 +32,7 @@ def server() -> Iterator[ServerHandle]:
     handle.stop()
 
 
-def _plan(server: ServerHandle, case: str, loop: str):  # type: ignore[no-untyped-def]
+def _plan(server: ServerHandle, case: str, loop: str) -> tuple[Plan, str]:
     # A path of its own per test, so the server's counts are this test's alone.
     url = f"http://127.0.0.1:{server.port}/{case}/{loop}-{uuid.uuid4().hex[:8]}"
     method = "HEAD" if case.startswith("head") else "GET"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from meshload.results.histogram import LatencyHistogram
-from meshload.results.interval import decode_record, encode_record
+from meshload.results.interval import IntervalRecord, decode_record, encode_record
 from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
 
 MS = 1_000_000  # ns
 
 
-def _cut(recorder: IntervalRecorder, **overrides):
-    options = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
+def _cut(recorder: IntervalRecorder, **overrides: Any) -> IntervalRecord:
+    options: dict[str, Any] = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
     options.update(overrides)
     return decode_record(encode_record(recorder.cut(**options)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meshload.errors import RunError
+from meshload.results.interval import IntervalRecord
 from meshload.worker.standalone import collect_records, run_standalone
 
 from .helpers import open_plan
@@ -28,7 +29,7 @@ def test_two_worker_processes_split_the_schedule_and_merge_exactly(http_server) 
 def test_records_carry_both_workers_and_end_with_final(http_server) -> None:
     server = http_server("ok")
     records, outcomes = collect_records(open_plan(server.url, 400, 1.0), workers=2, run_id="r1")
-    by_worker = {}
+    by_worker: dict[str, list[IntervalRecord]] = {}
     for record in records:
         by_worker.setdefault(record.worker_id, []).append(record)
     assert sorted(by_worker) == ["standalone-0", "standalone-1"]

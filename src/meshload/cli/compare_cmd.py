@@ -6,23 +6,21 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from .. import terminal
 from ..errors import UsageError
-from . import terminal
+from .options import option
 
 
 def compare(
-    a: Path = typer.Argument(..., help="Run or study folder A (the reference).", show_default=False),
-    b: Path = typer.Argument(..., help="Run or study folder B (compared with A).", show_default=False),
-    as_json: bool = typer.Option(
-        False,
-        "--json",
-        envvar="MESHLOAD_COMPARE_JSON",
-        show_envvar=True,
-        help="Print the comparison as JSON on stdout.",
-    ),
+    a: Annotated[Path, typer.Argument(help="Run or study folder A (the reference).", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Run or study folder B (compared with A).", show_default=False)],
+    as_json: Annotated[
+        bool, option("--json", env="COMPARE_JSON", help="Print the comparison as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Compare B with A: latency percentiles of two runs, or every function of two studies."""
     kinds = (_kind(a), _kind(b))
@@ -36,7 +34,7 @@ def compare(
 
 def _kind(folder: Path) -> str:
     from ..results.outputs import SMP_FILE
-    from ..results.study_report import STUDY_FILE
+    from ..results.study_json import STUDY_FILE
 
     if (folder / STUDY_FILE).is_file():
         return "study"
@@ -82,7 +80,7 @@ def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
 
 def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
     from ..results.compare import compare_studies, interval_note
-    from ..results.study_report import load_study
+    from ..results.study_json import load_study
     from .study_cmd import comparison_table
 
     study_a, study_b = load_study(a), load_study(b)

@@ -100,7 +100,7 @@ def import_folders(
     from ..history.records import record_from_run_folder, records_from_study_folder
     from ..history.store import open_store
     from ..results.outputs import SMP_FILE
-    from ..results.study_report import STUDY_FILE
+    from ..results.study_json import STUDY_FILE
 
     if not folders:
         raise UsageError("give the run or study folders to record, e.g. meshload history import runs/*")
@@ -155,26 +155,12 @@ def history_table(records: list[HistoryRecord], *, title: str) -> object:
     from rich.table import Table
 
     from ..history.records import format_time
-    from ..results.study_report import format_value
+    from ..results.charts import format_value
 
     table = Table(title=title)
-    for heading, justify in (
-        ("started", "left"),
-        ("kind", "left"),
-        ("plan", "left"),
-        ("id", "left"),
-        ("labels", "left"),
-        ("requests", "right"),
-        ("rps", "right"),
-        ("p50 ms", "right"),
-        ("p99 ms", "right"),
-        ("p99.9 ms", "right"),
-        ("errors %", "right"),
-        ("proxy CPU mc", "right"),
-        ("valid", "left"),
-        ("files", "left"),
-    ):
-        table.add_column(heading, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    right = ("requests", "rps", "p50 ms", "p99 ms", "p99.9 ms", "errors %", "proxy CPU mc")
+    for heading in ("started", "kind", "plan", "id", "labels", *right, "valid", "files"):
+        table.add_column(heading, justify="right" if heading in right else "left", overflow="fold")
     for record in records:
         table.add_row(
             format_time(record.started_unix_ms),

@@ -19,7 +19,7 @@ from . import terminal
 if TYPE_CHECKING:
     from ..history.records import HistoryRecord
     from ..results.run_result import RunResult
-    from ..results.study_report import StudyResult
+    from ..results.study_result import StudyResult
 
 STORE_ENV = "MESHLOAD_STORE"
 HISTORY_ENV = "MESHLOAD_HISTORY"

@@ -4,15 +4,15 @@ GitOps), and which functions each mesh can express."""
 from __future__ import annotations
 
 import json
+from typing import Annotated, Literal
 
 import typer
 
 from . import terminal
+from .options import option
 
-MESH_ENV = "MESHLOAD_MESH"
-NAMESPACE_ENV = "MESHLOAD_MESH_NAMESPACE"
-
-_SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (repeatable).")
+#: The meshes (the coordinator's `mesh.MESHES`; a test holds the two together).
+MeshName = Literal["istio", "linkerd", "consul"]
 
 mesh_app = typer.Typer(
     name="mesh",
@@ -23,17 +23,24 @@ mesh_app = typer.Typer(
 
 @mesh_app.command("render")
 def render(
-    mesh: str = typer.Option(..., "--mesh", "-m", envvar=MESH_ENV, help="istio, linkerd or consul."),
-    function: str = typer.Option(..., "--function", "-f", help="Function (see `meshload mesh functions`)."),
-    settings: list[str] = _SETTINGS,
-    namespace: str = typer.Option("bookinfo", "--namespace", "-n", envvar=NAMESPACE_ENV, help="BookInfo's namespace."),
+    mesh: Annotated[MeshName, option("--mesh", "-m", env="MESH", help="The mesh.")],
+    function: Annotated[
+        str, option("--function", "-f", env="MESH_FUNCTION", help="Function (see `meshload mesh functions`).")
+    ],
+    settings: Annotated[
+        list[str] | None,
+        option("--set", env="MESH_SETTINGS", help="A function parameter, key=value (repeatable)."),
+    ] = None,
+    namespace: Annotated[str, option("--namespace", "-n", env="MESH_NAMESPACE", help="BookInfo's namespace.")] = (
+        "bookinfo"
+    ),
 ) -> None:
     """Print the function's resources for the mesh as YAML (baseline included; nothing is applied)."""
     from ..coordinator.mesh import Unsupported, dialect_named
     from ..errors import FunctionNotSupported
     from .testbed_cmd import settings_from_pairs
 
-    rendering = dialect_named(mesh).render(function, settings_from_pairs(settings), namespace)
+    rendering = dialect_named(mesh).render(function, settings_from_pairs(settings or []), namespace)
     if isinstance(rendering, Unsupported):
         raise FunctionNotSupported(rendering)
     terminal.result(rendering.to_yaml())
@@ -41,8 +48,8 @@ def render(
 
 @mesh_app.command("functions")
 def functions(
-    mesh: str | None = typer.Option(None, "--mesh", "-m", envvar=MESH_ENV, help="One mesh (default: all)."),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout."),
+    mesh: Annotated[MeshName | None, option("--mesh", "-m", env="MESH", help="One mesh (default: all).")] = None,
+    as_json: Annotated[bool, option("--json", env="MESH_JSON", help="Print as JSON on stdout.")] = False,
 ) -> None:
     """Which functions each mesh supports with the default parameters, and what its baseline contains."""
     from rich.table import Table

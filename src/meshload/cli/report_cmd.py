@@ -8,31 +8,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .. import terminal
 from ..errors import UsageError
-from . import terminal
+from .options import option
 
 if TYPE_CHECKING:
     from ..results.run_result import RunResult
 
 
 def report(
-    folder: Path = typer.Argument(
-        ..., help="A study folder (study.json) or a run folder (smp.json).", show_default=False
-    ),
-    as_json: bool = typer.Option(
-        False,
-        "--json",
-        envvar="MESHLOAD_REPORT_JSON",
-        show_envvar=True,
-        help="Print the study's comparisons (or the run's summary) as JSON on stdout.",
-    ),
+    folder: Annotated[
+        Path, typer.Argument(help="A study folder (study.json) or a run folder (smp.json).", show_default=False)
+    ],
+    as_json: Annotated[
+        bool,
+        option(
+            "--json", env="REPORT_JSON", help="Print the study's comparisons (or the run's summary) as JSON on stdout."
+        ),
+    ] = False,
 ) -> None:
     """Re-render index.html (study) or report.html (run) from the saved files."""
-    from ..results.study_report import STUDY_FILE
+    from ..results.study_json import STUDY_FILE
 
     if (folder / STUDY_FILE).is_file():
         _report_study(folder, as_json=as_json)
@@ -46,7 +46,8 @@ def report(
 
 
 def _report_study(folder: Path, *, as_json: bool) -> None:
-    from ..results.study_report import load_study, study_document, write_study_outputs
+    from ..results.outputs import write_study_outputs
+    from ..results.study_json import load_study, study_document
     from .study_cmd import print_study_summary
 
     try:

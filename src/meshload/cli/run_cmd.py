@@ -7,54 +7,57 @@ Exit code: 0 when the run is valid (or `--strict` was not given), 1 when it is i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from .. import terminal
 from ..errors import UsageError
-from . import terminal
 from .history_hook import HistoryOption, StoreOption, record_run
+from .options import option
 
-ENV_PREFIX = "MESHLOAD_"
-DEFAULT_DURATION = "30s"
+if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
+    from ..coordinator.mesh.local import LocalTestbedMesh
+    from ..results.run_result import RunResult
+    from ..scenarios.plan import Plan
+
 DEFAULT_RUNS_DIR = Path("runs")
 
-
-def _option(*names: str, env: str, help: str) -> Any:
-    """A typer option whose environment variable is MESHLOAD_<env>, shown in --help."""
-    return typer.Option(*names, envvar=ENV_PREFIX + env, show_envvar=True, help=help)
+# The command line's words for the choices (typer checks them and lists them in --help); they are
+# the coordinator's and the plan's own (`RunOptions`, `OpenLoop.arrival`), which mypy holds them to.
+Arrival = Literal["constant", "poisson"]
+OnWorkerLoss = Literal["continue", "abort"]
+Placement = Literal["auto", "local", "fleet"]
 
 
 def run(
     url: Annotated[str | None, typer.Argument(help="Target URL (or give --scenario).", show_default=False)] = None,
     scenario: Annotated[
-        str | None, _option("--scenario", "-s", env="SCENARIO", help="Plan file (YAML/JSON) or built-in scenario name.")
+        str | None, option("--scenario", "-s", env="SCENARIO", help="Plan file (YAML/JSON) or built-in scenario name.")
     ] = None,
     rate: Annotated[
-        float | None, _option("--rate", "-r", env="RATE", help="Open loop: requests per second, all workers together.")
+        float | None, option("--rate", "-r", env="RATE", help="Open loop: requests per second, all workers together.")
     ] = None,
     concurrency: Annotated[
         int | None,
-        _option(
-            "--concurrency", "-c", env="CONCURRENCY", help="Closed loop: concurrent clients, all workers together."
-        ),
+        option("--concurrency", "-c", env="CONCURRENCY", help="Closed loop: concurrent clients, all workers together."),
     ] = None,
     duration: Annotated[
         str | None,
-        _option(
+        option(
             "--duration",
             "-d",
             env="DURATION",
-            help=f"Measured duration, e.g. 30s, 5m, 1h (default {DEFAULT_DURATION} for a URL).",
+            help="Measured duration, e.g. 30s, 5m, 1h (default: the scenario's; 30s for a URL).",
         ),
     ] = None,
     warmup: Annotated[
         str | None,
-        _option("--warmup", env="WARMUP", help="Warm-up before the measured part (excluded from statistics), e.g. 5s."),
+        option("--warmup", env="WARMUP", help="Warm-up before the measured part (excluded from statistics), e.g. 5s."),
     ] = None,
     workers: Annotated[
         int,
-        _option(
+        option(
             "--workers",
             "-w",
             env="WORKERS",
@@ -62,47 +65,89 @@ def run(
         ),
     ] = 1,
     connections: Annotated[
-        int | None, _option("--connections", env="CONNECTIONS", help="Open loop: most connections per worker.")
+        int | None,
+        option(
+            "--connections",
+            env="CONNECTIONS",
+            help="HTTP/1.1 open loop: most connections per worker (64). HTTP/2 and gRPC: connections (channels) "
+            "per worker, every request multiplexed over them (1).",
+        ),
+    ] = None,
+    http2: Annotated[
+        bool | None,
+        option(
+            "--http2/--http1",
+            env="HTTP2",
+            help="http(s) targets over HTTP/2: h2 by ALPN for https, h2c (prior knowledge) for http.",
+            show_default=False,
+        ),
+    ] = None,
+    streams: Annotated[
+        int | None,
+        option("--streams", env="STREAMS", help="HTTP/2: most requests in flight per connection (100)."),
+    ] = None,
+    proto: Annotated[
+        list[str] | None,
+        option("--proto", env="PROTO", help="gRPC: proto file describing the method (repeatable); else reflection."),
+    ] = None,
+    import_path: Annotated[
+        list[str] | None,
+        option("--import-path", env="IMPORT_PATHS", help="gRPC: folder searched for the proto files' imports."),
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        option(
+            "--insecure/--verify",
+            env="INSECURE",
+            help="https/grpcs: accept any server certificate (self-signed test meshes).",
+            show_default=False,
+        ),
+    ] = None,
+    ca_file: Annotated[
+        str | None, option("--ca-file", env="CA_FILE", help="https/grpcs: PEM file of CA certificates to trust too.")
     ] = None,
     arrival: Annotated[
-        str | None, _option("--arrival", env="ARRIVAL", help="Open-loop arrivals: constant or poisson.")
+        Arrival | None, option("--arrival", env="ARRIVAL", help="Open-loop arrivals (default constant).")
     ] = None,
-    method: Annotated[str | None, _option("--method", "-m", env="METHOD", help="HTTP method (default GET).")] = None,
+    method: Annotated[str | None, option("--method", "-m", env="METHOD", help="HTTP method (default GET).")] = None,
     header: Annotated[
-        list[str] | None, _option("--header", "-H", env="HEADERS", help="Request header 'Name: value' (repeatable).")
+        list[str] | None, option("--header", "-H", env="HEADERS", help="Request header 'Name: value' (repeatable).")
     ] = None,
-    body: Annotated[str | None, _option("--body", env="BODY", help="Request body.")] = None,
+    body: Annotated[
+        str | None,
+        option("--body", "--data", env="BODY", help="Request body; gRPC: the request message as JSON."),
+    ] = None,
     timeout: Annotated[
-        str | None, _option("--timeout", env="TIMEOUT", help="Per-request timeout, e.g. 5s, 500ms.")
+        str | None, option("--timeout", env="TIMEOUT", help="Per-request timeout, e.g. 5s, 500ms.")
     ] = None,
     label: Annotated[
-        list[str] | None, _option("--label", "-l", env="LABELS", help="Label k=v for the report (repeatable).")
+        list[str] | None, option("--label", "-l", env="LABELS", help="Label k=v for the report (repeatable).")
     ] = None,
     redis_url: Annotated[
         str | None,
-        _option(
+        option(
             "--redis",
             env="REDIS",
             help="Redis URL (redis://, rediss://, unix://); default: a private redis-server for this run.",
         ),
     ] = None,
     out: Annotated[
-        Path | None, _option("--out", "-o", env="OUT", help="Output folder (default: a new folder under runs/).")
+        Path | None, option("--out", "-o", env="OUT", help="Output folder (default: a new folder under runs/).")
     ] = None,
     strict: Annotated[
-        bool, _option("--strict", env="STRICT", help="Exit 1 when the run is invalid or degraded.")
+        bool, option("--strict", env="STRICT", help="Exit 1 when the run is invalid or degraded.")
     ] = False,
     on_worker_loss: Annotated[
-        str,
-        _option(
+        OnWorkerLoss,
+        option(
             "--on-worker-loss",
             env="ON_WORKER_LOSS",
-            help="When a worker is lost: continue (run marked degraded) or abort.",
+            help="When a worker is lost: continue (the run is marked degraded) or abort.",
         ),
     ] = "continue",
     metrics_port: Annotated[
         int | None,
-        _option(
+        option(
             "--metrics-port",
             env="METRICS_PORT",
             help="Serve live figures for Prometheus on this port (on --metrics-address).",
@@ -110,16 +155,16 @@ def run(
     ] = None,
     metrics_address: Annotated[
         str,
-        _option(
+        option(
             "--metrics-address",
             env="METRICS_ADDRESS",
             help="Address of the --metrics-port endpoint (0.0.0.0: every interface, e.g. in a pod).",
         ),
     ] = "127.0.0.1",
-    live: Annotated[bool, _option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
+    live: Annotated[bool, option("--live/--no-live", env="LIVE", help="Show live progress on stderr.")] = True,
     placement: Annotated[
-        str,
-        _option(
+        Placement,
+        option(
             "--placement",
             env="PLACEMENT",
             help="Workers: auto (idle fleet workers if any, else local processes), local, or fleet.",
@@ -127,15 +172,16 @@ def run(
     ] = "auto",
     testbed: Annotated[
         str | None,
-        _option(
+        option(
             "--testbed",
             env="TESTBED",
-            help="Run against the local testbed with this function in force (started if needed; its CPU and memory are sampled). Without a URL or scenario: the bookinfo-productpage scenario.",
+            help="Run against the local testbed with this function in force (started if needed; its CPU and "
+            "memory are sampled). Without a URL or scenario: the bookinfo-productpage scenario.",
         ),
     ] = None,
     testbed_set: Annotated[
         list[str] | None,
-        _option(
+        option(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
@@ -146,10 +192,24 @@ def run(
     and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
 
-    mesh, base_url = None, None
+    run_id = new_run_id()
+    out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
+    # Checked before anything starts (the testbed included).
+    options = RunOptions(
+        workers=workers,
+        redis_url=redis_url,
+        out_dir=out_dir,
+        on_worker_loss=on_worker_loss,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        live=live,
+        placement=placement,
+        run_id=run_id,
+    )
+    base_url = None
     labels = list(label or [])
     if testbed is not None:
-        mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
+        options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
         scenario = scenario if scenario is not None or url is not None else "bookinfo-productpage"
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
     plan = build_plan(
@@ -167,27 +227,12 @@ def run(
         timeout=timeout,
         labels=labels,
         base_url=base_url,
-    )
-    _check_choice("--on-worker-loss", on_worker_loss, ("continue", "abort"))
-    _check_choice("--placement", placement, ("auto", "local", "fleet"))
-    if workers < 1:
-        raise UsageError(f"--workers: {workers} is not a worker count; use 1 or more")
-    if metrics_port is not None and not 0 <= metrics_port <= 65535:
-        raise UsageError(f"--metrics-port: {metrics_port} is not a port; use 0..65535")
-    run_id = new_run_id()
-    out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
-    options = RunOptions(
-        workers=workers,
-        redis_url=redis_url,
-        out_dir=out_dir,
-        on_worker_loss=on_worker_loss,  # type: ignore[arg-type]
-        metrics_port=metrics_port,
-        metrics_address=metrics_address,
-        live=live,
-        strict=strict,
-        placement=placement,
-        run_id=run_id,  # type: ignore[arg-type]
-        mesh=mesh,
+        http2=http2,
+        streams=streams,
+        proto=proto or [],
+        import_paths=import_path or [],
+        tls_verify=None if insecure is None else not insecure,
+        ca_file=ca_file,
     )
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {workers} worker(s)")
     result = execute_run(plan, options)
@@ -205,12 +250,12 @@ def run(
         raise typer.Exit(code)
 
 
-def exit_code_for(result: Any, *, strict: bool) -> int:
+def exit_code_for(result: RunResult, *, strict: bool) -> int:
     """0 for a valid run; 1 for an invalid or degraded one when `--strict` was given (else 0)."""
     return 1 if strict and (not result.valid or result.degraded) else 0
 
 
-def _testbed_in_force(function: str, settings: list[str]) -> tuple[Any, str]:
+def _testbed_in_force(function: str, settings: list[str]) -> tuple[LocalTestbedMesh, str]:
     """Start the local testbed if needed and put `function` in force; its mesh adapter and ingress."""
     from ..coordinator.mesh.local import LocalTestbedMesh
     from .testbed_cmd import settings_from_pairs
@@ -224,11 +269,6 @@ def _testbed_in_force(function: str, settings: list[str]) -> tuple[Any, str]:
     return mesh, mesh.ingress_url
 
 
-def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise UsageError(f"{option}: {value!r} is not one of {', '.join(choices)}")
-
-
 def build_plan(
     *,
     url: str | None,
@@ -238,14 +278,20 @@ def build_plan(
     duration: str | None,
     warmup: str | None,
     connections: int | None,
-    arrival: str | None,
+    arrival: Arrival | None,
     method: str | None,
     headers: list[str],
     body: str | None,
     timeout: str | None,
     labels: list[str],
     base_url: str | None = None,
-) -> Any:
+    http2: bool | None = None,
+    streams: int | None = None,
+    proto: list[str] | None = None,
+    import_paths: list[str] | None = None,
+    tls_verify: bool | None = None,
+    ca_file: str | None = None,
+) -> Plan:
     """The run's plan from a URL and options, or from a scenario file with the options as overrides
     (a URL given with a scenario is the base of the scenario's relative paths)."""
     from ..scenarios.durations import parse_duration_s
@@ -269,10 +315,16 @@ def build_plan(
         timeout_s=seconds(timeout, "--timeout"),
         labels=labels,
         base_url=base_url,
+        http2=http2,
+        streams=streams,
+        proto=proto,
+        import_paths=import_paths,
+        tls_verify=tls_verify,
+        ca_file=ca_file,
     )
 
 
-def describe_plan(plan: Any) -> str:
+def describe_plan(plan: Plan) -> str:
     from ..scenarios.plan import OpenLoop
 
     load = plan.load
@@ -281,12 +333,14 @@ def describe_plan(plan: Any) -> str:
     else:
         what = f"{load.concurrency} clients"
     warm = f" after {plan.warmup_s:g}s warm-up" if plan.warmup_s else ""
+    if plan.protocol != "http/1.1":
+        warm += f" over {'gRPC' if plan.protocol == 'grpc' else 'HTTP/2'}, {plan.max_connections} connection(s)/worker"
     return f"{what} for {plan.duration_s:g}s{warm} to {plan.targets[0].url}" + (
         f" (+{len(plan.targets) - 1} more targets)" if len(plan.targets) > 1 else ""
     )
 
 
-def summary_table(result: Any) -> str:
+def summary_table(result: RunResult) -> str:
     """A short plain-text summary: totals, latency percentiles, per-worker lines."""
     percentiles = result.corrected.percentiles_ms()
     uncorrected = result.uncorrected.percentiles_ms()

@@ -19,6 +19,7 @@ import typer
 from ..errors import UsageError
 from . import terminal
 from .history_hook import StoreOption
+from .parse_errors import CLI_ERROR, parse_error_message
 
 if TYPE_CHECKING:
     from ..history.schedules import Firing
@@ -227,35 +228,20 @@ def check_command(command: list[str]) -> None:
 
     if not command:
         raise UsageError("give the command to fire after --, e.g. -- run --scenario bookinfo-productpage")
-    root = typer.main.get_command(app)
-    errors, exits = _click_errors()
+    root = typer.main.get_group(app)
     with root.make_context("meshload", [], resilient_parsing=True) as context:
-        names = root.list_commands(context)  # type: ignore[attr-defined]
-        subcommand = root.get_command(context, command[0])  # type: ignore[attr-defined]
+        names = root.list_commands(context)
+        subcommand = root.get_command(context, command[0])
     if subcommand is None or command[0] in NOT_SCHEDULABLE:
         allowed = ", ".join(name for name in names if name not in NOT_SCHEDULABLE)
         raise UsageError(f"{command[0]!r} is not a meshload command a schedule can fire; use one of {allowed}")
     try:
         subcommand.make_context(command[0], list(command[1:]))
-    except exits:
+    except typer.Exit:
         pass  # --help and the like: parsed fine
-    except errors as exc:
-        message = exc.format_message()  # type: ignore[attr-defined]
+    except CLI_ERROR as exc:
+        message = parse_error_message(exc)
         raise UsageError(f"the scheduled command `meshload {' '.join(command)}`: {message}") from exc
-
-
-def _click_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    """Click's usage errors and early exits: the installed click's, and those of the click that
-    newer typer releases carry inside (either may parse our commands)."""
-    import contextlib
-    import importlib
-
-    import click
-
-    errors: list[type[Exception]] = [click.ClickException]
-    with contextlib.suppress(ImportError):  # typer before 0.20 used the installed click only
-        errors.append(importlib.import_module("typer._click.exceptions").ClickException)
-    return tuple(errors), (click.exceptions.Exit, typer.Exit)
 
 
 def _describe(firing: Firing) -> str:

@@ -11,23 +11,23 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .. import terminal
 from ..errors import UsageError
-from . import terminal
 from .history_hook import HistoryOption, StoreOption, record_study
+from .options import option
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
 
     from ..coordinator.study import StudyProgress
     from ..results.compare import CellSummary, Comparison
-    from ..results.study_report import StudyResult
+    from ..results.study_result import StudyResult
     from ..scenarios.study_plan import StudyCell
 
-ENV_PREFIX = "MESHLOAD_STUDY_"
 DEFAULT_STUDIES_DIR = Path("studies")
 #: Columns of the summary table (metric key, heading); index.html has every metric.
 SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -39,43 +39,53 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _option(default: Any, *names: str, env: str, help: str) -> Any:
-    return typer.Option(default, *names, envvar=ENV_PREFIX + env, show_envvar=True, help=help)
-
-
 def study(
-    plan_file: Path | None = typer.Argument(
-        None,
-        help="Study plan (YAML/JSON) or built-in study name; default: the built-in study-default.",
-        show_default=False,
-    ),
-    quick: bool = _option(False, "--quick", env="QUICK", help="Run the small built-in study (under 3 minutes)."),
-    out: Path | None = _option(
-        None, "--out", "-o", env="OUT", help="Output folder (default: a new folder under studies/)."
-    ),
-    repetitions: int | None = _option(
-        None, "--repetitions", "-n", env="REPETITIONS", help="Override the plan's repetitions."
-    ),
-    duration: str | None = _option(
-        None, "--duration", "-d", env="DURATION", help="Override the measured time per cell, e.g. 10s."
-    ),
-    warmup: str | None = _option(None, "--warmup", env="WARMUP", help="Override the warm-up per cell, e.g. 2s."),
-    load_levels: str | None = _option(
-        None,
-        "--load-levels",
-        env="LOAD_LEVELS",
-        help="Override the load levels: rates in requests per second, e.g. 25,50,100.",
-    ),
-    redis_url: str | None = typer.Option(
-        None,
-        "--redis",
-        envvar="MESHLOAD_REDIS",
-        show_envvar=True,
-        help="Redis URL (shared with `meshload run` and workers); default: a private redis-server for the study.",
-    ),
-    as_json: bool = _option(
-        False, "--json", env="JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
-    ),
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Study plan (YAML/JSON) or built-in study name; default: the built-in study-default.",
+            show_default=False,
+        ),
+    ] = None,
+    quick: Annotated[
+        bool, option("--quick", env="STUDY_QUICK", help="Run the small built-in study (under 3 minutes).")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        option("--out", "-o", env="STUDY_OUT", help="Output folder (default: a new folder under studies/)."),
+    ] = None,
+    repetitions: Annotated[
+        int | None, option("--repetitions", "-n", env="STUDY_REPETITIONS", help="Override the plan's repetitions.")
+    ] = None,
+    duration: Annotated[
+        str | None,
+        option("--duration", "-d", env="STUDY_DURATION", help="Override the measured time per cell, e.g. 10s."),
+    ] = None,
+    warmup: Annotated[
+        str | None, option("--warmup", env="STUDY_WARMUP", help="Override the warm-up per cell, e.g. 2s.")
+    ] = None,
+    load_levels: Annotated[
+        str | None,
+        option(
+            "--load-levels",
+            env="STUDY_LOAD_LEVELS",
+            help="Override the load levels: rates in requests per second, e.g. 25,50,100.",
+        ),
+    ] = None,
+    redis_url: Annotated[
+        str | None,
+        option(
+            "--redis",
+            env="REDIS",
+            help="Redis URL (shared with `meshload run` and workers); default: a private redis-server for the study.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        option(
+            "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
+        ),
+    ] = False,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -138,7 +148,7 @@ def study(
     index_path = (out_dir / "index.html").resolve()
     record_study(result, out_dir, store=store, enabled=history)
     if as_json:
-        from ..results.study_report import study_document
+        from ..results.study_json import study_document
 
         comparisons = study_document(result)["comparisons"]
         terminal.result(json.dumps({"index_html": str(index_path), "comparisons": comparisons}, indent=1))
@@ -190,8 +200,8 @@ def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_
     from rich import box
     from rich.table import Table
 
-    from ..results.study_report import comparison_table as rows_of
-    from ..results.study_report import format_value
+    from ..results.charts import format_value
+    from ..results.study_html import comparison_table as rows_of
 
     table = Table(title=title, show_lines=True, box=box.SQUARE)
     table.add_column("function", overflow="fold")

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from . import terminal
+from .. import terminal
+from .options import option
 
 if TYPE_CHECKING:
     from ..coordinator.mesh.local import LocalTestbedMesh
 
-STATE_DIR_ENV = "MESHLOAD_TESTBED_DIR"
+#: How ratings behaves (the testbed's `topology.RATINGS_MODES`; a test holds the two together).
+RatingsMode = Literal["normal", "failing", "faulty", "delayed", "unavailable", "unhealthy"]
+#: Where the proxies stand (the testbed's `topology.TOPOLOGIES`; the same test holds them together).
+Topology = Literal["sidecar", "per-node", "ingress-only"]
 
 testbed_app = typer.Typer(
     name="testbed",
@@ -21,14 +25,16 @@ testbed_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_STATE_DIR = typer.Option(
-    None,
-    "--state-dir",
-    envvar=STATE_DIR_ENV,
-    help="State folder (ports, pids, configs, logs).",
-    show_default=False,
-)
-_SETTINGS = typer.Option([], "--set", help="A function parameter, key=value (repeatable).")
+StateDir = Annotated[
+    Path | None,
+    option("--state-dir", env="TESTBED_DIR", help="State folder (ports, pids, configs, logs).", show_default=False),
+]
+Settings = Annotated[
+    list[str] | None,
+    option("--set", env="TESTBED_SETTINGS", help="A function parameter, key=value (repeatable)."),
+]
+FaultScale = option("--fault-scale", env="TESTBED_FAULT_SCALE", help="Multiplies ratings' fault constants.")
+AsJson = option("--json", env="TESTBED_JSON", help="Print as JSON on stdout.")
 
 
 def _mesh(state_dir: Path | None) -> LocalTestbedMesh:
@@ -51,24 +57,30 @@ def settings_from_pairs(pairs: list[str]) -> dict[str, str]:
 
 @testbed_app.command("up")
 def up(
-    function: str = typer.Option("sidecar", "--function", "-f", help="Function to put in force (see `functions`)."),
-    settings: list[str] = _SETTINGS,
-    ratings_mode: str = typer.Option(
-        "normal", "--ratings-mode", help="ratings behaviour: normal, faulty, delayed, unavailable, unhealthy."
-    ),
-    fault_scale: float = typer.Option(
-        1.0, "--fault-scale", help="Multiplies ratings' 7 s / 60 s / 15 min fault constants."
-    ),
-    topology: str | None = typer.Option(
-        None, "--topology", help="sidecar (default), per-node or ingress-only; switches a running testbed."
-    ),
-    state_dir: Path | None = _STATE_DIR,
+    function: Annotated[
+        str,
+        option("--function", "-f", env="TESTBED_FUNCTION", help="Function to put in force (see `functions`)."),
+    ] = "sidecar",
+    settings: Settings = None,
+    ratings_mode: Annotated[
+        RatingsMode, option("--ratings-mode", env="TESTBED_RATINGS_MODE", help="How ratings behaves.")
+    ] = "normal",
+    fault_scale: Annotated[float, FaultScale] = 1.0,
+    topology: Annotated[
+        Topology | None,
+        option(
+            "--topology",
+            env="TESTBED_TOPOLOGY",
+            help="Where the proxies stand (default sidecar); switches a running testbed.",
+        ),
+    ] = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Start BookInfo, its proxies and the ingress (or switch function and topology if already running)."""
     mesh = _mesh(state_dir)
     mesh.up(
         function,
-        settings_from_pairs(settings),
+        settings_from_pairs(settings or []),
         topology=topology,
         app_modes={"ratings": ratings_mode},
         fault_scale=fault_scale,
@@ -78,7 +90,7 @@ def up(
 
 
 @testbed_app.command("down")
-def down(state_dir: Path | None = _STATE_DIR) -> None:
+def down(state_dir: StateDir = None) -> None:
     """Stop every testbed process (also after the process that started them was killed)."""
     _mesh(state_dir).down()
     terminal.success("testbed down")
@@ -86,24 +98,25 @@ def down(state_dir: Path | None = _STATE_DIR) -> None:
 
 @testbed_app.command("apply")
 def apply(
-    function: str = typer.Argument(..., help="Function to put in force, alone."),
-    settings: list[str] = _SETTINGS,
-    state_dir: Path | None = _STATE_DIR,
+    function: Annotated[str, typer.Argument(help="Function to put in force, alone.")],
+    settings: Settings = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Put one function in force (parameters override its defaults); applications keep running."""
     mesh = _mesh(state_dir)
-    mesh.apply(function, settings_from_pairs(settings))
+    mesh.apply(function, settings_from_pairs(settings or []))
     terminal.success(f"{function} in force at {mesh.ingress_url}")
 
 
 @testbed_app.command("mode")
 def mode(
-    service: str = typer.Argument(..., help="Service or instance, e.g. ratings or reviews-v3."),
-    behaviour: str = typer.Argument(
-        ..., help="normal, failing (all 503); ratings also faulty, delayed, unavailable, unhealthy."
-    ),
-    fault_scale: float | None = typer.Option(None, "--fault-scale", help="Multiplies ratings' fault constants."),
-    state_dir: Path | None = _STATE_DIR,
+    service: Annotated[str, typer.Argument(help="Service or instance, e.g. ratings or reviews-v3.")],
+    behaviour: Annotated[
+        str,
+        typer.Argument(help="normal, failing (all 503); ratings also faulty, delayed, unavailable, unhealthy."),
+    ],
+    fault_scale: Annotated[float | None, FaultScale] = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Set how a BookInfo service behaves (its own faults, not the mesh's)."""
     _mesh(state_dir).set_app_mode(service, behaviour, fault_scale=fault_scale)
@@ -111,10 +124,7 @@ def mode(
 
 
 @testbed_app.command("status")
-def status(
-    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
-    state_dir: Path | None = _STATE_DIR,
-) -> None:
+def status(as_json: Annotated[bool, AsJson] = False, state_dir: StateDir = None) -> None:
     """The ingress URL, the function in force, and every process with its ports and pid.
 
     Exits 1 when the testbed is up but one of its processes has died (each is named on stderr)."""
@@ -131,7 +141,7 @@ def status(
         raise TestbedError(f"testbed {which} dead; restart the testbed with `meshload testbed down` then `up`")
 
 
-def _print_status(report: dict) -> None:
+def _print_status(report: dict[str, Any]) -> None:
     if not report.get("processes"):
         terminal.result(f"testbed not running (state folder {report['state_dir']})")
         return
@@ -151,28 +161,28 @@ def _print_status(report: dict) -> None:
 
 
 @testbed_app.command("functions")
-def functions(as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout.")) -> None:
+def functions(as_json: Annotated[bool, AsJson] = False) -> None:
     """The functions the testbed can apply, with their parameters, defaults and topologies."""
     from ..testbed import PROFILES
 
-    listing: dict[str, dict[str, Any]] = {
-        name: {
-            "description": p.description,
-            "params": {k: {"default": v.default, "help": v.help} for k, v in p.params.items()},
-            "topologies": list(p.topologies),
-            "topology_notes": p.notes(),
-        }
-        for name, p in PROFILES.items()
-    }
     if as_json:
+        listing = {
+            name: {
+                "description": p.description,
+                "params": {k: {"default": v.default, "help": v.help} for k, v in p.params.items()},
+                "topologies": list(p.topologies),
+                "topology_notes": p.notes(),
+            }
+            for name, p in PROFILES.items()
+        }
         terminal.result(json.dumps(listing, indent=2))
         return
     lines = []
-    for name, entry in listing.items():
-        lines.append(f"{name:<18} {entry['description']}")
-        for key, param in entry["params"].items():
-            lines.append(f"{'':<20}{key}={param['default']!s:<12} {param['help']}")
-        for topology, note in entry["topology_notes"].items():
+    for name, profile in PROFILES.items():
+        lines.append(f"{name:<18} {profile.description}")
+        for key, param in profile.params.items():
+            lines.append(f"{'':<20}{key}={param.default!s:<12} {param.help}")
+        for topology, note in profile.notes().items():
             lines.append(f"{'':<20}[{topology}] {note}")
     terminal.result("\n".join(lines))
 

@@ -12,106 +12,78 @@ from typing import Annotated
 
 import typer
 
-from ..pipeline.wire import REDIS_URL_ENV
-from . import terminal
-
-REDIS_ENV = REDIS_URL_ENV
-ALLOW_TARGETS_ENV = "MESHLOAD_WORKER_ALLOW_TARGETS"
+from .. import terminal
+from .options import env_var, option
 
 
 def worker(
     redis_url: Annotated[
         str,
-        typer.Option(
+        option(
             "--redis",
-            envvar=REDIS_ENV,
-            show_envvar=True,
+            env="REDIS",
             help="Redis URL shared with the coordinator: redis://[USER:PASSWORD@]HOST:PORT, rediss:// (TLS), "
-            f"unix://PATH. With a password, give it in {REDIS_URL_ENV}: a command line is visible to every user.",
+            f"unix://PATH. With a password, give it in {env_var('REDIS')}: a command line is visible to every user.",
         ),
     ],
     worker_id: Annotated[
         str | None,
-        typer.Option(
-            "--id",
-            envvar="MESHLOAD_WORKER_ID",
-            show_envvar=True,
-            help="This worker's id (default: host-pid-random). Must be unique in the fleet.",
+        option(
+            "--id", env="WORKER_ID", help="This worker's id (default: host-pid-random). Must be unique in the fleet."
         ),
     ] = None,
-    once: Annotated[
-        bool,
-        typer.Option(
-            "--once",
-            envvar="MESHLOAD_WORKER_ONCE",
-            show_envvar=True,
-            help="Serve one run, then leave.",
-        ),
-    ] = False,
+    once: Annotated[bool, option("--once", env="WORKER_ONCE", help="Serve one run, then leave.")] = False,
     idle_timeout: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--idle-timeout",
-            envvar="MESHLOAD_WORKER_IDLE_TIMEOUT",
-            show_envvar=True,
+            env="WORKER_IDLE_TIMEOUT",
             help="Leave after this long without an assignment (e.g. 60s, 10m). Default: never.",
         ),
     ] = None,
     allow_target: Annotated[
         list[str] | None,
-        typer.Option(
+        option(
             "--allow-target",
-            envvar=ALLOW_TARGETS_ENV,
-            show_envvar=True,
+            env="WORKER_ALLOW_TARGETS",
             help="A host name, address or CIDR this worker may send to (repeatable; the variable takes a "
             "comma-separated list). Default: loopback only.",
         ),
     ] = None,
     max_rate: Annotated[
         float | None,
-        typer.Option(
+        option(
             "--max-rate",
-            envvar="MESHLOAD_WORKER_MAX_RATE",
-            show_envvar=True,
+            env="WORKER_MAX_RATE",
             help="Refuse shares that would send more than this many requests per second from this worker.",
         ),
     ] = None,
     max_duration: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--max-duration",
-            envvar="MESHLOAD_WORKER_MAX_DURATION",
-            show_envvar=True,
+            env="WORKER_MAX_DURATION",
             help="Refuse runs longer than this, warm-up included (e.g. 10m).",
         ),
     ] = None,
     max_connections: Annotated[
         int | None,
-        typer.Option(
+        option(
             "--max-connections",
-            envvar="MESHLOAD_WORKER_MAX_CONNECTIONS",
-            show_envvar=True,
+            env="WORKER_MAX_CONNECTIONS",
             help="Refuse shares that would open more connections than this from this worker.",
         ),
     ] = None,
     exit_with_parent: Annotated[
         bool,
-        typer.Option(
+        option(
             "--exit-with-parent",
+            env="WORKER_EXIT_WITH_PARENT",
             hidden=True,
             help="Leave when stdin, a pipe from the process that started this worker, closes.",
         ),
     ] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            "-v",
-            envvar="MESHLOAD_VERBOSE",
-            show_envvar=True,
-            help="Log every run's progress.",
-        ),
-    ] = False,
+    verbose: Annotated[bool, option("--verbose", "-v", env="VERBOSE", help="Log every run's progress.")] = False,
 ) -> None:
     """Register in the fleet, heartbeat, and run the shares the coordinator assigns."""
     from ..errors import UsageError
@@ -121,9 +93,9 @@ def worker(
 
     idle_timeout_s = parse_duration_s(idle_timeout, option="--idle-timeout") if idle_timeout is not None else None
     max_duration_s = parse_duration_s(max_duration, option="--max-duration") if max_duration is not None else None
-    for option, value in (("--max-rate", max_rate), ("--max-connections", max_connections)):
+    for name, value in (("--max-rate", max_rate), ("--max-connections", max_connections)):
         if value is not None and not value > 0:
-            raise UsageError(f"{option}: must be greater than 0 (got {value:g})")
+            raise UsageError(f"{name}: must be greater than 0 (got {value:g})")
     # The variable holds a comma-separated list; typer hands it over as one entry.
     entries = [part for entry in allow_target or [] for part in entry.split(",") if part.strip()]
     try:

@@ -8,7 +8,7 @@ import time
 from rich.live import Live
 from rich.text import Text
 
-from ..cli import terminal
+from .. import terminal
 from ..results.aggregate import LiveFigures
 
 #: Non-interactive output: one plain progress line this often.

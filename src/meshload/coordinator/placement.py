@@ -1,29 +1,20 @@
 """Where a run's workers come from: idle workers of a running fleet (`meshload worker --redis URL` on
 other nodes), or worker processes spawned on this machine for the run (the same `meshload worker`
-code, with `--once`).
-
-A spawned worker gets the Redis URL in its environment, never on its command line: a password there
-would be readable by every user of the machine (`ps`, `/proc/PID/cmdline`), the environment only by
-its owner. With a private Redis, it also gets a lifeline: its stdin is a pipe from the coordinator,
-and the end of that pipe (the coordinator gone, however it ended) makes it leave at once, since
-nothing it measures could be delivered any more. With a Redis of the user's, it goes on, so that the
-run can be resumed.
-"""
+code, with `--once`; see `local_workers` for how they are started and stopped)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import redis
 
 from ..errors import RunError
 from ..pipeline import wire
+from .local_workers import last_log_line, spawn_worker, stop_workers
 
 Placement = Literal["auto", "local", "fleet"]
 
@@ -31,7 +22,7 @@ Placement = Literal["auto", "local", "fleet"]
 SPAWN_TIMEOUT_S = 30.0
 #: A spawned worker that gets no assignment for this long leaves by itself.
 SPAWNED_IDLE_TIMEOUT_S = 60.0
-#: How long finished local workers get to exit before they are terminated.
+#: How long finished local workers get to exit by themselves before they are terminated.
 EXIT_TIMEOUT_S = 10.0
 
 
@@ -42,11 +33,6 @@ class Workers:
     ids: list[str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
-    _log_files: list[IO[bytes]] = field(default_factory=list)
-
-    @property
-    def local(self) -> bool:
-        return bool(self.processes)
 
     def exited(self, worker_id: str) -> bool:
         process = self.processes.get(worker_id)
@@ -55,28 +41,11 @@ class Workers:
     def last_log_line(self, worker_id: str) -> str:
         """The last line a local worker wrote (its error, when it died)."""
         path = self.logs.get(worker_id)
-        return _last_line(path) if path is not None else "no log (a fleet worker)"
+        return last_log_line(path) if path is not None else "no log (a fleet worker)"
 
     def release(self) -> None:
         """Let local workers exit (they leave after their run); terminate those that do not."""
-        deadline = time.monotonic() + EXIT_TIMEOUT_S
-        for process in self.processes.values():
-            try:
-                process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for log_file in self._log_files:
-            log_file.close()
-        self._log_files.clear()
-        for process in self.processes.values():
-            if process.stdin is not None:
-                process.stdin.close()
+        stop_workers(self.processes.values(), exit_grace_s=EXIT_TIMEOUT_S)
 
 
 def place_workers(
@@ -122,62 +91,18 @@ def idle_fleet_workers(client: redis.Redis) -> list[str]:
     return idle
 
 
-#: The targets a worker spawned by the coordinator may send to: any (its user chose them).
-ANY_TARGET = ("0.0.0.0/0", "::/0")
-
-
-def worker_command(worker_id: str, *, once: bool, idle_timeout_s: float, exit_with_parent: bool) -> list[str]:
-    """The command line of one spawned worker: `meshload worker` in this interpreter (no secrets)."""
-    command = [sys.executable, "-c", "from meshload.cli import main; main()", "worker", "--id", worker_id]
-    command += ["--idle-timeout", f"{idle_timeout_s:g}s"]
-    for network in ANY_TARGET:
-        command += ["--allow-target", network]
-    if once:
-        command.append("--once")
-    if exit_with_parent:
-        command.append("--exit-with-parent")
-    return command
-
-
-def spawn_worker(
-    redis_url: str,
-    worker_id: str,
-    log_file: IO[bytes],
-    *,
-    once: bool,
-    idle_timeout_s: float,
-    exit_with_parent: bool,
-) -> subprocess.Popen[bytes]:
-    """Start one `meshload worker` process on this machine (see the module docstring)."""
-    # The worker's own settings come from its command line, not from a fleet worker's variables
-    # that happen to be set where the coordinator runs.
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("MESHLOAD_WORKER_")}
-    environment[wire.REDIS_URL_ENV] = redis_url
-    return subprocess.Popen(
-        worker_command(worker_id, once=once, idle_timeout_s=idle_timeout_s, exit_with_parent=exit_with_parent),
-        stdin=subprocess.PIPE if exit_with_parent else subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=log_file,
-        env=environment,
-    )
-
-
 def spawn_local_workers(
     client: redis.Redis, redis_url: str, count: int, *, run_id: str, log_dir: Path, exit_with_parent: bool = False
 ) -> Workers:
-    """Start `count` worker processes and wait until each has registered."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+    """Start `count` one-run worker processes and wait until each has registered."""
     workers = Workers(ids=[f"{run_id}-w{index}" for index in range(count)])
     try:
         for worker_id in workers.ids:
-            log_path = log_dir / f"{worker_id}.log"
-            log_file = open(log_path, "wb")  # noqa: SIM115 - closed by Workers.release
-            workers._log_files.append(log_file)
-            workers.logs[worker_id] = log_path
+            workers.logs[worker_id] = log_dir / f"{worker_id}.log"
             workers.processes[worker_id] = spawn_worker(
                 redis_url,
                 worker_id,
-                log_file,
+                workers.logs[worker_id],
                 once=True,
                 idle_timeout_s=SPAWNED_IDLE_TIMEOUT_S,
                 exit_with_parent=exit_with_parent,
@@ -197,7 +122,7 @@ def _wait_for_registration(client: redis.Redis, workers: Workers) -> None:
     while waiting:
         for worker_id in sorted(waiting):
             if workers.exited(worker_id):
-                raise RunError(f"local worker {worker_id} exited at start: {_last_line(workers.logs[worker_id])}")
+                raise RunError(f"local worker {worker_id} exited at start: {workers.last_log_line(worker_id)}")
             if client.exists(wire.worker_alive_key(worker_id)):
                 waiting.discard(worker_id)
         if not waiting:
@@ -206,11 +131,6 @@ def _wait_for_registration(client: redis.Redis, workers: Workers) -> None:
             first = min(waiting)
             raise RunError(
                 f"{len(waiting)} local worker(s) did not register within {SPAWN_TIMEOUT_S:g}s "
-                f"({first}: {_last_line(workers.logs[first])}); is the machine overloaded?"
+                f"({first}: {workers.last_log_line(first)}); is the machine overloaded?"
             )
         time.sleep(0.05)
-
-
-def _last_line(path: Path) -> str:
-    lines = path.read_text(errors="replace").strip().splitlines() if path.exists() else []
-    return lines[-1] if lines else "no message"

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import redis
 
@@ -64,21 +64,35 @@ STOP_KEY_TTL_MS = 60_000
 ABORT_DRAIN_S = 1.0
 
 
+#: What the coordinator does when a worker is lost: go on with the others (the run is degraded), or
+#: stop every worker and fail the run.
+OnWorkerLoss = Literal["continue", "abort"]
+
+
 @dataclass
 class RunOptions:
-    """How to carry out a run (the plan says what to send)."""
+    """How to carry out a run (the plan says what to send). Checked when made (`UsageError`)."""
 
     workers: int = 1
     redis_url: str | None = None  # None: a private redis-server on a Unix socket, for this run only
     out_dir: Path | None = None  # where smp.json, fortio.json, histograms.hlog, report.html go
-    on_worker_loss: Literal["continue", "abort"] = "continue"
+    on_worker_loss: OnWorkerLoss = "continue"
     metrics_port: int | None = None  # Prometheus endpoint with the live figures (0: any free port)
     metrics_address: str = "127.0.0.1"  # where it listens (0.0.0.0 in a pod, for the cluster's Prometheus)
     live: bool = True  # progress on stderr
-    strict: bool = False  # the CLI's exit code: invalid or degraded runs fail
     mesh: MeshAdapter | None = None  # sampled over the measured window
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
     run_id: str | None = None  # None: a new id from the time and a random suffix
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise UsageError(f"--workers: {self.workers} is not a worker count; use 1 or more")
+        if self.on_worker_loss not in get_args(OnWorkerLoss):
+            raise UsageError(f"--on-worker-loss: {self.on_worker_loss!r} is not one of continue, abort")
+        if self.placement not in get_args(Placement):
+            raise UsageError(f"--placement: {self.placement!r} is not one of auto, local, fleet")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise UsageError(f"--metrics-port: {self.metrics_port} is not a port; use 0..65535")
 
 
 def new_run_id() -> str:
@@ -88,10 +102,7 @@ def new_run_id() -> str:
 
 def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
-    if options.workers < 1:
-        raise UsageError(f"--workers: {options.workers} is not a worker count; use 1 or more")
-    if options.on_worker_loss not in ("continue", "abort"):
-        raise UsageError(f"--on-worker-loss: {options.on_worker_loss!r} is not continue or abort")
+    plan = described_by_reflection(plan)
     run_id = options.run_id or new_run_id()
     reap_leftovers()
     with ExitStack() as stack:
@@ -124,7 +135,7 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             metrics_address=options.metrics_address,
         )
         stack.callback(live.close)
-        coordinator = _Coordinator(plan, options, run_id, client, keys, workers, live)
+        coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
         result = coordinator.run()
         live.close()
         if options.out_dir is not None:
@@ -135,6 +146,16 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
     return result
+
+
+def described_by_reflection(plan: Plan) -> Plan:
+    """A gRPC plan that leaves its methods to server reflection, described now (once, for every
+    worker): a server without reflection or a message that does not fit is one line before any load."""
+    if plan.protocol != "grpc" or plan.grpc.descriptor_set:
+        return plan
+    from ..worker.engines.grpc_reflection import with_reflected_descriptors
+
+    return with_reflected_descriptors(plan)
 
 
 def _clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:
@@ -164,6 +185,7 @@ class _Coordinator:
         options: RunOptions,
         run_id: str,
         client: redis.Redis,
+        redis_url: str,
         keys: wire.RunKeys,
         workers: Workers,
         live: LiveView,
@@ -172,6 +194,7 @@ class _Coordinator:
         self.options = options
         self.run_id = run_id
         self.client = client
+        self.redis_url = redis_url
         self.keys = keys
         self.workers = workers
         self.live = live
@@ -230,20 +253,12 @@ class _Coordinator:
                     break
         finally:
             self._stop_sampling()
-        result = self.aggregator.result(mesh=self._mesh_usage, environment=self._environment())
-        # Records the pipeline could not deliver make the totals wrong: the run says so.
-        if self.collector.streams_lost:
-            result.valid = False
-            result.validity.append(
-                "Redis lost the records stream during the run (restarted without persistence?); "
-                "records not yet collected were lost"
-            )
-        if self.collector.malformed:
-            result.valid = False
-            result.validity.append(
-                f"{self.collector.malformed} records could not be read (a worker of another meshload version?)"
-            )
-        return result
+        return self.aggregator.result(
+            mesh=self._mesh_usage,
+            environment=self._environment(),
+            streams_lost=self.collector.streams_lost,
+            malformed_records=self.collector.malformed,
+        )
 
     def _assign(self) -> float:
         """Hand every worker its share; once all accepted, the common start instant (as a local
@@ -371,7 +386,7 @@ class _Coordinator:
             self.live.note(f"Redis unreachable ({exc}); waiting for it")
         elif now - self._unreachable_since > REDIS_OUTAGE_LIMIT_S:
             raise RunError(
-                f"Redis at {wire.redacted(self._url())} was unreachable for {REDIS_OUTAGE_LIMIT_S:g}s; "
+                f"Redis at {wire.redacted(self.redis_url)} was unreachable for {REDIS_OUTAGE_LIMIT_S:g}s; "
                 "the run cannot be collected"
             ) from exc
         self.collector.forget_progress()
@@ -381,12 +396,6 @@ class _Coordinator:
         if self._unreachable_since is not None:
             self._unreachable_since = None
             self.live.note("Redis reachable again")
-
-    def _url(self) -> str:
-        kwargs = self.client.connection_pool.connection_kwargs
-        if "path" in kwargs:
-            return f"unix://{kwargs['path']}"
-        return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
     # -- mesh --------------------------------------------------------------------------------
 

@@ -29,9 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ..history.records import format_time
-from ..history.schedules import Firing, Schedule, due_times_s, next_due_s
+from ..history.schedules import Firing, FiringStatus, Schedule, due_times_s, next_due_s
 from ..history.store import STORE_ENV, ResultStore
 
 #: Seconds between looks at the running command and the schedules when nothing is due sooner.
@@ -50,7 +51,7 @@ MISSED_LISTED = 3
 class _Running:
     firing: Firing
     process: subprocess.Popen[bytes]
-    log_file: object
+    log_file: IO[bytes]
 
 
 class Scheduler:
@@ -207,15 +208,15 @@ class Scheduler:
             return
         self._finish(running, "succeeded" if running.process.returncode == 0 else "failed")
 
-    def _finish(self, running: _Running, status: str) -> None:
+    def _finish(self, running: _Running, status: FiringStatus) -> None:
         code = running.process.returncode
         firing = running.firing
-        firing.status = status  # type: ignore[assignment]
+        firing.status = status
         firing.exit_code = code
         firing.ended_unix_ms = _now_ms()
         if code is not None and code < 0:
             firing.detail = f"ended by signal {signal.Signals(-code).name}"
-        running.log_file.close()  # type: ignore[attr-defined]
+        running.log_file.close()
         self.store.update_firing(firing)
         self._running = None
         self.log(f"schedule {firing.schedule}: {status}, exit code {code}")

@@ -17,14 +17,16 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PlanError, RunError, TestbedError
 from ..results.compare import CellSummary
-from ..results.study_report import StudyResult, write_study_outputs
+from ..results.outputs import write_study_outputs
+from ..results.study_result import StudyResult
 from ..scenarios.study_plan import StudyCell, StudyPlan
+from .local_workers import cut_lifeline, spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
@@ -248,28 +250,25 @@ class StudyWorkers:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         for worker_id in self.ids:
             self._spawn(worker_id)
         self.wait_until_idle()
 
     def _spawn(self, worker_id: str) -> None:
-        from .placement import spawn_worker
-
         previous = self._processes.get(worker_id)
-        if previous is not None and previous.stdin is not None:
-            previous.stdin.close()  # it exited; its lifeline goes with it
-        with open(self.log_dir / f"{worker_id}.log", "ab") as log:
-            # The study's Redis is private: workers leave with the study, however it ends.
-            process = spawn_worker(
-                self.redis_url, worker_id, log, once=False, idle_timeout_s=self.IDLE_TIMEOUT_S, exit_with_parent=True
-            )
-        self._processes[worker_id] = process
+        if previous is not None:
+            cut_lifeline(previous)  # it exited; its lifeline goes with it
         # The generator shares the cores with the mesh it measures; when it is scheduled late, its
-        # lag lands in every corrected latency. Ahead of the proxies, it sends on time. Where raising
-        # the priority is not allowed, the generator's self-check still flags late sending.
-        with suppress(PermissionError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, WORKER_NICENESS)
+        # lag lands in every corrected latency. Ahead of the proxies, it sends on time.
+        self._processes[worker_id] = spawn_worker(
+            self.redis_url,
+            worker_id,
+            self.log_dir / f"{worker_id}.log",
+            once=False,
+            idle_timeout_s=self.IDLE_TIMEOUT_S,
+            exit_with_parent=True,  # the study's Redis is private: workers leave with the study
+            niceness=WORKER_NICENESS,
+        )
 
     def wait_until_idle(self) -> None:
         """Block until every worker is registered and idle (restarting any that exited)."""
@@ -294,17 +293,7 @@ class StudyWorkers:
                 time.sleep(0.02)
 
     def stop(self) -> None:
-        for process in self._processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self._processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdin is not None:
-                process.stdin.close()
+        stop_workers(self._processes.values())
         self._processes.clear()
 
 

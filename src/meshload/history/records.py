@@ -19,7 +19,8 @@ from ..results.aggregate import failed_requests
 from ..results.headline import Estimate, headline_figures
 from ..results.outputs import load_run_result
 from ..results.run_result import RunResult
-from ..results.study_report import StudyResult, load_study
+from ..results.study_json import load_study
+from ..results.study_result import StudyResult
 
 Kind = Literal["run", "study", "cell"]
 KINDS: tuple[Kind, ...] = ("run", "study", "cell")

@@ -14,7 +14,7 @@ from typing import Literal
 
 from markupsafe import escape
 
-from ..results.chart_ticks import nice_ticks
+from ..results.charts import nice_ticks
 
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 48

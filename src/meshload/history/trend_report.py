@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..results.study_report import format_value
+from ..results.charts import format_value
 from .records import format_time
 from .trend import TREND_METRICS, RegressionRule, TrendPoint
 from .trend_chart import ChartPoint, State, interval_chart

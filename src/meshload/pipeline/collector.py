@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import msgspec
 import redis
@@ -117,7 +118,7 @@ class StreamCollector:
             reply = self._client.xreadgroup(
                 wire.CONSUMER_GROUP, self._consumer, {self._keys.records: "0"}, count=READ_COUNT
             )
-            entries = reply[0][1] if reply else []
+            entries = _entries_of(reply)
             if entries:
                 # Deleted (trimmed) entries come back with no fields; acknowledge them and move on.
                 yield from ((entry_id, fields or {}) for entry_id, fields in entries)
@@ -130,8 +131,7 @@ class StreamCollector:
             count=READ_COUNT,
             block=block_ms if block_ms > 0 else None,  # redis-py: block=0 waits forever
         )
-        if reply:
-            yield from reply[0][1]
+        yield from _entries_of(reply)
 
     def _ack(self, entry_ids: list[bytes]) -> None:
         if entry_ids:
@@ -141,3 +141,15 @@ class StreamCollector:
     def forget_progress(self) -> None:
         """After a connection failure a read's reply may be lost: re-read our pending list first."""
         self._reading_own_pending = True
+
+
+#: A stream entry as the clients here read it (bytes: no `decode_responses`); fields are None for an
+#: entry trimmed from the stream while it was pending.
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _entries_of(reply: object) -> list[Entry]:
+    """The entries of a one-stream XREADGROUP reply, `[[stream, [(id, fields), ...]]]` (redis-py types
+    replies of every protocol version at once)."""
+    streams = cast(list[tuple[bytes, list[Entry]]] | None, reply)
+    return streams[0][1] if streams else []

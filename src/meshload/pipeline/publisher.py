@@ -1,9 +1,10 @@
 """Delivers a worker's interval records to the run's Redis stream from a thread of its own.
 
 The engine's event loop only appends to a deque (`submit`), so Redis latency or an outage never
-delays a planned send. When Redis is unreachable the records wait in a bounded buffer and go out, in
-order, once it answers again. A record whose XADD reply was lost may be sent twice; the coordinator
-recognises it by (worker id, seq) and counts it once.
+delays a planned send. When Redis is unreachable or refuses for now, the records wait in a bounded
+buffer and go out, in order, once it answers again. A record whose XADD reply was lost may be sent
+twice; the coordinator recognises it by (worker id, seq) and counts it once. Any other failure of
+the thread is a bug: its traceback is printed, and the next `submit` (so the run) and `close` fail.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import time
 from collections import deque
 
 import redis
+import redis.exceptions
 
+from ..errors import InternalError
 from ..results.interval import IntervalRecord, encode_record
 from . import wire
 
@@ -42,6 +45,7 @@ class RecordPublisher:
         self.dropped = 0  # records dropped because the buffer was full during an outage
         self.failures = 0  # failed delivery attempts
         self.unreachable_since: float | None = None  # monotonic seconds, None while Redis answers
+        self._failure: BaseException | None = None  # what ended the thread, if not a clean close
         self._thread = threading.Thread(target=self._run, name="meshload-publisher", daemon=True)
 
     def start(self) -> RecordPublisher:
@@ -50,6 +54,7 @@ class RecordPublisher:
 
     def submit(self, record: IntervalRecord) -> None:
         """Queue a record for delivery (cheap, never blocks on Redis; safe from any thread)."""
+        self._raise_if_failed()
         with self._wakeup:
             if len(self._buffer) >= BUFFER_RECORDS:
                 self._buffer.popleft()
@@ -67,6 +72,7 @@ class RecordPublisher:
             self._closing = True
             self._wakeup.notify()
         self._thread.join(timeout_s)
+        self._raise_if_failed()
         if self._thread.is_alive():
             with self._wakeup:
                 self._buffer.clear()  # give up: the thread exits at its next wakeup
@@ -75,7 +81,21 @@ class RecordPublisher:
             return False
         return not self._buffer
 
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise InternalError(
+                f"the record publisher stopped on an unexpected error ({type(self._failure).__name__}: "
+                f"{self._failure}); its traceback is above"
+            ) from self._failure
+
     def _run(self) -> None:
+        try:
+            self._deliver()
+        except BaseException as exc:
+            self._failure = exc
+            raise  # the thread prints its traceback, once
+
+    def _deliver(self) -> None:
         client: redis.Redis | None = None
         retry_s = RETRY_FIRST_S
         while True:
@@ -89,7 +109,7 @@ class RecordPublisher:
                 if client is None:
                     client = wire.open_redis(self._url, check=False)
                 self._send(client, batch)
-            except Exception as exc:  # noqa: BLE001 - any failure: keep the records, retry
+            except (redis.exceptions.RedisError, OSError) as exc:  # unreachable or refusing: keep them, retry
                 self.failures += 1
                 if self.unreachable_since is None:
                     self.unreachable_since = time.monotonic()

@@ -321,7 +321,7 @@ def open_redis(url: str, *, socket_timeout_s: float | None = 5.0, check: bool = 
     if check:
         try:
             client.ping()
-        except Exception as exc:
+        except (redis.exceptions.RedisError, OSError) as exc:
             client.close()
             raise translate_redis_error(exc, url) from exc
     return client

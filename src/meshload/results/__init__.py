@@ -19,14 +19,15 @@ from .headline import Estimate, headline_figures
 from .histogram import REPORTED_PERCENTILES, DecodedCounts, LatencyHistogram, decode_counts
 from .hlog import read_interval_log, write_interval_log
 from .interval import ERROR_KINDS, IntervalRecord, decode_record, encode_record
-from .outputs import load_run_result, write_run_outputs
+from .outputs import load_run_result, write_run_outputs, write_study_outputs
 from .paired import PairedComparison
 from .report_html import render_report
 from .resolution import ResolutionRow, study_resolution
 from .run_result import ComponentUsage, MeshUsage, RunResult, TimePoint, WorkerSummary
 from .sequential import BlockDecision, decide_more_blocks
 from .smp import SMP_VERSION, smp_document
-from .study_report import StudyResult, load_study, write_study_outputs
+from .study_json import load_study
+from .study_result import StudyResult
 from .validity import Verdict, assess
 
 __all__ = [

@@ -8,9 +8,9 @@ everything it feeds: the run's totals, the second it belongs to, and its worker'
 A record is identified by `(worker_id, seq)`; one seen twice (a retried publish) is counted once.
 Warm-up records are kept out of the statistics but summarised and shown in the timeseries.
 
-Memory is bounded by the run's length in seconds, not its requests: a second's merged histogram is
-kept dense only while records for it may still arrive (`OPEN_SECONDS` behind the newest second),
-then reduced to its non-empty counters.
+Memory is bounded by the run's length in seconds, not its requests: a second's merged histogram
+(`seconds.Second`) is kept dense only while records for it may still arrive (`OPEN_SECONDS` behind
+the newest second), then reduced to its non-empty counters.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import math
 from dataclasses import dataclass, field
 
 import msgspec
-import numpy as np
 
 from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
-from .interval import IntervalRecord, NameInterval
+from .interval import IntervalRecord, NameInterval, is_failed_status
 from .run_result import MeshUsage, NameSummary, RunResult, TimePoint, WorkerSummary
-from .validity import assess
+from .seconds import SECOND_PERCENTILES, Second
+from .validity import judge
 
 #: Timeseries step: records are merged into whole seconds after the run's common start.
 SECOND_S = 1.0
@@ -36,17 +36,12 @@ OPEN_SECONDS = 3
 OFFSET_TOLERANCE_S = 0.01
 #: Bytes of histogram blobs kept for the interval log before records stop being kept.
 MAX_KEPT_RECORD_BYTES = 128 * 1024 * 1024
-#: Percentiles of the per-second timeseries.
-_SECOND_PERCENTILES = (50.0, 99.0)
 
 
 def failed_requests(status_codes: dict[str, int], errors: dict[str, int]) -> int:
-    """Requests that failed from the client's view: transport errors plus statuses >= 400."""
-    failed = sum(errors.values())
-    for code, count in status_codes.items():
-        if not code.isdigit() or int(code) >= 400:
-            failed += count
-    return failed
+    """Requests that failed from the client's view: transport errors plus HTTP statuses >= 400 and
+    gRPC statuses other than OK."""
+    return sum(errors.values()) + sum(count for code, count in status_codes.items() if is_failed_status(code))
 
 
 @dataclass(frozen=True)
@@ -66,76 +61,6 @@ class LiveFigures:
     workers_lost: int
     workers_finished: int  # workers whose final record has arrived
     in_warmup: bool  # no measured record has arrived yet
-
-
-class _Second:
-    """One second of the run, all workers merged."""
-
-    __slots__ = (
-        "_dense",
-        "_percentiles_us",
-        "_sparse_counts",
-        "_sparse_index",
-        "completed",
-        "end_s",
-        "failed",
-        "reporters",
-        "sent",
-        "warmup",
-    )
-
-    def __init__(self) -> None:
-        self.completed = 0
-        self.sent = 0
-        self.failed = 0
-        self.end_s = 0.0  # the furthest record end inside this second, relative to its start
-        self.warmup = False
-        self.reporters = 0
-        self._dense: LatencyHistogram | None = LatencyHistogram()
-        self._sparse_index = np.zeros(0, dtype=np.int64)
-        self._sparse_counts = np.zeros(0, dtype=np.uint64)
-        self._percentiles_us: dict[float, int] | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._dense is not None
-
-    def add_latency(self, decoded: DecodedCounts) -> None:
-        if decoded.total_count == 0:
-            return
-        if self._dense is None:
-            self._reopen()
-        assert self._dense is not None
-        self._dense.add_counts(decoded)
-        self._percentiles_us = None
-
-    def close(self) -> None:
-        """Keep only the non-empty counters and the percentiles the timeseries needs."""
-        if self._dense is None:
-            return
-        self._percentiles_us = self._dense.values_at_percentiles(_SECOND_PERCENTILES)
-        counts = self._dense.counts_array()
-        self._sparse_index = np.flatnonzero(counts)
-        self._sparse_counts = counts[self._sparse_index].copy()
-        self._dense = None
-
-    def percentiles_us(self) -> dict[float, int]:
-        if self._percentiles_us is None:
-            assert self._dense is not None
-            self._percentiles_us = self._dense.values_at_percentiles(_SECOND_PERCENTILES)
-        return self._percentiles_us
-
-    def _reopen(self) -> None:
-        # A record arrived for a second already closed: rebuild its dense histogram exactly.
-        dense = LatencyHistogram()
-        if self._sparse_index.size:
-            start = int(self._sparse_index[0])
-            stretch = np.zeros(int(self._sparse_index[-1]) - start + 1, dtype=np.uint64)
-            stretch[self._sparse_index - start] = self._sparse_counts
-            dense.add_counts(DecodedCounts(start, stretch, int(self._sparse_counts.sum())))
-        self._dense = dense
-        self._sparse_index = np.zeros(0, dtype=np.int64)
-        self._sparse_counts = np.zeros(0, dtype=np.uint64)
 
 
 @dataclass
@@ -161,7 +86,7 @@ class RunAggregator:
         self._records: list[IntervalRecord] = []
         self._records_dropped = 0
         self._workers: dict[str, _Worker] = {}
-        self._seconds: dict[int, _Second] = {}
+        self._seconds: dict[int, Second] = {}
         self._newest_second = -1
         # Measured part (warm-up excluded).
         self._corrected = LatencyHistogram()
@@ -249,7 +174,7 @@ class RunAggregator:
         """Figures for a live view; a few percentile passes, whatever the number of workers or seconds."""
         in_warmup = self._corrected.total_count == 0
         latency = self._warmup_corrected if in_warmup else self._corrected
-        p50_us, p99_us = latency.values_at_percentiles(_SECOND_PERCENTILES).values()
+        p50_us, p99_us = latency.values_at_percentiles(SECOND_PERCENTILES).values()
         alive = sum(1 for w in self._workers.values() if not w.summary.lost)
         rate = sent_rate = 0.0
         second = self._last_complete_second(alive)
@@ -272,8 +197,18 @@ class RunAggregator:
             in_warmup=in_warmup,
         )
 
-    def result(self, *, mesh: MeshUsage | None = None, environment: dict | None = None) -> RunResult:
-        """The merged result so far (call it again after more records for a newer one)."""
+    def result(
+        self,
+        *,
+        mesh: MeshUsage | None = None,
+        environment: dict[str, object] | None = None,
+        streams_lost: int = 0,
+        malformed_records: int = 0,
+    ) -> RunResult:
+        """The merged result so far, judged (call it again after more records for a newer one).
+
+        `streams_lost` and `malformed_records` are what the pipeline knows of records that never
+        reached this aggregator; the verdict counts them."""
         hosts = (environment or {}).get("worker_hosts")
         hosts = hosts if isinstance(hosts, dict) else {}
         workers = []
@@ -313,11 +248,12 @@ class RunAggregator:
             labels=labels,
             records=sorted(self._records, key=lambda r: (r.offset_s, r.worker_id, r.seq)),
             records_dropped=self._records_dropped,
+            streams_lost=streams_lost,
+            malformed_records=malformed_records,
             environment=dict(environment or {}),
             by_name={name: _copy_name(summary) for name, summary in sorted(self._names.items())},
         )
-        verdict = assess(result)
-        result.valid, result.degraded, result.validity = verdict.valid, verdict.degraded, verdict.reasons
+        judge(result)
         return result
 
     # -- inside ----------------------------------------------------------------------------------
@@ -380,7 +316,7 @@ class RunAggregator:
         index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S), 0)
         second = self._seconds.get(index)
         if second is None:
-            second = self._seconds[index] = _Second()
+            second = self._seconds[index] = Second()
         second.completed += record.completed
         second.sent += record.sent
         second.failed += failed
@@ -402,7 +338,7 @@ class RunAggregator:
                     continue
                 old.close()
 
-    def _last_complete_second(self, alive: int) -> _Second | None:
+    def _last_complete_second(self, alive: int) -> Second | None:
         """The newest second every live worker has reported; else the one before the newest."""
         newest = self._newest_second
         for index in range(newest, max(newest - OPEN_SECONDS - 1, -1), -1):
@@ -416,7 +352,7 @@ class RunAggregator:
         for index in sorted(self._seconds):
             second = self._seconds[index]
             span_s = second.end_s if second.end_s > 0 else SECOND_S
-            p50_us, p99_us = (second.percentiles_us()[p] for p in _SECOND_PERCENTILES)
+            p50_us, p99_us = (second.percentiles_us()[p] for p in SECOND_PERCENTILES)
             points.append(
                 TimePoint(
                     offset_s=index * SECOND_S,

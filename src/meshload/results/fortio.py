@@ -5,7 +5,8 @@ can be imported there. Fortio's conventions are kept exactly (reference/smp.md Â
 the histogram are in **seconds**, `ActualDuration` is integer nanoseconds, `RequestedQPS` is a
 string ("max" for a closed loop), `RetCodes` is keyed by status string with transport errors under
 "-1" as Fortio counts them, and the percentile list is exactly 50, 75, 90, 99, 99.9 in that order
-(mesheryctl reads it by position).
+(mesheryctl reads it by position). A gRPC run has `RunType` "GRPC" and its `RetCodes` keyed by status
+name ("OK", "UNAVAILABLE", ...).
 """
 
 from __future__ import annotations
@@ -86,14 +87,17 @@ def fortio_document(result: RunResult) -> dict[str, object]:
     """The run as Fortio's JSON result (plus Meshery's "load-generator" key)."""
     plan = result.plan
     url = plan.targets[0].url
+    sockets = plan.max_connections * max(len(result.workers), 1)
     if isinstance(plan.load, ClosedLoop):
         requested_qps = "max"
         threads = plan.load.concurrency
+        if plan.protocol == "http/1.1":
+            sockets = threads  # one connection per client
     else:
         requested_qps = f"{plan.load.rate:g}"
-        threads = plan.max_connections * max(len(result.workers), 1)
+        threads = sockets
     return {
-        "RunType": "HTTP",
+        "RunType": "GRPC" if plan.protocol == "grpc" else "HTTP",
         "Labels": f"{plan.name} -_- {url}",
         "StartTime": rfc3339(result.started_unix_ms),
         "RequestedQPS": requested_qps,
@@ -109,7 +113,7 @@ def fortio_document(result: RunResult) -> dict[str, object]:
         "RunID": 0,
         "ID": result.run_id,
         "URL": url,
-        "SocketCount": int(threads),
+        "SocketCount": int(sockets),
         "RetCodes": ret_codes(result),
         "DurationHistogram": duration_histogram(result.corrected),
         "ErrorsDurationHistogram": duration_histogram(LatencyHistogram()),

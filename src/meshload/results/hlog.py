@@ -90,8 +90,8 @@ def read_interval_log(path: Path) -> tuple[int, list[LogLine]]:
     start_ms = 0
     lines: list[LogLine] = []
     with path.open(encoding="utf-8") as log:
-        for text in log:
-            text = text.strip()
+        for raw in log:
+            text = raw.strip()
             if text.startswith("#[StartTime:"):
                 start_ms = round(float(text.split()[1]) * 1000.0)
                 continue
@@ -105,16 +105,14 @@ def read_interval_log(path: Path) -> tuple[int, list[LogLine]]:
 def records_from_log(path: Path, run_id: str = "") -> list[IntervalRecord]:
     """Interval records holding the log's histograms (the counters are not in a log)."""
     start_ms, lines = read_interval_log(path)
-    merged: dict[tuple[str, float], dict[str, object]] = {}
+    # (worker, interval start) -> (interval length, {"latency_corrected": blob, ...})
+    merged: dict[tuple[str, float], tuple[float, dict[str, str]]] = {}
     for line in lines:
-        entry = merged.setdefault(
-            (line.worker_id, line.offset_s),
-            {"worker_id": line.worker_id, "offset_s": line.offset_s, "duration_s": line.duration_s},
-        )
-        entry[f"latency_{line.kind}"] = line.blob
+        _, blobs = merged.setdefault((line.worker_id, line.offset_s), (line.duration_s, {}))
+        blobs[f"latency_{line.kind}"] = line.blob
     records = []
     seqs: dict[str, int] = {}
-    for (worker_id, offset_s), entry in sorted(merged.items(), key=lambda item: (item[0][1], item[0][0])):
+    for (worker_id, offset_s), (duration_s, blobs) in sorted(merged.items(), key=lambda item: (item[0][1], item[0][0])):
         seq = seqs.get(worker_id, 0)
         seqs[worker_id] = seq + 1
         records.append(
@@ -123,10 +121,10 @@ def records_from_log(path: Path, run_id: str = "") -> list[IntervalRecord]:
                 seq=seq,
                 run_id=run_id,
                 offset_s=offset_s,
-                duration_s=float(entry["duration_s"]),  # type: ignore[arg-type]
+                duration_s=duration_s,
                 start_unix_ms=start_ms + round(offset_s * 1000.0) if start_ms else 0,
-                latency_corrected=str(entry.get("latency_corrected", "")),
-                latency_uncorrected=str(entry.get("latency_uncorrected", "")),
+                latency_corrected=blobs.get("latency_corrected", ""),
+                latency_uncorrected=blobs.get("latency_uncorrected", ""),
             )
         )
     return records

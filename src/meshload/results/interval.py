@@ -27,6 +27,40 @@ ERROR_KINDS: tuple[str, ...] = (
 )
 
 
+#: gRPC status codes by number (grpc/status.h), as records and reports name them.
+GRPC_STATUS_NAMES: tuple[str, ...] = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+
+
+def is_failed_status(status: str) -> bool:
+    """Whether a response with this status failed from the client's view: an HTTP status >= 400, or
+    any gRPC status but OK."""
+    if status.isdigit():
+        return int(status) >= 400
+    return status != "OK"
+
+
+def is_grpc_status(status: str) -> bool:
+    return status in GRPC_STATUS_NAMES
+
+
 class NameInterval(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One request name's part of an interval record (a Locust request `name`): counts are included in
     the record's totals, histograms hold the same responses as the record's, split by name."""
@@ -50,7 +84,7 @@ class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     warmup: bool = False  # inside the warm-up: reported, excluded from the statistics
     sent: int = 0  # requests written to a connection
     completed: int = 0  # responses received (any status)
-    status_codes: dict[str, int] = {}  # {"200": n, "503": m}
+    status_codes: dict[str, int] = {}  # HTTP {"200": n, "503": m}; gRPC {"OK": n, "UNAVAILABLE": m}
     errors: dict[str, int] = {}  # {kind: n}, kinds from ERROR_KINDS
     bytes_received: int = 0
     late: int = 0  # sends whose lag exceeded the late threshold

@@ -1,9 +1,12 @@
-"""The files of one run's folder (`--out DIR`), and rebuilding a run from them.
+"""The files of a run's folder (`--out DIR`) and of a study's, and rebuilding a run from them.
 
     smp.json          the SMP document with the `meshload` block (smp.py)
     fortio.json       the same run in Fortio's result shape (fortio.py)
     histograms.hlog   HdrHistogram interval log, one line per worker per interval (hlog.py)
     report.html       the self-contained report (report_html.py)
+
+A study's folder holds `study.json` (study_json.py), `index.html` (study_html.py) and a run folder
+per cell.
 
 `smp.json` carries everything a `RunResult` holds except the per-interval histograms, which the
 interval log carries; `load_run_result` joins the two, so `meshload report` and `compare` work from a
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,6 +30,9 @@ from .hlog import records_from_log, write_interval_log
 from .report_html import render_report
 from .run_result import ComponentUsage, MeshUsage, NameSummary, ReferenceFigures, RunResult, TimePoint, WorkerSummary
 from .smp import smp_document
+from .study_html import INDEX_FILE, render_study_html
+from .study_json import STUDY_FILE, study_document, write_study_json
+from .study_result import StudyResult
 
 SMP_FILE = "smp.json"
 FORTIO_FILE = "fortio.json"
@@ -119,7 +126,7 @@ def load_run_result(out_dir: Path) -> RunResult:
     return result
 
 
-def _name_summary(part: dict) -> NameSummary:
+def _name_summary(part: dict[str, Any]) -> NameSummary:
     return NameSummary(
         corrected=LatencyHistogram.decode(part["histogram"]),
         uncorrected=LatencyHistogram.decode(part["uncorrected_histogram"]),
@@ -129,19 +136,23 @@ def _name_summary(part: dict) -> NameSummary:
     )
 
 
-def _mesh_usage(data: dict | None) -> MeshUsage | None:
+def _mesh_usage(data: dict[str, Any] | None) -> MeshUsage | None:
     if data is None:
         return None
+    fields = dict(data)
+    for name in ("sidecar", "ingress_gateway", "control_plane", "applications"):
+        if name in fields:
+            fields[name] = ComponentUsage(**fields[name])
+    return MeshUsage(**fields)
 
-    def component(name: str) -> ComponentUsage:
-        return ComponentUsage(**data[name]) if name in data else ComponentUsage()
 
-    components = ("sidecar", "ingress_gateway", "control_plane", "applications")
-    rest = {key: value for key, value in data.items() if key not in components}
-    return MeshUsage(
-        **rest,
-        sidecar=component("sidecar"),
-        ingress_gateway=component("ingress_gateway"),
-        control_plane=component("control_plane"),
-        applications=component("applications"),
-    )
+def write_study_outputs(study: StudyResult, out_dir: Path, *, html: bool = True) -> dict[str, Path]:
+    """Write `study.json` (and `index.html` unless `html` is False) into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comparisons = study.comparisons()
+    document = study_document(study, comparisons)
+    written = {STUDY_FILE: write_study_json(document, out_dir)}
+    if html:
+        written[INDEX_FILE] = out_dir / INDEX_FILE
+        _write_text(written[INDEX_FILE], render_study_html(study, document, comparisons))
+    return written

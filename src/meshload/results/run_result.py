@@ -119,12 +119,14 @@ class RunResult:
     timeseries: list[TimePoint] = field(default_factory=list)
     valid: bool = True
     validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
-    degraded: bool = False  # a worker was lost and the run continued
+    degraded: bool = False  # a measurement of less than planned (a worker lost, a partial log)
     max_clock_offset_ms: float = 0.0
     mesh: MeshUsage | None = None
     labels: dict[str, str] = field(default_factory=dict)
     records: list[IntervalRecord] = field(default_factory=list)  # for the interval log
     records_dropped: int = 0  # records not kept for the interval log (memory bound reached)
+    streams_lost: int = 0  # times Redis lost the records stream mid-run (records not yet read went with it)
+    malformed_records: int = 0  # records on the stream that could not be read
     environment: dict[str, object] = field(default_factory=dict)  # cores, load average, versions
     by_name: dict[str, NameSummary] = field(default_factory=dict)  # per request name, when recorded
     reference: ReferenceFigures | None = None  # the load tool's own figures (Locust), when it had any

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from ..scenarios.plan import ClosedLoop, OpenLoop, Plan
 from .histogram import LatencyHistogram
@@ -28,8 +29,9 @@ from .run_result import ComponentUsage, MeshUsage, RunResult
 SMP_VERSION = "v0.6.1"
 LOAD_GENERATOR = "meshload"
 
-#: PerformanceTestConfig.Client.Protocol
+#: PerformanceTestConfig.Client.Protocol (HTTP/2 is HTTP there; the meshload block says which version).
 CLIENT_PROTOCOL_HTTP = 1
+CLIENT_PROTOCOL_GRPC = 4
 #: ServiceMesh.Type, by the names meshload's adapters use.
 MESH_TYPES: dict[str, int] = {
     "app_mesh": 1,
@@ -132,11 +134,13 @@ def _clients(result: RunResult) -> list[dict[str, object]]:
         else:
             connections = plan.max_connections
             rps = round(plan.load.rate / count)
+        if plan.protocol != "http/1.1":
+            connections = plan.max_connections  # HTTP/2, gRPC: the clients' requests share these
         clients.append(
             {
                 "internal": False,
                 "load_generator": LOAD_GENERATOR,
-                "protocol": CLIENT_PROTOCOL_HTTP,
+                "protocol": CLIENT_PROTOCOL_GRPC if plan.protocol == "grpc" else CLIENT_PROTOCOL_HTTP,
                 "connections": int(connections),
                 "rps": int(rps),
                 "headers": dict(plan.headers),
@@ -152,7 +156,7 @@ def _clients(result: RunResult) -> list[dict[str, object]]:
 
 def _load_options(plan: Plan, worker_id: str) -> str:
     load = plan.load
-    options: dict[str, object] = {"worker_id": worker_id, "load_model": load.kind}
+    options: dict[str, object] = {"worker_id": worker_id, "load_model": load.kind, "protocol": plan.protocol}
     if isinstance(load, OpenLoop):
         options["arrival"] = load.arrival
         options["rate_total"] = load.rate
@@ -245,6 +249,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
     """The `meshload` block: what SMP has no field for, and what rebuilding the run needs."""
     return {
         "run_id": result.run_id,
+        "protocol": result.plan.protocol,
         "requests": result.completed,
         "sent": result.sent,
         "status_codes": dict(result.status_codes),
@@ -306,7 +311,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
     }
 
 
-def smp_document(result: RunResult) -> dict[str, object]:
+def smp_document(result: RunResult) -> dict[str, Any]:
     """The whole smp.json document: config, result, mesh_config, env and the `meshload` block."""
     ids = document_ids(result)
     labels = smp_labels(result)

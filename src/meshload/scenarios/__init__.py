@@ -1,21 +1,28 @@
-"""What load to send: plans, load models, plan files and built-in scenarios, how a plan's arrival
-schedule is split across workers so that their union is exactly the process asked for, and study
-plans (which functions, load levels and repetitions a study runs)."""
+"""What load to send: plans (HTTP/1.1, HTTP/2 or gRPC targets), load models, plan files and built-in
+scenarios, how a plan's arrival schedule is split across workers so that their union is exactly the
+process asked for, and study plans (which functions, load levels and repetitions a study runs)."""
 
 from .durations import format_duration, parse_duration_s
 from .files import builtin_scenario, list_builtin, load_plan_file
+from .grpc_calls import GrpcCall, grpc_calls
+from .grpc_target import GrpcTarget, parse_grpc_url
 from .options import parse_headers, parse_labels, plan_from_options
-from .plan import ClosedLoop, LoadModel, OpenLoop, Plan, Stage, Target
+from .plan import Arrival, ClosedLoop, GrpcSchema, LoadModel, OpenLoop, Plan, Protocol, Stage, Target
 from .schedule import ArrivalSchedule, RateCurve, WorkerShare, split_plan
 from .study_plan import FunctionSpec, StudyCell, StudyPlan, builtin_study, load_study_plan
 
 __all__ = [
+    "Arrival",
     "ArrivalSchedule",
     "ClosedLoop",
     "FunctionSpec",
+    "GrpcCall",
+    "GrpcSchema",
+    "GrpcTarget",
     "LoadModel",
     "OpenLoop",
     "Plan",
+    "Protocol",
     "RateCurve",
     "Stage",
     "StudyCell",
@@ -25,10 +32,12 @@ __all__ = [
     "builtin_scenario",
     "builtin_study",
     "format_duration",
+    "grpc_calls",
     "list_builtin",
     "load_plan_file",
     "load_study_plan",
     "parse_duration_s",
+    "parse_grpc_url",
     "parse_headers",
     "parse_labels",
     "plan_from_options",

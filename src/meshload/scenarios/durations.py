@@ -74,20 +74,19 @@ def format_duration_ns(total_ns: int) -> str:
         return "0s"
     sign = "-" if total_ns < 0 else ""
     magnitude = abs(total_ns)
-    if magnitude < 1_000:
-        return f"{sign}{magnitude}ns"
-    if magnitude < 1_000_000:
-        return f"{sign}{_decimal(magnitude, 3)}µs"
-    if magnitude < 1_000_000_000:
-        return f"{sign}{_decimal(magnitude, 6)}ms"
+    for below_ns, fraction_digits, unit in _SUB_SECOND_UNITS:
+        if magnitude < below_ns:
+            return f"{sign}{_decimal(magnitude, fraction_digits)}{unit}"
     whole_s, fraction_ns = divmod(magnitude, 1_000_000_000)
     seconds = _decimal(whole_s % 60 * 1_000_000_000 + fraction_ns, 9) + "s"
     minutes, hours = whole_s // 60 % 60, whole_s // 3600
     if hours:
         return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return f"{sign}{seconds}"
+    return f"{sign}{minutes}m{seconds}" if minutes else f"{sign}{seconds}"
+
+
+#: Below a second Go prints one unit: (below this many ns, digits of fraction, unit).
+_SUB_SECOND_UNITS = ((1_000, 0, "ns"), (1_000_000, 3, "µs"), (1_000_000_000, 6, "ms"))
 
 
 def _decimal(value: int, fraction_digits: int) -> str:

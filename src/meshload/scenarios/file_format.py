@@ -7,19 +7,22 @@ the file. Checks that involve several keys (url or targets, stages against durat
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from .bookinfo_session import SESSION_COOKIE, signed_session
 from .durations import duration_ns
-from .plan import ClosedLoop, OpenLoop, Plan, Stage, Target, check_headers
-from .source import SourceDocument
+from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
+from .plan import ClosedLoop, GrpcSchema, OpenLoop, Plan, Stage, Target, check_headers
+from .protos import ProtoError
+from .source import KeyPath, SourceDocument
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
-DEFAULT_MAX_CONNECTIONS = 64
-_HTTP_SCHEMES = ("http://", "https://")
+_URL_SCHEMES = ("http://", "https://", "grpc://", "grpcs://")
 
 
 def _seconds(value: Any) -> Any:
@@ -38,6 +41,18 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _json_text(value: Any) -> Any:
+    """A body written as a YAML mapping or list (a gRPC request message, a JSON body) as JSON text."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+def _paths(value: Any) -> Any:
+    """One path or a list of them, as a list."""
+    return [value] if isinstance(value, str) else value
+
+
 def _sendable_cookies(cookies: dict[str, str]) -> dict[str, str]:
     """Cookies go into one Cookie header: each `name=value` must be fit to send there."""
     for name, value in cookies.items():
@@ -47,6 +62,8 @@ def _sendable_cookies(cookies: dict[str, str]) -> dict[str, str]:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Text = Annotated[str, BeforeValidator(_text)]
+Body = Annotated[str, BeforeValidator(_json_text)]
+Paths = Annotated[list[str], BeforeValidator(_paths)]
 Headers = Annotated[dict[str, Text], AfterValidator(check_headers)]
 Cookies = Annotated[dict[str, Text], AfterValidator(_sendable_cookies)]
 
@@ -79,7 +96,7 @@ class TargetEntry(_FileModel):
     weight: float = Field(1.0, gt=0)
     method: str | None = None
     headers: Headers = {}
-    body: str | None = None
+    body: Body | None = None
 
 
 class PlanFile(_FileModel):
@@ -94,26 +111,42 @@ class PlanFile(_FileModel):
     headers: Headers = {}
     cookies: Cookies = {}
     bookinfo_user: str | None = None
-    body: str | None = None
+    body: Body | None = None
     load: LoadEntry
     duration: Seconds | None = Field(None, gt=0)
     warmup: Seconds = Field(0.0, ge=0)
     timeout: Seconds = Field(DEFAULT_TIMEOUT_S, gt=0)
     connect_timeout: Seconds = Field(DEFAULT_CONNECT_TIMEOUT_S, gt=0)
     tls_verify: bool = True
-    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, gt=0)
+    tls_ca_file: str | None = None
+    max_connections: int | None = Field(None, gt=0)
+    http2: bool = False
+    max_streams_per_connection: int | None = Field(None, gt=0)
+    proto: Paths = []
+    import_paths: Paths = []
     seed: int = 0
     labels: dict[str, Text] = {}
 
 
-def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str) -> Plan:
-    """The `Plan` a validated file describes; a cross-key problem raises PlanError at the key to fix."""
+def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str, base_dir: Path | None = None) -> Plan:
+    """The `Plan` a validated file describes; a cross-key problem raises PlanError at the key to fix.
+
+    Relative paths in the file (`proto`, `import_paths`, `tls_ca_file`) are relative to `base_dir`,
+    the file's folder; those given on the command line, to the working directory."""
     targets = _targets(entry, document)
     load = _load_model(entry, document)
     duration_s = _duration_s(entry, document)
     headers = _with_cookies(dict(entry.headers), entry)
+    optional = {
+        key: value
+        for key, value in (
+            ("max_connections", entry.max_connections),
+            ("max_streams_per_connection", entry.max_streams_per_connection),
+        )
+        if value is not None
+    }
     try:
-        return Plan(
+        plan = Plan(
             name=entry.name or default_name,
             targets=tuple(targets),
             method=_method(entry.method, ("method",), document),
@@ -125,13 +158,67 @@ def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str) -> 
             timeout_s=entry.timeout,
             connect_timeout_s=entry.connect_timeout,
             tls_verify=entry.tls_verify,
-            max_connections=entry.max_connections,
+            tls_ca_pem=_ca_pem(entry, document, base_dir),
+            http2=entry.http2,
+            grpc=_grpc_schema(entry, document, base_dir),
             seed=entry.seed,
             labels=dict(entry.labels),
+            **optional,
         )
     except ValidationError as exc:  # a rule of Plan that the file model does not repeat
         problem = exc.errors(include_url=False)[0]
-        raise document.error((), f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}") from exc
+        where = ".".join(map(str, problem["loc"]))
+        message = problem["msg"].removeprefix("Value error, ")
+        raise document.error((), f"{where}: {message}" if where else message) from exc
+    if plan.protocol == "grpc":
+        try:
+            check_grpc_plan(plan)
+        except GrpcTargetProblem as exc:
+            raise document.error(_target_key(entry, exc.index, exc.key), str(exc)) from exc
+    return plan
+
+
+def _file_path(text: str, key: KeyPath, document: SourceDocument, base_dir: Path | None) -> Path:
+    """A path of the file (relative to the file's folder) or of the command line (to the working one)."""
+    path = Path(text).expanduser()
+    if path.is_absolute() or document.origin_of(key) is not None or base_dir is None:
+        return path
+    return base_dir / path
+
+
+def _grpc_schema(entry: PlanFile, document: SourceDocument, base_dir: Path | None) -> GrpcSchema:
+    files = [_file_path(text, ("proto",), document, base_dir) for text in entry.proto]
+    folders = [_file_path(text, ("import_paths",), document, base_dir) for text in entry.import_paths]
+    if entry.import_paths and not files:
+        raise document.error(("import_paths",), "applies to proto files; give proto too, or remove it")
+    try:
+        return grpc_schema(files, folders)
+    except ProtoError as exc:
+        raise document.error(("proto",), str(exc)) from exc
+
+
+def _ca_pem(entry: PlanFile, document: SourceDocument, base_dir: Path | None) -> str:
+    if entry.tls_ca_file is None:
+        return ""
+    path = _file_path(entry.tls_ca_file, ("tls_ca_file",), document, base_dir)
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise document.error(
+            ("tls_ca_file",), f"cannot read {path} ({exc}); give a PEM file of CA certificates"
+        ) from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise document.error(("tls_ca_file",), f"{path} holds no PEM certificate; give a PEM file of CA certificates")
+    return text
+
+
+def _target_key(entry: PlanFile, index: int, key: str) -> KeyPath:
+    """Where the value behind a gRPC target's problem is written: the target's own key, or the plan's."""
+    if entry.url is not None:
+        return (key,) if key != "url" else ("url",)
+    target = (entry.targets or [])[index]
+    own = {"url": True, "body": target.body is not None, "headers": bool(target.headers)}[key]
+    return ("targets", index, key) if own else (key,)
 
 
 def _targets(entry: PlanFile, document: SourceDocument) -> list[Target]:
@@ -140,8 +227,8 @@ def _targets(entry: PlanFile, document: SourceDocument) -> list[Target]:
     if entry.url is None and not entry.targets:
         raise document.error(("targets",), "is required: give url (one URL) or targets (a list of them)")
     base_url = entry.base_url
-    if base_url is not None and not base_url.startswith(_HTTP_SCHEMES):
-        raise document.error(("base_url",), f"{base_url!r} must start with http:// or https://")
+    if base_url is not None and not base_url.startswith(_URL_SCHEMES):
+        raise document.error(("base_url",), f"{base_url!r} must start with http://, https://, grpc:// or grpcs://")
     if entry.url is not None:
         return [Target(url=_absolute_url(entry.url, base_url, ("url",), document))]
     return [
@@ -157,16 +244,25 @@ def _targets(entry: PlanFile, document: SourceDocument) -> list[Target]:
 
 
 def _absolute_url(url: str, base_url: str | None, where: tuple, document: SourceDocument) -> str:
-    if url.startswith(_HTTP_SCHEMES):
-        return url
+    if url.startswith(_URL_SCHEMES):
+        return _checked_url(url, where, document)
     if "://" in url:
-        raise document.error(where, f"{url!r} is not an http:// or https:// URL")
+        raise document.error(where, f"{url!r} is not an http://, https://, grpc:// or grpcs:// URL")
     if base_url is None:
         raise document.error(
             where, f"{url!r} is relative and no base_url is set; set base_url (e.g. --base-url http://127.0.0.1:8080)"
         )
     # Concatenate rather than urljoin: an ingress mounted under a path prefix keeps its prefix.
-    return base_url.rstrip("/") + "/" + url.lstrip("/")
+    return _checked_url(base_url.rstrip("/") + "/" + url.lstrip("/"), where, document)
+
+
+def _checked_url(url: str, where: tuple, document: SourceDocument) -> str:
+    """`url`, if a target may have it (a gRPC URL must name its method)."""
+    try:
+        Target.model_validate({"url": url})
+    except ValidationError as exc:
+        raise document.error(where, str(exc.errors(include_url=False)[0]["msg"]).removeprefix("Value error, ")) from exc
+    return url
 
 
 def _method(method: str, where: tuple, document: SourceDocument) -> str:

@@ -15,7 +15,11 @@ meshload's own format, in short (FORMAT.md beside this module has every key and 
     timeout: 5s
     connect_timeout: 3s
     tls_verify: true
-    max_connections: 64                # per worker, open loop
+    tls_ca_file: ca.pem                # extra CAs for https/grpcs
+    max_connections: 64                # per worker (HTTP/1.1 open loop: most; HTTP/2, gRPC: opened, 1)
+    http2: false                       # http(s) over HTTP/2; max_streams_per_connection: 100
+    proto: svc.proto                   # gRPC targets (grpc://host:port/pkg.Service/Method): the methods'
+    import_paths: [include]            #   proto files; without them, server reflection
     seed: 0
     labels: {function: retries}
     bookinfo_user: jason               # send BookInfo's signed session cookie for this user
@@ -92,4 +96,4 @@ def load_plan_file(
         entry = PlanFile.model_validate(document.data)
     except ValidationError as exc:
         raise plan_error_from(exc, document, PlanFile) from exc
-    return to_plan(entry, document, default_name=path.stem)
+    return to_plan(entry, document, default_name=path.stem, base_dir=path.resolve().parent)

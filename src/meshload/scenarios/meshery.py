@@ -125,20 +125,7 @@ def plan_document(document: SourceDocument, *, default_name: str) -> dict[str, A
                     ("test", "clients", index, "rps"),
                     "is 0 (as fast as possible) while other clients give a rate; give every client an rps",
                 )
-    targets = []
-    for client in test.clients:
-        headers = dict(client.headers)
-        if client.content_type:
-            headers["Content-Type"] = client.content_type
-        if client.cookies:
-            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-        for url in client.endpoint_urls:
-            target: dict[str, Any] = {"url": url, "headers": headers}
-            if open_loop:
-                target["weight"] = client.rps / len(client.endpoint_urls)
-            if client.body:
-                target.update(method="POST", body=client.body)
-            targets.append(target)
+    targets = [target for client in test.clients for target in _targets_of(client, open_loop=open_loop)]
     connections = sum(client.connections for client in test.clients)
     if open_loop:
         load: dict[str, Any] = {"rate": sum(client.rps for client in test.clients)}
@@ -154,6 +141,24 @@ def plan_document(document: SourceDocument, *, default_name: str) -> dict[str, A
     if open_loop and connections:
         plan["max_connections"] = max(client.connections for client in test.clients)
     return plan
+
+
+def _targets_of(client: SmpClient, *, open_loop: bool) -> list[dict[str, Any]]:
+    """One plan target per endpoint of a Meshery client (open loop: the client's rate split evenly)."""
+    headers = dict(client.headers)
+    if client.content_type:
+        headers["Content-Type"] = client.content_type
+    if client.cookies:
+        headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    targets = []
+    for url in client.endpoint_urls:
+        target: dict[str, Any] = {"url": url, "headers": headers}
+        if open_loop:
+            target["weight"] = client.rps / len(client.endpoint_urls)
+        if client.body:
+            target.update(method="POST", body=client.body)
+        targets.append(target)
+    return targets
 
 
 def _check_client(client: SmpClient, where: tuple, document: SourceDocument) -> None:

@@ -7,12 +7,18 @@ overrides its key; the URL, if given too, is the base for the file's relative ta
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from pydantic import ValidationError
 
 from ..errors import UsageError
-from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_S
+from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from .files import load_plan_file
-from .plan import ClosedLoop, OpenLoop, Plan, Target, header_problem
+from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
+from .grpc_target import is_grpc_url
+from .plan import Arrival, ClosedLoop, GrpcSchema, OpenLoop, Plan, Target, header_problem
+from .protos import ProtoError
 
 DEFAULT_DURATION_S = 30.0
 _HEADER_EXAMPLE = '"Name: value"'
@@ -25,7 +31,11 @@ _OPTION_OF_FIELD = {
     "max_connections": "--connections",
     "url": "URL",
     "method": "--method",
+    "arrival": "--arrival",
+    "max_streams_per_connection": "--streams",
 }
+_OPTION_OF_GRPC_KEY = {"url": "URL", "body": "--body/--data", "headers": "-H/--header"}
+_URL_EXAMPLE = "http://127.0.0.1:8080/productpage or grpc://127.0.0.1:9090/package.Service/Method"
 
 
 def plan_from_options(
@@ -36,7 +46,7 @@ def plan_from_options(
     concurrency: int | None = None,
     duration_s: float | None = None,
     warmup_s: float | None = None,
-    arrival: str | None = None,
+    arrival: Arrival | None = None,
     connections: int | None = None,
     method: str | None = None,
     headers: list[str] | None = None,
@@ -44,6 +54,12 @@ def plan_from_options(
     timeout_s: float | None = None,
     labels: list[str] | None = None,
     base_url: str | None = None,
+    http2: bool | None = None,
+    streams: int | None = None,
+    proto: list[str] | None = None,
+    import_paths: list[str] | None = None,
+    tls_verify: bool | None = None,
+    ca_file: str | None = None,
 ) -> Plan:
     """The plan `meshload run` executes. None means "not given"; a bad value raises UsageError
     naming the option (`-H/--header: "x" is not a header; use "Name: value"`)."""
@@ -59,11 +75,10 @@ def plan_from_options(
         ("--duration", duration_s),
         ("--connections", connections),
         ("--timeout", timeout_s),
+        ("--streams", streams),
     )
     if warmup_s is not None and warmup_s < 0:
         raise UsageError(f"--warmup: must not be negative (got {warmup_s:g})")
-    if arrival is not None and arrival not in ("constant", "poisson"):
-        raise UsageError(f"--arrival: {arrival!r} is not an arrival process; use constant or poisson")
     header_map = parse_headers(headers or [])
     label_map = parse_labels(labels or [])
     if scenario is not None:
@@ -78,6 +93,16 @@ def plan_from_options(
             body=body,
             timeout_s=timeout_s,
         )
+        overrides.update(
+            _given(
+                http2=http2,
+                max_streams_per_connection=streams,
+                proto=proto or None,
+                import_paths=import_paths or None,
+                tls_verify=tls_verify,
+                tls_ca_file=ca_file,
+            )
+        )
         if base_url or url:
             overrides["base_url"] = base_url or url
         # Paths as tuples: header and label names may themselves hold dots ("smp.function").
@@ -88,11 +113,11 @@ def plan_from_options(
         raise UsageError("give the URL to load, or --scenario with a plan file or built-in scenario name")
     if rate is None and concurrency is None:
         raise UsageError("give --rate (requests per second, open loop) or --concurrency (clients, closed loop)")
-    if base_url and not url.startswith(("http://", "https://")):
+    if base_url and "://" not in url:
         url = base_url.rstrip("/") + "/" + url.lstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"URL: {url!r} is not an http:// or https:// URL; use e.g. http://127.0.0.1:8080/productpage")
-    method_text = (method or ("POST" if body else "GET")).upper()
+    if not url.startswith(("http://", "https://")) and not is_grpc_url(url):
+        raise UsageError(f"URL: {url!r} is not an http://, https://, grpc:// or grpcs:// URL; use e.g. {_URL_EXAMPLE}")
+    method_text = (method or ("POST" if body and not is_grpc_url(url) else "GET")).upper()
     if not method_text.isascii() or not method_text.isalpha():
         raise UsageError(f"--method: {method!r} is not an HTTP method; use e.g. GET or POST")
     try:
@@ -101,7 +126,7 @@ def plan_from_options(
             if rate is not None
             else ClosedLoop.model_validate({"concurrency": concurrency})
         )
-        return Plan(
+        plan = Plan(
             name="run",
             targets=(Target(url=url),),
             method=method_text,
@@ -112,11 +137,52 @@ def plan_from_options(
             warmup_s=warmup_s or 0.0,
             timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
             connect_timeout_s=DEFAULT_CONNECT_TIMEOUT_S,
-            max_connections=DEFAULT_MAX_CONNECTIONS if connections is None else connections,
+            http2=bool(http2),
+            tls_verify=tls_verify is not False,
+            tls_ca_pem=_ca_pem(ca_file),
+            grpc=_grpc_schema(proto or [], import_paths or []),
             labels=label_map,
+            **_given(max_connections=connections, max_streams_per_connection=streams),
         )
     except ValidationError as exc:
         raise _usage_error_from(exc) from exc
+    return _checked_grpc(plan)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The values that were given (not None)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _grpc_schema(proto: list[str], import_paths: list[str]) -> GrpcSchema:
+    if import_paths and not proto:
+        raise UsageError("--import-path applies to proto files; give --proto too")
+    try:
+        return grpc_schema([Path(file) for file in proto], [Path(folder) for folder in import_paths])
+    except ProtoError as exc:
+        raise UsageError(f"--proto: {exc}") from exc
+
+
+def _checked_grpc(plan: Plan) -> Plan:
+    if plan.protocol == "grpc":
+        try:
+            check_grpc_plan(plan)
+        except GrpcTargetProblem as exc:
+            raise UsageError(f"{_OPTION_OF_GRPC_KEY[exc.key]}: {exc}") from exc
+    return plan
+
+
+def _ca_pem(ca_file: str | None) -> str:
+    if ca_file is None:
+        return ""
+    path = Path(ca_file).expanduser()
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--ca-file: cannot read {path} ({exc}); give a PEM file of CA certificates") from exc
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise UsageError(f"--ca-file: {path} holds no PEM certificate; give a PEM file of CA certificates")
+    return text
 
 
 def parse_headers(headers: list[str]) -> dict[str, str]:
@@ -151,7 +217,7 @@ def _scenario_overrides(
     concurrency: int | None,
     duration_s: float | None,
     warmup_s: float | None,
-    arrival: str | None,
+    arrival: Arrival | None,
     connections: int | None,
     method: str | None,
     body: str | None,

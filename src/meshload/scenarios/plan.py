@@ -7,9 +7,19 @@ second (`rate`).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .grpc_target import is_grpc_url, parse_grpc_url
+
+#: The wire protocol of a plan, which picks its engine: HTTP/1.1, HTTP/2 (`http2`), or gRPC.
+Protocol = Literal["http/1.1", "h2", "grpc"]
+#: `max_connections` when a plan leaves it out: HTTP/1.1 opens connections as it needs them, up to
+#: this many; HTTP/2 and gRPC multiplex every request over the connections they open, one by default
+#: (as h2load and ghz do).
+DEFAULT_HTTP1_MAX_CONNECTIONS = 64
+DEFAULT_MULTIPLEXED_CONNECTIONS = 1
 
 
 class _Strict(BaseModel):
@@ -43,11 +53,15 @@ def check_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 class Target(_Strict):
-    """One URL of the plan; requests are spread over targets in proportion to `weight`."""
+    """One URL of the plan; requests are spread over targets in proportion to `weight`.
+
+    `http://` and `https://` URLs are HTTP requests; `grpc://host:port/package.Service/Method` and
+    `grpcs://...` are gRPC calls, whose body is the request message as JSON and whose headers are sent
+    as metadata."""
 
     url: str
     weight: float = Field(default=1.0, gt=0)
-    method: str | None = None  # None: the plan's method
+    method: str | None = None  # None: the plan's method (HTTP only)
     headers: dict[str, str] = {}  # added to (and overriding) the plan's headers
     body: str | None = None  # None: the plan's body
 
@@ -55,10 +69,30 @@ class Target(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _absolute_http_url(cls, url: str) -> str:
+    def _absolute_url(cls, url: str) -> str:
+        if is_grpc_url(url):
+            parse_grpc_url(url)  # a URL naming no method is refused here, saying what to write
+            return url
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"{url!r} is not an absolute http:// or https:// URL")
+            raise ValueError(f"{url!r} is not an absolute http://, https://, grpc:// or grpcs:// URL")
         return url
+
+    @property
+    def is_grpc(self) -> bool:
+        return is_grpc_url(self.url)
+
+
+class GrpcSchema(_Strict):
+    """What describes the methods of a plan's gRPC targets."""
+
+    proto_files: tuple[str, ...] = ()  # as given, for the reports
+    #: The methods' descriptors: a base64 FileDescriptorSet compiled from `proto_files`, or fetched by
+    #: server reflection before the run; empty until then (no proto files: reflection).
+    descriptor_set: str = ""
+
+    @property
+    def uses_reflection(self) -> bool:
+        return not self.proto_files
 
 
 class Stage(_Strict):
@@ -68,13 +102,17 @@ class Stage(_Strict):
     rate: float = Field(ge=0)
 
 
+#: How open-loop instants are drawn: evenly spaced, or a Poisson process of the same rate.
+Arrival = Literal["constant", "poisson"]
+
+
 class OpenLoop(_Strict):
     """Requests planned at instants drawn from an arrival process, sent whether or not earlier
     ones have answered. Latency is measured from the planned instant."""
 
     kind: Literal["open"] = "open"
     rate: float = Field(gt=0, description="requests per second, all workers together")
-    arrival: Literal["constant", "poisson"] = "constant"
+    arrival: Arrival = "constant"
     # Optional stages; when given they define the rate over time (starting from `rate`) and the
     # run lasts the sum of their durations.
     stages: tuple[Stage, ...] = ()
@@ -106,13 +144,44 @@ class Plan(_Strict):
     timeout_s: float = Field(default=5.0, gt=0, description="per request: send to complete response")
     connect_timeout_s: float = Field(default=3.0, gt=0)
     tls_verify: bool = True
-    # Open loop: the most connections one worker may open (it opens more only when none is free).
-    # Closed loop: ignored (each client owns one connection).
-    max_connections: int = Field(default=64, gt=0, description="per worker")
+    tls_ca_pem: str = ""  # PEM certificates trusted besides the system's, for https and grpcs targets
+    # HTTP/1.1 open loop: the most connections one worker may open (it opens more only when none is
+    # free); closed loop: ignored (each client owns one connection). HTTP/2 and gRPC: the connections
+    # each worker opens, every request multiplexed over them (default 1).
+    max_connections: int = Field(default=DEFAULT_HTTP1_MAX_CONNECTIONS, gt=0, description="per worker")
+    #: http:// and https:// targets over HTTP/2: h2 negotiated by ALPN over TLS, h2c with prior
+    #: knowledge over plain TCP.
+    http2: bool = False
+    #: HTTP/2: the most requests in flight on one connection (fewer if the server's
+    #: SETTINGS_MAX_CONCURRENT_STREAMS says so); more wait for a free stream.
+    max_streams_per_connection: int = Field(default=100, gt=0)
+    grpc: GrpcSchema = GrpcSchema()
     seed: int = 0  # Poisson arrivals and target choice are reproducible from it
     labels: dict[str, str] = {}
 
     _sendable_headers = field_validator("headers")(check_headers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _connections_by_protocol(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("max_connections") is None:
+            targets = data.get("targets") or ()
+            urls = [t.url if isinstance(t, Target) else (t or {}).get("url", "") for t in targets]
+            multiplexed = data.get("http2") or any(isinstance(url, str) and is_grpc_url(url) for url in urls)
+            default = DEFAULT_MULTIPLEXED_CONNECTIONS if multiplexed else DEFAULT_HTTP1_MAX_CONNECTIONS
+            data = {**data, "max_connections": default}
+        return data
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> Plan:
+        grpc_targets = sum(target.is_grpc for target in self.targets)
+        if 0 < grpc_targets < len(self.targets):
+            raise ValueError("the targets mix gRPC and HTTP URLs; a run speaks one protocol: split them into two runs")
+        if grpc_targets and self.http2:
+            raise ValueError("http2 applies to http:// and https:// targets; gRPC speaks HTTP/2 always")
+        if self.grpc.proto_files and not grpc_targets:
+            raise ValueError("proto files describe gRPC methods; the targets are HTTP URLs")
+        return self
 
     @model_validator(mode="after")
     def _stages_cover_duration(self) -> Plan:
@@ -124,6 +193,13 @@ class Plan(_Strict):
                     f"{self.warmup_s + self.duration_s:g}s; make them equal"
                 )
         return self
+
+    @property
+    def protocol(self) -> Protocol:
+        """The wire protocol: "grpc" for grpc(s):// targets, else "h2" or "http/1.1" by `http2`."""
+        if self.targets[0].is_grpc:
+            return "grpc"
+        return "h2" if self.http2 else "http/1.1"
 
     @property
     def total_s(self) -> float:

@@ -49,10 +49,6 @@ class RateCurve:
         """Expected arrivals over the whole schedule, all workers together."""
         return float(self.counts_at[-1])
 
-    def rate_at(self, t_s: float) -> float:
-        """Requests per second planned at `t_s` after the start."""
-        return float(np.interp(t_s, self.times_s, self.rates))
-
     def counts_at_time(self, t_s: float) -> float:
         """Λ(t): expected arrivals in [0, t_s), exact on ramps (a linear interpolation of Λ would
         under-count on a falling ramp and hand instants out late)."""
@@ -144,7 +140,6 @@ class ArrivalSchedule:
             self._next_u = 0.0
         else:
             self._next_index = share.index  # next global arrival index this worker owns
-        self.planned = 0  # instants handed out so far
         self.exhausted = False
 
     @property
@@ -164,9 +159,7 @@ class ArrivalSchedule:
         self._give_back(counts[~keep])
         if self._no_more_counts() and not self._has_pending():
             self.exhausted = True
-        instants = np.round(times[keep] * 1e9).astype(np.int64)
-        self.planned += len(instants)
-        return instants
+        return np.round(times[keep] * 1e9).astype(np.int64)
 
     # Count-space bookkeeping, constant and Poisson.
 

@@ -191,7 +191,7 @@ class StudyPlan(_Strict):
     def cell_plan(self, cell: StudyCell, base_url: str) -> Plan:
         """The run plan of one cell: the scenario sent to `base_url` (the target's ingress) at the
         cell's rate, for the study's warm-up and duration."""
-        overrides = {
+        overrides: dict[str | tuple[str, ...], object] = {
             "base_url": base_url,
             "name": f"{self.name}/{cell.slug}",
             "load": {"rate": cell.rate, "arrival": self.arrival},

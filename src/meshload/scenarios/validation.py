@@ -11,6 +11,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from ..errors import PlanError
 from .source import KeyPath, SourceDocument
@@ -29,7 +30,7 @@ def plan_error_from(exc: ValidationError, document: SourceDocument, model: type[
     return document.error(path, message)
 
 
-def describe(problem: dict[str, Any], model: type[BaseModel]) -> str:
+def describe(problem: ErrorDetails, model: type[BaseModel]) -> str:
     """One pydantic error as a short sentence in the file's words: "must be greater than 0 (got -5)"."""
     kind = problem["type"]
     context = problem.get("ctx") or {}

@@ -12,6 +12,7 @@ import itertools
 import socket
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import httptools
 
@@ -47,7 +48,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.reusable = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's are not subclasses)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

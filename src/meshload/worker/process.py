@@ -16,7 +16,6 @@ reported to. The worker then leaves at once: nothing it measures could be delive
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -26,13 +25,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import msgspec
+import pydantic
 import redis
+import redis.exceptions
 
+from ..errors import InternalError, PlanError, RedisError, UsageError
 from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
 from .admission import WorkerLimits, refusal
+from .engines.base import EngineJob, EngineOutcome, StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,17 @@ log = logging.getLogger(__name__)
 ASSIGNMENT_POLL_S = 1
 #: Pause before retrying when Redis is unreachable while idle.
 IDLE_RETRY_S = 0.5
+#: What can make one assignment fail without a bug: a plan or assignment this version cannot read,
+#: a refused plan, Redis going away, the machine refusing resources.
+ASSIGNMENT_FAILURES: tuple[type[BaseException], ...] = (
+    PlanError,
+    UsageError,
+    RedisError,
+    pydantic.ValidationError,
+    msgspec.DecodeError,
+    redis.exceptions.RedisError,
+    OSError,
+)
 #: How long an accepted share waits for its start before it is dropped.
 START_WAIT_S = 30.0
 #: Exit code of a worker whose coordinator (the other end of its lifeline) is gone.
@@ -57,19 +72,15 @@ class _ActiveRun:
     keys: wire.RunKeys
     clock_offset_ms: float
     publisher: RecordPublisher
-    loop: asyncio.AbstractEventLoop | None = None
-    stop: asyncio.Event | None = None
+    stop: StopSignal = field(default_factory=StopSignal)
     state: str = "waiting"
     stop_reason: str = ""
-    stopped: threading.Event = field(default_factory=threading.Event)
 
     def request_stop(self, reason: str) -> None:
-        if self.stopped.is_set():
+        if self.stop.requested:
             return
         self.stop_reason = reason
-        self.stopped.set()
-        if self.loop is not None and self.stop is not None:
-            self.loop.call_soon_threadsafe(self.stop.set)
+        self.stop.request()
 
 
 class WorkerProcess:
@@ -95,6 +106,7 @@ class WorkerProcess:
         self._active: _ActiveRun | None = None
         self._reserved_by = ""  # the run this worker answered and waits to start (busy for others)
         self._beat = 0
+        self._heartbeat_failure: BaseException | None = None
         self.runs_done = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -105,7 +117,7 @@ class WorkerProcess:
             threading.Thread(target=_leave_when_parent_is_gone, name="meshload-lifeline", daemon=True).start()
         client = wire.open_redis(self.redis_url, socket_timeout_s=ASSIGNMENT_POLL_S + 5)
         self._register(client)
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="meshload-heartbeat", daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat, name="meshload-heartbeat", daemon=True)
         heartbeat.start()
         self._install_signal_handlers()
         idle_since = time.monotonic()
@@ -128,9 +140,9 @@ class WorkerProcess:
                     continue
                 try:
                     self._carry_out(client, message)
-                except Exception:
-                    # A long-lived worker survives a failed run (its coordinator sees it go silent);
-                    # a one-run worker exits with the error.
+                except ASSIGNMENT_FAILURES:
+                    # A long-lived worker survives a run it could not carry out (its coordinator sees
+                    # it go silent); a one-run worker exits with the error. Anything else is a bug.
                     log.exception("an assignment failed")
                     if self.once:
                         raise
@@ -143,6 +155,11 @@ class WorkerProcess:
             heartbeat.join(wire.HEARTBEAT_INTERVAL_S * 4)
             self._deregister(client)
             client.close()
+        if self._heartbeat_failure is not None:
+            raise InternalError(
+                f"the heartbeat stopped on an unexpected error ({type(self._heartbeat_failure).__name__}: "
+                f"{self._heartbeat_failure}); its traceback is above"
+            ) from self._heartbeat_failure
         return self.runs_done
 
     def shutdown(self) -> None:
@@ -283,6 +300,14 @@ class WorkerProcess:
 
     # -- heartbeat ---------------------------------------------------------------------------
 
+    def _heartbeat(self) -> None:
+        try:
+            self._heartbeat_loop()
+        except BaseException as exc:
+            self._heartbeat_failure = exc
+            self.shutdown()  # a worker without a heartbeat cannot be trusted with a run
+            raise  # the thread prints its traceback, once
+
     def _heartbeat_loop(self) -> None:
         client: redis.Redis | None = None
         unreachable_since: float | None = None
@@ -294,7 +319,7 @@ class WorkerProcess:
                     client = wire.open_redis(self.redis_url, socket_timeout_s=2.0, check=False)
                 self._beat_once(client, active)
                 unreachable_since = None
-            except Exception as exc:  # noqa: BLE001 - keep beating through outages
+            except (redis.exceptions.RedisError, OSError) as exc:  # keep beating through outages
                 if client is not None:
                     client.close()
                     client = None
@@ -351,28 +376,17 @@ def _run_engine(
     start_ns: int,
     clock_offset_ms: float,
     active: _ActiveRun,
-) -> object:
-    """Run the engine on a fresh event loop (uvloop when available) until its share is done."""
-    from .engines.auto import run_share
+) -> EngineOutcome:
+    """Run the plan's engine on a fresh event loop of its kind until its share is done (or stopped)."""
+    from .engines.auto import pick_engine
 
-    async def main() -> object:
-        active.loop = asyncio.get_running_loop()
-        active.stop = asyncio.Event()
-        if active.stopped.is_set():
-            active.stop.set()
-        return await run_share(
-            share,
-            start_ns=start_ns,
-            sink=active.publisher.submit,
-            worker_id=worker_id,
-            run_id=assignment.run_id,
-            interval_s=assignment.interval_s,
-            clock_offset_ms=clock_offset_ms,
-            stop=active.stop,
-        )
-
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main())
-    return uvloop.run(main())
+    job = EngineJob(
+        share=share,
+        start_ns=start_ns,
+        sink=active.publisher.submit,
+        worker_id=worker_id,
+        run_id=assignment.run_id,
+        interval_s=assignment.interval_s,
+        clock_offset_ms=clock_offset_ms,
+    )
+    return pick_engine(share.plan).run(job, active.stop)

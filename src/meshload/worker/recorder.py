@@ -4,8 +4,10 @@ The hot path (`record_response`) only writes four integers into preallocated `ar
 arrays are folded into three HDR histograms with one numpy batch per fold: when they fill up, and at
 every interval cut. Nothing grows with the number of requests: memory is fixed by `capacity`.
 
-Every request ends exactly one way: a response (any HTTP status, recorded in the latency
-histograms) or an error of one of `ERROR_KINDS` (counted, kept out of the latency histograms).
+Every request ends exactly one way: a response (any HTTP status, or any gRPC status, recorded in the
+latency histograms) or an error of one of `ERROR_KINDS` (counted, kept out of the latency histograms).
+Statuses are small integers on the hot path; a record names them by their number (HTTP) or by the
+`status_names` the engine gives (gRPC: "OK", "UNAVAILABLE", ...).
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ class IntervalRecorder:
         clock_offset_ms: float = 0.0,
         capacity: int = DEFAULT_CAPACITY,
         late_threshold_us: int = LATE_THRESHOLD_US,
+        status_names: tuple[str, ...] = (),
     ) -> None:
         self.worker_id = worker_id
         # A send later than this behind its planned instant is counted as late: the engine's accuracy.
         self.late_threshold_us = late_threshold_us
+        #: How a record names status `i`: `status_names[i]`, or (none given) the number itself.
+        self.status_names = status_names
         self.run_id = run_id
         self.clock_offset_ms = clock_offset_ms
         self.capacity = capacity
@@ -73,7 +78,7 @@ class IntervalRecorder:
     # -- hot path ----------------------------------------------------------------------------------
 
     def record_response(self, planned_ns: int, sent_ns: int, done_ns: int, status: int) -> None:
-        """One HTTP response (any status): planned instant, actual send, completion (monotonic ns)."""
+        """One response (any status): planned instant, actual send, completion (monotonic ns)."""
         i = self.count
         self._planned_ns[i] = planned_ns
         self._sent_ns[i] = sent_ns
@@ -152,7 +157,7 @@ class IntervalRecorder:
             warmup=warmup,
             sent=self.sent,
             completed=self._completed,
-            status_codes={str(int(code)): int(self._status_counts[code]) for code in codes},
+            status_codes={self._status_name(int(code)): int(self._status_counts[code]) for code in codes},
             errors={kind: n for kind, n in self._errors.items() if n},
             bytes_received=self.bytes_received,
             late=self._late,
@@ -169,6 +174,10 @@ class IntervalRecorder:
         self._add_to_totals(cpu_s)
         self._reset_interval()
         return record
+
+    def _status_name(self, code: int) -> str:
+        names = self.status_names
+        return names[code] if code < len(names) else str(code)
 
     def _add_to_totals(self, cpu_s: float) -> None:
         self.total_completed += self._completed

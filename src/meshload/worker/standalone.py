@@ -7,13 +7,17 @@ merged by the results aggregator exactly as the coordinator merges records read 
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import queue
 import time
 import uuid
-from collections.abc import Callable
-
-import uvloop
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from typing import Any
 
 from ..errors import RunError
 from ..results.aggregate import RunAggregator
@@ -21,8 +25,8 @@ from ..results.interval import IntervalRecord, decode_record, encode_record
 from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare, split_plan
-from .engines.auto import run_share
-from .engines.base import EngineOutcome
+from .engines.auto import pick_engine
+from .engines.base import EngineJob, EngineOutcome, RecordSink, StopSignal
 
 #: Between "all workers ready" and the common start: time to open the first connections.
 START_LEAD_S = 0.2
@@ -71,19 +75,16 @@ def run_share_blocking(
     share: WorkerShare,
     *,
     start_ns: int,
-    sink: Callable[[IntervalRecord], None],
+    sink: RecordSink,
     worker_id: str,
     run_id: str = "",
     interval_s: float = 1.0,
 ) -> EngineOutcome:
-    """Run one share on a fresh uvloop event loop in this thread."""
-
-    async def main() -> EngineOutcome:
-        return await run_share(
-            share, start_ns=start_ns, sink=sink, worker_id=worker_id, run_id=run_id, interval_s=interval_s
-        )
-
-    return uvloop.run(main())
+    """Run one share with the plan's engine, on a fresh event loop in this thread."""
+    job = EngineJob(
+        share=share, start_ns=start_ns, sink=sink, worker_id=worker_id, run_id=run_id, interval_s=interval_s
+    )
+    return pick_engine(share.plan).run(job, StopSignal())
 
 
 def _collect_from_processes(
@@ -128,7 +129,12 @@ def _collect_from_processes(
                 process.join(timeout=5)
 
 
-def _wait_ready(messages: multiprocessing.Queue, processes: list) -> None:  # type: ignore[type-arg]
+#: What a spawned worker tells its parent: ("ready", index), ("record", bytes), ("done", outcome
+#: fields) or ("failed", one line).
+Message = tuple[str, Any]
+
+
+def _wait_ready(messages: Queue[Message], processes: Sequence[BaseProcess]) -> None:
     deadline_s = time.monotonic() + READY_TIMEOUT_S
     ready = 0
     while ready < len(processes):
@@ -138,10 +144,11 @@ def _wait_ready(messages: multiprocessing.Queue, processes: list) -> None:  # ty
         ready += kind == "ready"
 
 
-def _next_message(messages: multiprocessing.Queue, processes: list, deadline_s: float) -> tuple[str, object]:  # type: ignore[type-arg]
+def _next_message(messages: Queue[Message], processes: Sequence[BaseProcess], deadline_s: float) -> Message:
     while True:
         try:
-            return messages.get(timeout=0.2)
+            message: Message = messages.get(timeout=0.2)
+            return message
         except queue.Empty:
             pass
         if time.monotonic() > deadline_s:
@@ -152,8 +159,15 @@ def _next_message(messages: multiprocessing.Queue, processes: list, deadline_s: 
 
 
 def _worker_main(
-    plan_json: str, index: int, workers: int, run_id: str, interval_s: float, messages, go, start_at
-) -> None:  # type: ignore[no-untyped-def]
+    plan_json: str,
+    index: int,
+    workers: int,
+    run_id: str,
+    interval_s: float,
+    messages: Queue[Message],
+    go: Event,
+    start_at: Synchronized[int],
+) -> None:
     """A spawned worker: report ready, wait for the common start, stream records back."""
     try:
         plan = Plan.model_validate_json(plan_json)
@@ -168,7 +182,7 @@ def _worker_main(
             run_id=run_id,
             interval_s=interval_s,
         )
-        messages.put(("done", outcome.__dict__))
+        messages.put(("done", dataclasses.asdict(outcome)))
     except BaseException as exc:  # reported to the parent as one line, then re-raised for the exit code
         messages.put(("failed", f"{worker_id_of(index)}: {type(exc).__name__}: {exc}"))
         raise

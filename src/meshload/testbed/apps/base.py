@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable
 
 from ..httpclient import Upstream, UpstreamClient
 from ..httpserver import Request, Response
@@ -60,14 +61,14 @@ class ServiceApp:
     def instance_name(self) -> str:
         return f"{self.service}-{self.version}"
 
-    def handle(self, request: Request):
+    def handle(self, request: Request) -> Response | Awaitable[Response]:
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
         if self.mode == "failing":
             return _UNAVAILABLE
         return self.route(request)
 
-    def route(self, request: Request):  # pragma: no cover - every service overrides it
+    def route(self, request: Request) -> Response | Awaitable[Response]:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def set_mode(self, mode: str) -> None:

@@ -12,7 +12,9 @@ import json
 import random
 import re
 import time
+from collections.abc import Awaitable
 
+from ..httpclient import Upstream
 from ..httpserver import Request, Response
 from ..topology import RATINGS_MODES
 from .base import JSON, ServiceApp
@@ -35,8 +37,8 @@ class RatingsApp(ServiceApp):
     service = "ratings"
     modes = RATINGS_MODES
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, version: str, upstreams: dict[str, Upstream], fault_scale: float = 1.0) -> None:
+        super().__init__(version, upstreams, fault_scale)
         self._stored: dict[int, dict] = {}
         self._mode_since_s = time.monotonic()
 
@@ -49,7 +51,7 @@ class RatingsApp(ServiceApp):
         elapsed_s = time.monotonic() - self._mode_since_s
         return int(elapsed_s / (phase_s * self.fault_scale)) % 2 == 1
 
-    def route(self, request: Request):
+    def route(self, request: Request) -> Response | Awaitable[Response]:  # noqa: PLR0911 - a return per route
         path = request.path
         if path == "/health":
             if self.mode == "unhealthy" and self._in_bad_phase(UNHEALTHY_PHASE_S):

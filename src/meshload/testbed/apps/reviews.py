@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Awaitable
 
-from ..httpclient import UpstreamError
+from ..httpclient import Upstream, UpstreamError
 from ..httpserver import Request, Response
 from .base import B3_HEADERS, FORWARDED_HEADERS, JSON, ServiceApp
 
@@ -17,8 +18,14 @@ STAR_COLOR = {"v1": "", "v2": "black", "v3": "red"}
 # connect and read timeouts of the JAX-RS client: 10 s for black stars, 2.5 s otherwise
 RATINGS_TIMEOUT_S = {"black": 10.0, "red": 2.5}
 
-_REVIEW_1 = '{  "reviewer": "Reviewer1",  "text": "An extremely entertaining play by Shakespeare. The slapstick humour is refreshing!"'
-_REVIEW_2 = '{  "reviewer": "Reviewer2",  "text": "Absolutely fun and entertaining. The play lacks thematic depth when compared to other plays by Shakespeare."'
+_REVIEW_1 = (
+    '{  "reviewer": "Reviewer1",  "text": "An extremely entertaining play by Shakespeare. '
+    'The slapstick humour is refreshing!"'
+)
+_REVIEW_2 = (
+    '{  "reviewer": "Reviewer2",  "text": "Absolutely fun and entertaining. '
+    'The play lacks thematic depth when compared to other plays by Shakespeare."'
+)
 _RATING_ERROR = ', "rating": {"error": "Ratings service is currently unavailable"}'
 _HEALTHY = Response(200, b'{"status": "Reviews is healthy"}', JSON)
 _NOT_FOUND = Response(404, b"", "text/plain")
@@ -28,15 +35,15 @@ _PROPAGATED = FORWARDED_HEADERS + B3_HEADERS + ("end-user",)
 class ReviewsApp(ServiceApp):
     service = "reviews"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, version: str, upstreams: dict[str, Upstream], fault_scale: float = 1.0) -> None:
+        super().__init__(version, upstreams, fault_scale)
         self.star_color = STAR_COLOR[self.version]
         self.ratings_enabled = bool(self.star_color)
         self.ratings_timeout_s = RATINGS_TIMEOUT_S.get(self.star_color, 2.5)
         self.podname = os.environ.get("HOSTNAME") or f"{self.instance_name}-{os.getpid()}"
         self.clustername = os.environ.get("CLUSTER_NAME") or "null"  # Java's "" + null
 
-    def route(self, request: Request):
+    def route(self, request: Request) -> Response | Awaitable[Response]:
         path = request.path
         if path == "/health":
             return _HEALTHY

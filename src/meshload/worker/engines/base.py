@@ -1,31 +1,65 @@
-"""The one small contract every request engine keeps (after fortio's `Runnable`).
+"""The contract every request engine keeps (after fortio's `Runnable`), written down once.
 
-An engine runs one worker's share of a plan from a common start instant and hands its measurements
-to a sink, one `IntervalRecord` per interval, the last with `final=True`. It never stops on a bad
-response: transport errors are counted by kind (`results.interval.ERROR_KINDS`).
+**What an engine receives**: an `EngineJob` (one worker's share of a plan, the common start instant
+on this host's `time.monotonic_ns()` clock, where its records go, and the ids to put in them) and a
+`StopSignal`.
+
+**What it must record**: every request it sets out to make ends exactly one way: a response (any
+status; planned instant, actual send and completion go to the `IntervalRecorder`, whose histograms
+give the corrected and uncorrected latency and the schedule lag) or an error of one of
+`results.interval.ERROR_KINDS` (counted, never raised: a bad response, a reset or a refused
+connect never stops an engine). Every `interval_s`, and exactly at the warm-up's end
+(`worker.intervals.interval_cuts_s`), it cuts an `IntervalRecord` and hands it to `job.sink` on its
+own thread; the last record has `final=True` and covers the drain after the last send.
+
+**How it stops**: by itself at the plan's end (no new request after `start + warm-up + duration`,
+in-flight ones get up to the request timeout), or early when `StopSignal.request()` is called from
+any thread; either way it still cuts its final record, then returns an `EngineOutcome`.
+
+**Which event loop it needs**: `event_loop` says it: "asyncio" engines (uvloop HTTP/1.1, and engines
+on grpcio's or h2's asyncio APIs) run on a fresh asyncio loop (uvloop where installed, see
+`asyncio_engine.AsyncioEngine`); "gevent" engines (Locust users) need a gevent-patched process.
+gevent and uvloop never share a process, so the picker (`auto.py`) chooses per worker process.
 """
 
 from __future__ import annotations
 
-import asyncio
-import errno
-import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Literal, Protocol
 
 from ...results.interval import IntervalRecord
 from ...scenarios.schedule import WorkerShare
 
-#: Receives each interval record as soon as it is cut (called on the engine's event loop thread).
+#: Receives each interval record as soon as it is cut (called on the engine's own thread).
 RecordSink = Callable[[IntervalRecord], None]
+
+#: The event loop an engine runs on. A worker process runs engines of one kind only.
+EventLoop = Literal["asyncio", "gevent"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineJob:
+    """What an engine receives: one worker's share of a plan, and where its records go."""
+
+    share: WorkerShare
+    start_ns: int  # the common start instant, on this host's `time.monotonic_ns()` clock
+    sink: RecordSink
+    worker_id: str
+    run_id: str = ""
+    interval_s: float = 1.0  # one record per interval (and one cut at the warm-up's end)
+    clock_offset_ms: float = 0.0  # this host's clock minus the Redis server's, put in every record
 
 
 @dataclass
 class EngineOutcome:
     """What one engine run did, summed over its records."""
 
-    planned: int = 0  # open loop: instants in the schedule; closed loop: requests started
+    #: Requests the engine set out to make. Open loop: planned instants that came due before the end
+    #: (or the stop), whether sent, still waiting for a connection, or never sent. Closed loop:
+    #: requests that ended (a response or an error); each client has at most one in flight.
+    attempted: int = 0
     sent: int = 0
     completed: int = 0
     missed: int = 0
@@ -36,33 +70,57 @@ class EngineOutcome:
     connections_opened: int = 0
 
 
+class StopSignal:
+    """Tells a running engine to end now. `request()` is safe from any thread (a heartbeat thread,
+    a signal handler); an engine hears of it through `on_request`, on its own loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requested = False
+        self._wakes: list[Callable[[], object]] = []
+
+    @property
+    def requested(self) -> bool:
+        return self._requested
+
+    def request(self) -> None:
+        """Ask the engine to stop (again: nothing more happens)."""
+        with self._lock:
+            if self._requested:
+                return
+            self._requested = True
+            wakes = list(self._wakes)
+        for wake in wakes:
+            wake()
+
+    def on_request(self, wake: Callable[[], object]) -> Callable[[], None]:
+        """Call `wake()` at the first request (at once if it came already); returns the undo.
+
+        `wake` runs on the requesting thread, so it must only hand over to the engine's loop
+        (`loop.call_soon_threadsafe`, gevent's `hub.loop.run_callback_threadsafe`). The engine calls
+        the returned undo before its loop closes."""
+        with self._lock:
+            requested = self._requested
+            if not requested:
+                self._wakes.append(wake)
+        if requested:
+            wake()
+
+        def undo() -> None:
+            with self._lock:
+                if wake in self._wakes:
+                    self._wakes.remove(wake)
+
+        return undo
+
+
 class Engine(Protocol):
-    """An engine module exposes `run_share` with this signature."""
+    """A request engine: one class per module under `worker/engines/`, registered in `auto.py`."""
 
-    async def __call__(
-        self,
-        share: WorkerShare,
-        *,
-        start_ns: int,
-        sink: RecordSink,
-        worker_id: str,
-        run_id: str = "",
-        interval_s: float = 1.0,
-        clock_offset_ms: float = 0.0,
-        stop: asyncio.Event | None = None,
-    ) -> EngineOutcome: ...
+    #: The event loop `run` creates and runs on (see the module docstring).
+    event_loop: ClassVar[EventLoop]
 
-
-def connect_error_kind(exc: BaseException) -> str:
-    """The error kind of a failed connect or TLS handshake."""
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return "tls_error"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connect_refused"
-    if isinstance(exc, TimeoutError):
-        return "connect_timeout"
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-        return "reset"
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-        return "connect_refused"
-    return "connect_error"
+    def run(self, job: EngineJob, stop: StopSignal) -> EngineOutcome:
+        """Run `job` on a fresh event loop of kind `event_loop` in this thread, until the plan's
+        end or `stop`; the records go to `job.sink`, the totals are returned."""
+        ...

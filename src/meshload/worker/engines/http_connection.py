@@ -28,7 +28,8 @@ import functools
 import mmap
 import socket
 import struct
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, cast
 
 import httptools
 
@@ -57,7 +58,7 @@ class ConnectionOwner(Protocol):
 
 
 class HttpConnection(asyncio.Protocol):
-    """States: connecting (transport None) -> idle <-> busy -> closed."""
+    """States: connecting (transport None) -> idle <-> busy -> retired (never reused) -> closed."""
 
     __slots__ = (
         "_bytes_mark",
@@ -66,13 +67,13 @@ class HttpConnection(asyncio.Protocol):
         "_parser",
         "_recorder",
         "_sock",
+        "_write",
         "busy",
-        "client",
-        "closed",
         "data_received",
         "origin_index",
         "owner",
         "planned_ns",
+        "retired",
         "sent_ns",
         "transport",
     )
@@ -82,12 +83,12 @@ class HttpConnection(asyncio.Protocol):
     ) -> None:
         self.owner = owner
         self.origin_index = origin_index
-        self.client: object = None  # closed loop: the client this connection belongs to
         self.transport: asyncio.Transport | None = None
+        self._write: Callable[[bytes], None] = _not_connected  # the transport's `write`, once connected
         self.planned_ns = 0
         self.sent_ns = 0
         self.busy = False
-        self.closed = False
+        self.retired = False  # lost, aborted, or the server said it closes: no new request on it
         self._recorder = recorder
         # Where HEAD requests may go, responses are framed by the request too: a parser that knows.
         self._heads = HeadAwareParser(self) if owner.origins[origin_index].head_requests else None
@@ -101,7 +102,9 @@ class HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A stream transport (uvloop's are not `asyncio.Transport` subclasses, but behave as one).
+        self.transport = cast(asyncio.Transport, transport)
+        self._write = self.transport.write
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
@@ -145,7 +148,7 @@ class HttpConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.retired = True
         self._sock = None
         self.owner.on_lost(self, exc)
 
@@ -162,7 +165,7 @@ class HttpConnection(asyncio.Protocol):
         heads = self._heads
         if heads is not None:
             heads.head = payload.startswith(b"HEAD ")
-        self.transport.write(payload)  # type: ignore[union-attr]
+        self._write(payload)
 
     def collect_bytes(self, *, closing: bool = False, fin_received: bool = False) -> None:
         """Add the bytes the kernel received on this connection since the last call to the recorder.
@@ -195,7 +198,7 @@ class HttpConnection(asyncio.Protocol):
         """Close now (after an error the stream is out of step; it cannot be reused)."""
         self.collect_bytes()
         self.busy = False
-        self.closed = True
+        self.retired = True
         if self.transport is not None:
             self.transport.abort()
 
@@ -268,6 +271,10 @@ class HeadAwareParser:
     def on_message_complete(self) -> None:
         if not self._stale:
             self._conn.on_message_complete()
+
+
+def _not_connected(payload: bytes) -> None:
+    raise RuntimeError("a request was sent on a connection that is not connected yet")
 
 
 def is_parse_error(exc: BaseException | None) -> bool:

@@ -106,9 +106,12 @@ def target_sequence(plan: Plan, worker_index: int) -> list[int]:
     return rng.choice(len(weights), size=TARGET_SEQUENCE_LENGTH, p=weights / weights.sum()).tolist()
 
 
-def client_ssl_context(verify: bool) -> ssl.SSLContext:
-    """TLS for https targets; `verify=False` accepts any certificate (self-signed test meshes)."""
+def client_ssl_context(verify: bool, ca_pem: str = "") -> ssl.SSLContext:
+    """TLS for https targets: the system's CAs plus `ca_pem`; `verify=False` accepts any certificate
+    (self-signed test meshes)."""
     context = ssl.create_default_context()
+    if ca_pem:
+        context.load_verify_locations(cadata=ca_pem)
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1,7 +1,8 @@
 """The one place that talks to the terminal: status and errors go to stderr, results to stdout.
 
-Commands print only through these functions, so `--json` output on stdout stays machine-readable and
-rich's markup, emoji and highlighting never rewrite a message.
+The CLI's commands and the coordinator's live view print only through these functions (it imports
+nothing of meshload, so every layer may use it), so `--json` output on stdout stays
+machine-readable and rich's markup, emoji and highlighting never rewrite a message.
 """
 
 from __future__ import annotations

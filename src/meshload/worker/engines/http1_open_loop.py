@@ -1,0 +1,251 @@
+"""HTTP/1.1 open loop: each request leaves at its planned instant, on a free keep-alive connection.
+
+Every measurement uses `time.monotonic_ns()`; the loop's own clock ticks in milliseconds. If no
+connection is free, the send waits in its origin's queue (that wait is charged to the corrected
+latency) while, up to `plan.max_connections`, another connection is opened. Due sends are checked
+by a kernel timer (`pacing.DueTimer`) and again after every response, so the schedule lag stays well
+under a millisecond at high rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from time import monotonic_ns
+
+from ...scenarios.plan import OpenLoop
+from ...scenarios.schedule import ArrivalSchedule
+from ..recorder import IntervalRecorder
+from .base import EngineJob
+from .http1_runner import DRAIN_POLL_S, Http1Runner
+from .http_connection import HttpConnection
+from .pacing import DueTimer
+
+#: How far ahead the arrival schedule is materialised (bounded memory at any rate).
+PLAN_CHUNK_S = 0.05
+#: Connections opened per origin before the start instant, so the first sends find one: at least
+#: this many, and one more per `PREWARM_RATE_PER_CONNECTION` planned requests per second.
+PREWARM_CONNECTIONS = 4
+PREWARM_RATE_PER_CONNECTION = 2_000
+#: Connects in flight per origin at once. Opening a connection costs the loop far more than a
+#: request; unbounded, a short hiccup would trigger a storm of connects that itself delays
+#: responses and triggers more connects.
+MAX_CONCURRENT_CONNECTS = 4
+_NEVER = 1 << 62
+
+
+class OpenLoopConnection(HttpConnection):
+    """A response frees the connection for the oldest waiting send, or parks it."""
+
+    __slots__ = ("runner",)
+
+    def __init__(self, runner: OpenLoopRunner, recorder: IntervalRecorder, origin_index: int, *, tls: bool) -> None:
+        super().__init__(runner, recorder, origin_index, tls=tls)
+        self.runner = runner
+
+    def on_message_complete(self) -> None:
+        # The hottest path of the engine: kept to one Python call (the recorder's).
+        done_ns = monotonic_ns()
+        if not self.busy:
+            return  # an answer nobody asked for (already timed out): ignore
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim response (100, 103, ...): the final one follows
+        self._recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
+        self.busy = False
+        runner = self.runner
+        if parser.should_keep_alive():
+            pool = runner.pools[self.origin_index]
+            if pool.pending and runner.accepting_sends:
+                runner.release(pool, self)
+            else:
+                pool.idle.append(self)
+        else:
+            runner.await_server_close(self)  # `on_lost` replaces it if sends are waiting
+        if done_ns >= runner.next_due_ns:
+            runner.send_due(done_ns)
+
+
+class Pool:
+    """One origin's connections and the sends waiting for one."""
+
+    __slots__ = ("cap", "connecting", "idle", "index", "open", "pending")
+
+    def __init__(self, index: int, cap: int) -> None:
+        self.index = index
+        self.idle: list[HttpConnection] = []
+        self.pending: deque[tuple[int, bytes]] = deque()  # (planned_ns, payload), oldest first
+        self.open = 0  # connecting + established
+        self.connecting = 0
+        self.cap = cap
+
+
+class OpenLoopRunner(Http1Runner):
+    def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
+        super().__init__(job, stop)
+        cap = max(1, self.plan.max_connections // len(self.origins))
+        self.pools = [Pool(i, cap) for i in range(len(self.origins))]
+        self.schedule: ArrivalSchedule = self.share.schedule()
+        self.horizon_s = 0.0
+        self.batch: list[int] = []  # planned instants, absolute monotonic ns
+        self.batch_i = 0
+        self.next_due_ns = _NEVER
+        self.dispatched = 0
+        self.schedule_done = False
+        self.accepting_sends = True  # false once pending sends are abandoned
+        self.sending_finished = asyncio.Event()  # the schedule is dispatched (or the run stopped)
+        self.timer = DueTimer(self.loop, self._on_timer)
+
+    def _attempted(self) -> int:
+        return self.dispatched
+
+    async def _generate(self) -> None:
+        try:
+            for pool in self.pools:
+                for _ in range(min(self._prewarm_count(), pool.cap)):
+                    self._start_connect(pool)
+            if self._refill():
+                self.next_due_ns = self.batch[0]
+                self.timer.arm(self.next_due_ns)
+                await self.sending_finished.wait()
+        finally:
+            self.timer.close()
+        # Sends planned before the end but still waiting for a connection go out until end+timeout.
+        late_deadline_ns = self.end_ns + self.timeout_ns
+        while any(pool.pending for pool in self.pools) and monotonic_ns() < late_deadline_ns:
+            await asyncio.sleep(DRAIN_POLL_S)
+        self.accepting_sends = False
+        for pool in self.pools:
+            if pool.pending:
+                self.recorder.record_missed(len(pool.pending))
+                pool.pending.clear()
+        await self._drain(self._drain_deadline_ns())
+
+    def _prewarm_count(self) -> int:
+        load = self.plan.load
+        assert isinstance(load, OpenLoop)
+        peak_rate = max([load.rate, *(stage.rate for stage in load.stages)]) / self.share.count
+        per_origin_rate = peak_rate / len(self.origins)
+        return max(PREWARM_CONNECTIONS, math.ceil(per_origin_rate / PREWARM_RATE_PER_CONNECTION))
+
+    def _on_stop(self) -> None:
+        self.schedule_done = True
+        self.next_due_ns = _NEVER
+        self.sending_finished.set()
+
+    def _on_timer(self) -> None:
+        now_ns = monotonic_ns()
+        if now_ns >= self.next_due_ns:
+            self.send_due(now_ns)
+        elif self.next_due_ns != _NEVER:
+            self.timer.arm(self.next_due_ns)
+
+    # -- the schedule -------------------------------------------------------------------------
+
+    def _refill(self) -> bool:
+        """Load the next chunk of planned instants; False when the schedule is exhausted."""
+        schedule = self.schedule
+        while not schedule.exhausted:
+            self.horizon_s += PLAN_CHUNK_S
+            instants = schedule.take_until(self.horizon_s)
+            if len(instants):
+                self.batch = (instants + self.start_ns).tolist()
+                self.batch_i = 0
+                return True
+        self.batch = []
+        self.batch_i = 0
+        return False
+
+    def send_due(self, now_ns: int) -> None:
+        """Dispatch every planned instant up to `now_ns`."""
+        if self.stopped_early:
+            return
+        batch, i = self.batch, self.batch_i
+        while True:
+            n = len(batch)
+            while i < n and batch[i] <= now_ns:
+                self._dispatch(batch[i])
+                i += 1
+            if i < n:
+                break
+            if not self._refill():
+                self.schedule_done = True
+                batch, i = self.batch, 0
+                break
+            batch, i = self.batch, 0
+        self.batch_i = i
+        if i < len(batch):
+            self.next_due_ns = batch[i]
+            self.timer.arm(self.next_due_ns)
+        else:
+            self.next_due_ns = _NEVER
+            self.sending_finished.set()
+
+    def _dispatch(self, planned_ns: int) -> None:
+        self.dispatched += 1
+        origin_index, payload = self.next_request()
+        pool = self.pools[origin_index]
+        idle = pool.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.retired:
+                conn.send(payload, planned_ns, monotonic_ns())
+                self.recorder.sent += 1
+                return
+        pool.pending.append((planned_ns, payload))
+        self._open_if_needed(pool)
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _open_if_needed(self, pool: Pool) -> None:
+        while (
+            pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS and pool.connecting < len(pool.pending)
+        ):
+            self._start_connect(pool)
+
+    def _start_connect(self, pool: Pool) -> None:
+        pool.open += 1
+        pool.connecting += 1
+        self.spawn_connect(self._connect(pool))
+
+    async def _connect(self, pool: Pool) -> None:
+        conn = OpenLoopConnection(self, self.recorder, pool.index, tls=self.origins[pool.index].tls)
+        try:
+            failure = await self._open(conn)
+        finally:
+            pool.connecting -= 1
+        if failure is not None:
+            pool.open -= 1
+            if pool.pending:  # the oldest waiting send ends in this error
+                planned_ns, _ = pool.pending.popleft()
+                self.recorder.record_error(failure, planned_ns)
+            if self.accepting_sends:
+                self._open_if_needed(pool)
+            return
+        self.release(pool, conn)
+
+    def release(self, pool: Pool, conn: HttpConnection) -> None:
+        """`conn` is free: give it the oldest waiting send, else park it."""
+        if pool.pending and self.accepting_sends:
+            planned_ns, payload = pool.pending.popleft()
+            conn.send(payload, planned_ns, monotonic_ns())
+            self.recorder.sent += 1
+        else:
+            pool.idle.append(conn)
+
+    def _after_close(self, conn: HttpConnection) -> None:
+        pool = self.pools[conn.origin_index]
+        pool.open -= 1
+        if pool.pending and self.accepting_sends:
+            self._open_if_needed(pool)
+
+    def await_server_close(self, conn: HttpConnection) -> None:
+        super().await_server_close(conn)
+        # The target closes its connections by its own choice: open the replacement now, so that the
+        # next planned send finds a connection ready instead of waiting for one (which would count as
+        # the generator's lag).
+        pool = self.pools[conn.origin_index]
+        if self.accepting_sends and pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS:
+            self._start_connect(pool)

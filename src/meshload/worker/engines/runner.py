@@ -1,0 +1,175 @@
+"""One engine run on an asyncio loop: what every asyncio engine shares, whatever its protocol.
+
+`EngineRunner` owns the recorder, cuts the interval records on time (`worker.intervals`), hears the
+early stop, and sums up the `EngineOutcome`; a subclass sends the requests (`_generate`) and says
+what else runs beside it (`_background`) and what to release afterwards (`_shutdown`). A task of the
+run that fails with an unexpected exception stops the run, and `run()` raises it once everything is
+released: a bug surfaces with its traceback, never as a silently short run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Coroutine
+from time import monotonic_ns
+from typing import Any
+
+from ...scenarios.plan import ClosedLoop, Plan
+from ...scenarios.schedule import WorkerShare
+from ..intervals import interval_cuts_s, is_warmup
+from ..recorder import IntervalRecorder
+from .base import EngineJob, EngineOutcome, RecordSink
+from .pacing import wait_for_due
+
+Job = Coroutine[Any, Any, None]
+
+
+class EngineRunner:
+    """One run of one worker's share; `await runner.run()` once."""
+
+    #: How the records name the statuses the engine records (see `IntervalRecorder.status_names`).
+    status_names: tuple[str, ...] = ()
+
+    def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
+        share: WorkerShare = job.share
+        plan: Plan = share.plan
+        self.share = share
+        self.plan = plan
+        self.loop = asyncio.get_running_loop()
+        self.start_ns = job.start_ns
+        #: No request starts at or after this instant (moved earlier by a stop).
+        self.end_ns = job.start_ns + round(plan.total_s * 1e9)
+        self.sink: RecordSink = job.sink
+        self.interval_s = job.interval_s
+        self.recorder = IntervalRecorder(
+            worker_id=job.worker_id,
+            run_id=job.run_id,
+            clock_offset_ms=job.clock_offset_ms,
+            status_names=self.status_names,
+        )
+        self.stop_event = stop
+        self.stopped_early = False
+        self.connections_opened = 0
+        # Wall-clock anchor of the start instant, for the records' timestamps.
+        self.start_unix_ms = time.time() * 1000.0 - (monotonic_ns() - job.start_ns) / 1e6
+        self._interval_start_s = 0.0
+        self._records = 0
+        self._failure: BaseException | None = None
+
+    # -- what a subclass provides -----------------------------------------------------------------
+
+    async def _generate(self) -> None:
+        """Send the share's requests; return when the last one has ended (or the drain gave up)."""
+        raise NotImplementedError
+
+    def _background(self) -> list[Job]:
+        """What runs beside `_generate` until it returns (then cancelled)."""
+        jobs = [self._cut_intervals()]
+        if self.stop_event is not None:
+            jobs.append(self._watch_stop(self.stop_event))
+        return jobs
+
+    async def _shutdown(self) -> None:
+        """Release what the run holds (connections, their tasks) before the final record."""
+
+    def _on_stop(self) -> None:
+        """The run was told to stop now: send nothing more."""
+
+    def _before_cut(self) -> None:
+        """Bring the recorder's counters up to date just before a record is cut."""
+
+    def _attempted(self) -> int:
+        """`EngineOutcome.attempted`; by default the requests that ended."""
+        recorder = self.recorder
+        return recorder.total_completed + sum(recorder.total_errors.values())
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> EngineOutcome:
+        # Everything alive now (modules, the plan, pydantic's schemas) stays alive for the run: move it
+        # out of the collector's sight, so a full collection does not rescan it during the hot loop.
+        gc.freeze()
+        background = [self.spawn(job) for job in self._background()]
+        if self.stop_event is not None and self.stop_event.is_set():
+            self.stop_now()  # stopped before it began: nothing is sent
+        try:
+            await self._generate()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._shutdown()
+        if self._failure is not None:
+            raise self._failure
+        end_s = (monotonic_ns() - self.start_ns) / 1e9
+        self._emit(self._interval_start_s, max(end_s - self._interval_start_s, 0.0), final=True)
+        return self._outcome(end_s)
+
+    def spawn(self, job: Job) -> asyncio.Task[None]:
+        """Run `job` as a task of this run: if it fails, the run stops and `run()` raises the error."""
+        task = asyncio.ensure_future(job)
+        task.add_done_callback(self._check_task)
+        return task
+
+    def _check_task(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and self._failure is None:
+            self._failure = exc
+            self.stop_now()
+
+    def stop_now(self) -> None:
+        """End the run early: nothing new starts; in-flight requests get their timeout."""
+        if self.stopped_early:
+            return
+        self.stopped_early = True
+        self.end_ns = min(self.end_ns, monotonic_ns())
+        self._on_stop()
+
+    async def _watch_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.stop_now()
+
+    def _outcome(self, elapsed_s: float) -> EngineOutcome:
+        recorder = self.recorder
+        return EngineOutcome(
+            attempted=self._attempted(),
+            sent=recorder.total_sent,
+            completed=recorder.total_completed,
+            missed=recorder.total_missed,
+            errors={kind: n for kind, n in recorder.total_errors.items() if n},
+            records=self._records,
+            cpu_seconds=recorder.total_cpu_s,
+            elapsed_s=elapsed_s,
+            connections_opened=self.connections_opened,
+        )
+
+    # -- intervals ----------------------------------------------------------------------------
+
+    async def _cut_intervals(self) -> None:
+        for cut_s in interval_cuts_s(self.plan.total_s, self.plan.warmup_s, self.interval_s):
+            await wait_for_due(self.start_ns + round(cut_s * 1e9))
+            self._emit(self._interval_start_s, cut_s - self._interval_start_s, final=False)
+            self._interval_start_s = cut_s
+
+    def _emit(self, offset_s: float, duration_s: float, *, final: bool) -> None:
+        self._before_cut()
+        record = self.recorder.cut(
+            offset_s=offset_s,
+            duration_s=duration_s,
+            start_unix_ms=round(self.start_unix_ms + offset_s * 1000.0),
+            warmup=not final and is_warmup(offset_s + duration_s, self.plan.warmup_s),
+            final=final,
+        )
+        self._records += 1
+        self.sink(record)
+
+
+def think_time(plan: Plan) -> tuple[float, int]:
+    """A closed loop's pause between a response and its client's next request: seconds, nanoseconds."""
+    load = plan.load
+    assert isinstance(load, ClosedLoop)
+    return load.think_time_s, round(load.think_time_s * 1e9)

@@ -1,0 +1,137 @@
+"""The one verdict: every rule of the self-check, alone, on an otherwise healthy run; its effect
+(invalid or degraded) and its sentence. Every rule of `RULES` is covered, so a new one needs a case."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from meshload.results.aggregate import RunAggregator
+from meshload.results.run_result import RunResult
+from meshload.results.validity import (
+    CLOCK_OFFSET_LIMIT_MS,
+    COVERAGE_FRACTION_LIMIT,
+    LAG_P99_LIMIT_MS,
+    LATE_FRACTION_LIMIT,
+    MISSED_FRACTION_LIMIT,
+    RULES,
+    WORKER_CPU_SATURATION,
+    assess,
+    judge,
+)
+
+from .conftest import RUN_ID, MakeRecord, histogram_of, make_plan
+
+
+@pytest.fixture
+def healthy(make_record: MakeRecord) -> RunResult:
+    aggregator = RunAggregator(make_plan(), RUN_ID)
+    for seq in range(5):
+        for worker in ("worker-0", "worker-1"):
+            aggregator.add(make_record(worker, seq, warmup=seq == 0, final=seq == 4))
+    result = aggregator.result()
+    assert result.valid and not result.degraded and result.validity == []
+    return result
+
+
+def _lost(result: RunResult) -> RunResult:
+    workers = [dataclasses.replace(result.workers[0], lost=True), *result.workers[1:]]
+    return dataclasses.replace(result, workers=workers)
+
+
+def _saturated(result: RunResult) -> RunResult:
+    busy = dataclasses.replace(result.workers[1], max_cpu_fraction=WORKER_CPU_SATURATION + 0.01)
+    return dataclasses.replace(result, workers=[result.workers[0], busy])
+
+
+def _behind(result: RunResult) -> RunResult:
+    lag_us = np.full(1000, int(2_000 * LAG_P99_LIMIT_MS))
+    return dataclasses.replace(result, lag=histogram_of(lag_us))
+
+
+CASES: dict[str, tuple[str, Callable[[RunResult], RunResult], str]] = {
+    "nothing-measured": (
+        "invalid",
+        lambda r: dataclasses.replace(r, completed=0, errors={}),
+        "no request completed in the measured part of the run",
+    ),
+    "fell-behind": ("invalid", _behind, f"send lag p99 20.0 ms is above {LAG_P99_LIMIT_MS:g} ms"),
+    "never-sent": (
+        "invalid",
+        lambda r: dataclasses.replace(r, sent=900, missed=round(1000 * 2 * MISSED_FRACTION_LIMIT)),
+        "2 of 902 planned requests were never sent",
+    ),
+    "sent-late": (
+        "invalid",
+        lambda r: dataclasses.replace(r, late=round(r.sent * 2 * LATE_FRACTION_LIMIT)),
+        "requests were sent late",
+    ),
+    "cpu-saturated": ("invalid", _saturated, "1 worker(s) saturated their CPU (busiest: worker-1 at 91%"),
+    "clocks-apart": (
+        "invalid",
+        lambda r: dataclasses.replace(r, max_clock_offset_ms=2 * CLOCK_OFFSET_LIMIT_MS),
+        "a worker's clock is 100.0 ms away from the Redis server's",
+    ),
+    "clamped": ("invalid", lambda r: dataclasses.replace(r, clamped=3), "3 latencies were above the histogram's"),
+    "short-coverage": (
+        "invalid",
+        lambda r: dataclasses.replace(r, measured_s=r.plan.duration_s * COVERAGE_FRACTION_LIMIT / 2),
+        "the records cover 1.8 s of the planned 4 s",
+    ),
+    "stream-lost": ("invalid", lambda r: dataclasses.replace(r, streams_lost=1), "Redis lost the records stream"),
+    "unreadable-records": (
+        "invalid",
+        lambda r: dataclasses.replace(r, malformed_records=2),
+        "2 records could not be read",
+    ),
+    "workers-lost": ("degraded", _lost, "1 of 2 worker(s) lost during the run (worker-0)"),
+    "log-incomplete": (
+        "degraded",
+        lambda r: dataclasses.replace(r, records_dropped=4),
+        "the interval log holds only part of the run: 4 records were not kept",
+    ),
+}
+
+
+def test_every_rule_has_a_case_and_rule_names_are_unique() -> None:
+    names = [rule.name for rule in RULES]
+    assert len(names) == len(set(names))
+    assert sorted(names) == sorted(CASES)
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_each_rule_alone_decides_its_effect_with_its_sentence(healthy: RunResult, rule: str) -> None:
+    effect, broken, sentence = CASES[rule]
+    result = broken(healthy)
+    verdict = assess(result)
+    assert [(f.rule, f.effect) for f in verdict.findings] == [(rule, effect)]
+    assert sentence in verdict.reasons[0] and "\n" not in verdict.reasons[0]
+    assert verdict.valid is (effect != "invalid")
+    assert verdict.degraded is (effect == "degraded")
+    judge(result)
+    assert (result.valid, result.degraded, result.validity) == (verdict.valid, verdict.degraded, verdict.reasons)
+
+
+def test_a_run_that_only_dropped_records_is_valid_but_degraded(healthy: RunResult) -> None:
+    result = dataclasses.replace(healthy, records_dropped=1)
+    judge(result)
+    assert result.valid and result.degraded
+
+
+def test_invalid_reasons_come_before_degraded_ones(healthy: RunResult) -> None:
+    result = dataclasses.replace(_lost(healthy), clamped=1, records_dropped=2)
+    verdict = assess(result)
+    assert [f.rule for f in verdict.findings] == ["clamped", "workers-lost", "log-incomplete"]
+    assert not verdict.valid and verdict.degraded
+
+
+def test_the_coordinators_pipeline_losses_reach_the_verdict(make_record: MakeRecord) -> None:
+    aggregator = RunAggregator(make_plan(), RUN_ID)
+    for seq in range(5):
+        aggregator.add(make_record("worker-0", seq, warmup=seq == 0, final=seq == 4))
+    result = aggregator.result(streams_lost=1, malformed_records=3)
+    assert not result.valid
+    assert [reason.split(" ")[0] for reason in result.validity] == ["Redis", "3"]
