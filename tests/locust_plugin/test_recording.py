@@ -24,7 +24,7 @@ from meshload.scenarios.plan import Plan
 from meshload.scenarios.schedule import split_plan
 from meshload.worker.locust_events import CLOSED_LOOP, LocustRequestRecorder, error_kind
 from meshload.worker.named_recorder import OVERFLOW_NAME, NamedIntervalRecorder
-from meshload.worker.task_pacer import PACER_ATTRIBUTE, TASK_ATTRIBUTE, TaskPacer
+from meshload.worker.task_pacer import IDLE_WAIT_S, PACER_ATTRIBUTE, TASK_ATTRIBUTE, TaskPacer
 
 MS = 1_000_000  # ns
 
@@ -76,15 +76,22 @@ def test_named_records_split_the_responses_by_name_and_add_up_to_the_totals() ->
     assert following.names == {} and following.completed == 0  # per-name figures start afresh too
 
 
+def claims(pacer: TaskPacer, count: int) -> list[int]:
+    """The next `count` instants the pacer hands out (fewer if it has no more)."""
+    instants = [pacer.claim_ns() for _ in range(count)]
+    return [instant for instant in instants if instant is not None]
+
+
 def test_pacers_of_two_workers_share_out_exactly_the_schedule_of_one() -> None:
     start_ns = time.monotonic_ns()
     one = TaskPacer(200.0)
     one.begin(index=0, count=1, start_ns=start_ns, seed=3)
-    whole = [one.claim_ns() for _ in range(400)]
+    whole = claims(one, 400)
     workers = [TaskPacer(200.0), TaskPacer(200.0)]
     for index, pacer in enumerate(workers):
         pacer.begin(index=index, count=2, start_ns=start_ns, seed=3)
-    halves = [[pacer.claim_ns() for _ in range(200)] for pacer in workers]
+    halves = [claims(pacer, 200) for pacer in workers]
+    assert len(whole) == 400 and all(len(half) == 200 for half in halves)
     assert sorted(halves[0] + halves[1]) == whole
     assert whole == sorted(whole) and whole[1] - whole[0] == 5 * MS  # evenly spaced at 200/s, in order
     # The same instants as the schedule meshload's own workers are given for that rate.
@@ -95,7 +102,12 @@ def test_pacers_of_two_workers_share_out_exactly_the_schedule_of_one() -> None:
 
     # Stopping at 2.5 s: worker 0 took its 200 instants of the first 2 s; its 50 of the next 0.5 s are missed.
     assert workers[0].end(start_ns + 2_500 * MS) == 50
-    assert not workers[0].active and workers[0].wait_s(time.monotonic_ns()) == 1.0
+    assert not workers[0].active
+    # A user with no instant to take stays idle in its wait (it runs no task outside the schedule).
+    waiting = gevent.spawn(workers[0].wait_s, time.monotonic_ns())
+    gevent.sleep(IDLE_WAIT_S * 1.5)
+    assert not waiting.ready()
+    waiting.kill()
 
 
 def test_poisson_pacers_draw_the_total_rate_across_workers() -> None:

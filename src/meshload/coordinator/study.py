@@ -26,6 +26,7 @@ from ..results.compare import CellSummary
 from ..results.outputs import write_study_outputs
 from ..results.study_result import StudyResult
 from ..scenarios.study_plan import StudyCell, StudyPlan
+from ..worker.engine_process import check_before_load
 from .local_workers import cut_lifeline, spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
 
@@ -117,6 +118,8 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
     if mesh is None:
         own_testbed = mesh = LocalTestbedMesh()
     check_functions(plan, mesh)
+    # A cell's locustfile, imported once before any cell runs (the host is not used by the check).
+    check_before_load(plan.cell_plan(plan.cells()[0], "http://127.0.0.1:9"))
     options.out_dir.mkdir(parents=True, exist_ok=True)
     study = StudyResult.start(plan, environment=study_environment(mesh))
     with ExitStack() as cleanup:

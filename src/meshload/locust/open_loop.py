@@ -14,9 +14,8 @@ started and stopped with each test by the plugin (`plugin.py`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from time import monotonic_ns
 
-from ..worker.task_pacer import PACER_ATTRIBUTE, Arrival, TaskPacer
+from ..worker.task_pacer import Arrival, TaskPacer, paced_wait_time
 
 #: Every pacer made by `open_loop` in this process (locustfiles make them at import).
 PACERS: list[TaskPacer] = []
@@ -27,9 +26,4 @@ def open_loop(total_rps: float, arrival: Arrival = "constant") -> Callable[[obje
     workers together, with "constant" spacing or "poisson" arrivals."""
     pacer = TaskPacer(total_rps, arrival)
     PACERS.append(pacer)
-
-    def wait_time(_user: object) -> float:
-        return pacer.wait_s(monotonic_ns())
-
-    setattr(wait_time, PACER_ATTRIBUTE, pacer)
-    return wait_time
+    return paced_wait_time(pacer)

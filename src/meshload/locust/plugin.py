@@ -44,8 +44,9 @@ from ..results.histogram import percentile_key
 from ..results.outputs import write_run_outputs
 from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
+from ..worker.locust_events import ENGINE_MARK
+from ..worker.locust_recording import NodeRecording, Share
 from .collection import RunCollection, StreamReader, locust_plan, locust_reference
-from .node import NodeRecording, Share
 from .open_loop import PACERS
 from .options import MeshloadOptions, add_options
 
@@ -453,6 +454,8 @@ def on_init(environment: Any, runner: Any = None, web_ui: Any = None, **_: Any) 
     gevent.get_hub().loop.update_now()
     if runner is None or not isinstance(runner, LocalRunner | MasterRunner | WorkerRunner):
         return
+    if getattr(environment, ENGINE_MARK, False):
+        return  # a meshload worker runs these users and records them itself
     try:
         plugin = MeshloadPlugin(environment, runner)
         plugin.setup()

@@ -60,7 +60,23 @@ def latency_chart(result: RunResult) -> Markup:
 
 def load_model_text(result: RunResult) -> str:
     """One sentence on how the load was generated, and so what "corrected" means in this report."""
-    load = result.plan.load
+    plan = result.plan
+    load = plan.load
+    if plan.locust is not None:
+        users = f"users of the locustfile {plan.locust.file}"
+        if isinstance(load, ClosedLoop):
+            think = f" ({load.think_time_s:g} s think time)" if load.think_time_s else " (its own wait times)"
+            return (
+                f"Closed loop: {load.concurrency} {users}{think}, each starting its next task when the previous "
+                "one ended. Latencies are measured from the actual send, so they are not corrected for "
+                "coordinated omission (corrected and uncorrected are the same)."
+            )
+        stages = f", {len(load.stages)} stages" if load.stages else ""
+        return (
+            f"Open loop: {load.rate:g} tasks/s, {load.arrival} arrivals{stages}, all workers together, started by "
+            f"the {users} ({plan.max_connections} per worker). Corrected latency is measured from each task's "
+            "planned instant."
+        )
     if isinstance(load, ClosedLoop):
         think = f", {load.think_time_s:g} s think time" if load.think_time_s else ""
         return (

@@ -134,7 +134,7 @@ def _clients(result: RunResult) -> list[dict[str, object]]:
         else:
             connections = plan.max_connections
             rps = round(plan.load.rate / count)
-        if plan.protocol != "http/1.1":
+        if plan.multiplexed:
             connections = plan.max_connections  # HTTP/2, gRPC: the clients' requests share these
         clients.append(
             {

@@ -29,6 +29,9 @@ from gevent import getcurrent
 from .named_recorder import NamedIntervalRecorder
 from .task_pacer import TASK_ATTRIBUTE, pacer_of, start_task
 
+#: Set (True) on the Locust `Environment` that meshload's Locust engine runs: the users' requests are
+#: the engine's to record, so the plugin, if the locustfile imports it, stands aside.
+ENGINE_MARK = "meshload_engine"
 #: A greenlet whose requests are closed-loop (no open-loop wait time): planned instant = send.
 CLOSED_LOOP: list[int] = [0, 0]
 #: Error kinds of a request that was never written to a connection (not counted as sent).

@@ -18,12 +18,14 @@ another (that is the journey itself).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from time import monotonic_ns
 from typing import Any, Literal
 
 import numpy as np
-from gevent import getcurrent
+from gevent import getcurrent, sleep
 
-from ..scenarios.plan import OpenLoop, Plan, Target
+from ..scenarios.plan import OpenLoop, Plan, Stage, Target
 from ..scenarios.schedule import ArrivalSchedule, WorkerShare
 
 #: Attribute of a user's greenlet holding its current task: [planned_ns, lag_ns] (lag −1: not yet known).
@@ -34,7 +36,8 @@ PACER_ATTRIBUTE = "meshload_pacer"
 HORIZON_S = 30 * 24 * 3600.0
 #: Planned instants are fetched from the schedule this far ahead at a time.
 REFILL_S = 0.25
-#: What a user waits when its pacer has no schedule (no test, or no share for this process).
+#: How often an idle user (its pacer has no instant for it: no test, no share for this process, or
+#: the schedule is over) looks for an instant again.
 IDLE_WAIT_S = 1.0
 #: A task started more than this after its planned instant counts as sent late. gevent's timers wake
 #: on the event loop's millisecond tick (epoll), so a sleeping user wakes up to 1 ms after its
@@ -49,13 +52,27 @@ Arrival = Literal["constant", "poisson"]
 class TaskPacer:
     """One open-loop schedule for the task runs of a process's users (see the module docstring)."""
 
-    def __init__(self, rate: float, arrival: Arrival = "constant") -> None:
+    @classmethod
+    def for_plan(cls, load: OpenLoop, total_s: float) -> TaskPacer:
+        """The pacer of a plan's open loop (its rate, arrivals and stages), for a run of `total_s`."""
+        return cls(load.rate, load.arrival, stages=load.stages, horizon_s=total_s)
+
+    def __init__(
+        self,
+        rate: float,
+        arrival: Arrival = "constant",
+        *,
+        stages: tuple[Stage, ...] = (),
+        horizon_s: float = HORIZON_S,
+    ) -> None:
         if not rate > 0:
             raise ValueError(f"open_loop: the rate must be above 0 requests/s (got {rate!r})")
         if arrival not in ("constant", "poisson"):
             raise ValueError(f'open_loop: arrival must be "constant" or "poisson" (got {arrival!r})')
         self.rate = float(rate)
         self.arrival: Arrival = arrival
+        self.stages = stages  # ramps from `rate`, as in a plan's open loop; they last `horizon_s` together
+        self.horizon_s = horizon_s
         self._schedule: ArrivalSchedule | None = None
         self._start_ns = 0
         self._pending = np.empty(0, dtype=np.int64)  # planned instants fetched, ns after start
@@ -72,8 +89,8 @@ class TaskPacer:
         plan = Plan.model_validate(
             {
                 "targets": _UNUSED_TARGET,
-                "load": OpenLoop(rate=self.rate, arrival=self.arrival),
-                "duration_s": HORIZON_S,
+                "load": OpenLoop(rate=self.rate, arrival=self.arrival, stages=self.stages),
+                "duration_s": self.horizon_s,
                 "seed": seed,
             }
         )
@@ -96,49 +113,57 @@ class TaskPacer:
             unclaimed += len(schedule.take_until(stop_offset_ns / 1e9))
         return unclaimed
 
-    def claim_ns(self) -> int:
-        """The next planned instant (monotonic ns), now taken by the caller's task."""
+    def claim_ns(self) -> int | None:
+        """The next planned instant (monotonic ns), now taken by the caller's task; None when the
+        schedule has no more (it ends at its horizon, or it was ended)."""
         instant = self._next_instant_ns()
-        self._take()
+        if instant is not None:
+            self._take()
         return instant
 
     def claim_due_ns(self, now_ns: int) -> int | None:
         """The next planned instant if it is due by `now_ns` (then taken), else None (nothing taken)."""
-        if self._schedule is None:
-            return None
         instant = self._next_instant_ns()
-        if instant > now_ns:
+        if instant is None or instant > now_ns:
             return None
         self._take()
         return instant
 
     def wait_s(self, now_ns: int) -> float:
         """For a user's wait time: take the next instant for the calling greenlet's next task and
-        return how long to sleep until it (0 when it is already due)."""
-        if self._schedule is None:
-            return IDLE_WAIT_S
+        return how long to sleep until it (0 when it is already due). While there is no instant to take
+        (no schedule yet, or none left) the user stays idle here, looking again every `IDLE_WAIT_S`: a
+        task run outside the schedule would be measured from an instant nobody planned for it. (Locust
+        calls the wait time in the user's waiting state, so stopping the user ends the wait at once.)"""
         planned_ns = self.claim_ns()
+        while planned_ns is None:
+            sleep(IDLE_WAIT_S)
+            planned_ns = self.claim_ns()
+            now_ns = monotonic_ns()
         start_task(getcurrent(), planned_ns)
         return max(planned_ns - now_ns, 0) / 1e9
 
-    def _next_instant_ns(self) -> int:
-        if self._next >= len(self._pending):
-            self._refill()
+    def _next_instant_ns(self) -> int | None:
+        if self._schedule is None:
+            return None
+        if self._next >= len(self._pending) and not self._refill(self._schedule):
+            return None
         return int(self._pending[self._next]) + self._start_ns
 
     def _take(self) -> None:
         self._next += 1
         self.claimed += 1
 
-    def _refill(self) -> None:
-        assert self._schedule is not None
-        while True:
+    def _refill(self, schedule: ArrivalSchedule) -> bool:
+        """Fetch the next instants; False when the schedule has none left."""
+        while not schedule.exhausted:
             self._fetched_until_s += REFILL_S
-            instants = self._schedule.take_until(self._fetched_until_s)
+            instants = schedule.take_until(self._fetched_until_s)
             if len(instants):
                 self._pending = instants
                 self._next = 0
-                return
+                return True
+        return False
 
 
 def start_task(greenlet: Any, planned_ns: int) -> list[int]:
@@ -151,6 +176,17 @@ def start_task(greenlet: Any, planned_ns: int) -> list[int]:
     task = [planned_ns, -1]
     setattr(greenlet, TASK_ATTRIBUTE, task)
     return task
+
+
+def paced_wait_time(pacer: TaskPacer) -> Callable[[object], float]:
+    """A Locust wait time (a User's `wait_time`) that takes each next task's instant from `pacer`;
+    `pacer_of` finds the pacer through it."""
+
+    def wait_time(_user: object) -> float:
+        return pacer.wait_s(monotonic_ns())
+
+    setattr(wait_time, PACER_ATTRIBUTE, pacer)
+    return wait_time
 
 
 def pacer_of(user: object) -> TaskPacer | None:

@@ -16,10 +16,15 @@ own thread; the last record has `final=True` and covers the drain after the last
 in-flight ones get up to the request timeout), or early when `StopSignal.request()` is called from
 any thread; either way it still cuts its final record, then returns an `EngineOutcome`.
 
+**What it may check first**: an engine with something to load before it can run a share (the Locust
+engine imports the locustfile) offers `prepare(share)`, raising `PlanError` with one line when it
+cannot run it; the worker calls it before it accepts the share, so nothing is sent.
+
 **Which event loop it needs**: `event_loop` says it: "asyncio" engines (uvloop HTTP/1.1, and engines
 on grpcio's or h2's asyncio APIs) run on a fresh asyncio loop (uvloop where installed, see
 `asyncio_engine.AsyncioEngine`); "gevent" engines (Locust users) need a gevent-patched process.
-gevent and uvloop never share a process, so the picker (`auto.py`) chooses per worker process.
+gevent and uvloop never share a process, so the picker (`auto.py`) states each engine's loop and
+`worker/engine_process.py` runs a gevent engine in a gevent-patched child of the (plain) worker.
 """
 
 from __future__ import annotations

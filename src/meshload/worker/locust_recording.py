@@ -1,11 +1,12 @@
-"""Recording one test on a Locust process that runs users (a worker, or the single process of a local run).
+"""Recording the requests of Locust users in one process: a Locust process that runs users with the
+plugin (a Locust worker, or the single process of a local run), or a meshload worker's Locust engine.
 
 Every request event goes into a `NamedIntervalRecorder`; a greenlet cuts an interval record every
 second, counted from the test's start (the same instant on every worker, and exactly at the end of
-the warm-up too), and
-hands it to the sink: the Redis publisher on a worker, the merge itself in a local run. When the
-test begins to stop, the open-loop pacers stop too and report the planned instants no task took
-before then (missed); when it has stopped, the final record goes out.
+the warm-up too), and hands it to the sink: the Redis publisher on a Locust worker, the merge itself
+in a local Locust run, the pipe to the meshload worker for the engine. When the test begins to stop,
+the open-loop pacers stop too and report the planned instants no task took before then (missed);
+when it has stopped, the final record goes out.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from dataclasses import dataclass
 import gevent
 
 from ..results.interval import IntervalRecord
-from ..worker.intervals import is_warmup
-from ..worker.locust_events import LocustRequestRecorder
-from ..worker.named_recorder import NamedIntervalRecorder
-from ..worker.task_pacer import GEVENT_LATE_THRESHOLD_US, TaskPacer
+from .intervals import is_warmup
+from .locust_events import LocustRequestRecorder
+from .named_recorder import NamedIntervalRecorder
+from .task_pacer import GEVENT_LATE_THRESHOLD_US, TaskPacer
 
 log = logging.getLogger(__name__)
 
