@@ -6,12 +6,12 @@ own, shown beside them, are not."""
 
 from __future__ import annotations
 
-import math
 import re
 
 import psutil
 import pytest
 from tests.support.run_checks import check_run_folder
+from tests.support.stall_truth import stall_truth_ms
 
 from .conftest import LOCUSTFILES, LocustRun, free_port
 
@@ -137,30 +137,6 @@ def test_open_loop_across_processes_takes_one_schedule_split_between_the_workers
     for worker in workers.values():
         assert worker["sent"] + worker["errors"] == pytest.approx(planned / 2, rel=0.1)
     assert "Open loop: 100 requests/s, constant arrivals" in (run.out / "report.html").read_text()
-
-
-def stall_truth_ms(percentile: float, start_s: float, end_s: float, stall_s: float, period_s: float) -> float:
-    """The corrected latency at `percentile` of requests planned evenly over [start_s, end_s) (wall clock)
-    against a server that holds every answer while `time % period_s < stall_s`.
-
-    A request planned φ into a stall cannot complete before the stall ends: its latency is
-    stall_s − φ; outside a stall it is about 0 (tests/worker/test_open_loop.py derives this). So
-    P(latency > x) is the share of [start_s, end_s) lying in the first stall_s − x of a stall, counted
-    over the window's actual phase (it needs not span whole periods), and the percentile solves
-    P(latency > x) = 1 − percentile/100."""
-
-    def tail(x_s: float) -> float:
-        covered = 0.0
-        for k in range(math.floor(start_s / period_s) - 1, math.ceil(end_s / period_s) + 1):
-            low, high = k * period_s, k * period_s + stall_s - x_s
-            covered += max(0.0, min(high, end_s) - max(low, start_s))
-        return covered / (end_s - start_s)
-
-    low_s, high_s = 0.0, stall_s
-    for _ in range(60):
-        middle = (low_s + high_s) / 2
-        low_s, high_s = (middle, high_s) if tail(middle) > 1 - percentile / 100 else (low_s, middle)
-    return low_s * 1000
 
 
 def test_on_a_stalling_server_open_loop_percentiles_are_the_truth_and_locusts_are_not(
