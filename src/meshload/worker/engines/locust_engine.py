@@ -171,7 +171,7 @@ def _set_pacing(user_classes: list[type[User]], plan: Plan, pacer: TaskPacer | N
         if pacer is not None:
             user_class.wait_time = paced_wait_time(pacer)
             # The class is this process's own copy of the user's: changed for this one run.
-            setattr(user_class, "on_start", _first_task_on_schedule(user_class.on_start, pacer))  # noqa: B010
+            setattr(user_class, "on_start", _first_task_on_schedule(user_class.on_start))  # noqa: B010
             continue
         assert isinstance(plan.load, ClosedLoop)
         if plan.load.think_time_s > 0:
@@ -180,14 +180,15 @@ def _set_pacing(user_classes: list[type[User]], plan: Plan, pacer: TaskPacer | N
             user_class.wait_time = constant(0)
 
 
-def _first_task_on_schedule(on_start: Callable[[Any], None], pacer: TaskPacer) -> Callable[[Any], None]:
+def _first_task_on_schedule(on_start: Callable[[Any], None]) -> Callable[[Any], None]:
     """The user's `on_start`, its requests measured from their send (they are not a planned task), and
-    then the wait for the user's first planned instant (Locust runs the first task without a wait)."""
+    then a wait for the user's first planned instant (Locust runs the first task without a wait). The
+    wait is Locust's own (`User.wait`, the paced wait time): a stop ends it at once."""
 
     def paced_on_start(user: Any) -> None:
         start_task(gevent.getcurrent(), 0)[1] = 0  # lag 0: measured from the send
         on_start(user)
-        gevent.sleep(pacer.wait_s(monotonic_ns()))
+        user.wait()
 
     return paced_on_start
 
