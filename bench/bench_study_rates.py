@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meshload.coordinator.study import StudyOptions, StudySession
-from meshload.results.compare import CellSummary
 from meshload.errors import MeshloadError
+from meshload.results.compare import CellSummary
 from meshload.scenarios.study_plan import DEFAULT_STUDY, StudyCell, StudyPlan, load_study_plan
 
 DEFAULT_RATES = (50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)

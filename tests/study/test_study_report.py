@@ -253,3 +253,19 @@ def test_an_aa_study_reports_its_false_positives_and_coverage(tmp_path: Path) ->
     assert {(c["function"], c["baseline"]) for c in document["comparisons"]} == {("sidecar-b", "sidecar-a")}
     html = (tmp_path / "index.html").read_text()
     assert 'id="calibration"' in html and "false positives" in html and "6-block sub-studies" in html
+
+
+def test_a_study_written_before_pairing_reopens_with_paired_comparisons(study: StudyResult, tmp_path: Path) -> None:
+    write_study_outputs(study, tmp_path)
+    document = json.loads((tmp_path / "study.json").read_text())
+    # A format-1 study.json: unpaired comparisons only, cells without per-second lag, no budget.
+    old = {key: document[key] for key in ("kind", "name", "started_unix_ms", "ended_unix_ms", "plan", "environment")}
+    old |= {"format_version": 1, "repetitions": 3, "comparisons": document["unpaired_comparisons"]["comparisons"]}
+    old["cells"] = [{k: v for k, v in cell.items() if k != "lag_seconds"} for cell in document["cells"]]
+    for key in ("budget_s", "target_halfwidth", "calibrate"):
+        del old["plan"][key]
+    (tmp_path / "study.json").write_text(json.dumps(old))
+    again = load_study(tmp_path)
+    assert again.complete and again.rounds == 3 and again.budget is None
+    assert [c.__dict__ for c in again.comparisons()] == [c.__dict__ for c in study.comparisons()]
+    assert "no per-second figures" in render_study_html(again)
