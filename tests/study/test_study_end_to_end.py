@@ -274,6 +274,8 @@ def test_a_calibration_study_within_a_budget_reports_its_targets_and_its_calibra
     # Said before it started: an A/A study of sidecar against itself, in rounds, for the budget.
     assert "A/A study tiny-aa: sidecar-a and sidecar-b" in finished.stderr
     assert "rounds of 2 cells for 40s" in finished.stderr and "estimated duration" in finished.stderr
+    pinned = len(os.sched_getaffinity(0)) >= 3
+    assert ("CPUs: pinned: generator" if pinned else "CPUs: not pinned:") in finished.stderr
     assert elapsed_s < budget_s + 15  # the budget holds (plus the interpreter's start and the files)
     document = json.loads((out / "study.json").read_text())
     assert document["complete"] is True and document["plan"]["calibrate"] is True

@@ -146,6 +146,7 @@ def study(
     history: HistoryOption = True,
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
+    from ..coordinator.cpu_pinning import plan_pinning
     from ..coordinator.study import StudyOptions, check_budget, estimated_duration_s, run_study
     from ..scenarios.durations import format_duration
 
@@ -163,6 +164,7 @@ def study(
 
     estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     _announce(plan, estimate_s, out_dir)
+    terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")
 
     def on_cell_start(cell: StudyCell, progress: StudyProgress) -> None:
         terminal.info(
