@@ -134,6 +134,9 @@ def test_index_html_is_self_contained_with_table_resolution_and_plots(study: Stu
     assert re.search(r"\+1\.\d+ \[\d\.\d+, \d\.\d+\]", html)
     assert 'class="sig"' in html
     assert re.search(r"no significant difference<br>rules out beyond ±0\.\d+", html)
+    # No error in any cell (and proxy memory the same in every cell): every block differs by exactly 0,
+    # which bounds nothing, and says so: errors of 3 functions and memory of 2 (none has no proxies).
+    assert html.count("no difference in any block<br>no spread to bound a change by") == 3 * 2 + 2 * 2
     assert "compared <strong>within blocks</strong>" in html
     # The resolution table: every metric at both load levels.
     resolution = html[html.index('id="resolution"') : html.index("Latency percentile spectrum")]

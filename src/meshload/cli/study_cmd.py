@@ -387,7 +387,9 @@ def paired_table(comparisons: Sequence[PairedComparison], *, title: str) -> Tabl
                 cells.append(f"{change}{mark}\n(1 block)")
                 continue
             interval = f"[{format_value(found.low, 2)},{format_value(found.high, 2)}]"
-            if not found.significant and found.rules_out_beyond is not None:
+            if found.sd_blocks == 0 and not found.significant:
+                interval = "(no spread)"
+            elif not found.significant and found.rules_out_beyond is not None:
                 interval += f"\nn.s. <±{format_value(found.rules_out_beyond, 2)}"
             cells.append(f"{change}{mark}\n{interval}")
         table.add_row(row.function, row.baseline, f"{row.rate:g}", *cells)

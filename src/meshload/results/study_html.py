@@ -113,9 +113,14 @@ def format_change(comparison: PairedComparison, *, with_interval: bool = True, d
 
 
 def rules_out(comparison: PairedComparison, digits: int = 2) -> str:
-    """For a change not called significant: how large a change its interval rules out ("" otherwise)."""
+    """For a change not called significant: how large a change its interval rules out ("" otherwise).
+
+    Blocks that all differ by exactly 0 (no error in any cell) have an interval of no width, which
+    bounds nothing: said as such."""
     if comparison.significant or comparison.rules_out_beyond is None:
         return ""
+    if comparison.sd_blocks == 0:
+        return "no difference in any block; no spread to bound a change by"
     return f"no significant difference; rules out beyond ±{format_value(comparison.rules_out_beyond, digits)}"
 
 
