@@ -167,6 +167,7 @@ class StudyPlan(_Strict):
     scenario: str = DEFAULT_SCENARIO
     arrival: Literal["constant", "poisson"] = "poisson"
     load_levels: tuple[float, ...] = Field(min_length=1, description="requests per second")
+    # Blocks per load level; with a budget, the rounds run before the targets may stop the study.
     repetitions: int = Field(3, ge=1)
     duration_s: float = Field(gt=0, description="measured part of each cell")
     warmup_s: float = Field(2.0, ge=0)
