@@ -71,32 +71,24 @@ def load_model_text(result: RunResult) -> str:
     """One sentence on how the load was generated, and so what "corrected" means in this report."""
     plan = result.plan
     load = plan.load
-    if plan.locust is not None:
-        users = f"users of the locustfile {plan.locust.file}"
-        if isinstance(load, ClosedLoop):
-            think = f" ({load.think_time_s:g} s think time)" if load.think_time_s else " (its own wait times)"
-            return (
-                f"Closed loop: {load.concurrency} {users}{think}, each starting its next task when the previous "
-                "one ended. Latencies are measured from the actual send, so they are not corrected for "
-                "coordinated omission (corrected and uncorrected are the same)."
-            )
-        stages = f", {len(load.stages)} stages" if load.stages else ""
-        return (
-            f"Open loop: {load.rate:g} tasks/s, {load.arrival} arrivals{stages}, all workers together, started by "
-            f"the {users} ({plan.max_connections} per worker). Corrected latency is measured from each task's "
-            "planned instant."
-        )
+    users = f"users of the locustfile {plan.locust.file}" if plan.locust is not None else ""
     if isinstance(load, ClosedLoop):
-        think = f", {load.think_time_s:g} s think time" if load.think_time_s else ""
+        think = f"{load.think_time_s:g} s think time" if load.think_time_s else ""
+        if users:
+            who = f"{load.concurrency} {users} ({think or 'their own wait times'}), each starting its next task"
+            when = "when the previous one ended"
+        else:
+            who = f"{load.concurrency} clients{', ' + think if think else ''}, each sending"
+            when = "when its previous request answered"
         return (
-            f"Closed loop: {load.concurrency} clients{think}, each sending when its previous request answered. "
-            "Latencies are measured from the actual send, so they are not corrected for coordinated omission "
-            "(corrected and uncorrected are the same)."
+            f"Closed loop: {who} {when}. Latencies are measured from the actual send, so they are not corrected "
+            "for coordinated omission (corrected and uncorrected are the same)."
         )
     stages = f", {len(load.stages)} stages" if load.stages else ""
+    what, by = ("tasks", f", started by the {users} ({plan.max_connections} per worker)") if users else ("requests", "")
     return (
-        f"Open loop: {load.rate:g} requests/s, {load.arrival} arrivals{stages}, all workers together. "
-        "Corrected latency is measured from each request's planned instant."
+        f"Open loop: {load.rate:g} {what}/s, {load.arrival} arrivals{stages}, all workers together{by}. "
+        f"Corrected latency is measured from each {what[:-1]}'s planned instant."
     )
 
 

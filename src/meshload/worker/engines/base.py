@@ -32,10 +32,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from ...results.interval import IntervalRecord
 from ...scenarios.schedule import WorkerShare
+
+if TYPE_CHECKING:
+    from ..recorder import IntervalRecorder
 
 #: Receives each interval record as soon as it is cut (called on the engine's own thread).
 RecordSink = Callable[[IntervalRecord], None]
@@ -73,6 +76,23 @@ class EngineOutcome:
     cpu_seconds: float = 0.0
     elapsed_s: float = 0.0  # start instant to the final record
     connections_opened: int = 0
+
+    @classmethod
+    def of(
+        cls, recorder: IntervalRecorder, *, attempted: int, records: int, elapsed_s: float, connections_opened: int = 0
+    ) -> EngineOutcome:
+        """The outcome of a run whose every record was cut by `recorder` (its totals over all cuts)."""
+        return cls(
+            attempted=attempted,
+            sent=recorder.total_sent,
+            completed=recorder.total_completed,
+            missed=recorder.total_missed,
+            errors={kind: n for kind, n in recorder.total_errors.items() if n},
+            records=records,
+            cpu_seconds=recorder.total_cpu_s,
+            elapsed_s=elapsed_s,
+            connections_opened=connections_opened,
+        )
 
 
 class StopSignal:

@@ -121,14 +121,10 @@ class LocustEngine:
         finally:
             undo()
         recorder = recording.recorder
-        return EngineOutcome(
+        return EngineOutcome.of(
+            recorder,
             attempted=recorder.total_completed + sum(recorder.total_errors.values()),
-            sent=recorder.total_sent,
-            completed=recorder.total_completed,
-            missed=recorder.total_missed,
-            errors={kind: n for kind, n in recorder.total_errors.items() if n},
             records=recording.records,
-            cpu_seconds=recorder.total_cpu_s,
             elapsed_s=(monotonic_ns() - job.start_ns) / 1e9,
         )
 
