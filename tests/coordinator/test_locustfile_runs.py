@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
+from tests.coordinator.test_coordinator_runs import StreamObserver
 from tests.support.http_servers import ServerHandle
 from tests.support.redis_server import RedisServer
 from tests.support.run_checks import check_run_folder
@@ -132,6 +136,44 @@ def test_a_fleet_worker_refuses_a_locustfile_it_cannot_import_then_serves_the_ne
     assert result.completed == http_server.counters()["requests"] > 20
     assert [w.id for w in result.workers] == ["w-locust"] and result.errors == {}
     assert result.corrected.percentiles_ms() == result.uncorrected.percentiles_ms()  # closed loop
+
+
+def test_a_worker_killed_mid_run_is_lost_its_users_process_leaves_and_the_other_does_its_share(
+    http_server: ServerHandle, tmp_path: Path, fleet_factory
+) -> None:
+    with RedisServer() as server:
+        client = server.client()
+        fleet = fleet_factory(server.url)
+        processes = {worker_id: fleet.start(worker_id) for worker_id in ("k0", "k1")}
+        fleet.wait_registered(client, ["k0", "k1"])
+        plan = plan_from_options(
+            http_server.url, None, rate=40, duration_s=4, connections=8, locustfile=str(LOCUSTFILES / "one_request.py")
+        )
+        options = RunOptions(workers=2, redis_url=server.url, placement="fleet", live=False, run_id="killed-locust")
+        users_process: list[psutil.Process] = []
+
+        def kill_k1_after_two_records(observer: StreamObserver) -> None:
+            observer.wait_for("k1", 2)
+            children = psutil.Process(processes["k1"].pid).children()
+            users_process.extend(child for child in children if "meshload.worker.gevent_main" in child.cmdline())
+            os.kill(processes["k1"].pid, signal.SIGKILL)
+
+        with StreamObserver(server.url, "killed-locust") as observer:
+            killer = threading.Thread(target=kill_k1_after_two_records, args=(observer,), daemon=True)
+            killer.start()
+            result = execute_run(plan, options)
+            killer.join(5)
+        client.close()
+
+    by_id = {worker.id: worker for worker in result.workers}
+    assert by_id["k1"].lost and not by_id["k0"].lost and result.degraded
+    assert by_id["k1"].records == len(observer.seqs["k1"]) >= 2  # what it sent before it died is kept
+    assert by_id["k0"].requests == 80  # 20 tasks/s for 4 s: the survivor's whole share
+    # The killed worker's users ran in a gevent process of its own; that process saw its parent go
+    # (the end of its stdin) and left by itself.
+    assert len(users_process) == 1
+    gone, alive = psutil.wait_procs(users_process, timeout=10)
+    assert alive == [] and {child.pid for child in gone} == {child.pid for child in users_process}
 
 
 def test_the_bookinfo_journey_runs_in_meshloads_workers_against_the_testbed(tmp_path: Path) -> None:
