@@ -129,6 +129,15 @@ def test_a_locustfile_that_does_not_import_is_one_line_naming_its_line(tmp_path,
     assert server.counters()["requests"] == 0
 
 
+def test_without_locust_installed_the_engine_says_which_extra_to_install(monkeypatch) -> None:
+    from meshload.worker import engine_process
+
+    monkeypatch.setitem(engine_process.CHILD_NEEDS, "locust", (("gevent", "locust_not_installed_here"), "locust"))
+    plan = locust_plan("http://127.0.0.1:9/", "one_request.py", {"kind": "open", "rate": 1}, 1.0)
+    with pytest.raises(PlanError, match=r"needs locust_not_installed_here, .* pip install 'meshload\[locust\]'"):
+        prepare_engine(WorkerShare(plan))
+
+
 def test_an_early_stop_ends_the_run_with_its_final_record(http_server) -> None:
     server = http_server("ok")
     plan = locust_plan(server.url, "one_request.py", {"kind": "open", "rate": 50}, 60.0, max_connections=8)

@@ -20,6 +20,7 @@ where Locust and the locustfile print): frames of a 4-byte big-endian length and
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import select
@@ -41,6 +42,8 @@ from .engines.base import Engine, EngineJob, EngineOutcome, EventLoop, StopSigna
 
 #: The module a child process of each kind runs (`python -m`).
 CHILD_MAIN: dict[EventLoop, str] = {"gevent": "meshload.worker.gevent_main"}
+#: What an engine that runs in a child needs installed, and the extra of meshload that installs it.
+CHILD_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {"locust": (("gevent", "locust"), "locust")}
 #: The environment variable that names the child's end of the frames pipe.
 CHANNEL_FD_ENV = "MESHLOAD_ENGINE_CHANNEL_FD"
 #: How long a child may take to start and prepare its share: within the time a coordinator gives a
@@ -115,6 +118,13 @@ class ChildEngine:
         main = CHILD_MAIN.get(registration.event_loop)
         if main is None:
             raise InternalError(f"no child process runs {registration.event_loop} engines ({registration.name})")
+        modules, extra = CHILD_NEEDS.get(registration.name, ((), ""))
+        missing = [module for module in modules if importlib.util.find_spec(module) is None]
+        if missing:
+            raise PlanError(
+                f"the {registration.name} engine needs {' and '.join(missing)}, which this Python lacks; "
+                f"install them with pip install 'meshload[{extra}]'"
+            )
         read_fd, write_fd = os.pipe()
         try:
             self._process = subprocess.Popen(
