@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tests.support.stall_truth import stall_truth_ms
 
+from meshload.cli.run_cmd import summary_table
 from meshload.errors import PlanError
 from meshload.results.aggregate import RunAggregator
 from meshload.scenarios.locustfiles import read_locustfile
@@ -63,6 +64,9 @@ def test_open_loop_users_start_every_task_at_its_planned_instant_and_the_server_
     assert run.records[0].duration_s == pytest.approx(0.5)  # cut exactly at the warm-up's end
     result = merged(plan, run.records).result()
     assert {name: part.completed for name, part in result.by_name.items()} == {"front": 80, "item": 80}
+    # The locustfile's own verdicts (a failed check on a 200) are counted per name, and said.
+    assert {name: part.failures for name, part in result.by_name.items()} == {"front": 0, "item": 80}
+    assert "failures  80 (the locustfile's own verdicts" in summary_table(result)
     # Measured from the planned instants: the tasks started on time (the lag is the generator's own
     # delay, milliseconds on a shared machine) and the corrected latency includes it.
     assert run.lag.total_count == 200 and run.lag.value_at_percentile(50) < 20_000

@@ -397,6 +397,9 @@ def summary_table(result: RunResult) -> str:
         lines.append("status    " + "  ".join(f"{code}: {count:,}" for code, count in result.status_codes.items()))
     if result.errors:
         lines.append("errors    " + "  ".join(f"{kind}: {count:,}" for kind, count in result.errors.items()))
+    failures = sum(part.failures for part in result.by_name.values())
+    if failures:
+        lines.append(f"failures  {failures:,} (the locustfile's own verdicts: failed checks; per name in report.html)")
     for worker in result.workers:
         lost = "  LOST" if worker.lost else ""
         lines.append(

@@ -55,17 +55,20 @@ class LocustEngine:
 
     def __init__(self) -> None:
         self._user_classes: list[type[User]] = []
-        self._prepared_for: LocustUsers | None = None
+        self._parsed_options: Any = None
+        self._prepared_for: Plan | None = None
 
     def prepare(self, share: WorkerShare) -> None:
-        """Import the share's locustfile (PlanError, one line, when it cannot be run)."""
-        users = share.plan.locust
-        if users is None:
+        """Import the share's locustfile and read Locust's options as its command line would give them
+        (PlanError, one line, when either cannot be done)."""
+        plan = share.plan
+        if plan.locust is None:
             raise PlanError("the Locust engine runs plans with a locustfile; this plan has none")
-        if self._prepared_for == users:
+        if self._prepared_for == plan:
             return
-        self._user_classes = _load_user_classes(users)
-        self._prepared_for = users
+        self._user_classes = _load_user_classes(plan.locust)
+        self._parsed_options = _parsed_options(_host(plan))
+        self._prepared_for = plan
 
     def run(self, job: EngineJob, stop: StopSignal) -> EngineOutcome:
         share, plan = job.share, job.share.plan
@@ -73,13 +76,12 @@ class LocustEngine:
         open_loop = isinstance(plan.load, OpenLoop)
         pacer = TaskPacer.for_plan(plan.load, plan.total_s) if isinstance(plan.load, OpenLoop) else None
         _set_pacing(self._user_classes, plan, pacer)
-        host = plan.targets[0].url.rstrip("/")
         environment = Environment(
             user_classes=self._user_classes,
             events=locust.events,
-            host=host,
+            host=_host(plan),
             stop_timeout=plan.timeout_s,
-            parsed_options=_parsed_options(host),
+            parsed_options=self._parsed_options,
         )
         setattr(environment, ENGINE_MARK, True)  # the plugin, if the locustfile imports it, stands aside
         runner = environment.create_local_runner()
@@ -202,8 +204,19 @@ def _claimed_not_started(runner: Any, stop_ns: int) -> int:
     return missed
 
 
+def _host(plan: Plan) -> str:
+    """The users' host: the plan's one target (without a trailing slash: Locust appends paths to it)."""
+    return plan.targets[0].url.rstrip("/")
+
+
 def _parsed_options(host: str) -> Any:
     """Locust's options as its command line would give them (defaults, and those locustfiles and
-    plugins add), for locustfiles that read `environment.parsed_options`; no config file is read."""
+    plugins add), for locustfiles that read `environment.parsed_options`; no config file is read, but
+    Locust's environment variables (LOCUST_...) are, as by `locust` itself."""
     parser = get_parser(default_config_files=[])
-    return parser.parse_args(["--headless", "--host", host])
+    try:
+        return parser.parse_args(["--headless", "--host", host])
+    except SystemExit:  # argparse has printed why
+        raise PlanError(
+            "Locust's options could not be read (a LOCUST_... environment variable Locust refuses?); see above"
+        ) from None
