@@ -13,6 +13,7 @@ Redis and an interpreter again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -20,14 +21,18 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import PlanError, RunError, TestbedError
+from ..errors import PlanError, RunError, TestbedError, UsageError
 from ..results.compare import CellSummary
 from ..results.outputs import write_study_outputs
 from ..results.study_result import StudyResult
 from ..scenarios.study_plan import StudyCell, StudyPlan
 from .local_workers import cut_lifeline, spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
+
+if TYPE_CHECKING:
+    from .k8s_placement import KubernetesFleet
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
 #: (0.3-0.5 s), the run's common start lead (1 s), collecting the last records and writing the run's
@@ -52,6 +57,8 @@ class StudyOptions:
     on_cell: Callable[[CellSummary, StudyProgress], None] | None = None
     # Called before every cell (e.g. to print what is about to run).
     on_cell_start: Callable[[StudyCell, StudyProgress], None] | None = None
+    # A plan with `workers: k8s:N`: the fleet (None: from the environment, as the chart sets it).
+    kubernetes: KubernetesFleet | None = None
 
 
 @dataclass
@@ -111,6 +118,14 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
     from .mesh.local import LocalTestbedMesh
     from .run_folders import reap_leftovers
 
+    if plan.kubernetes_workers:
+        from .k8s_placement import KubernetesFleet
+
+        if options.redis_url is None:
+            raise UsageError(
+                "workers: k8s:N in the study plan: give the fleet's Redis (--redis URL, or MESHLOAD_REDIS)"
+            )
+        options = dataclasses.replace(options, kubernetes=options.kubernetes or KubernetesFleet.from_environment())
     reap_leftovers()
     own_testbed = None
     mesh = options.mesh
@@ -139,6 +154,11 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
             workers = StudyWorkers(redis_url, plan.workers, options.out_dir / "workers")
             cleanup.callback(workers.stop)
             workers.start()
+        if options.kubernetes is not None:
+            from .k8s_placement import fleet_held
+
+            # Scaled once for the whole study (each cell then waits for its idle workers).
+            cleanup.enter_context(fleet_held(plan.workers, options.kubernetes))
         # Registered last, so it runs first: the files are written before anything is stopped.
         cleanup.callback(_finish, study, options.out_dir)
         _run_cells(plan, study, mesh, redis_url, workers, options)
@@ -176,7 +196,8 @@ def _run_cells(
             out_dir=run_dir,
             live=False,
             mesh=mesh,
-            placement="fleet" if workers is not None else "auto",
+            placement="k8s" if plan.kubernetes_workers else "fleet" if workers is not None else "auto",
+            kubernetes=options.kubernetes,
         )
         try:
             if workers is not None:
