@@ -132,13 +132,14 @@ def test_least_privilege_acl_users_run_a_run_and_nothing_else(http_server: Serve
             kept = fetch_results(reader, result.run_id)  # kept by the coordinator's user, read by the reader
             assert kept is not None and json.loads(kept.files["smp.json"])["meshload"]["run_id"] == result.run_id
             assert [meta.run_id for meta in list_results(reader)] == [result.run_id]
-            for command in (
+            refused: list[tuple[str, ...]] = [
                 ("HGETALL", wire.fleet_key()),
                 ("XRANGE", wire.RunKeys(result.run_id).records, "-", "+"),
                 ("DEL", wire.results_key(result.run_id)),
                 ("HSET", wire.results_key(result.run_id), "smp.json", "forged"),
-            ):
+            ]
+            for forbidden in refused:
                 with pytest.raises(redis.exceptions.NoPermissionError):
-                    reader.execute_command(*command)
+                    reader.execute_command(*forbidden)
         assert 0 < admin.pttl(wire.results_key(result.run_id)) <= wire.DEFAULT_RESULTS_TTL_S * 1000
         admin.close()

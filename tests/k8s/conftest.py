@@ -110,7 +110,11 @@ class KubeFleet:
         from meshload.coordinator.k8s_placement import KubernetesFleet
 
         return KubernetesFleet(
-            deployment=self.deployment, namespace=self.namespace, selector=self.selector, api_host=self.api.url, **options
+            deployment=self.deployment,
+            namespace=self.namespace,
+            selector=self.selector,
+            api_host=self.api.url,
+            **options,
         )
 
     def replicas(self) -> int:
@@ -118,7 +122,9 @@ class KubeFleet:
 
     def requests(self) -> list[tuple[str, str]]:
         """(method, path) of the requests made since the fixture was set up (the coordinator's)."""
-        return [(str(method.value), path) for method, path in self.api.requests()[self.setup_requests :]]
+        return [
+            (str(getattr(method, "value", method)), path) for method, path in self.api.requests()[self.setup_requests :]
+        ]
 
     def scale_patches(self) -> list[str]:
         return [path for method, path in self.requests() if method == "PATCH" and path.endswith("/scale")]

@@ -99,36 +99,33 @@ def test_an_rbac_refusal_names_the_verb_and_resource_and_nothing_is_sent(
     assert target.counters()["requests"] == 0
 
 
-def test_too_few_workers_in_time_says_how_many_came_and_why_and_scales_back(
-    kube_fleet: KubeFleet, http_server
-) -> None:
+def test_too_few_workers_in_time_says_how_many_came_and_why_and_scales_back(kube_fleet: KubeFleet, http_server) -> None:
     target = http_server("ok")
-    with RedisServer() as server, server.client() as client:
-        # One pod fits on the nodes; the two the run asks for on top stay Pending.
-        with _controller(kube_fleet, _local_worker(server.url), schedulable=1) as controller:
-            _wait_idle(client, 1, controller)
-            started = time.monotonic()
-            with pytest.raises(RunError) as too_few:
-                execute_run(
-                    _plan(target.url),
-                    RunOptions(
-                        workers=3,
-                        placement="k8s",
-                        redis_url=server.url,
-                        kubernetes=kube_fleet.fleet(wait_s=2.0),
-                        live=False,
-                    ),
-                )
-            waited_s = time.monotonic() - started
-            deadline = time.monotonic() + 10
-            while controller.replica_history[-1:] != [1] and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert controller.replica_history == [1, 3, 1]
-            assert len(controller.running()) == 1  # the worker that was there before the run
+    # One pod fits on the nodes; the two the run asks for on top stay Pending.
+    with (
+        RedisServer() as server,
+        server.client() as client,
+        _controller(kube_fleet, _local_worker(server.url), schedulable=1) as controller,
+    ):
+        _wait_idle(client, 1, controller)
+        started = time.monotonic()
+        with pytest.raises(RunError) as too_few:
+            fleet = kube_fleet.fleet(wait_s=2.0)
+            execute_run(
+                _plan(target.url),
+                RunOptions(workers=3, placement="k8s", redis_url=server.url, kubernetes=fleet, live=False),
+            )
+        waited_s = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while controller.replica_history[-1:] != [1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert controller.replica_history == [1, 3, 1]
+        assert len(controller.running()) == 1  # the worker that was there before the run
     message = str(too_few.value)
     assert "\n" not in message
     assert message.startswith("only 1 of 3 workers were idle in Redis after 2s; ")
-    assert f"Deployment perf/{kube_fleet.deployment}: scaled from 1 to 3 replicas, pods: 2 Pending, 1 Running" in message
+    deployment = f"Deployment perf/{kube_fleet.deployment}"
+    assert f"{deployment}: scaled from 1 to 3 replicas, pods: 2 Pending, 1 Running" in message
     assert "(Unschedulable: 0/3 nodes are available: 3 Insufficient cpu." in message
     assert f"`kubectl -n perf get pods -l {kube_fleet.selector}`" in message
     assert message.endswith("; the Deployment is scaled back")
@@ -146,11 +143,11 @@ def test_a_run_that_fails_after_placement_scales_the_fleet_back(kube_fleet: Kube
         launch = _local_worker(server.url, "192.0.2.0/24")
         with _controller(kube_fleet, launch) as controller:
             _wait_idle(client, 1, controller)
+            options = RunOptions(
+                workers=2, placement="k8s", redis_url=server.url, kubernetes=kube_fleet.fleet(), live=False
+            )
             with pytest.raises(RunError) as refused:
-                execute_run(
-                    _plan(target.url),
-                    RunOptions(workers=2, placement="k8s", redis_url=server.url, kubernetes=kube_fleet.fleet(), live=False),
-                )
+                execute_run(_plan(target.url), options)
             assert "refused the run: target 127.0.0.1 is not in its allowlist (192.0.2.0/24)" in str(refused.value)
             assert kube_fleet.replicas() == 1  # back, before execute_run returned
             deadline = time.monotonic() + 15

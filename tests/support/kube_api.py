@@ -126,7 +126,7 @@ class KubeApiStandIn:
         def install(emulator: Any) -> None:
             for method in ("get", "patch"):
                 where = (emulator**-1)[method, kmock.resource(group, version, plural), kmock.subresource("scale")]
-                where << scale_of  # noqa: B015  # kmock's DSL: `<<` installs the reaction
+                where << scale_of  # kmock's DSL: `<<` installs the reaction
 
         self.call(install)
 

@@ -14,6 +14,7 @@ raises `NetnsUnavailable` with what failed, so a test fails loudly instead of sk
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import random
@@ -29,6 +30,11 @@ _STOP_TIMEOUT_S = 5.0
 
 class NetnsUnavailable(RuntimeError):
     pass
+
+
+def _output(*argv: str) -> str:
+    """What a command printed, whatever its exit code (a listing or a clean-up step)."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
 
 
 def _ip(*args: str, namespace: str | None = None) -> str:
@@ -87,7 +93,7 @@ class NodeNetwork:
 
     def remove(self) -> None:
         """Stop what still runs in the namespaces, delete them (their veth ends go with them) and the bridge."""
-        existing = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+        existing = set(_output("ip", "netns", "list").split())
         namespaces = [namespace for namespace in self.namespaces if namespace in existing]
         pids = [pid for namespace in namespaces for pid in self.pids(namespace)]
         _signal_all(pids, signal.SIGTERM)
@@ -96,28 +102,25 @@ class NodeNetwork:
             time.sleep(0.05)
         _signal_all([pid for pid in pids if _alive(pid)], signal.SIGKILL)
         for namespace in namespaces:
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
-        for index in range(self.count):  # a veth pair whose inside end never moved into its namespace
-            subprocess.run(["ip", "link", "del", f"mlv{self.tag}{index}"], capture_output=True, check=False)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+            _output("ip", "netns", "del", namespace)
+        for link in self.leftovers():  # a veth pair whose inside end never moved, the bridge
+            _output("ip", "link", "del", link)
 
     @staticmethod
     def pids(namespace: str) -> list[int]:
-        listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
-        return [int(pid) for pid in listed.stdout.split()]
+        return [int(pid) for pid in _output("ip", "netns", "pids", namespace).split()]
 
     def leftovers(self) -> list[str]:
         """Namespaces and interfaces of this network that still exist (none after `remove`)."""
-        namespaces = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        namespaces = set(_output("ip", "netns", "list").split())
         found = [namespace for namespace in self.namespaces if namespace in namespaces]
-        return found + sorted({word.split("@")[0] for word in links.split() if self.tag in word})
+        links = {word.rstrip(":").split("@")[0] for word in _output("ip", "-o", "link", "show").split()}
+        return found + sorted(link for link in links if link.startswith(("mlv", "mlp", "mlbr")) and self.tag in link)
 
     @staticmethod
     def _free_subnet() -> ipaddress.IPv4Network:
-        used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
-        routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
-        taken = [ipaddress.ip_network(word, strict=False) for word in (used + " " + routes).split() if _is_cidr(word)]
+        used = _output("ip", "-4", "-o", "addr", "show") + " " + _output("ip", "-4", "route", "show")
+        taken = [ipaddress.ip_network(word, strict=False) for word in used.split() if _is_cidr(word)]
         candidates = [(first, second) for first in _SUBNET_FIRST_OCTET for second in range(256)]
         random.shuffle(candidates)
         for first, second in candidates:
@@ -147,7 +150,5 @@ def _alive(pid: int) -> bool:
 
 def _signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
