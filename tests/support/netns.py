@@ -21,6 +21,7 @@ import random
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Self
 
 #: 10.200.0.0/24 ... 10.254.255.0/24 are tried, at random, until one is free on this machine.
@@ -141,11 +142,12 @@ def _is_cidr(word: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped by its parent, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _signal_all(pids: list[int], signum: int) -> None:

@@ -61,7 +61,11 @@ def keep_results(
     pipe.pexpire(key, ttl_ms)
     pipe.zadd(wire.results_index_key(), {run_id: meta.expires_unix_ms})
     pipe.zremrangebyscore(wire.results_index_key(), "-inf", now_ms)
-    pipe.execute()
+    # The server's own refusal (a full Redis, a user without the rights), not redis-py's retelling of
+    # the whole command with its binary arguments.
+    refused = [reply for reply in pipe.execute(raise_on_error=False) if isinstance(reply, Exception)]
+    if refused:
+        raise refused[0]
     return meta
 
 
