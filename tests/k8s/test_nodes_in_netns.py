@@ -138,7 +138,8 @@ def test_the_nodes_go_away_with_what_runs_in_them_even_when_the_test_fails() -> 
         sleeper = subprocess.Popen(nodes.command(1, ["sleep", "60"]))
         with socket.create_server((nodes.gateway, 0)) as listener:  # the root side of the nodes' veths
             connect = f"import socket; socket.create_connection({listener.getsockname()!r}, timeout=5)"
-            reached = subprocess.run(nodes.command(0, [sys.executable, "-c", connect]), capture_output=True, check=False)
+            inside = nodes.command(0, [sys.executable, "-c", connect])
+            reached = subprocess.run(inside, capture_output=True, check=False)
         assert reached.returncode == 0, reached.stderr
         assert sleeper.pid in NodeNetwork.pids(nodes.namespaces[1])
         raise RuntimeError("the test failed")
