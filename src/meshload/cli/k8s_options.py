@@ -55,6 +55,16 @@ K8sWaitOption = Annotated[
         show_default=False,
     ),
 ]
+KubeconfigOption = Annotated[
+    str | None,
+    option(
+        "--kubeconfig",
+        env="KUBECONFIG",
+        help="--workers k8s:N: the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in a pod its "
+        "service account).",
+        show_default=False,
+    ),
+]
 ResultsTtlOption = Annotated[
     str | None,
     option(
@@ -83,15 +93,22 @@ def worker_placement(workers: str, placement: Placement) -> tuple[WorkerCount, P
 
 
 def kubernetes_fleet(
-    deployment: str | None, namespace: str | None, selector: str | None, wait: str | None
+    deployment: str | None,
+    namespace: str | None,
+    selector: str | None,
+    wait: str | None,
+    kubeconfig: str | None = None,
 ) -> KubernetesFleet:
+    import dataclasses
+
     from ..coordinator.k8s_placement import KubernetesFleet
     from ..scenarios.durations import parse_duration_s
 
     wait_s = parse_duration_s(wait, option="--k8s-wait") if wait is not None else None
-    return KubernetesFleet.from_environment(
+    fleet = KubernetesFleet.from_environment(
         deployment=deployment, namespace=namespace, selector=selector, wait_s=wait_s
     )
+    return dataclasses.replace(fleet, kubeconfig=kubeconfig) if kubeconfig else fleet
 
 
 def results_ttl_s(text: str | None) -> float:

@@ -19,6 +19,7 @@ from .k8s_options import (
     K8sNamespaceOption,
     K8sSelectorOption,
     K8sWaitOption,
+    KubeconfigOption,
     ResultsTtlOption,
     kubernetes_fleet,
     results_ttl_s,
@@ -186,6 +187,7 @@ def run(
     k8s_namespace: K8sNamespaceOption = None,
     k8s_selector: K8sSelectorOption = None,
     k8s_wait: K8sWaitOption = None,
+    kubeconfig: KubeconfigOption = None,
     results_ttl: ResultsTtlOption = None,
     testbed: Annotated[
         str | None,
@@ -224,7 +226,9 @@ def run(
         placement=placement,
         run_id=run_id,
         kubernetes=(
-            kubernetes_fleet(k8s_deployment, k8s_namespace, k8s_selector, k8s_wait) if count.kubernetes else None
+            kubernetes_fleet(k8s_deployment, k8s_namespace, k8s_selector, k8s_wait, kubeconfig)
+            if count.kubernetes
+            else None
         ),
         results_ttl_s=results_ttl_s(results_ttl),
     )
