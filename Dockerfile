@@ -1,13 +1,13 @@
 # meshload: the coordinator, the workers and the tools in one image (the Helm chart's default).
 #   docker build -t meshload:0.1.0 .
 #   docker run --rm meshload:0.1.0 run http://target/ --rate 100 --duration 30s
-# Build stage: wheels of meshload and of every dependency, with its extras (Locust, gRPC, Kubernetes,
+# Build stage: wheels of meshload and of every dependency, with its extras (Locust, Kubernetes,
 # PostgreSQL for the history store).
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[locust,grpc,k8s,postgres]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[locust,k8s,postgres]"
 
 # Run stage: the wheels installed, no compiler, no source tree; a non-root user with a fixed id (the
 # chart's securityContext uses 10001). redis-server lets `meshload run` without --redis start its own.

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from importlib.metadata import PackageNotFoundError, distribution
+from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
@@ -32,11 +32,13 @@ def _installed_files() -> set[str] | None:
 
     if Path(meshload.__file__).resolve().is_relative_to(SOURCE.resolve()):
         return None
-    try:
-        files = distribution("meshload").files or []
-    except PackageNotFoundError:
+    # The distribution installed beside the imported package: a lookup by name alone searches every
+    # sys.path entry, and the current folder (a source tree with its build's egg-info) may come first.
+    site = str(Path(meshload.__file__).resolve().parents[1])
+    found = [dist for dist in distributions(path=[site]) if dist.metadata["Name"] == "meshload"]
+    if not found:
         return None
-    return {file.as_posix() for file in files}
+    return {file.as_posix() for file in found[0].files or []}
 
 
 @pytest.mark.timeout(120)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 import tempfile
-import time
 from html.parser import HTMLParser
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from .client import fetch, login
 
@@ -152,8 +153,9 @@ def test_a_browser_shows_the_page_signs_in_and_draws_the_stars(testbed, browser,
     browser.find_element(By.ID, "username").send_keys("jason")
     browser.find_element(By.ID, "password").send_keys("secret")
     browser.find_element(By.CSS_SELECTOR, "form[name=login_form] button[type=submit]").click()
-    deadline = time.monotonic() + 5
-    while "Sign out" not in browser.find_element(By.TAG_NAME, "body").text and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # The submit navigates: the old page's elements go stale while the new one loads.
+    WebDriverWait(browser, 5, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda page: "Sign out" in page.find_element(By.TAG_NAME, "body").text
+    )
     nav = browser.find_element(By.TAG_NAME, "nav").text
     assert "jason" in nav and "Sign out" in nav and "Sign in" not in nav
