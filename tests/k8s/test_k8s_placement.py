@@ -9,6 +9,7 @@ The part after scaling, across network namespaces standing in for nodes, is in t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,9 +22,11 @@ import redis
 from tests.support.http_servers import refused_port
 from tests.support.redis_server import RedisServer
 
+from meshload.coordinator.mesh.base import MeshBaseline, Support, SupportLevel
 from meshload.coordinator.placement import idle_fleet_workers
 from meshload.coordinator.run import RunOptions, execute_run
 from meshload.errors import ApiRefused, ClusterUnreachable, RunError, UsageError
+from meshload.results.run_result import MeshUsage
 from meshload.scenarios.plan import Plan
 
 from .conftest import KubeFleet
@@ -242,3 +245,81 @@ def test_the_fleet_must_be_named_and_reached_through_redis(monkeypatch: pytest.M
     options = RunOptions(workers=2, placement="k8s", redis_url="redis://127.0.0.1:9/0")
     assert options.kubernetes is not None
     assert (options.kubernetes.deployment, options.kubernetes.namespace) == ("perf-meshload-worker", "perf")
+
+
+class _PlainTarget:
+    """A "mesh" that is one HTTP server, for a study whose subject here is where its workers come from."""
+
+    name = "plain"
+
+    def __init__(self, url: str) -> None:
+        self.ingress_url = url.rstrip("/")
+        self.applied: list[str] = []
+
+    @property
+    def baseline(self) -> MeshBaseline:
+        return MeshBaseline(mesh=self.name, mtls_encrypted=False)
+
+    def functions(self) -> list[str]:
+        return ["none", "sidecar"]
+
+    def support(self, function: str, params: dict[str, str] | None = None) -> Support:
+        return Support(self.name, function, SupportLevel.SUPPORTED)
+
+    def apply(self, function: str, params: dict[str, str] | None = None) -> object:
+        self.applied.append(function)
+        return None
+
+    def remove(self) -> None:
+        self.applied.append("removed")
+
+    def current_function(self) -> str:
+        return self.applied[-1] if self.applied else "none"
+
+    def start_sampling(self, interval_s: float = 1.0) -> _NoSampling:
+        return _NoSampling()
+
+
+class _NoSampling:
+    def stop(self) -> MeshUsage:
+        return MeshUsage(mesh="plain")
+
+
+@pytest.mark.slow
+def test_a_study_with_workers_k8s_n_scales_the_fleet_once_for_all_its_cells(
+    kube_fleet: KubeFleet, http_server, tmp_path: Path
+) -> None:
+    from meshload.coordinator.study import StudyOptions, run_study
+    from meshload.scenarios.study_plan import load_study_plan
+
+    target = http_server("ok")
+    plan_file = tmp_path / "study.yaml"
+    plan_file.write_text(
+        "name: k8s\nworkers: k8s:2\nload_levels: [20]\nrepetitions: 1\nduration: 1s\nwarmup: 0s\nsettle: 0s\n"
+        f"scenario: {_scenario(tmp_path)}\nfunctions: [none, sidecar]\n"
+    )
+    plan = load_study_plan(plan_file)
+    with RedisServer() as server, server.client() as client:
+        with _controller(kube_fleet, _local_worker(server.url)) as controller:
+            _wait_idle(client, 1, controller)
+            mesh = _PlainTarget(target.url)
+            options = StudyOptions(
+                out_dir=tmp_path / "study", redis_url=server.url, mesh=mesh, kubernetes=kube_fleet.fleet()
+            )
+            study = run_study(plan, options)
+            assert controller.replica_history == [1, 2, 1]  # up once for the study, back once after it
+        kept = list(client.scan_iter("meshload:results:run:*"))
+    assert sorted(mesh.applied) == ["none", "sidecar"]
+    assert [cell.valid for cell in study.cells] == [True, True], [cell.validity for cell in study.cells]
+    for cell in study.cells:
+        smp = json.loads((tmp_path / "study" / cell.run_dir / "smp.json").read_text())
+        assert sorted(worker["node"] for worker in smp["meshload"]["workers"]) == NODES[:2]
+    assert len(kept) == 2  # every cell's files kept in the fleet's Redis
+    assert len(kube_fleet.scale_patches()) == 2 and kube_fleet.refused_by_the_role() == []
+    assert target.counters()["requests"] == 2 * 20
+
+
+def _scenario(folder: Path) -> Path:
+    path = folder / "scenario.yaml"
+    path.write_text("url: /\nload: {rate: 20}\nduration: 1s\n")
+    return path

@@ -18,6 +18,7 @@ import typer
 from .. import terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
+from .k8s_options import ResultsTtlOption, results_ttl_s
 from .options import option
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
@@ -86,6 +87,7 @@ def study(
             "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
         ),
     ] = False,
+    results_ttl: ResultsTtlOption = None,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -96,6 +98,7 @@ def study(
 
     if quick and plan_file is not None:
         raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")
+    ttl_s = results_ttl_s(results_ttl)
     source = plan_file if plan_file is not None else Path(QUICK_STUDY if quick else DEFAULT_STUDY)
     plan = load_study_plan(source, _overrides(repetitions, duration, warmup, load_levels))
     out_dir = (
@@ -135,7 +138,13 @@ def study(
                 "function and load level are valid"
             )
 
-    options = StudyOptions(out_dir=out_dir, redis_url=redis_url, on_cell=on_cell, on_cell_start=on_cell_start)
+    options = StudyOptions(
+        out_dir=out_dir,
+        redis_url=redis_url,
+        on_cell=on_cell,
+        on_cell_start=on_cell_start,
+        results_ttl_s=ttl_s,
+    )
     try:
         result = run_study(plan, options)
     except KeyboardInterrupt:

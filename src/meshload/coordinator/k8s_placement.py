@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 DEPLOYMENT_ENV = "MESHLOAD_K8S_WORKER_DEPLOYMENT"
 SELECTOR_ENV = "MESHLOAD_K8S_WORKER_SELECTOR"
 POD_NAMESPACE_ENV = "MESHLOAD_POD_NAMESPACE"
+#: The same settings as `meshload run`'s --k8s-namespace and --k8s-wait read them (for studies).
+NAMESPACE_ENV = "MESHLOAD_K8S_NAMESPACE"
+WAIT_ENV = "MESHLOAD_K8S_WAIT"
 #: How long new workers may take to be scheduled, pull the image, start and register (a new node
 #: pulling the image for the first time takes minutes).
 DEFAULT_WAIT_S = 300.0
@@ -70,8 +73,13 @@ class KubernetesFleet:
         selector: str | None = None,
         wait_s: float | None = None,
     ) -> KubernetesFleet:
-        """The fleet from the given values, else the chart's variables; UsageError without a Deployment."""
+        """The fleet from the given values, else the environment (the chart's variables, and those of
+        `meshload run`'s options); UsageError without a Deployment."""
+        from ..scenarios.durations import parse_duration_s
+
         deployment = deployment or os.environ.get(DEPLOYMENT_ENV, "")
+        if wait_s is None and os.environ.get(WAIT_ENV):
+            wait_s = parse_duration_s(os.environ[WAIT_ENV], option=WAIT_ENV)
         if not deployment:
             raise UsageError(
                 "--workers k8s:N: which Deployment runs the workers? Give --k8s-deployment NAME (or "
@@ -81,7 +89,7 @@ class KubernetesFleet:
             raise UsageError(f"--k8s-wait: must be longer than 0 s (got {wait_s:g})")
         return cls(
             deployment=deployment,
-            namespace=namespace or os.environ.get(POD_NAMESPACE_ENV, ""),
+            namespace=namespace or os.environ.get(NAMESPACE_ENV) or os.environ.get(POD_NAMESPACE_ENV, ""),
             selector=selector if selector is not None else os.environ.get(SELECTOR_ENV, ""),
             wait_s=wait_s if wait_s is not None else DEFAULT_WAIT_S,
         )

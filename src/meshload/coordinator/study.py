@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError, RunError, TestbedError, UsageError
+from ..pipeline.wire import DEFAULT_RESULTS_TTL_S
 from ..results.compare import CellSummary
 from ..results.outputs import write_study_outputs
 from ..results.study_result import StudyResult
@@ -59,6 +60,8 @@ class StudyOptions:
     on_cell_start: Callable[[StudyCell, StudyProgress], None] | None = None
     # A plan with `workers: k8s:N`: the fleet (None: from the environment, as the chart sets it).
     kubernetes: KubernetesFleet | None = None
+    # With `redis_url`: how long each cell's files stay in that Redis (`meshload results get`); 0: not kept.
+    results_ttl_s: float = DEFAULT_RESULTS_TTL_S
 
 
 @dataclass
@@ -198,6 +201,7 @@ def _run_cells(
             mesh=mesh,
             placement="k8s" if plan.kubernetes_workers else "fleet" if workers is not None else "auto",
             kubernetes=options.kubernetes,
+            results_ttl_s=options.results_ttl_s if options.redis_url is not None else 0.0,  # not in a private one
         )
         try:
             if workers is not None:
