@@ -43,6 +43,7 @@ class FleetController:
     launch: Launch
     schedulable: int = 1_000
     replica_history: list[int] = field(default_factory=list)  # each replica count it acted on
+    created: dict[str, str] = field(default_factory=dict)  # every pod it created: pod name -> node
 
     def __post_init__(self) -> None:
         self._pods: list[_Pod] = []
@@ -113,6 +114,7 @@ class FleetController:
             emulator.objects["v1/pods", self.namespace, name] = pod
 
         self.api.call(create)
+        self.created[name] = node
         self._pods.append(_Pod(name, node, self.launch(name, node) if scheduled else None))
 
     def _remove_pod(self) -> None:
