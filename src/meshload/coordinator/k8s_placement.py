@@ -267,9 +267,15 @@ class _ScaleBack:
         self.scaled = False
 
     def scale_up_to(self, count: int) -> None:
-        if self.replicas < count:
+        if self.replicas >= count:
+            return
+        # Marked before the request: an interrupt while it is on its way may leave it applied.
+        self.scaled = True
+        try:
             self.deployment.scale_to(count)
-            self.scaled = True
+        except MeshError:
+            self.scaled = False  # refused, or no answer at all: nothing to take back (nor a way to)
+            raise
 
     def __call__(self) -> None:
         if not self.scaled:
