@@ -169,3 +169,13 @@ def test_target_halfwidth_errors_are_one_clear_line(text: str, message: str) -> 
         parse_halfwidth_targets(text)
     line = str(caught.value)
     assert line.startswith("--target-halfwidth: ") and message in line and "\n" not in line
+
+
+def test_aa_calibration_leaves_out_metrics_that_never_varied() -> None:
+    cells = synthetic_cells({"sidecar": 0.0, "sidecar-again": 0.0}, blocks=8, models=LEVELS, seed=4)
+    for cell in cells:
+        cell.metrics["error_rate_pct"] = 0.0  # no error anywhere: every block difference is 0
+    result = calibrate_aa(cells, "sidecar", "sidecar-again")
+    assert "error_rate_pct" not in {item.metric for item in result.by_metric}
+    assert result.false_positives.total == 2 * 6  # 6 metrics of 7 at each of 2 load levels
+    assert {c.metric for c in result.comparisons} >= {"error_rate_pct"}  # still compared and reported

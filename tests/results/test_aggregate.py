@@ -229,3 +229,28 @@ def test_memory_is_bounded_by_seconds_not_requests(make_record: MakeRecord) -> N
     assert result.completed == 400  # the totals are complete whatever the interval log kept
     assert result.valid and result.degraded
     assert any("interval log holds only part" in reason for reason in result.validity)
+
+
+def test_each_second_carries_its_own_schedule_lag_so_a_stall_is_placed_in_time(make_record: MakeRecord) -> None:
+    aggregator = RunAggregator(make_plan(duration_s=8.0), RUN_ID)
+    for seq in range(1, OPEN_SECONDS + 6):
+        for worker in ("worker-0", "worker-1"):
+            # Second 3 of worker-1 stalls: its sends leave about 40 ms late, and 90 of them count as late.
+            stalled = worker == "worker-1" and seq == 3
+            aggregator.add(
+                make_record(worker, seq, lag_scale_us=40_000.0 if stalled else 200.0, late=90 if stalled else 1)
+            )
+    # A late record for a second already closed still adds to that second's lag exactly.
+    aggregator.add(make_record("worker-2", 1, lag_scale_us=5_000.0, late=7))
+
+    points = {p.offset_s: p for p in aggregator.result().timeseries}
+
+    for second, point in points.items():
+        workers = [w for w in ("worker-0", "worker-1", "worker-2") if (w, int(second)) in make_record.samples]
+        lag = histogram_of(np.concatenate([make_record.samples[(w, int(second))]["lag"] for w in workers]))
+        # Merged counts, never an average of the workers' percentiles.
+        assert point.lag_p99_ms == lag.value_at_percentile(99) / 1000.0, second
+        assert point.lag_max_ms == lag.max_us / 1000.0, second
+    assert points[3.0].late == 91 and points[2.0].late == 2 and points[1.0].late == 9
+    worst = max(points.values(), key=lambda p: p.lag_p99_ms)
+    assert worst.offset_s == 3.0 and worst.lag_p99_ms > 50 * points[2.0].lag_p99_ms

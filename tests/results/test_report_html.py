@@ -39,13 +39,14 @@ def test_report_is_self_contained_and_shows_the_run(finished_result: RunResult) 
     assert "@import" not in page and "url(" not in page
     # Only the plan's target URL, and the SVG namespace (a name, never fetched).
     assert not re.search(r"https?://(?!127\.0\.0\.1:9/productpage|www\.w3\.org/2000/svg)", page)
-    assert parser.tags.count("svg") == 3
+    assert parser.tags.count("svg") == 4
     assert parser.tags.count("script") == 0
     for section in (
         'id="validity"',
         'id="spectrum"',
         'id="rate"',
         'id="latency"',
+        'id="lag"',
         'id="workers"',
         'id="mesh"',
         'id="plan"',
@@ -86,7 +87,7 @@ def test_an_empty_run_still_renders_and_says_why(tmp_path: Path) -> None:
     page = render_report(result)
 
     assert "INVALID RUN" in page and "no request completed" in page
-    assert "No mesh sampler ran" in page and page.count("no data") == 3
+    assert "No mesh sampler ran" in page and page.count("no data") == 4
     written = write_run_outputs(result, tmp_path)
     assert written["report"].read_text(encoding="utf-8") == page
 
@@ -98,8 +99,22 @@ def test_every_chart_point_lies_inside_its_chart(finished_result: RunResult) -> 
     width, height = (int(v) for v in view_box.groups())
     polylines = re.findall(r'<polyline[^>]*points="([^"]+)"', page)
 
-    assert len(polylines) == 6  # spectrum: 2 curves, rate: 2, latency: 2
+    assert len(polylines) == 8  # spectrum: 2 curves, rate: 2, latency: 2, schedule lag: 2
     for points in polylines:
         for point in points.split():
             x, y = (float(v) for v in point.split(","))
             assert 0 <= x <= width and 0 <= y <= height, point
+
+
+def test_the_schedule_lag_chart_places_a_stall_in_its_second(finished_result: RunResult) -> None:
+    stalled = finished_result.timeseries[2]
+    stalled.lag_p99_ms, stalled.lag_max_ms = 250.0, 400.0
+    page = render_report(finished_result)
+    chart = re.search(r'<div id="lag">(.*?)</div>', page, flags=re.S)
+    assert chart is not None and "Schedule lag per second" in chart.group(1)
+    lines = dict(re.findall(r'data-series="([^"]+)"[^>]*points="([^"]+)"', chart.group(1)))
+    assert set(lines) == {"lag p99", "lag max"}
+    points = [tuple(float(v) for v in point.split(",")) for point in lines["lag p99"].split()]
+    # The highest point of the p99 line (the smallest y) is the stalled second's, third from the left.
+    assert min(range(len(points)), key=lambda index: points[index][1]) == 2
+    assert ">100<" in chart.group(1)  # the log axis reaches the stall's hundreds of milliseconds

@@ -60,11 +60,14 @@ def test_both_reports_render_their_charts_in_chromium(finished_result: RunResult
     assert run_errors == [] and study_errors == []
     assert resources == []  # nothing fetched by the study page (and it links only to its run folders)
     assert "VALID RUN" in verdict
-    # Run report: spectrum (corrected + uncorrected), rate (completed + sent), latency (p50 + p99).
-    assert [c["lines"] for c in run_charts] == [2, 2, 2]
-    # Study: a spectrum per load level (a line per function), two overhead charts, proxy CPU.
-    assert [c["lines"] for c in study_charts] == [len(SHIFTS_MS)] * 2 + [0, 0, 0]
-    assert [c["bars"] for c in study_charts[2:]] == [3 * 2, 3 * 2, 3 * 2]  # 3 functions x 2 load levels
+    # Run report: spectrum (corrected + uncorrected), rate (completed + sent), latency (p50 + p99),
+    # schedule lag (p99 + max).
+    assert [c["lines"] for c in run_charts] == [2, 2, 2, 2]
+    # Study: a spectrum per load level (a line per function), two overhead charts, proxy CPU, and the
+    # schedule lag of every second (a line per cell).
+    cells = len(SHIFTS_MS) * 2 * 3
+    assert [c["lines"] for c in study_charts] == [len(SHIFTS_MS)] * 2 + [0, 0, 0] + [cells]
+    assert [c["bars"] for c in study_charts[2:5]] == [3 * 2, 3 * 2, 3 * 2]  # 3 functions x 2 load levels
     for chart in run_charts + study_charts:
         assert chart["width"] > 300 and chart["height"] > 150 and chart["empty"] == 0, chart
         assert chart["lines"] == 0 or chart["points"] > 2 * chart["lines"]

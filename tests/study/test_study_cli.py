@@ -53,6 +53,26 @@ def test_bad_study_input_is_one_line_before_anything_starts(
     assert not out.exists() and not (private_testbed_dir / "state.json").exists()
 
 
+def test_bad_budget_targets_and_calibration_are_one_line_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], private_testbed_dir: Path
+) -> None:
+    out = tmp_path / "out"
+    quick = ["study", "--quick", "--out", str(out)]
+    message = _fails([*quick, "--budget", "10m", "--target-halfwidth", "p50=0.05"], capsys)
+    assert message.startswith("error: --target-halfwidth:") and "needs a unit" in message
+    message = _fails([*quick, "--budget", "10m", "--target-halfwidth", "p50=1ms,p50=2ms"], capsys)
+    assert "given twice" in message
+    message = _fails([*quick, "--target-halfwidth", "p50=1ms"], capsys)
+    assert "needs a time budget" in message and "command line" in message
+    message = _fails([*quick, "--budget", "20s"], capsys)
+    assert "shorter than one round of blocks" in message and "8 cells" in message
+    message = _fails([*quick, "--budget", "later"], capsys)
+    assert "budget" in message and "later" in message
+    message = _fails([*quick, "--calibrate", "--calibrate-function", "warp-drive"], capsys)
+    assert message.startswith("error: --calibrate-function:") and "sidecar" in message
+    assert not out.exists() and not (private_testbed_dir / "state.json").exists()
+
+
 def test_report_and_compare_refuse_folders_they_cannot_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], study_folder: Path
 ) -> None:
@@ -73,6 +93,9 @@ def test_report_rerenders_a_study_and_prints_where_it_is(
     printed = capsys.readouterr()
     assert printed.out.strip().splitlines()[-1] == f"index.html: {(study_folder / 'index.html').resolve()}"
     assert "sidecar" in printed.out and "interval excludes 0" in printed.err
+    # The paired change and its interval, and the study's resolution per load level.
+    assert "change against the baseline" in printed.out and "resolution" in printed.out
+    assert "2 blocks per comparison" in printed.err
     assert (study_folder / "index.html").is_file()
 
 

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -125,21 +126,30 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     compared = {(c["function"], c["baseline"]) for c in comparisons}
     assert compared == {("sidecar", "none"), ("mtls", "sidecar"), ("rate-limit", "sidecar")}
     for comparison in comparisons:
+        # Paired within the 2 blocks (a block with an invalid cell is kept, flagged, for want of 2 valid).
+        assert comparison["n_blocks"] == 2 and comparison["repetitions"] == [1, 2], comparison
         assert comparison["low"] <= comparison["change"] <= comparison["high"], comparison
-        assert comparison["n_baseline"] >= 1 and comparison["n_function"] >= 1
     by_key = {(c["function"], c["metric"]): c for c in comparisons}
     sidecar_p50 = by_key["sidecar", "p50_ms"]
     assert sidecar_p50["change"] > 0 and sidecar_p50["function_mean"] > sidecar_p50["baseline_mean"], (
         "two HAProxy hops per call should make the sidecar slower than no mesh at p50"
     )
     assert by_key["sidecar", "proxy_cpu_mcores_per_krps"]["change"] > 0
+    assert {r["metric"] for r in document["resolution"]} >= {"p50_ms", "p99_ms"}
+    assert document["unpaired_comparisons"]["comparisons"]
+    # Every cell has its schedule lag second by second, warm-up first; so does each run's report.
+    for cell in cells:
+        assert [s["warmup"] for s in cell["lag_seconds"]][:2] == [True, False] and len(cell["lag_seconds"]) >= 4
+        assert 'id="lag"' in (out / cell["run_dir"] / "report.html").read_text()
+    assert document["estimated_duration_s"] > 0
     environment = document["environment"]
     assert environment["cpu_cores"] >= 1 and environment["python"]
     assert "HAProxy" in environment["haproxy_version"]
+    assert environment["cpu_pinning"]["pinned"] == (len(os.sched_getaffinity(0)) >= 3)
     assert len(environment["load_average_before"]) == 3 and len(environment["load_average_after"]) == 3
 
     html = (out / "index.html").read_text()
-    assert "<script" not in html and "<link" not in html and html.count("<svg") == 1 + 2 + 1
+    assert "<script" not in html and "<link" not in html and html.count("<svg") == 1 + 2 + 1 + 1
 
     # The saved folder re-renders, and a study compared with itself changes nothing.
     (out / "index.html").unlink()
@@ -163,6 +173,7 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
 def test_an_interrupted_study_keeps_its_cells_and_leaves_a_running_testbed_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from meshload.coordinator.cpu_pinning import CpuSplit, available_cpus, thread_affinities
     from meshload.coordinator.mesh.local import LocalTestbedMesh
     from meshload.coordinator.study import StudyOptions, run_study
     from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
@@ -181,24 +192,114 @@ def test_an_interrupted_study_keeps_its_cells_and_leaves_a_running_testbed_as_it
     monkeypatch.setenv("MESHLOAD_TESTBED_DIR", str(state))
     users_testbed = LocalTestbedMesh(state)
     users_testbed.up("mtls", {"min_tls_version": "TLSv1.3"})
+    # The generator on the last CPU, the mesh on the others (on 2 cores too, where a study would not
+    # choose it by itself): what a machine with enough CPUs gets.
+    cpus = available_cpus()
+    split = CpuSplit(generator=(cpus[-1],), mesh=tuple(cpus[:-1]) or (cpus[0],))
     seen = []
+    pinned: dict[str, list[set[int]]] = {}
 
     def interrupt_after_first(summary, progress) -> None:
         seen.append(summary.function)
+        testbed_pids = [pid for pids in users_testbed.testbed.pids_by_kind().values() for pid in pids]
+        pinned["mesh"] = [cpu_set for pid in testbed_pids for cpu_set in thread_affinities(pid).values()]
+        workers = [
+            p for p in psutil.process_iter(["cmdline"]) if f"study-{os.getpid()}-w" in " ".join(p.info["cmdline"] or [])
+        ]
+        pinned["generator"] = [cpu_set for w in workers for cpu_set in thread_affinities(w.pid).values()]
+        pinned["coordinator"] = [os.sched_getaffinity(0)]
         raise KeyboardInterrupt
 
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_study(plan, StudyOptions(out_dir=out, on_cell=interrupt_after_first))
-        # The study found the testbed up: it is still up, with the user's function back in force.
+            run_study(plan, StudyOptions(out_dir=out, on_cell=interrupt_after_first, cpu_split=split))
+        # The study found the testbed up: it is still up, with the user's function back in force,
+        # and its processes on every CPU again.
         status = users_testbed.status()
         assert status["running"] and status["function"] == "mtls"
         assert status["params"]["min_tls_version"] == "TLSv1.3"
+        for pid in (p for pids in users_testbed.testbed.pids_by_kind().values() for p in pids):
+            assert all(cpu_set == set(cpus) for cpu_set in thread_affinities(pid).values())
     finally:
         users_testbed.down()
+    # While it ran, every thread of the testbed, the workers and the coordinator was on its side.
+    assert pinned["mesh"] and all(cpu_set == set(split.mesh) for cpu_set in pinned["mesh"])
+    assert pinned["generator"] and all(cpu_set == set(split.generator) for cpu_set in pinned["generator"])
+    assert pinned["coordinator"] == [set(split.generator)] and os.sched_getaffinity(0) == set(cpus)
     # Its own Redis and workers are gone.
     assert _processes_using(out) + _processes_using(f"--id study-{os.getpid()}-w") == []
     document = json.loads((out / "study.json").read_text())
     assert document["complete"] is False and [c["function"] for c in document["cells"]] == seen
     assert document["environment"]["load_average_after"]
+    assert document["environment"]["cpu_pinning"]["generator_cpus"] == list(split.generator)
     assert "This study is incomplete: 1 of 2 cells ran." in (out / "index.html").read_text()
+
+
+AA_PLAN = """\
+name: tiny
+load_levels: [40]
+warmup: 0.5s
+duration: 1s
+settle: 0.2s
+seed: 3
+functions: [none, sidecar, mtls]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_calibration_study_within_a_budget_reports_its_targets_and_its_calibration(tmp_path: Path) -> None:
+    plan_path = tmp_path / "tiny.yaml"
+    plan_path.write_text(AA_PLAN, encoding="utf-8")
+    out, state = tmp_path / "out", tmp_path / "testbed"
+    env = {**os.environ, "MESHLOAD_TESTBED_DIR": str(state), "COLUMNS": "160"}
+    budget_s = 40.0
+    started = time.monotonic()
+    finished = _meshload(
+        "study",
+        str(plan_path),
+        "--calibrate",
+        "--budget",
+        f"{budget_s:g}s",
+        "--target-halfwidth",
+        "p50=1us,cpu=100000mcores",
+        "--out",
+        str(out),
+        "--no-history",
+        env=env,
+        timeout_s=150,
+    )
+    elapsed_s = time.monotonic() - started
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    # Said before it started: an A/A study of sidecar against itself, in rounds, for the budget.
+    assert "A/A study tiny-aa: sidecar-a and sidecar-b" in finished.stderr
+    assert "rounds of 2 cells for 40s" in finished.stderr and "estimated duration" in finished.stderr
+    pinned = len(os.sched_getaffinity(0)) >= 3
+    assert ("CPUs: pinned: generator" if pinned else "CPUs: not pinned:") in finished.stderr
+    assert elapsed_s < budget_s + 15  # the budget holds (plus the interpreter's start and the files)
+    document = json.loads((out / "study.json").read_text())
+    assert document["complete"] is True and document["plan"]["calibrate"] is True
+    assert {c["function"] for c in document["cells"]} == {"sidecar-a", "sidecar-b"}
+    rounds = document["blocks_done"]
+    assert rounds >= 2 and len(document["cells"]) == 2 * rounds
+    # Every round's decision is kept: more rounds while the budget allowed, then the stop and why.
+    decisions = document["budget"]["decisions"]
+    assert [d["round"] for d in decisions] == list(range(1, rounds + 1))
+    assert all(d["add"] for d in decisions[:-1]) and not decisions[-1]["add"]
+    assert "time budget spent" in document["budget"]["stop_reason"] == decisions[-1]["reason"]
+    assert document["duration_s"] <= budget_s
+    # p50 within ±1 µs is out of reach (and the report says how many blocks it would take);
+    # CPU within ±100 cores is reached.
+    p50, cpu = document["targets"]
+    assert (p50["reached"], cpu["reached"]) == (False, True)
+    assert p50["blocks_needed"] is None or p50["blocks_needed"] > rounds
+    assert "NOT reached" in finished.stderr and "target cpu=100000mcores: reached" in finished.stderr
+    # The A/A calibration: false positives over the comparisons that varied, coverage of sub-studies.
+    calibration = document["calibration"]
+    assert calibration["arm_a"] == "sidecar-a" and calibration["arm_b"] == "sidecar-b"
+    assert 0 < calibration["false_positives"]["total"] <= 7
+    assert calibration["coverage"]["total"] > 0 and calibration["sub_study_blocks"] == max(min(8, rounds // 2), 2)
+    assert "A/A calibration (sidecar-a vs sidecar-b): false positives" in finished.stdout
+    html = (out / "index.html").read_text()
+    assert 'id="calibration"' in html and 'id="targets"' in html and 'id="resolution"' in html
+    assert _processes_using(state) + _processes_using(out) == []

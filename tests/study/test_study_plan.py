@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from meshload.coordinator.study import CELL_OVERHEAD_S, estimated_duration_s
+from meshload.coordinator.study import (
+    CELL_OVERHEAD_S,
+    TESTBED_START_S,
+    budget_rounds,
+    estimated_duration_s,
+    round_estimate_s,
+)
 from meshload.errors import PlanError
+from meshload.results.study_budget import study_targets
 from meshload.scenarios.plan import OpenLoop
 from meshload.scenarios.study_plan import FunctionSpec, StudyPlan, load_study_plan
 
@@ -83,21 +90,88 @@ def test_cell_plan_sends_the_scenario_to_the_ingress_at_the_cells_rate() -> None
 
 
 def test_builtin_studies_load_and_fit_their_budgets() -> None:
-    default = load_study_plan("study-default")
+    default = load_study_plan("study-default", check_targets=study_targets)
     quick = load_study_plan("study-quick")
     names = [f.name for f in default.functions]
     for required in ("none", "sidecar", "mtls", "retries", "timeout", "circuit-breaker", "rate-limit", "access-log"):
         assert required in names
     assert any(name.startswith("lb-") for name in names)
-    assert len(default.load_levels) == 3 and default.repetitions == 3
     limit = next(f for f in default.functions if f.name == "rate-limit")
     assert float(limit.params["limit_rps"]) > 2 * max(default.load_levels)
-    # The estimate printed before a study starts (load + settle + measured per-cell overhead) fits
-    # the budgets: 15 minutes for the default study, 3 for --quick.
-    assert estimated_duration_s(default) < 15 * 60
+    # More, shorter blocks: a cell is a few seconds, and the default study adds rounds of blocks
+    # for its targets while its budget (under 15 minutes, testbed included) has time for one more.
+    assert default.duration_s <= 3 and quick.duration_s <= 3
+    assert default.budget_s is not None and default.budget_s < 15 * 60
+    assert [t.written for t in study_targets(default.target_halfwidth)] == ["p50=0.05ms", "p99=0.5ms"]
+    assert estimated_duration_s(default) <= default.budget_s
+    rounds = budget_rounds(default)
+    assert rounds >= 6 and rounds * round_estimate_s(default) + TESTBED_START_S == estimated_duration_s(default)
+    # The quick study has no budget: its repetitions, well under 3 minutes.
+    assert quick.budget_s is None and quick.repetitions >= 3
     assert estimated_duration_s(quick) < 3 * 60
-    assert estimated_duration_s(default) > len(default.cells()) * (default.cell_s + CELL_OVERHEAD_S)
-    assert len(quick.cells()) < len(default.cells())
+    assert estimated_duration_s(quick) > len(quick.cells()) * (quick.cell_s + CELL_OVERHEAD_S)
+    assert len(quick.cells()) < rounds * default.cells_per_round
+
+
+def test_budget_and_targets_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    base = "load_levels: [10]\nduration: 3s\nfunctions: [none, sidecar]\n"
+    plan = load_study_plan(
+        _write(tmp_path, base + "budget: 10m\ntarget_halfwidth: p50=50us,cpu=20mcores\n"), check_targets=study_targets
+    )
+    assert plan.budget_s == 600.0 and plan.target_halfwidth == "p50=50us,cpu=20mcores"
+    cases = {
+        "target_halfwidth: p50=0.05ms\n": (4, ["target_halfwidth", "budget"]),
+        "budget: 10m\ntarget_halfwidth: p50=0.05\n": (5, ["target_halfwidth", "needs a unit", "0.05ms"]),
+        "budget: 10m\ntarget_halfwidth: p42=1ms\n": (5, ["p42", "not a compared metric"]),
+        "budget: soon\n": (4, ["budget", "soon"]),
+    }
+    for text, (line, words) in cases.items():
+        path = _write(tmp_path, base + text)
+        with pytest.raises(PlanError) as caught:
+            load_study_plan(path, check_targets=study_targets)
+        message = str(caught.value)
+        assert message.startswith(f"{path}:{line}: ") and "\n" not in message, message
+        for word in words:
+            assert word in message, message
+
+
+def test_one_function_can_be_two_arms_and_an_aa_study_compares_them() -> None:
+    plan = _plan()
+    aa = plan.as_calibration("rate-limit")
+    assert aa.calibrate and aa.name == f"{plan.name}-aa"
+    assert [(f.name, f.arm_name) for f in aa.functions] == [
+        ("rate-limit", "rate-limit-a"),
+        ("rate-limit", "rate-limit-b"),
+    ]
+    assert aa.baselines() == {"rate-limit-a": None, "rate-limit-b": "rate-limit-a"}
+    # Same load levels, blocks and cell lengths; each block runs both arms once, shuffled.
+    assert (aa.load_levels, aa.repetitions, aa.duration_s) == (plan.load_levels, plan.repetitions, plan.duration_s)
+    cells = aa.cells()
+    assert len(cells) == 2 * 3 * 3 and len({cell.slug for cell in cells}) == len(cells)
+    assert "rate-limit-b-" in cells[0].slug or "rate-limit-a-" in cells[0].slug
+    run_plan = aa.cell_plan(cells[0], "http://127.0.0.1:1")
+    assert run_plan.labels["function"] == "rate-limit" and run_plan.labels["arm"] == cells[0].function.arm_name
+    # A round is one repetition at every load level; `cells` is the rounds in order.
+    assert plan.cells(rounds=2) == plan.cells()[: 2 * plan.cells_per_round]
+    assert plan.round_cells(4, first_order=7)[0].order == 7 and plan.round_cells(4, first_order=7)[0].repetition == 4
+    # An A/A study has exactly two arms, compared with each other, not with a baseline.
+    with pytest.raises(ValueError, match="exactly 2 arms"):
+        StudyPlan(**{**aa.model_dump(), "functions": [*aa.model_dump()["functions"], {"name": "mtls"}]})
+    twice = (FunctionSpec(name="sidecar", arm="left"), FunctionSpec(name="sidecar", arm="left"))
+    with pytest.raises(ValueError, match="listed twice"):
+        StudyPlan(**{**aa.model_dump(), "functions": twice})
+
+
+def test_an_aa_study_written_as_a_file(tmp_path: Path) -> None:
+    text = (
+        "load_levels: [10]\nduration: 3s\ncalibrate: true\nfunctions:\n"
+        "  - sidecar\n  - {name: lb-round-robin, arm: round-robin}\n"
+    )
+    plan = load_study_plan(_write(tmp_path, text))
+    assert plan.calibrate and plan.baselines() == {"sidecar": None, "round-robin": "sidecar"}
+    with pytest.raises(PlanError) as caught:
+        load_study_plan(_write(tmp_path, text.replace("arm: round-robin", "arm: sidecar")))
+    assert ":6: " in str(caught.value) and "twice" in str(caught.value)
 
 
 def _write(tmp_path: Path, text: str) -> Path:

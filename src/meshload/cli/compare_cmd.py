@@ -4,15 +4,30 @@ with 95% bootstrap intervals), B against A."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .. import terminal
 from ..errors import UsageError
 from .options import option
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..results.compare import Comparison
+
+#: Columns of the study comparison table (metric key, heading).
+STUDY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("p50_ms", "Δp50 ms"),
+    ("p99_ms", "Δp99 ms"),
+    ("p99.9_ms", "Δp99.9 ms"),
+    ("error_rate_pct", "Δerrors %"),
+    ("proxy_cpu_mcores_per_krps", "Δproxy CPU mcores/krps"),
+)
 
 
 def compare(
@@ -81,7 +96,6 @@ def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
 def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
     from ..results.compare import compare_studies, interval_note
     from ..results.study_json import load_study
-    from .study_cmd import comparison_table
 
     study_a, study_b = load_study(a), load_study(b)
     comparisons = compare_studies(study_a.cells, study_b.cells, seed=study_b.plan.seed)
@@ -95,11 +109,43 @@ def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
         }
         terminal.result(json.dumps(document, indent=1))
         return
-    terminal.table(
-        comparison_table(comparisons, title=f"study B = {b} against study A = {a}", baseline_heading="against")
-    )
+    terminal.table(studies_table(comparisons, title=f"study B = {b} against study A = {a}"))
     repetitions = min(study_a.plan.repetitions, study_b.plan.repetitions)
     terminal.info(f"* interval excludes 0. {interval_note(repetitions)}")
+
+
+def studies_table(comparisons: Sequence[Comparison], *, title: str) -> Table:
+    """A rich table: one row per function and load level, B's change from A over its 95% interval
+    (two studies are independent: their repetitions are compared unpaired)."""
+    from rich import box
+    from rich.table import Table
+
+    from ..results.charts import format_value
+
+    table = Table(title=title, show_lines=True, box=box.SQUARE)
+    table.add_column("function", overflow="fold")
+    table.add_column("against", overflow="fold")
+    table.add_column("rps", justify="right")
+    for _, heading in STUDY_COLUMNS:
+        table.add_column(heading, justify="right", overflow="fold")
+    rows: dict[tuple[str, str, float], dict[str, Comparison]] = {}
+    for comparison in comparisons:
+        rows.setdefault((comparison.function, comparison.baseline, comparison.rate), {})[comparison.metric] = comparison
+    for (function, baseline, rate), by_metric in rows.items():
+        cells = []
+        for key, _ in STUDY_COLUMNS:
+            found = by_metric.get(key)
+            if found is None:
+                cells.append("–")
+                continue
+            mark = ("*" if found.significant else "") + ("!" if found.uses_invalid_cells else "")
+            change = ("+" if found.change > 0 else "") + format_value(found.change)
+            if min(found.n_baseline, found.n_function) < 2:
+                cells.append(f"{change}{mark}\n(n=1)")
+            else:
+                cells.append(f"{change}{mark}\n[{format_value(found.low, 2)},{format_value(found.high, 2)}]")
+        table.add_row(function, baseline, f"{rate:g}", *cells)
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,14 @@
 """`meshload study`: what each traffic-control function costs, measured on the local testbed.
 
 Runs every function of a study plan (the built-in default, `--quick`, or a file) at every load level,
-several times, interleaved; compares each function with its baseline; writes each cell's run folder,
-`study.json` and `index.html`, and prints a summary table and where `index.html` is.
+in blocks (one repetition at one load level, every function once, shuffled); compares each function
+with its baseline within blocks; writes each cell's run folder, `study.json` and `index.html`, and
+prints a summary table (the paired change with its interval, or how large a change it rules out), the
+study's resolution, its targets, and where `index.html` is.
+
+`--calibrate` runs the plan as an A/A study (one function as both arms) and reports the intervals'
+false-positive rate and coverage on this machine; `--budget` with `--target-halfwidth` keeps adding
+rounds of blocks while an interval is wider than its target and time remains.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fas
     from rich.table import Table
 
     from ..coordinator.study import StudyProgress
-    from ..results.compare import CellSummary, Comparison
+    from ..results.aa_calibration import AACalibration
+    from ..results.compare import CellSummary
+    from ..results.paired import PairedComparison
+    from ..results.resolution import ResolutionRow
+    from ..results.study_budget import RoundDecision, TargetRow
     from ..results.study_result import StudyResult
-    from ..scenarios.study_plan import StudyCell
+    from ..scenarios.study_plan import StudyCell, StudyPlan
 
 DEFAULT_STUDIES_DIR = Path("studies")
 #: Columns of the summary table (metric key, heading); index.html has every metric.
@@ -38,6 +48,8 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error_rate_pct", "Δerrors %"),
     ("proxy_cpu_mcores_per_krps", "Δproxy CPU mcores/krps"),
 )
+#: The metrics of the resolution table on the terminal (index.html has every metric).
+RESOLUTION_METRICS = ("p50_ms", "p99_ms", "proxy_cpu_mcores_per_krps")
 
 
 def study(
@@ -56,7 +68,13 @@ def study(
         option("--out", "-o", env="STUDY_OUT", help="Output folder (default: a new folder under studies/)."),
     ] = None,
     repetitions: Annotated[
-        int | None, option("--repetitions", "-n", env="STUDY_REPETITIONS", help="Override the plan's repetitions.")
+        int | None,
+        option(
+            "--repetitions",
+            "-n",
+            env="STUDY_REPETITIONS",
+            help="Override the plan's repetitions (blocks per load level; with --budget, rounds before it may stop).",
+        ),
     ] = None,
     duration: Annotated[
         str | None,
@@ -73,6 +91,44 @@ def study(
             help="Override the load levels: rates in requests per second, e.g. 25,50,100.",
         ),
     ] = None,
+    budget: Annotated[
+        str | None,
+        option(
+            "--budget",
+            env="STUDY_BUDGET",
+            help="A time budget for the whole study, e.g. 15m: rounds of blocks are added while time remains "
+            "(and, with --target-halfwidth, while an interval is wider than its target).",
+        ),
+    ] = None,
+    target_halfwidth: Annotated[
+        str | None,
+        option(
+            "--target-halfwidth",
+            env="STUDY_TARGET_HALFWIDTH",
+            help="Widest 95% interval half-width wanted per metric, e.g. p50=0.05ms,p99=0.5ms (needs a budget).",
+        ),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        option(
+            "--calibrate",
+            env="STUDY_CALIBRATE",
+            help="Run the plan as an A/A study (one function as both arms) and report the false-positive rate "
+            "and the coverage of its intervals.",
+        ),
+    ] = False,
+    calibrate_function: Annotated[
+        str,
+        option("--calibrate-function", env="STUDY_CALIBRATE_FUNCTION", help="The function of an A/A study's arms."),
+    ] = "sidecar",
+    pin_cpus: Annotated[
+        bool,
+        option(
+            "--pin-cpus/--no-pin-cpus",
+            env="STUDY_PIN_CPUS",
+            help="Keep the generator and the local testbed on separate CPUs when there are enough (3 or more).",
+        ),
+    ] = True,
     redis_url: Annotated[
         str | None,
         option(
@@ -92,29 +148,26 @@ def study(
     history: HistoryOption = True,
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
-    from ..coordinator.study import StudyOptions, estimated_duration_s, run_study
+    from ..coordinator.cpu_pinning import plan_pinning
+    from ..coordinator.study import StudyOptions, check_budget, estimated_duration_s, run_study
     from ..scenarios.durations import format_duration
-    from ..scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
 
-    if quick and plan_file is not None:
-        raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")
     ttl_s = results_ttl_s(results_ttl)
-    source = plan_file if plan_file is not None else Path(QUICK_STUDY if quick else DEFAULT_STUDY)
-    plan = load_study_plan(source, _overrides(repetitions, duration, warmup, load_levels))
+    plan = load_plan(
+        plan_file,
+        quick=quick,
+        overrides=_overrides(repetitions, duration, warmup, load_levels, budget, target_halfwidth),
+        calibrate=calibrate,
+        calibrate_function=calibrate_function,
+    )
+    check_budget(plan, private_redis=redis_url is None)
     out_dir = (
         out if out is not None else DEFAULT_STUDIES_DIR / f"{plan.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     )
 
     estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
-    finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
-    terminal.info(
-        f"study {plan.name}: {len(plan.functions)} functions x {len(plan.load_levels)} load levels "
-        f"({', '.join(f'{r:g}' for r in plan.load_levels)} rps) x {plan.repetitions} repetitions = "
-        f"{len(plan.cells())} cells of {plan.warmup_s:g}s warm-up + {plan.duration_s:g}s measured"
-    )
-    terminal.info(
-        f"estimated duration {format_duration(round(estimate_s))} (until about {finish}); results in {out_dir}"
-    )
+    _announce(plan, estimate_s, out_dir)
+    terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")
 
     def on_cell_start(cell: StudyCell, progress: StudyProgress) -> None:
         terminal.info(
@@ -134,15 +187,21 @@ def study(
         terminal.info(f"{line}; {left}")
         if not summary.valid:
             terminal.warning(
-                f"cell invalid ({'; '.join(summary.validity)}): used only if fewer than 2 cells of its "
-                "function and load level are valid"
+                f"cell invalid ({'; '.join(summary.validity)}): its block is left out of the comparisons that "
+                "have 2 or more blocks without one"
             )
+
+    def on_round(decision: RoundDecision, progress: StudyProgress) -> None:
+        verb = "another round" if decision.add else "stop"
+        terminal.info(f"after {decision.round} blocks per load level: {verb} ({decision.reason})")
 
     options = StudyOptions(
         out_dir=out_dir,
         redis_url=redis_url,
         on_cell=on_cell,
         on_cell_start=on_cell_start,
+        on_round=on_round,
+        pin_cpus=pin_cpus,
         results_ttl_s=ttl_s,
     )
     try:
@@ -159,17 +218,65 @@ def study(
     if as_json:
         from ..results.study_json import study_document
 
-        comparisons = study_document(result)["comparisons"]
-        terminal.result(json.dumps({"index_html": str(index_path), "comparisons": comparisons}, indent=1))
+        document = study_document(result)
+        terminal.result(
+            json.dumps(
+                {
+                    "index_html": str(index_path),
+                    "comparisons": document["comparisons"],
+                    "resolution": document["resolution"],
+                    "targets": document["targets"],
+                    "calibration": document["calibration"],
+                },
+                indent=1,
+            )
+        )
         terminal.info(f"index.html: {index_path}")
         return
     print_study_summary(result)
     terminal.result(f"index.html: {index_path}")
 
 
+def load_plan(
+    plan_file: Path | None,
+    *,
+    quick: bool,
+    overrides: dict[str, object],
+    calibrate: bool = False,
+    calibrate_function: str = "sidecar",
+) -> StudyPlan:
+    """The study to run: the plan file or built-in study with the command line's overrides, as an
+    A/A study with `calibrate`."""
+    from ..results.study_budget import study_targets
+    from ..scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
+
+    if quick and plan_file is not None:
+        raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")
+    source = plan_file if plan_file is not None else Path(QUICK_STUDY if quick else DEFAULT_STUDY)
+    plan = load_study_plan(source, overrides, check_targets=study_targets)
+    if not calibrate:
+        return plan
+    if plan.calibrate:
+        return plan  # already an A/A study
+    from ..testbed import PROFILES
+
+    if calibrate_function not in PROFILES:
+        raise UsageError(
+            f"--calibrate-function: {calibrate_function!r} is not a testbed function; use one of: {', '.join(PROFILES)}"
+        )
+    return plan.as_calibration(calibrate_function)
+
+
 def _overrides(
-    repetitions: int | None, duration: str | None, warmup: str | None, load_levels: str | None
+    repetitions: int | None,
+    duration: str | None,
+    warmup: str | None,
+    load_levels: str | None,
+    budget: str | None,
+    target_halfwidth: str | None,
 ) -> dict[str, object]:
+    from ..results.halfwidth_targets import parse_halfwidth_targets
+
     overrides: dict[str, object] = {}
     if repetitions is not None:
         overrides["repetitions"] = repetitions
@@ -182,30 +289,83 @@ def _overrides(
             overrides["load_levels"] = [float(part) for part in load_levels.split(",") if part.strip()]
         except ValueError:
             raise UsageError(f"--load-levels: {load_levels!r} is not a list of rates; use e.g. 25,50,100") from None
+    if budget is not None:
+        overrides["budget"] = budget
+    if target_halfwidth is not None:
+        parse_halfwidth_targets(target_halfwidth)  # named after the option when it is wrong
+        overrides["target_halfwidth"] = target_halfwidth
     return overrides
 
 
+def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
+    """What the study will run and how long it will take, before it starts."""
+    from ..coordinator.study import budget_rounds, round_estimate_s
+    from ..scenarios.durations import format_duration
+
+    finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
+    kind = "A/A study" if plan.calibrate else "study"
+    arms = " and ".join(f.label for f in plan.functions) if plan.calibrate else f"{len(plan.functions)} functions"
+    if plan.budget_s is None:
+        blocks = f"{plan.repetitions} repetitions = {len(plan.cells())} cells"
+    else:
+        blocks = (
+            f"rounds of {plan.cells_per_round} cells for {format_duration(plan.budget_s)} "
+            f"(about {budget_rounds(plan)} rounds fit"
+            + (
+                f"; it stops earlier once every target ({plan.target_halfwidth}) is reached"
+                if plan.target_halfwidth
+                else ""
+            )
+            + ")"
+        )
+    terminal.info(
+        f"{kind} {plan.name}: {arms} x {len(plan.load_levels)} load levels "
+        f"({', '.join(f'{r:g}' for r in plan.load_levels)} rps) x {blocks} "
+        f"of {plan.warmup_s:g}s warm-up + {plan.duration_s:g}s measured"
+    )
+    terminal.info(
+        f"estimated duration {format_duration(round(estimate_s))} (until about {finish}; a round of blocks about "
+        f"{format_duration(round(round_estimate_s(plan)))}); results in {out_dir}"
+    )
+
+
 def print_study_summary(result: StudyResult) -> None:
-    """The comparisons as a table on stdout, then the note on intervals and any invalid cells."""
-    from ..results.compare import interval_note
+    """The comparisons as a table on stdout, then the resolution, the targets, the calibration, and
+    the notes on intervals and any invalid cells."""
+    from ..results.paired import paired_interval_note
 
     comparisons = result.comparisons()
-    terminal.table(comparison_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
-    terminal.info(f"* interval excludes 0. {interval_note(result.plan.repetitions)}")
+    terminal.table(paired_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
+    terminal.info(
+        "* interval excludes 0; n.s.: no significant difference, and the interval rules out a change beyond ±x. "
+        + paired_interval_note(result.blocks_done)
+    )
+    resolution = result.resolution(comparisons)
+    if resolution:
+        terminal.table(resolution_table(resolution))
+    targets = result.targets(comparisons)
+    if targets:
+        _print_targets(targets, result)
+    calibration = result.calibration()
+    if calibration is not None:
+        _print_calibration(calibration)
+    elif result.plan.calibrate:
+        terminal.warning("the A/A calibration needs at least 2 blocks per load level")
     if any(c.uses_invalid_cells for c in comparisons):
-        terminal.warning("! marks a change that includes invalid cells (fewer than 2 valid repetitions in an arm)")
+        terminal.warning("! marks a change that includes invalid cells (fewer than 2 blocks had both cells valid)")
     invalid = [cell for cell in result.cells if not cell.valid]
     if invalid:
         terminal.warning(
-            f"{len(invalid)} of {len(result.cells)} cells invalid: each is used only where fewer than 2 cells "
-            "of its function and load level were valid (see index.html)"
+            f"{len(invalid)} of {len(result.cells)} cells invalid: their blocks are left out of the comparisons "
+            "that keep 2 or more blocks without them (see index.html)"
         )
     if not result.complete:
-        terminal.warning(f"the study is incomplete: {len(result.cells)} of {len(result.plan.cells())} cells ran")
+        terminal.warning(f"the study is incomplete: {len(result.cells)} of {result.planned_cells} cells ran")
 
 
-def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_heading: str = "vs") -> Table:
-    """A rich table: one row per function and load level, each change over its 95% interval."""
+def paired_table(comparisons: Sequence[PairedComparison], *, title: str) -> Table:
+    """A rich table: one row per function and load level, each paired change over its 95% interval,
+    or, when not significant, over how large a change it rules out."""
     from rich import box
     from rich.table import Table
 
@@ -214,7 +374,7 @@ def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_
 
     table = Table(title=title, show_lines=True, box=box.SQUARE)
     table.add_column("function", overflow="fold")
-    table.add_column(baseline_heading, overflow="fold")
+    table.add_column("vs", overflow="fold")
     table.add_column("rps", justify="right")
     for _, heading in SUMMARY_COLUMNS:
         table.add_column(heading, justify="right", overflow="fold")
@@ -227,12 +387,79 @@ def comparison_table(comparisons: Sequence[Comparison], *, title: str, baseline_
                 continue
             mark = ("*" if found.significant else "") + ("!" if found.uses_invalid_cells else "")
             change = ("+" if found.change > 0 else "") + format_value(found.change)
-            if min(found.n_baseline, found.n_function) < 2:
-                cells.append(f"{change}{mark}\n(n=1)")
-            else:
-                cells.append(f"{change}{mark}\n[{format_value(found.low, 2)},{format_value(found.high, 2)}]")
+            if found.low is None or found.high is None:
+                cells.append(f"{change}{mark}\n(1 block)")
+                continue
+            interval = f"[{format_value(found.low, 2)},{format_value(found.high, 2)}]"
+            if found.sd_blocks == 0 and not found.significant:
+                interval = "(no spread)"
+            elif not found.significant and found.rules_out_beyond is not None:
+                interval += f"\nn.s. <±{format_value(found.rules_out_beyond, 2)}"
+            cells.append(f"{change}{mark}\n{interval}")
         table.add_row(row.function, row.baseline, f"{row.rate:g}", *cells)
     return table
+
+
+def resolution_table(rows: Sequence[ResolutionRow]) -> Table:
+    """The smallest change the study calls significant (and detects with 80% power) per load level."""
+    from rich import box
+    from rich.table import Table
+
+    from ..results.charts import format_value
+    from ..results.compare import METRIC_BY_KEY
+
+    table = Table(
+        title="resolution: the smallest change called significant / detected with 80% power, any function",
+        box=box.SQUARE,
+    )
+    table.add_column("rps", justify="right")
+    table.add_column("blocks", justify="right")
+    shown = [key for key in RESOLUTION_METRICS if any(row.metric == key for row in rows)]
+    for key in shown:
+        table.add_column(f"Δ{METRIC_BY_KEY[key].label} {METRIC_BY_KEY[key].unit}", justify="right")
+    for rate in sorted({row.rate for row in rows}):
+        at_rate = {row.metric: row for row in rows if row.rate == rate}
+        figures = []
+        for key in shown:
+            row = at_rate.get(key)
+            figures.append(
+                f"±{format_value(row.detectable_change, 2)} / ±{format_value(row.detectable_change_80, 2)}"
+                if row is not None
+                else "–"
+            )
+        blocks = min(row.n_blocks for row in at_rate.values())
+        table.add_row(f"{rate:g}", str(blocks), *figures)
+    return table
+
+
+def _print_targets(targets: Sequence[TargetRow], result: StudyResult) -> None:
+    if result.budget is not None and result.budget.stop_reason:
+        terminal.info(f"budget: stopped, {result.budget.stop_reason}")
+    for target in targets:
+        line = f"target {target.written}: {'reached' if target.reached else 'NOT reached'}, {target.why}"
+        if target.reached:
+            terminal.info(line)
+        else:
+            terminal.warning(line)
+
+
+def _print_calibration(calibration: AACalibration) -> None:
+    fp, coverage = calibration.false_positives, calibration.coverage
+    fp_text = (
+        f"{100 * fp.count / fp.total:.1f}% [{100 * fp.low:.1f}, {100 * fp.high:.1f}]" if fp.total else "no comparison"
+    )
+    coverage_text = (
+        f"{100 * coverage.count / coverage.total:.1f}% [{100 * coverage.low:.1f}, {100 * coverage.high:.1f}]"
+        if coverage.total
+        else "no sub-study"
+    )
+    terminal.result(
+        f"A/A calibration ({calibration.arm_a} vs {calibration.arm_b}): false positives {fp_text} "
+        f"({fp.count} of {fp.total} comparisons called significant; nominal "
+        f"{100 * calibration.nominal_false_positive_rate:.0f}%); coverage of {calibration.sub_study_blocks}-block "
+        f"intervals {coverage_text} ({coverage.count} of {coverage.total} sub-studies; nominal "
+        f"{100 * calibration.confidence:.0f}%)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -129,7 +129,7 @@ def records_from_study(study: StudyResult, location: Path) -> list[HistoryRecord
     invalid = [cell for cell in study.cells if not cell.valid]
     validity = [f"{len(invalid)} of {len(study.cells)} cells invalid"] if invalid else []
     if not study.complete:
-        validity.append(f"incomplete: {len(study.cells)} of {len(study.plan.cells())} cells ran")
+        validity.append(f"incomplete: {len(study.cells)} of {study.planned_cells} cells ran")
     records = [
         HistoryRecord(
             key=key,

@@ -11,6 +11,9 @@ difference is 0. Two figures follow from its cells:
   intervals that hold 0. It measures the interval at that block count on this machine's own drift,
   stalls and correlations, not on a model of them.
 
+Metrics that never varied (every block difference 0, such as an error rate of 0 in every cell) are
+left out of both figures: their interval of no width would count as covered and tell nothing.
+
 Each figure comes with a Clopper-Pearson interval. The sub-studies overlap (they share blocks), and the
 metrics of one cell are correlated, so the coverage's interval counts only disjoint sub-studies
 (⌊n/k⌋ per metric and load level): it is honest about how little a short A/A study can tell.
@@ -109,7 +112,9 @@ def calibrate_aa(
         confidence=confidence,
         metrics=metrics,
     )
-    drawn = [c for c in comparisons if c.low is not None]
+    # A metric that never varied (no error in any cell: every block difference 0) has an interval of
+    # no width around 0; it would count as covered and never as a false positive, and say nothing.
+    drawn = [c for c in comparisons if c.low is not None and any(d != 0.0 for d in c.differences)]
     false_positives = proportion(sum(c.significant for c in drawn), len(drawn), confidence=confidence)
     most_blocks = max((c.n_blocks for c in drawn), default=0)
     size = sub_study_blocks if sub_study_blocks is not None else max(most_blocks // 2, MIN_BLOCKS_FOR_INTERVAL)

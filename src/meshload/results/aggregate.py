@@ -3,7 +3,8 @@
 Every record is a delta (one worker, one interval), so merging is addition: counters are summed and
 histograms are merged by adding their counts, never by averaging percentiles. Each histogram blob is
 decoded once (`decode_counts`) and its non-empty stretch of counters is added with numpy to
-everything it feeds: the run's totals, the second it belongs to, and its worker's lag histogram.
+everything it feeds: the run's totals, the second it belongs to (latency and schedule lag, so a stall
+can be placed in time), and its worker's lag histogram.
 
 A record is identified by `(worker_id, seq)`; one seen twice (a retried publish) is counted once.
 Warm-up records are kept out of the statistics but summarised and shown in the timeseries.
@@ -25,7 +26,7 @@ from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
 from .interval import IntervalRecord, is_failed_status
 from .run_result import MeshUsage, RunResult, TimePoint, WorkerSummary
-from .seconds import SECOND_PERCENTILES, Second
+from .seconds import LAG_PERCENTILES, SECOND_PERCENTILES, Second
 from .validity import judge
 
 #: Timeseries step: records are merged into whole seconds after the run's common start.
@@ -134,7 +135,7 @@ class RunAggregator:
 
         failed = failed_requests(record.status_codes, record.errors)
         self._add_to_worker(worker.summary, record, failed)
-        self._add_to_second(record, corrected, failed)
+        self._add_to_second(record, corrected, lag, failed)
         self._elapsed_s = max(self._elapsed_s, record.offset_s + record.duration_s)
         self._all_completed += record.completed
         self._all_failed += failed
@@ -300,7 +301,7 @@ class RunAggregator:
                 self._measured_start_unix_ms = start_ms
             self._measured_end_unix_ms = max(self._measured_end_unix_ms, end_ms)
 
-    def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, failed: int) -> None:
+    def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, lag: DecodedCounts, failed: int) -> None:
         index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S), 0)
         second = self._seconds.get(index)
         if second is None:
@@ -308,11 +309,13 @@ class RunAggregator:
         second.completed += record.completed
         second.sent += record.sent
         second.failed += failed
+        second.late += record.late
         second.reporters += 1
         second.warmup = second.warmup or record.warmup
         end_in_second = record.offset_s + record.duration_s - index * SECOND_S
         second.end_s = min(max(second.end_s, end_in_second), SECOND_S)
         second.add_latency(corrected)
+        second.add_lag(lag)
         if index < self._newest_second - OPEN_SECONDS:
             second.close()  # a late record for an old second: merged exactly, then put away again
         if index > self._newest_second:
@@ -341,6 +344,7 @@ class RunAggregator:
             second = self._seconds[index]
             span_s = second.end_s if second.end_s > 0 else SECOND_S
             p50_us, p99_us = (second.percentiles_us()[p] for p in SECOND_PERCENTILES)
+            lag_p99_us, lag_max_us = (second.lag_percentiles_us()[p] for p in LAG_PERCENTILES)
             points.append(
                 TimePoint(
                     offset_s=index * SECOND_S,
@@ -350,6 +354,9 @@ class RunAggregator:
                     p50_ms=p50_us / 1000.0,
                     p99_ms=p99_us / 1000.0,
                     warmup=second.warmup,
+                    lag_p99_ms=lag_p99_us / 1000.0,
+                    lag_max_ms=lag_max_us / 1000.0,
+                    late=second.late,
                 )
             )
         return points

@@ -281,12 +281,14 @@ def line_chart(
     *,
     title: str,
     x_axis: Axis | None = None,
+    x_label: str = "seconds after start (warm-up included)",
     y_label: str,
     y_log: bool = False,
     empty: str = "no data",
 ) -> Markup:
     """Lines over a common x axis (by default linear over the data); y linear from 0, or logarithmic.
-    Without any point, the chart says `empty`."""
+    Several lines may share a name (pieces of one series with gaps between): the legend shows it
+    once. Without any point, the chart says `empty`."""
     drawn = [s for s in series if len(s.xs)]
     canvas = Canvas(title)
     if not drawn:
@@ -294,13 +296,26 @@ def line_chart(
     xs = [float(x) for s in drawn for x in s.xs]
     ys = [float(y) for s in drawn for y in s.ys]
     if x_axis is None:
-        x_axis = linear_axis("seconds after start (warm-up included)", xs, from_zero=False)
+        x_axis = linear_axis(x_label, xs, from_zero=False)
     y_axis = log_axis(y_label, ys) if y_log else linear_axis(y_label, ys)
     canvas.axes(x_axis, y_axis)
     for s in drawn:
         canvas.line(s, x_axis, y_axis)
-    canvas.legend([(s.name, s.colour) for s in drawn])
+    canvas.legend(list(dict.fromkeys((s.name, s.colour) for s in drawn)))
     return canvas.svg()
+
+
+#: The smallest lag drawn on a logarithmic axis: the histograms' resolution, 1 µs.
+LAG_FLOOR_MS = 0.001
+
+
+def schedule_lag_chart(series: Sequence[Series], *, title: str, x_label: str, empty: str = "no data") -> Markup:
+    """Schedule lag (actual send - planned instant) per second on a logarithmic axis, so a quiet
+    generator's microseconds and a stall's hundreds of milliseconds show on one chart."""
+    floored = [Series(s.name, s.colour, s.xs, [max(y, LAG_FLOOR_MS) for y in s.ys]) for s in series]
+    return line_chart(
+        floored, title=title, x_label=x_label, y_label="schedule lag (ms, log scale)", y_log=True, empty=empty
+    )
 
 
 @dataclass(frozen=True)

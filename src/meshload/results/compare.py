@@ -15,7 +15,9 @@ wide and its real coverage is below the nominal 95%. `interval_note` says so in 
 `compare_study_paired` compares the same arms block by block instead (`paired`): each repetition at
 a load level is a block in which every function ran once, minutes apart at most, so the function's
 difference from its baseline inside a block is free of the drift between blocks; its paired t
-interval holds its coverage from 3 blocks on (`bench/bench_study_statistics.py`).
+interval holds its coverage from 3 blocks on (`bench/bench_study_statistics.py`). A study's verdicts
+are the paired ones; the unpaired comparison remains for two independent studies (`compare_studies`,
+`meshload compare A B`), and in study.json beside the paired one, to show what pairing gains.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 
@@ -90,6 +93,35 @@ def run_metrics(result: RunResult) -> dict[str, float | None]:
     return metrics
 
 
+class LagSecond(TypedDict):
+    """One second of a cell's schedule lag, placed in wall-clock time."""
+
+    unix_ms: int  # the second's start
+    lag_p99_ms: float
+    lag_max_ms: float
+    late: int
+    warmup: bool
+
+
+def lag_seconds(result: RunResult) -> list[LagSecond]:
+    """Each second of a run with its schedule lag, at its wall-clock start: the measured part starts
+    at `started_unix_ms`, and the seconds before it (the warm-up) are counted back from there."""
+    measured = [point.offset_s for point in result.timeseries if not point.warmup]
+    if not measured or not result.started_unix_ms:
+        return []
+    first_measured_s = min(measured)
+    return [
+        LagSecond(
+            unix_ms=result.started_unix_ms + round((point.offset_s - first_measured_s) * 1000.0),
+            lag_p99_ms=point.lag_p99_ms,
+            lag_max_ms=point.lag_max_ms,
+            late=point.late,
+            warmup=point.warmup,
+        )
+        for point in result.timeseries
+    ]
+
+
 @dataclass
 class CellSummary:
     """One cell of a study (function x load level x repetition) as the statistics and reports see it."""
@@ -107,6 +139,9 @@ class CellSummary:
     validity: list[str] = field(default_factory=list)
     histogram: str = ""  # corrected latency, standard HdrHistogram base64
     started_unix_ms: int = 0
+    # The generator's schedule lag in each second of the cell, warm-up included (`lag_seconds`), so
+    # the study's report can place a stall in time across every cell.
+    lag_seconds: list[LagSecond] = field(default_factory=list)
 
     @classmethod
     def from_run(
@@ -126,6 +161,7 @@ class CellSummary:
             validity=list(result.validity),
             histogram=result.corrected.encode(),
             started_unix_ms=result.started_unix_ms,
+            lag_seconds=lag_seconds(result),
         )
 
     def latency(self) -> LatencyHistogram:

@@ -135,10 +135,11 @@ def _mesh_usage(data: dict[str, Any] | None) -> MeshUsage | None:
 
 
 def write_study_outputs(study: StudyResult, out_dir: Path, *, html: bool = True) -> dict[str, Path]:
-    """Write `study.json` (and `index.html` unless `html` is False) into `out_dir`."""
+    """Write `study.json` (and `index.html` unless `html` is False: the quick rewrite after every
+    cell, which also leaves out the unpaired comparisons) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     comparisons = study.comparisons()
-    document = study_document(study, comparisons)
+    document = study_document(study, comparisons, unpaired=html)
     written = {STUDY_FILE: write_study_json(document, out_dir)}
     if html:
         written[INDEX_FILE] = out_dir / INDEX_FILE

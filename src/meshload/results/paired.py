@@ -48,6 +48,17 @@ MIN_BLOCKS_FOR_INTERVAL = 2
 DETECTION_POWER = 0.8
 
 
+def paired_interval_note(blocks: int) -> str:
+    """What a reader should know about the paired intervals, given the blocks per comparison."""
+    if blocks < MIN_BLOCKS_FOR_INTERVAL:
+        return "1 block per comparison: no interval can be drawn; each change is a single difference."
+    return (
+        f"{blocks} blocks per comparison (fewer where a block had an invalid cell): each change is the mean of "
+        "the function's difference from its baseline within each block, with the paired t interval over blocks, "
+        "which held 94-97% coverage from 3 blocks on in calibration (bench/bench_study_statistics.py)."
+    )
+
+
 @dataclass
 class PairedComparison:
     """One function against its baseline at one load level, for one metric, block by block."""

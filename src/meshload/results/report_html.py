@@ -2,8 +2,8 @@
 so it opens anywhere, offline, and can be mailed or archived as a single file.
 
 Sections: validity (first, in a box that cannot be missed), summary figures, the percentile spectrum
-(corrected vs uncorrected on the nines axis), rate and latency over time, per-worker table, the
-mesh's resource use, and the plan.
+(corrected vs uncorrected on the nines axis), rate, latency and schedule lag over time (a stall shows
+in the second it happened), per-worker table, the mesh's resource use, and the plan.
 """
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ import json
 from markupsafe import Markup
 
 from .aggregate import failed_requests
-from .charts import BLUE, GREY, RED, Series, latency_by_percentile, line_chart, spectrum_series
+from .charts import (
+    BLUE,
+    GREY,
+    RED,
+    Series,
+    latency_by_percentile,
+    line_chart,
+    schedule_lag_chart,
+    spectrum_series,
+)
 from .histogram import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
 from .pages import render_page
 from .run_result import RunResult
@@ -57,6 +66,19 @@ def latency_chart(result: RunResult) -> Markup:
     )
 
 
+def lag_chart(result: RunResult) -> Markup:
+    """The generator's schedule lag in every second (p99 and the largest): where a stall happened."""
+    xs = [p.offset_s for p in result.timeseries]
+    return schedule_lag_chart(
+        [
+            Series("lag p99", BLUE, xs, [p.lag_p99_ms for p in result.timeseries]),
+            Series("lag max", RED, xs, [p.lag_max_ms for p in result.timeseries]),
+        ],
+        title="Schedule lag per second (actual send - planned instant)",
+        x_label="seconds after start (warm-up included)",
+    )
+
+
 def render_report(result: RunResult) -> str:
     """The whole page as a string."""
     return render_page(
@@ -73,6 +95,7 @@ def render_report(result: RunResult) -> str:
         spectrum_svg=percentile_spectrum_chart(result.corrected, result.uncorrected),
         rate_svg=rate_chart(result),
         latency_svg=latency_chart(result),
+        lag_svg=lag_chart(result),
         mesh=dataclasses.asdict(result.mesh) if result.mesh is not None else None,
         plan_json=json.dumps(result.plan.model_dump(mode="json"), indent=2),
         environment_json=json.dumps(result.environment, indent=2, default=str),

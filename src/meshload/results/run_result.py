@@ -43,6 +43,10 @@ class TimePoint:
     p50_ms: float
     p99_ms: float
     warmup: bool = False
+    # The generator's schedule lag in this second (actual send - planned instant): a stall shows here.
+    lag_p99_ms: float = 0.0
+    lag_max_ms: float = 0.0
+    late: int = 0  # sends later than the engine's late threshold
 
 
 @dataclass

@@ -1,6 +1,11 @@
-"""One second of a run, all workers merged: the counts, and the corrected latency histogram, kept
-dense while records for the second may still arrive and reduced to its non-empty counters once it is
-closed (`close`), so a run's memory grows with its seconds, not its requests."""
+"""One second of a run, all workers merged: the counts, the corrected latency histogram and the
+schedule-lag histogram, each kept dense while records for the second may still arrive and reduced to
+its non-empty counters once it is closed (`close`), so a run's memory grows with its seconds, not its
+requests.
+
+The lag of each second is what places a stall in time: a run whose lag p99 is fine overall can
+still have one second where the generator (or the machine) stopped, and that second's corrected
+latencies carry the stall."""
 
 from __future__ import annotations
 
@@ -10,31 +15,18 @@ from .histogram import DecodedCounts, LatencyHistogram
 
 #: Percentiles of the per-second timeseries.
 SECOND_PERCENTILES = (50.0, 99.0)
+#: Percentiles of each second's schedule lag: p99 and the largest (p100).
+LAG_PERCENTILES = (99.0, 100.0)
 
 
-class Second:
-    """One second of the run, all workers merged."""
+class SecondHistogram:
+    """One histogram of one second: dense while open, its non-empty counters once closed, and the
+    percentiles it was closed with (`percentiles`)."""
 
-    __slots__ = (
-        "_dense",
-        "_percentiles_us",
-        "_sparse_counts",
-        "_sparse_index",
-        "completed",
-        "end_s",
-        "failed",
-        "reporters",
-        "sent",
-        "warmup",
-    )
+    __slots__ = ("_dense", "_percentiles", "_percentiles_us", "_sparse_counts", "_sparse_index")
 
-    def __init__(self) -> None:
-        self.completed = 0
-        self.sent = 0
-        self.failed = 0
-        self.end_s = 0.0  # the furthest record end inside this second, relative to its start
-        self.warmup = False
-        self.reporters = 0
+    def __init__(self, percentiles: tuple[float, ...]) -> None:
+        self._percentiles = percentiles
         self._dense: LatencyHistogram | None = LatencyHistogram()
         self._sparse_index = np.zeros(0, dtype=np.int64)
         self._sparse_counts = np.zeros(0, dtype=np.uint64)
@@ -44,7 +36,7 @@ class Second:
     def is_open(self) -> bool:
         return self._dense is not None
 
-    def add_latency(self, decoded: DecodedCounts) -> None:
+    def add(self, decoded: DecodedCounts) -> None:
         if decoded.total_count == 0:
             return
         if self._dense is None:
@@ -57,7 +49,7 @@ class Second:
         """Keep only the non-empty counters and the percentiles the timeseries needs."""
         if self._dense is None:
             return
-        self._percentiles_us = self._dense.values_at_percentiles(SECOND_PERCENTILES)
+        self._percentiles_us = self._dense.values_at_percentiles(self._percentiles)
         counts = self._dense.counts_array()
         self._sparse_index = np.flatnonzero(counts)
         self._sparse_counts = counts[self._sparse_index].copy()
@@ -66,7 +58,7 @@ class Second:
     def percentiles_us(self) -> dict[float, int]:
         if self._percentiles_us is None:
             assert self._dense is not None
-            self._percentiles_us = self._dense.values_at_percentiles(SECOND_PERCENTILES)
+            self._percentiles_us = self._dense.values_at_percentiles(self._percentiles)
         return self._percentiles_us
 
     def _reopen(self) -> None:
@@ -80,3 +72,42 @@ class Second:
         self._dense = dense
         self._sparse_index = np.zeros(0, dtype=np.int64)
         self._sparse_counts = np.zeros(0, dtype=np.uint64)
+
+
+class Second:
+    """One second of the run, all workers merged."""
+
+    __slots__ = ("completed", "end_s", "failed", "lag", "late", "latency", "reporters", "sent", "warmup")
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self.sent = 0
+        self.failed = 0
+        self.late = 0  # sends later than the engine's late threshold
+        self.end_s = 0.0  # the furthest record end inside this second, relative to its start
+        self.warmup = False
+        self.reporters = 0
+        self.latency = SecondHistogram(SECOND_PERCENTILES)
+        self.lag = SecondHistogram(LAG_PERCENTILES)
+
+    @property
+    def is_open(self) -> bool:
+        return self.latency.is_open or self.lag.is_open
+
+    def add_latency(self, decoded: DecodedCounts) -> None:
+        self.latency.add(decoded)
+
+    def add_lag(self, decoded: DecodedCounts) -> None:
+        self.lag.add(decoded)
+
+    def close(self) -> None:
+        self.latency.close()
+        self.lag.close()
+
+    def percentiles_us(self) -> dict[float, int]:
+        """The corrected latency's `SECOND_PERCENTILES`."""
+        return self.latency.percentiles_us()
+
+    def lag_percentiles_us(self) -> dict[float, int]:
+        """The schedule lag's `LAG_PERCENTILES` (p99 and the largest)."""
+        return self.lag.percentiles_us()

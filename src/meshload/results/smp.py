@@ -287,6 +287,9 @@ def extension_block(result: RunResult) -> dict[str, object]:
                 "p50_ms": point.p50_ms,
                 "p99_ms": point.p99_ms,
                 "warmup": point.warmup,
+                "lag_p99_ms": point.lag_p99_ms,
+                "lag_max_ms": point.lag_max_ms,
+                "late": point.late,
             }
             for point in result.timeseries
         ],

@@ -1,8 +1,11 @@
 """A study's page, `index.html`: self-contained (no script, stylesheet, font or image fetched; the
-charts are inline SVG from `charts`). It holds a table of functions x metrics (the change against the
-baseline with its 95% interval), the latency percentile spectrum of every function at each load
-level, the overhead with its interval per function and load level, and the proxy CPU per 1,000
-requests per second.
+charts are inline SVG from `charts`). It holds the targets and how far the study got (budgeted
+studies), the A/A calibration (A/A studies), a table of functions x metrics (the paired change
+against the baseline with its 95% interval, and for a change not called significant, how large a
+change the interval rules out), the study's resolution per load level and metric, the latency
+percentile spectrum of every function at each load level, the overhead with its interval per function
+and load level, the proxy CPU per 1,000 requests per second, and the generator's schedule lag in every
+second of the study.
 """
 
 from __future__ import annotations
@@ -13,9 +16,19 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from .charts import PALETTE, Bar, bar_chart, format_value, latency_by_percentile, spectrum_series
-from .compare import METRIC_BY_KEY, METRICS, Comparison
+from .charts import (
+    PALETTE,
+    Bar,
+    Series,
+    bar_chart,
+    format_value,
+    latency_by_percentile,
+    schedule_lag_chart,
+    spectrum_series,
+)
+from .compare import METRIC_BY_KEY, METRICS, CellSummary
 from .pages import render_page
+from .paired import PairedComparison
 from .study_json import study_document
 from .study_result import StudyResult
 
@@ -28,11 +41,11 @@ OVERHEAD_METRICS = ("p50_ms", "p99_ms")
 def render_study_html(
     study: StudyResult,
     document: dict[str, object] | None = None,
-    comparisons: Sequence[Comparison] | None = None,
+    comparisons: Sequence[PairedComparison] | None = None,
 ) -> str:
     """The self-contained `index.html` of a study (pass its `study.json` document and comparisons
     when already at hand)."""
-    comparisons = study.comparisons() if comparisons is None else comparisons
+    comparisons = list(study.comparisons() if comparisons is None else comparisons)
     document = study_document(study, comparisons) if document is None else document
     plan = study.plan
     colours = function_colours(study)
@@ -43,20 +56,27 @@ def render_study_html(
         document=document,
         table=comparison_table(comparisons),
         metrics=METRICS,
+        metric_by_key=METRIC_BY_KEY,
+        resolution=study.resolution(comparisons),
+        targets=study.targets(comparisons),
+        calibration=study.calibration(),
         spectra=[spectrum_chart(study, rate, colours) for rate in plan.load_levels],
         overhead=[overhead_chart(comparisons, key, plan.load_levels) for key in OVERHEAD_METRICS],
         cpu_svg=proxy_cpu_chart(study),
+        lag_svg=study_lag_chart(study, colours),
         colours=colours,
         invalid=[cell for cell in study.cells if not cell.valid],
+        worst_second=worst_lag_second,
         fmt=format_change,
+        rules_out=rules_out,
         fmt_value=format_value,
         when=_format_time,
     )
 
 
 def function_colours(study: StudyResult) -> dict[str, str]:
-    """One colour per function of the plan, the same in the table and every chart."""
-    return {f.name: PALETTE[i % len(PALETTE)] for i, f in enumerate(study.plan.functions)}
+    """One colour per arm of the plan, the same in the table and every chart."""
+    return {f.arm_name: PALETTE[i % len(PALETTE)] for i, f in enumerate(study.plan.functions)}
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -69,10 +89,10 @@ class TableRow:
     function: str
     baseline: str
     rate: float
-    cells: dict[str, Comparison]
+    cells: dict[str, PairedComparison]
 
 
-def comparison_table(comparisons: Sequence[Comparison]) -> list[TableRow]:
+def comparison_table(comparisons: Sequence[PairedComparison]) -> list[TableRow]:
     """Comparisons grouped as rows (function, load level) x columns (metrics), in plan order."""
     rows: dict[tuple[str, float], TableRow] = {}
     for comparison in comparisons:
@@ -82,20 +102,42 @@ def comparison_table(comparisons: Sequence[Comparison]) -> list[TableRow]:
     return list(rows.values())
 
 
-def format_change(comparison: Comparison, *, with_interval: bool = True) -> str:
+def format_change(comparison: PairedComparison, *, with_interval: bool = True, digits: int = 3) -> str:
     """The change and its interval in the metric's unit, e.g. "+1.23 [0.81, 1.70]"."""
-    text = ("+" if comparison.change > 0 else "") + format_value(comparison.change)
-    if min(comparison.n_baseline, comparison.n_function) < 2:
-        return text + " (no interval: 1 repetition)" if with_interval else text
+    text = ("+" if comparison.change > 0 else "") + format_value(comparison.change, digits)
+    if comparison.low is None or comparison.high is None:
+        return text + " (no interval: 1 block)" if with_interval else text
     if with_interval:
-        text += f" [{format_value(comparison.low)}, {format_value(comparison.high)}]"
+        text += f" [{format_value(comparison.low, digits)}, {format_value(comparison.high, digits)}]"
     return text
+
+
+def rules_out(comparison: PairedComparison, digits: int = 2) -> str:
+    """For a change not called significant: how large a change its interval rules out ("" otherwise).
+
+    Blocks that all differ by exactly 0 (no error in any cell) have an interval of no width, which
+    bounds nothing: said as such."""
+    if comparison.significant or comparison.rules_out_beyond is None:
+        return ""
+    if comparison.sd_blocks == 0:
+        return "no difference in any block; no spread to bound a change by"
+    return f"no significant difference; rules out beyond ±{format_value(comparison.rules_out_beyond, digits)}"
 
 
 def _format_time(unix_ms: int) -> str:
     if not unix_ms:
         return "–"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix_ms / 1000))
+
+
+def worst_lag_second(cell: CellSummary) -> tuple[float, float] | None:
+    """The cell's second with the highest schedule-lag p99, as (seconds after the cell's start, lag p99
+    in ms); None when the cell has no per-second figures."""
+    if not cell.lag_seconds:
+        return None
+    first = cell.lag_seconds[0]["unix_ms"]
+    worst = max(cell.lag_seconds, key=lambda second: second["lag_p99_ms"])
+    return (worst["unix_ms"] - first) / 1000.0, worst["lag_p99_ms"]
 
 
 # -- the charts -----------------------------------------------------------------------------------
@@ -106,11 +148,12 @@ def spectrum_chart(study: StudyResult, rate: float, colours: dict[str, str]) -> 
     a sidecar's added fraction of a millisecond stays visible next to a slow tail."""
     series = []
     for function in study.plan.functions:
-        merged = study.merged_latency(function.name, rate)
+        arm = function.arm_name
+        merged = study.merged_latency(arm, rate)
         if merged.total_count:
             # "!": invalid cells included (fewer than 2 valid repetitions; see `compare.trusted_cells`).
-            name = function.name + (" !" if study.arm(function.name, rate)[1] else "")
-            series.append(spectrum_series(name, colours[function.name], merged))
+            name = arm + (" !" if study.arm(arm, rate)[1] else "")
+            series.append(spectrum_series(name, colours[arm], merged))
     return latency_by_percentile(
         series,
         title=f"Latency percentile spectrum at {rate:g} rps (corrected, all repetitions merged)",
@@ -119,8 +162,8 @@ def spectrum_chart(study: StudyResult, rate: float, colours: dict[str, str]) -> 
     )
 
 
-def overhead_chart(comparisons: Sequence[Comparison], metric: str, rates: Sequence[float]) -> Markup:
-    """The change in one metric against the baseline, per function and load level, with 95% bars."""
+def overhead_chart(comparisons: Sequence[PairedComparison], metric: str, rates: Sequence[float]) -> Markup:
+    """The paired change in one metric against the baseline, per function and load level, with 95% bars."""
     selected = [c for c in comparisons if c.metric == metric]
     unit = METRIC_BY_KEY[metric].unit
     flagged = {c.function for c in selected if c.uses_invalid_cells}
@@ -130,10 +173,15 @@ def overhead_chart(comparisons: Sequence[Comparison], metric: str, rates: Sequen
         )
     )
     return bar_chart(
-        title=f"Change in {METRIC_BY_KEY[metric].label} against the baseline ({unit}), 95% interval",
+        title=f"Change in {METRIC_BY_KEY[metric].label} against the baseline ({unit}), paired 95% interval",
         groups=groups,
         series=[(rate, f"{rate:g} rps") for rate in rates],
-        bars={(c.function, c.rate): Bar(c.change, c.low, c.high) for c in selected},
+        bars={
+            (c.function, c.rate): Bar(
+                c.change, c.low if c.low is not None else c.change, c.high if c.high is not None else c.change
+            )
+            for c in selected
+        },
         unit=unit,
         empty="no data (no comparison yet)",
     )
@@ -144,16 +192,40 @@ def proxy_cpu_chart(study: StudyResult) -> Markup:
     plan = study.plan
     bars: dict[tuple[str, float], Bar] = {}
     for function in plan.functions:
+        arm = function.arm_name
         for rate in plan.load_levels:
-            values = [cell.metrics.get("proxy_cpu_mcores_per_krps") for cell in study.arm(function.name, rate)[0]]
+            values = [cell.metrics.get("proxy_cpu_mcores_per_krps") for cell in study.arm(arm, rate)[0]]
             found = [v for v in values if v is not None]
             if found:
-                bars[function.name, rate] = Bar(sum(found) / len(found), min(found), max(found))
+                bars[arm, rate] = Bar(sum(found) / len(found), min(found), max(found))
     return bar_chart(
         title="Proxy CPU per 1,000 rps (millicores; bar: mean of repetitions, whisker: min to max)",
-        groups=[(f.name, f.name) for f in plan.functions],
+        groups=[(f.arm_name, f.arm_name) for f in plan.functions],
         series=[(rate, f"{rate:g} rps") for rate in plan.load_levels],
         bars=bars,
         unit="mcores",
         empty="no data (no mesh sampling)",
+    )
+
+
+def study_lag_chart(study: StudyResult, colours: dict[str, str]) -> Markup:
+    """The generator's schedule lag p99 in every second of every cell, on the study's own clock
+    (minutes since it started), one line per cell in its function's colour: a stall shows where, and
+    in which cell, it happened."""
+    origin_ms = study.started_unix_ms
+    series = [
+        Series(
+            cell.function,
+            colours.get(cell.function, PALETTE[-1]),
+            [(second["unix_ms"] - origin_ms) / 60_000.0 for second in cell.lag_seconds],
+            [second["lag_p99_ms"] for second in cell.lag_seconds],
+        )
+        for cell in study.cells
+        if cell.lag_seconds
+    ]
+    return schedule_lag_chart(
+        series,
+        title="Schedule lag p99 in every second of the study (one line per cell)",
+        x_label="minutes after the study started",
+        empty="no per-second figures",
     )

@@ -18,15 +18,24 @@ its baseline. The file form (YAML or JSON):
       - sidecar
       - mtls
       - {name: rate-limit, params: {limit_rps: 1000}}   # passed to the mesh's apply()
+    # Optional: a time budget; blocks are added while an interval is wider than its target.
+    budget: 15m
+    target_halfwidth: p50=0.05ms,p99=0.5ms
 
 Cells run interleaved (`cells()`): for each repetition, for each load level, every function once in
 an order shuffled with the plan's seed. A slow drift of a shared machine (another job, thermal
-throttling) then spreads over every function instead of landing on whichever ran last.
+throttling) then spreads over every function instead of landing on whichever ran last. One
+repetition at one load level is a *block*; the study compares functions within blocks.
+
+Every entry of `functions` is an *arm* of the study, named by its function unless it says `arm:`;
+that is how one function can be listed twice. An A/A study (`calibrate: true`, or `as_calibration`)
+has exactly two arms of one configuration, the second compared with the first.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,7 +49,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import PlanError
+from ..errors import PlanError, UsageError
 from .file_format import Seconds, Text
 from .files import load_plan_file
 from .plan import Plan
@@ -52,6 +61,7 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 DEFAULT_STUDY = "study-default"
 QUICK_STUDY = "study-quick"
 DEFAULT_SCENARIO = "bookinfo-productpage"
+TARGETS_NEED_BUDGET = "target_halfwidth needs a time budget to stop within: add budget (e.g. budget: 15m)"
 #: Used to check a study's scenario when the plan is loaded, before the target's address is known.
 _PLACEHOLDER_BASE_URL = "http://127.0.0.1:9"
 
@@ -61,20 +71,27 @@ class _Strict(BaseModel):
 
 
 class FunctionSpec(_Strict):
-    """One traffic-control function to measure; `params` override the mesh's defaults for it."""
+    """One arm of a study: a traffic-control function to measure; `params` override the mesh's
+    defaults for it."""
 
     name: str = Field(min_length=1)
     params: dict[str, Text] = {}
     # None: the usual baseline (`none` for `sidecar`, `sidecar` for every other function).
     baseline: str | None = None
+    # The arm's name in the study (cells, comparisons, reports); None: the function's name.
+    arm: str | None = Field(None, min_length=1)
+
+    @property
+    def arm_name(self) -> str:
+        return self.arm if self.arm is not None else self.name
 
     @property
     def label(self) -> str:
-        """The name plus its parameters, as shown in reports: "rate-limit(limit_rps=1000)"."""
+        """The arm plus its parameters, as shown in reports: "rate-limit(limit_rps=1000)"."""
         if not self.params:
-            return self.name
+            return self.arm_name
         inner = ",".join(f"{key}={value}" for key, value in sorted(self.params.items()))
-        return f"{self.name}({inner})"
+        return f"{self.arm_name}({inner})"
 
 
 def usual_baseline(function: str) -> str | None:
@@ -84,12 +101,21 @@ def usual_baseline(function: str) -> str | None:
     return "none" if function == "sidecar" else "sidecar"
 
 
-def functions_problem(functions: tuple[FunctionSpec, ...] | list[FunctionSpec]) -> tuple[int, str, str] | None:
+def functions_problem(
+    functions: tuple[FunctionSpec, ...] | list[FunctionSpec], *, calibrate: bool = False
+) -> tuple[int, str, str] | None:
     """The first thing wrong with a list of functions: (index, key, message), or None."""
-    names = [function.name for function in functions]
+    names = [function.arm_name for function in functions]
     for index, function in enumerate(functions):
-        if function.name in names[:index]:
-            return index, "name", f"{function.name!r} is listed twice; list each function once"
+        if function.arm_name in names[:index]:
+            key = "name" if function.arm is None else "arm"
+            return (
+                index,
+                key,
+                f"{function.arm_name!r} is listed twice; list each function once, or give each entry its own arm:",
+            )
+    if calibrate:
+        return _calibration_problem(functions)
     for index, function in enumerate(functions):
         baseline = function.baseline if function.baseline is not None else usual_baseline(function.name)
         if baseline == function.name:
@@ -100,10 +126,20 @@ def functions_problem(functions: tuple[FunctionSpec, ...] | list[FunctionSpec]) 
                 index,
                 key,
                 (
-                    f"{function.name!r} is compared with {baseline!r}, which the plan does not run; "
+                    f"{function.arm_name!r} is compared with {baseline!r}, which the plan does not run; "
                     f"add {baseline!r} to functions (or set a baseline that is listed)"
                 ),
             )
+    return None
+
+
+def _calibration_problem(functions: tuple[FunctionSpec, ...] | list[FunctionSpec]) -> tuple[int, str, str] | None:
+    """An A/A study has two arms and no baselines of its own: the second arm is compared with the first."""
+    if len(functions) != 2:
+        return 0, "name", f"an A/A study (calibrate: true) has exactly 2 arms, not {len(functions)}"
+    for index, function in enumerate(functions):
+        if function.baseline is not None:
+            return index, "baseline", "an A/A study compares its second arm with its first; remove baseline:"
     return None
 
 
@@ -119,7 +155,7 @@ class StudyCell:
     @property
     def slug(self) -> str:
         """A folder name that sorts in run order: "007-mtls-40rps-r2"."""
-        return f"{self.order:03d}-{self.function.name}-{self.rate:g}rps-r{self.repetition}"
+        return f"{self.order:03d}-{self.function.arm_name}-{self.rate:g}rps-r{self.repetition}"
 
 
 class StudyPlan(_Strict):
@@ -133,6 +169,7 @@ class StudyPlan(_Strict):
     scenario: str = DEFAULT_SCENARIO
     arrival: Literal["constant", "poisson"] = "poisson"
     load_levels: tuple[float, ...] = Field(min_length=1, description="requests per second")
+    # Blocks per load level; with a budget, the rounds run before the targets may stop the study.
     repetitions: int = Field(3, ge=1)
     duration_s: float = Field(gt=0, description="measured part of each cell")
     warmup_s: float = Field(2.0, ge=0)
@@ -143,6 +180,13 @@ class StudyPlan(_Strict):
     kubernetes_workers: bool = False
     seed: int = 0
     functions: tuple[FunctionSpec, ...] = Field(min_length=1)
+    # A time budget for the whole study: rounds of blocks are added, after `repetitions`, while an
+    # interval is wider than its target (`target_halfwidth`) and the next round still fits.
+    budget_s: float | None = Field(None, gt=0)
+    # Half-width targets as written ("p50=0.05ms,p99=0.5ms"; read by `results.halfwidth_targets`).
+    target_halfwidth: str = ""
+    # An A/A study: two arms of one configuration, so every true difference is 0 (see module doc).
+    calibrate: bool = False
 
     @field_validator("load_levels")
     @classmethod
@@ -155,37 +199,68 @@ class StudyPlan(_Strict):
 
     @model_validator(mode="after")
     def _functions_and_baselines(self) -> StudyPlan:
-        problem = functions_problem(self.functions)
+        problem = functions_problem(self.functions, calibrate=self.calibrate)
         if problem is not None:
             raise ValueError(f"functions[{problem[0]}]: {problem[2]}")
+        if self.target_halfwidth and self.budget_s is None:
+            raise ValueError(TARGETS_NEED_BUDGET)
         return self
 
     # -- derived -------------------------------------------------------------------------------
 
     def baseline_of(self, function: str) -> str | None:
-        """The function a function is compared with (None for `none`)."""
+        """The arm an arm is compared with (None for `none`, and for an A/A study's first arm)."""
+        if self.calibrate:
+            first = self.functions[0].arm_name
+            return first if function != first else None
         for spec in self.functions:
-            if spec.name == function and spec.baseline is not None:
+            if spec.arm_name == function and spec.baseline is not None:
                 return spec.baseline
         return usual_baseline(function)
 
     def baselines(self) -> dict[str, str | None]:
-        return {function.name: self.baseline_of(function.name) for function in self.functions}
+        return {function.arm_name: self.baseline_of(function.arm_name) for function in self.functions}
 
-    def cells(self) -> list[StudyCell]:
-        """Every cell in run order: repetition-major, then load level, then functions shuffled.
+    def cells(self, rounds: int | None = None) -> list[StudyCell]:
+        """Every cell in run order: repetition-major, then load level, then functions shuffled, for
+        `rounds` repetitions (default: the plan's)."""
+        cells: list[StudyCell] = []
+        for repetition in range(1, (self.repetitions if rounds is None else rounds) + 1):
+            cells.extend(self.round_cells(repetition, first_order=len(cells)))
+        return cells
+
+    def round_cells(self, repetition: int, *, first_order: int) -> list[StudyCell]:
+        """One round: repetition `repetition` at every load level, a block per level.
 
         The shuffle of each (repetition, level) block has its own seeded generator, so the order is
         the same every time the plan is run, and different from block to block.
         """
         cells: list[StudyCell] = []
-        for repetition in range(1, self.repetitions + 1):
-            for level_index, rate in enumerate(self.load_levels):
-                functions = list(self.functions)
-                random.Random(f"{self.seed}/{repetition}/{level_index}").shuffle(functions)
-                for function in functions:
-                    cells.append(StudyCell(function, rate, repetition, len(cells)))
+        for level_index, rate in enumerate(self.load_levels):
+            functions = list(self.functions)
+            random.Random(f"{self.seed}/{repetition}/{level_index}").shuffle(functions)
+            for function in functions:
+                cells.append(StudyCell(function, rate, repetition, first_order + len(cells)))
         return cells
+
+    @property
+    def cells_per_round(self) -> int:
+        return len(self.functions) * len(self.load_levels)
+
+    def as_calibration(self, function: str = "sidecar") -> StudyPlan:
+        """This study's A/A calibration: the same load levels, cells, blocks and budget, with
+        `function` (its parameters from this plan when it lists it) as both arms."""
+        spec = next((f for f in self.functions if f.name == function), FunctionSpec(name=function))
+        arms = [{"name": function, "params": spec.params, "arm": f"{function}-{side}"} for side in ("a", "b")]
+        return StudyPlan.model_validate(
+            {
+                **self.model_dump(),
+                "name": f"{self.name}-aa",
+                "description": f"A/A calibration of {self.name}: {function} against itself",
+                "functions": arms,
+                "calibrate": True,
+            }
+        )
 
     @property
     def cell_s(self) -> float:
@@ -210,6 +285,7 @@ class StudyPlan(_Strict):
             **plan.labels,
             "study": self.name,
             "function": cell.function.name,
+            **({"arm": cell.function.arm_name} if cell.function.arm is not None else {}),
             **{f"function.{key}": value for key, value in sorted(cell.function.params.items())},
             "load_rps": f"{cell.rate:g}",
             "repetition": str(cell.repetition),
@@ -227,6 +303,7 @@ class FunctionEntry(_Strict):
     name: str = Field(min_length=1)
     params: dict[str, Text] = {}
     baseline: str | None = None
+    arm: str | None = Field(None, min_length=1)
 
 
 class StudyFile(_Strict):
@@ -245,6 +322,14 @@ class StudyFile(_Strict):
     workers: int | str = 1  # N, or k8s:N (`worker_count`)
     seed: int = 0
     functions: list[str | FunctionEntry] = Field(min_length=1)
+    budget: Seconds | None = Field(None, gt=0)
+    target_halfwidth: str | None = None
+    calibrate: bool = False
+
+
+#: Checks `target_halfwidth` text, raising ValueError or UsageError with the reason (given by the
+#: caller: the targets' metrics belong to `results`, which this folder does not import).
+TargetsCheck = Callable[[str], object]
 
 
 def builtin_study(name: str) -> Path:
@@ -256,9 +341,12 @@ def builtin_study(name: str) -> Path:
     return path
 
 
-def load_study_plan(path: Path | str, overrides: dict[str, object] | None = None) -> StudyPlan:
+def load_study_plan(
+    path: Path | str, overrides: dict[str, object] | None = None, *, check_targets: TargetsCheck | None = None
+) -> StudyPlan:
     """Read and check a study plan file (or a built-in study's name); a problem is one PlanError
-    naming the file and line. `overrides` (file key names) come from the command line."""
+    naming the file and line. `overrides` (file key names) come from the command line;
+    `check_targets` checks `target_halfwidth`."""
     path = Path(path)
     if not path.exists() and len(path.parts) == 1 and path.suffix.lower() not in (".yaml", ".yml", ".json"):
         path = builtin_study(str(path))
@@ -271,15 +359,19 @@ def load_study_plan(path: Path | str, overrides: dict[str, object] | None = None
         entry = StudyFile.model_validate(document.data)
     except ValidationError as exc:
         raise plan_error_from(exc, document, StudyFile) from exc
-    return _to_study_plan(entry, document, path)
+    return _to_study_plan(entry, document, path, check_targets)
 
 
-def _to_study_plan(entry: StudyFile, document: SourceDocument, path: Path) -> StudyPlan:
+def _to_study_plan(
+    entry: StudyFile, document: SourceDocument, path: Path, check_targets: TargetsCheck | None
+) -> StudyPlan:
     functions = [
-        FunctionSpec(name=f) if isinstance(f, str) else FunctionSpec(name=f.name, params=f.params, baseline=f.baseline)
+        FunctionSpec(name=f)
+        if isinstance(f, str)
+        else FunctionSpec(name=f.name, params=f.params, baseline=f.baseline, arm=f.arm)
         for f in entry.functions
     ]
-    problem = functions_problem(functions)
+    problem = functions_problem(functions, calibrate=entry.calibrate)
     if problem is not None:
         index, key, message = problem
         where = ("functions", index) if isinstance(entry.functions[index], str) else ("functions", index, key)
@@ -290,6 +382,14 @@ def _to_study_plan(entry: StudyFile, document: SourceDocument, path: Path) -> St
             raise document.error(("load_levels", index), f"must be a rate above 0 requests per second (got {level:g})")
         if level in levels[:index]:
             raise document.error(("load_levels", index), f"{level:g} is listed twice; list each load level once")
+    if entry.target_halfwidth:
+        if entry.budget is None:
+            raise document.error(("target_halfwidth",), TARGETS_NEED_BUDGET)
+        if check_targets is not None:
+            try:
+                check_targets(entry.target_halfwidth)
+            except (ValueError, UsageError) as exc:
+                raise document.error(("target_halfwidth",), str(exc)) from exc
     scenario = _scenario_source(entry.scenario, path)
     try:
         workers = parse_worker_count(entry.workers)
@@ -311,6 +411,9 @@ def _to_study_plan(entry: StudyFile, document: SourceDocument, path: Path) -> St
             kubernetes_workers=workers.kubernetes,
             seed=entry.seed,
             functions=tuple(functions),
+            budget_s=entry.budget,
+            target_halfwidth=entry.target_halfwidth or "",
+            calibrate=entry.calibrate,
         )
     except ValidationError as exc:  # a rule of StudyPlan that the file model does not repeat
         raise document.error((), exc.errors(include_url=False)[0]["msg"]) from exc
