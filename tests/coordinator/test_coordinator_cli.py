@@ -56,6 +56,20 @@ def error_lines(stderr: str) -> list[str]:
         (["http://127.0.0.1:9/", "--rate", "5", "--frobnicate"], ("No such option", "--frobnicate")),
         (["http://127.0.0.1:9/", "--rate", "5", "--metrics-port", "70000"], ("--metrics-port: 70000 is not a port",)),
         (["http://127.0.0.1:9/", "--rate", "5", "--workers", "0"], "--workers: 0 is not a worker count"),
+        (["http://127.0.0.1:9/", "--rate", "5", "--workers", "k8s:x"], "--workers: k8s:x is not a worker count"),
+        (
+            ["http://127.0.0.1:9/", "--rate", "5", "--workers", "k8s:2", "--placement", "local"],
+            "--workers k8s:2 takes the workers from Kubernetes; drop --placement local",
+        ),
+        (
+            ["http://127.0.0.1:9/", "--rate", "5", "--workers", "k8s:2", "--redis", "redis://127.0.0.1:9/0"],
+            "--workers k8s:N: which Deployment runs the workers? Give --k8s-deployment NAME",
+        ),
+        (
+            ["http://127.0.0.1:9/", "--rate", "5", "-w", "k8s:2", "--k8s-deployment", "w", "--k8s-wait", "0s"],
+            "--k8s-wait: must be longer than 0 s (got 0)",
+        ),
+        (["http://127.0.0.1:9/", "--rate", "5", "--results-ttl", "1d"], '--results-ttl: "1d" is not a duration'),
     ],
 )
 def test_bad_values_exit_2_with_one_line_naming_the_option(args, expected, tmp_path, monkeypatch, capsys) -> None:

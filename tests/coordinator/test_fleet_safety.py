@@ -1,10 +1,12 @@
 """Secrets and fleets, with real processes and a real redis-server: a fleet worker refuses a share
 outside its allowlist or ceilings and the coordinator says so in one line before anyone sent
 anything; spawned workers never carry the Redis password on their command line; and the README's
-least-privilege ACL users run a whole run while being refused everything else."""
+least-privilege ACL users run a whole run (its results kept in Redis) while being refused everything
+else, and the results reader fetches those results and nothing more."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from tests.support.redis_server import RedisServer
 from meshload.coordinator.placement import idle_fleet_workers
 from meshload.coordinator.run import RunOptions, execute_run
 from meshload.pipeline import wire
+from meshload.pipeline.results_store import fetch_results, list_results
 from meshload.scenarios.plan import Plan
 
 pytestmark = pytest.mark.timeout(120)
@@ -91,7 +94,12 @@ def test_least_privilege_acl_users_run_a_run_and_nothing_else(http_server: Serve
     with RedisServer(password="admin-pw") as server:
         admin = server.client()
         readme = README.read_text()
-        for user, rules in (("meshload-worker", wire.WORKER_ACL), ("meshload-coordinator", wire.COORDINATOR_ACL)):
+        users = (
+            ("meshload-worker", wire.WORKER_ACL),
+            ("meshload-coordinator", wire.COORDINATOR_ACL),
+            ("meshload-results", wire.RESULTS_READER_ACL),
+        )
+        for user, rules in users:
             assert f"ACL SETUSER {user} on >PASSWORD {rules}" in readme  # what the README tells users to do
             admin.execute_command("ACL", "SETUSER", user, "on", f">{user}-pw", *rules.split())
         admin.set("app:secret", "not yours")
@@ -118,4 +126,20 @@ def test_least_privilege_acl_users_run_a_run_and_nothing_else(http_server: Serve
         with redis.Redis.from_url(worker_url) as worker_client, pytest.raises(redis.exceptions.NoPermissionError):
             worker_client.xreadgroup("coordinator", "x", {"meshload:run:any:records": ">"})  # a coordinator's
         assert admin.get("app:secret") == b"not yours"
+
+        reader_url = f"redis://meshload-results:meshload-results-pw@127.0.0.1:{server.port}/0"
+        with redis.Redis.from_url(reader_url) as reader:
+            kept = fetch_results(reader, result.run_id)  # kept by the coordinator's user, read by the reader
+            assert kept is not None and json.loads(kept.files["smp.json"])["meshload"]["run_id"] == result.run_id
+            assert [meta.run_id for meta in list_results(reader)] == [result.run_id]
+            refused: list[tuple[str, ...]] = [
+                ("HGETALL", wire.fleet_key()),
+                ("XRANGE", wire.RunKeys(result.run_id).records, "-", "+"),
+                ("DEL", wire.results_key(result.run_id)),
+                ("HSET", wire.results_key(result.run_id), "smp.json", "forged"),
+            ]
+            for forbidden in refused:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    reader.execute_command(*forbidden)
+        assert 0 < admin.pttl(wire.results_key(result.run_id)) <= wire.DEFAULT_RESULTS_TTL_S * 1000
         admin.close()

@@ -30,7 +30,7 @@ def test_the_coordinator_command_lines_parse_with_meshloads_cli(full_chart: Char
     commands = {t.owner.split("/")[0]: t.spec["containers"][0]["args"] for t in _coordinators(full_chart)}
     run = _parse(commands["Job"])
     assert run["scenario"] == "/etc/meshload/plan/plan.yaml"
-    assert (run["placement"], run["workers"], run["strict"]) == ("fleet", 3, True)
+    assert (run["placement"], run["workers"], run["strict"]) == ("auto", "k8s:3", True)  # the fleet, scaled to 3
     assert (run["metrics_port"], run["metrics_address"]) == (9555, "0.0.0.0")
     study = _parse(commands["CronJob"])
     assert study["plan_file"] == Path("/etc/meshload/plan/plan.yaml")

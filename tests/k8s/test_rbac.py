@@ -14,7 +14,7 @@ EXPECTED_RULES = [
         "resourceNames": [WORKER_DEPLOYMENT],
         "verbs": ["get", "patch"],
     },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
 ]
 
 

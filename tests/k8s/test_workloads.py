@@ -128,12 +128,12 @@ def test_the_cronjob_takes_schedule_history_and_plan_from_the_values(full_chart:
     assert pod.spec["restartPolicy"] == "Never"
 
 
-def test_the_job_runs_the_plan_on_fleet_workers_and_serves_its_metrics(full_chart: ChartObjects) -> None:
+def test_the_job_runs_the_plan_on_the_fleet_scaled_for_it_and_serves_its_metrics(full_chart: ChartObjects) -> None:
     job = full_chart.one("Job")
     pod = full_chart.pod_template(f"Job/{job['metadata']['name']}")
     container = pod.spec["containers"][0]
     assert container["args"] == [
-        "run", "--scenario", "/etc/meshload/plan/plan.yaml", "--placement", "fleet", "--workers", "3",
+        "run", "--scenario", "/etc/meshload/plan/plan.yaml", "--workers", "k8s:3",
         "--metrics-port", "9555", "--metrics-address", "0.0.0.0", "--strict",
     ]  # fmt: skip
     assert container["workingDir"] == "/reports"
@@ -204,3 +204,12 @@ def test_without_the_test_hook_the_workers_allow_nothing_extra(render: Render, v
     chart = render({**EVERYTHING, **values})
     assert not chart.rendered.hooks()
     assert "perf-meshload-test-echo" not in _worker_container(chart)["args"]
+
+
+def test_results_are_not_kept_in_redis_when_turned_off(render: Render) -> None:
+    chart = render(
+        {"job": {"enabled": True, "plan": {"url": "http://a/"}}, "coordinator": {"resultsInRedis": {"enabled": False}}}
+    )
+    container = chart.pod_template(f"Job/{chart.one('Job')['metadata']['name']}").spec["containers"][0]
+    env = {entry["name"]: entry.get("value") for entry in container["env"]}
+    assert env["MESHLOAD_RESULTS_TTL"] == "0"  # meshload's own default would keep them

@@ -239,3 +239,18 @@ def test_file_errors_name_the_file_the_line_and_the_fix(tmp_path: Path) -> None:
     # A command-line override that is wrong says so instead of pointing into the file.
     with pytest.raises(PlanError, match="command line"):
         load_study_plan(_write(tmp_path, good), {"repetitions": 0})
+
+
+def test_a_study_takes_its_workers_from_a_kubernetes_fleet_with_k8s_n(tmp_path: Path) -> None:
+    base = "load_levels: [10]\nduration: 3s\nfunctions: [none]\n"
+    plain = load_study_plan(_write(tmp_path, base))
+    assert (plain.workers, plain.kubernetes_workers) == (1, False)
+    for written, expected in (("3", (3, False)), ("k8s:4", (4, True)), ("'K8S:2'", (2, True))):
+        plan = load_study_plan(_write(tmp_path, f"workers: {written}\n{base}"))
+        assert (plan.workers, plan.kubernetes_workers) == expected, written
+    for written in ("0", "k8s:0", "'k8s:'", "kube:3", "-1", "two"):
+        path = _write(tmp_path, f"{base}workers: {written}\n")
+        with pytest.raises(PlanError) as caught:
+            load_study_plan(path)
+        assert str(caught.value).startswith(f"{path}:4: workers: "), caught.value
+        assert "is not a worker count; use N or k8s:N (N: 1 or more)" in str(caught.value)

@@ -10,7 +10,9 @@ Kinds (`python tests/support/http_servers.py KIND`):
 - ``reset``: accepts, reads the request, and resets the connection (RST, SO_LINGER 0).
 
 Each server also listens on a control port that answers any request with its counters as JSON
-(``{"requests": n, "connections": m}``), so reading them never touches the server under test. The
+(``{"requests": n, "connections": m, "peers": {address: requests}}``), so reading them never touches
+the server under test. ``--host`` makes it listen on another address of this machine (one end of a
+test's own veth pair); the control port stays on loopback. The
 servers understand requests without bodies (what the engine tests send). `start_server` returns a
 handle; `stop()` ends the process.
 """
@@ -46,6 +48,7 @@ class _Counters:
     def __init__(self) -> None:
         self.requests = 0
         self.connections = 0
+        self.peers: dict[str, int] = {}  # requests by the client's address
 
 
 class _ServerProtocol(asyncio.Protocol):
@@ -59,6 +62,8 @@ class _ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's are not subclasses)
         self.server.counters.connections += 1
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]) if peer else ""
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -67,6 +72,7 @@ class _ServerProtocol(asyncio.Protocol):
             return
         self.buffer = self.buffer[self.buffer.rfind(_END_OF_HEAD) + len(_END_OF_HEAD) :]
         self.server.counters.requests += heads
+        self.server.counters.peers[self.peer] = self.server.counters.peers.get(self.peer, 0) + heads
         self.server.answer(self, heads)
 
 
@@ -134,7 +140,7 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
-    listener = await loop.create_server(lambda: _ServerProtocol(server), "127.0.0.1", 0, ssl=tls, backlog=1024)
+    listener = await loop.create_server(lambda: _ServerProtocol(server), args.host, 0, ssl=tls, backlog=1024)
     control = await loop.create_server(lambda: ControlProtocol(server.counters), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     control_port = control.sockets[0].getsockname()[1]
@@ -152,6 +158,7 @@ def main() -> None:
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     try:
         import uvloop
@@ -173,10 +180,11 @@ class ServerHandle:
     control_port: int
     process: subprocess.Popen
     scheme: str = "http"
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/"
+        return f"{self.scheme}://{self.host}:{self.port}/"
 
     def counters(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.control_port}/", timeout=5) as reply:
@@ -202,8 +210,9 @@ def start_server(
     stall_s: float = 0.0,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    host: str = "127.0.0.1",
 ) -> ServerHandle:
-    """Start a test server process and wait until it listens."""
+    """Start a test server process and wait until it listens (on `host`)."""
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -212,10 +221,14 @@ def start_server(
         str(stall_period_s),
         "--stall-s",
         str(stall_s),
+        "--host",
+        host,
     ]
     if tls_cert is not None:
         command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
-    return launch_server(command, kind, "https" if tls_cert else "http")
+    handle = launch_server(command, kind, "https" if tls_cert else "http")
+    handle.host = host
+    return handle
 
 
 def launch_server(command: list[str], kind: str, scheme: str = "http") -> ServerHandle:

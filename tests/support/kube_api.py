@@ -6,6 +6,7 @@ loopback port, run on its own event loop in a thread so the official (synchronou
         cluster = Cluster.connect(host=api.url, discovery_cache=tmp_path / "discovery.json")
         api.objects()                     # what the server stores now
         api.refuse("post", group, version, plural, 403, message)
+        api.serve_scale()                 # deployments/NAME/scale, as the real API server has it
 
 kmock does no validation, defaulting, admission or label selection, and runs no controllers: a test that
 needs a controller's status writes it itself, as the controller would (a PATCH of the object).
@@ -98,8 +99,49 @@ class KubeApiStandIn:
         """(method, path) of every request served so far."""
         return self.call(lambda emulator: [(request.method, request.url.path) for request in emulator])
 
-    def refuse(self, method: str, group: str, version: str, plural: str, status: int, message: str) -> None:
-        """Answer `method` requests on that resource with a Kubernetes Status error (e.g. RBAC's 403)."""
+    def serve_scale(self, group: str = "apps", version: str = "v1", plural: str = "deployments") -> None:
+        """The `scale` subresource of that resource, as the API server serves it: GET answers an
+        autoscaling/v1 Scale made from the object, PATCH changes the object's `spec.replicas` (kmock
+        stores the patch into the object itself) and answers the new Scale. Below `refuse`'s answers
+        in priority, so a refusal of the resource wins."""
+
+        def scale_of(request: Any) -> dict[str, Any]:
+            key = (request.resource, request.namespace, request.name)
+            if key not in self._emulator.objects or self._emulator.objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            obj = self._emulator.objects[key].raw
+            metadata = obj.get("metadata", {})
+            labels = obj.get("spec", {}).get("selector", {}).get("matchLabels", {})
+            return {
+                "apiVersion": "autoscaling/v1",
+                "kind": "Scale",
+                "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace")},
+                "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
+                "status": {
+                    "replicas": obj.get("status", {}).get("replicas", 0),
+                    "selector": ",".join(f"{key}={value}" for key, value in sorted(labels.items())),
+                },
+            }
+
+        def install(emulator: Any) -> None:
+            for method in ("get", "patch"):
+                where = (emulator**-1)[method, kmock.resource(group, version, plural), kmock.subresource("scale")]
+                where << scale_of  # kmock's DSL: `<<` installs the reaction
+
+        self.call(install)
+
+    def refuse(
+        self,
+        method: str,
+        group: str,
+        version: str,
+        plural: str,
+        status: int,
+        message: str,
+        subresource: str | None = None,
+    ) -> None:
+        """Answer `method` requests on that resource (or on its `subresource`) with a Kubernetes Status
+        error (e.g. RBAC's 403)."""
         reason = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound"}.get(status, "Failure")
         body = {
             "apiVersion": "v1",
@@ -112,6 +154,9 @@ class KubeApiStandIn:
         }
 
         def install(emulator: Any) -> None:
-            emulator[method, kmock.resource(group, version, plural)] << status << body
+            criteria = [method, kmock.resource(group, version, plural)]
+            if subresource is not None:
+                criteria.append(kmock.subresource(subresource))
+            emulator[tuple(criteria)] << status << body
 
         self.call(install)

@@ -95,8 +95,17 @@ def make_tls_files(folder: Path) -> dict[str, Path]:
 class RedisServer:
     """One redis-server process on 127.0.0.1."""
 
-    def __init__(self, *, password: str | None = None, tls: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        tls: bool = False,
+        port: int | None = None,
+        also_bind: tuple[str, ...] = (),
+    ) -> None:
+        """`also_bind`: addresses to listen on besides 127.0.0.1 (a test's own veth ends)."""
         self.password = password
+        self.also_bind = also_bind
         self.tls = tls
         self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="meshload-test-redis-"))
@@ -111,6 +120,11 @@ class RedisServer:
             return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls_files['ca']}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    def url_at(self, host: str) -> str:
+        """The URL through another address it listens on (`also_bind`)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{host}:{self.port}/0"
+
     def url_with_password(self, password: str) -> str:
         return f"redis://:{password}@127.0.0.1:{self.port}/0"
 
@@ -121,7 +135,7 @@ class RedisServer:
         command = [
             "redis-server",
             "--bind",
-            "127.0.0.1",
+            " ".join(("127.0.0.1", *self.also_bind)),
             "--save",
             "",
             "--appendonly",

@@ -276,10 +276,9 @@ spec:
         - run
         - --scenario
         - /etc/meshload/plan/plan.yaml
-        - --placement
-        - fleet
+        {{- /* The worker Deployment scaled to at least N for the run, and back after it. */}}
         - --workers
-        - {{ $run.workers | int64 | quote }}
+        - {{ printf "k8s:%d" ($run.workers | int64) | quote }}
         {{- if $metrics }}
         - --metrics-port
         - {{ $values.coordinator.metrics.port | int64 | quote }}
@@ -300,10 +299,9 @@ spec:
           value: {{ include "meshload.workerName" $root }}
         - name: MESHLOAD_K8S_WORKER_SELECTOR
           value: {{ include "meshload.workerSelector" $root | quote }}
-        {{- if $values.coordinator.resultsInRedis.enabled }}
+        {{- /* 0: not kept (meshload keeps a run's results in a Redis it was given by default). */}}
         - name: MESHLOAD_RESULTS_TTL
-          value: {{ $values.coordinator.resultsInRedis.ttl | quote }}
-        {{- end }}
+          value: {{ ternary $values.coordinator.resultsInRedis.ttl "0" $values.coordinator.resultsInRedis.enabled | quote }}
         {{- with $values.coordinator.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

@@ -20,6 +20,7 @@ from . import (
     history_cmd,
     mesh_cmd,
     report_cmd,
+    results_cmd,
     run_cmd,
     schedule_cmd,
     study_cmd,
@@ -54,6 +55,7 @@ for _command in (
     history_cmd,
     trend_cmd,
     schedule_cmd,
+    results_cmd,
 ):
     _command.register(app)
 

@@ -14,6 +14,17 @@ import typer
 from .. import terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_run
+from .k8s_options import (
+    K8sDeploymentOption,
+    K8sNamespaceOption,
+    K8sSelectorOption,
+    K8sWaitOption,
+    KubeconfigOption,
+    ResultsTtlOption,
+    kubernetes_fleet,
+    results_ttl_s,
+    worker_placement,
+)
 from .options import option
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
@@ -27,7 +38,7 @@ DEFAULT_RUNS_DIR = Path("runs")
 # the coordinator's and the plan's own (`RunOptions`, `OpenLoop.arrival`), which mypy holds them to.
 Arrival = Literal["constant", "poisson"]
 OnWorkerLoss = Literal["continue", "abort"]
-Placement = Literal["auto", "local", "fleet"]
+Placement = Literal["auto", "local", "fleet", "k8s"]
 
 
 def run(
@@ -76,14 +87,15 @@ def run(
         option("--warmup", env="WARMUP", help="Warm-up before the measured part (excluded from statistics), e.g. 5s."),
     ] = None,
     workers: Annotated[
-        int,
+        str,
         option(
             "--workers",
             "-w",
             env="WORKERS",
-            help="Workers sharing the load (local processes, or idle fleet workers on --redis).",
+            help="Workers sharing the load: N (local processes, or idle fleet workers on --redis), or k8s:N "
+            "(the Kubernetes fleet's Deployment scaled to N for the run, then back; see --k8s-deployment).",
         ),
-    ] = 1,
+    ] = "1",
     connections: Annotated[
         int | None,
         option(
@@ -187,9 +199,16 @@ def run(
         option(
             "--placement",
             env="PLACEMENT",
-            help="Workers: auto (idle fleet workers if any, else local processes), local, or fleet.",
+            help="Workers: auto (idle fleet workers if any, else local processes), local, fleet, or k8s "
+            "(the same as --workers k8s:N).",
         ),
     ] = "auto",
+    k8s_deployment: K8sDeploymentOption = None,
+    k8s_namespace: K8sNamespaceOption = None,
+    k8s_selector: K8sSelectorOption = None,
+    k8s_wait: K8sWaitOption = None,
+    kubeconfig: KubeconfigOption = None,
+    results_ttl: ResultsTtlOption = None,
     testbed: Annotated[
         str | None,
         option(
@@ -215,8 +234,9 @@ def run(
     run_id = new_run_id()
     out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
     # Checked before anything starts (the testbed included).
+    count, placement = worker_placement(workers, placement)
     options = RunOptions(
-        workers=workers,
+        workers=count.count,
         redis_url=redis_url,
         out_dir=out_dir,
         on_worker_loss=on_worker_loss,
@@ -225,6 +245,12 @@ def run(
         live=live,
         placement=placement,
         run_id=run_id,
+        kubernetes=(
+            kubernetes_fleet(k8s_deployment, k8s_namespace, k8s_selector, k8s_wait, kubeconfig)
+            if count.kubernetes
+            else None
+        ),
+        results_ttl_s=results_ttl_s(results_ttl),
     )
     base_url = None
     labels = list(label or [])
@@ -258,7 +284,8 @@ def run(
     )
     if plan.locust is not None:
         check_locustfile(plan)
-    terminal.info(f"run {run_id}: {describe_plan(plan)}, {workers} worker(s)")
+    where = " on Kubernetes" if count.kubernetes else ""
+    terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
     result = execute_run(plan, options)
     terminal.result(summary_table(result))
     for reason in result.validity:

@@ -24,6 +24,7 @@ import typer
 from .. import terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
+from .k8s_options import ResultsTtlOption, results_ttl_s
 from .options import option
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
@@ -142,6 +143,7 @@ def study(
             "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
         ),
     ] = False,
+    results_ttl: ResultsTtlOption = None,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -150,6 +152,7 @@ def study(
     from ..coordinator.study import StudyOptions, check_budget, estimated_duration_s, run_study
     from ..scenarios.durations import format_duration
 
+    ttl_s = results_ttl_s(results_ttl)
     plan = load_plan(
         plan_file,
         quick=quick,
@@ -199,6 +202,7 @@ def study(
         on_cell_start=on_cell_start,
         on_round=on_round,
         pin_cpus=pin_cpus,
+        results_ttl_s=ttl_s,
     )
     try:
         result = run_study(plan, options)

@@ -1,5 +1,5 @@
 """What the reports say about where a run happened: the coordinator's machine, its load, the software
-versions, the Redis server and the workers' hosts."""
+versions, the Redis server and the workers' hosts (and Kubernetes nodes)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ def _version_of(package: str) -> str:
 
 
 def describe_environment(
-    client: redis.Redis | None = None, worker_hosts: dict[str, str] | None = None
+    client: redis.Redis | None = None,
+    worker_hosts: dict[str, str] | None = None,
+    worker_nodes: dict[str, str] | None = None,
 ) -> dict[str, object]:
-    """A JSON-ready description of the run's environment (goes to `RunResult.environment`)."""
+    """A JSON-ready description of the run's environment (goes to `RunResult.environment`);
+    `worker_hosts` and `worker_nodes` ({worker id: host or Kubernetes node}) say where each worker ran."""
     load_1m, load_5m, load_15m = os.getloadavg()
     environment: dict[str, object] = {
         "hostname": socket.gethostname(),
@@ -48,4 +51,6 @@ def describe_environment(
             environment["redis_version"] = ""
     if worker_hosts:
         environment["worker_hosts"] = dict(sorted(worker_hosts.items()))
+    if worker_nodes:
+        environment["worker_nodes"] = dict(sorted(worker_nodes.items()))
     return environment

@@ -1,14 +1,16 @@
 """Where a run's workers come from: idle workers of a running fleet (`meshload worker --redis URL` on
-other nodes), or worker processes spawned on this machine for the run (the same `meshload worker`
-code, with `--once`; see `local_workers` for how they are started and stopped)."""
+other nodes), the workers of a Kubernetes fleet scaled up for the run (`k8s_placement`), or worker
+processes spawned on this machine for the run (the same `meshload worker` code, with `--once`; see
+`local_workers` for how they are started and stopped)."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import redis
 
@@ -16,7 +18,11 @@ from ..errors import RunError
 from ..pipeline import wire
 from .local_workers import last_log_line, spawn_worker, stop_workers
 
-Placement = Literal["auto", "local", "fleet"]
+if TYPE_CHECKING:
+    from .k8s_placement import KubernetesFleet
+
+#: auto: idle fleet workers if any, else local processes; k8s: a Kubernetes fleet scaled for the run.
+Placement = Literal["auto", "local", "fleet", "k8s"]
 
 #: How long spawned workers may take to start and register (imports on a busy machine).
 SPAWN_TIMEOUT_S = 30.0
@@ -33,6 +39,8 @@ class Workers:
     ids: list[str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    # Called once the run is over (e.g. scaling a Kubernetes fleet back).
+    after_run: Callable[[], None] | None = None
 
     def exited(self, worker_id: str) -> bool:
         process = self.processes.get(worker_id)
@@ -44,8 +52,13 @@ class Workers:
         return last_log_line(path) if path is not None else "no log (a fleet worker)"
 
     def release(self) -> None:
-        """Let local workers exit (they leave after their run); terminate those that do not."""
-        stop_workers(self.processes.values(), exit_grace_s=EXIT_TIMEOUT_S)
+        """Let local workers exit (they leave after their run); terminate those that do not; give a
+        Kubernetes fleet back its replica count."""
+        try:
+            stop_workers(self.processes.values(), exit_grace_s=EXIT_TIMEOUT_S)
+        finally:
+            if self.after_run is not None:
+                self.after_run()
 
 
 def place_workers(
@@ -57,9 +70,16 @@ def place_workers(
     placement: Placement,
     log_dir: Path,
     exit_with_parent: bool = False,
+    kubernetes: KubernetesFleet | None = None,
 ) -> Workers:
     """`count` workers for the run: from the fleet when it has any idle worker (`auto`), else spawned
-    (`exit_with_parent`: spawned workers leave when this process ends, for a private Redis)."""
+    (`exit_with_parent`: spawned workers leave when this process ends, for a private Redis); with
+    `k8s`, from the Kubernetes fleet `kubernetes` (its Deployment scaled up, and back on `release`)."""
+    if placement == "k8s":
+        from .k8s_placement import KubernetesFleet, place_kubernetes_workers
+
+        placed = place_kubernetes_workers(client, count, kubernetes or KubernetesFleet.from_environment())
+        return Workers(ids=placed.ids, after_run=placed.restore)
     if placement != "local":
         idle = idle_fleet_workers(client)
         if idle and len(idle) >= count:

@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import redis
 
@@ -35,6 +35,9 @@ from .mesh.base import MeshAdapter, ResourceSampling
 from .placement import Placement, Workers, place_workers
 from .redis_server import PrivateRedis
 from .run_folders import create_run_folder, reap_leftovers
+
+if TYPE_CHECKING:
+    from .k8s_placement import KubernetesFleet
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,10 @@ class RunOptions:
     mesh: MeshAdapter | None = None  # sampled over the measured window
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
     run_id: str | None = None  # None: a new id from the time and a random suffix
+    kubernetes: KubernetesFleet | None = None  # placement k8s: the fleet (None: from the environment)
+    # How long the run's files stay in the given Redis (`meshload results get`); 0: not kept. Never
+    # kept in a private Redis, which goes with the run.
+    results_ttl_s: float = wire.DEFAULT_RESULTS_TTL_S
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -90,7 +97,15 @@ class RunOptions:
         if self.on_worker_loss not in get_args(OnWorkerLoss):
             raise UsageError(f"--on-worker-loss: {self.on_worker_loss!r} is not one of continue, abort")
         if self.placement not in get_args(Placement):
-            raise UsageError(f"--placement: {self.placement!r} is not one of auto, local, fleet")
+            raise UsageError(f"--placement: {self.placement!r} is not one of {', '.join(get_args(Placement))}")
+        if self.placement == "k8s":
+            from .k8s_placement import KubernetesFleet
+
+            if self.redis_url is None:
+                raise UsageError("--workers k8s:N: give the fleet's Redis (--redis URL, or MESHLOAD_REDIS)")
+            self.kubernetes = self.kubernetes or KubernetesFleet.from_environment()
+        if self.results_ttl_s < 0:
+            raise UsageError(f"--results-ttl: {self.results_ttl_s:g}s is not a duration; use 0 (not kept) or more")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError(f"--metrics-port: {self.metrics_port} is not a port; use 0..65535")
 
@@ -125,6 +140,7 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             placement=options.placement,
             log_dir=run_dir / "logs",
             exit_with_parent=options.redis_url is None,
+            kubernetes=options.kubernetes,
         )
         stack.callback(workers.release)
         live = LiveView(
@@ -142,6 +158,10 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             from ..results.outputs import write_run_outputs
 
             write_run_outputs(result, options.out_dir)
+        if options.redis_url is not None and options.results_ttl_s > 0:
+            from .kept_results import keep_run_results
+
+            keep_run_results(client, result, options.out_dir, ttl_s=options.results_ttl_s)
     if coordinator.aborted_reason:
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
@@ -208,6 +228,7 @@ class _Coordinator:
         self._sampler: ResourceSampling | None = None
         self._mesh_usage: MeshUsage | None = None
         self._hosts: dict[str, str] = {}
+        self._nodes: dict[str, str] = {}
         self._last_look_s = time.monotonic()
         self._unreachable_since: float | None = None
 
@@ -216,7 +237,7 @@ class _Coordinator:
     def run(self) -> RunResult:
         self.collector.ensure_group()
         self._refresh_coordinator_key()
-        self._hosts = self._worker_hosts()  # now, while every worker is registered
+        self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
         start_mono_s = self._assign()
         measured_start_s = start_mono_s + self.plan.warmup_s
         measured_end_s = start_mono_s + self.plan.total_s
@@ -413,19 +434,24 @@ class _Coordinator:
         if sampler is not None:
             self._mesh_usage = sampler.stop()
 
-    def _worker_hosts(self) -> dict[str, str]:
+    def _worker_places(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Each worker's host, and its Kubernetes node where it has one."""
         hosts: dict[str, str] = {}
+        nodes: dict[str, str] = {}
         for raw_id, raw_info in self.client.hgetall(wire.fleet_key()).items():
             worker_id = wire.reply_text(raw_id)
             if worker_id in self.liveness:
-                hosts[worker_id] = wire.decode_worker_info(raw_info).host
-        return hosts
+                info = wire.decode_worker_info(raw_info)
+                hosts[worker_id] = info.host
+                if info.node:
+                    nodes[worker_id] = info.node
+        return hosts, nodes
 
     def _environment(self) -> dict[str, object]:
         try:
-            environment = describe_environment(self.client, self._hosts)
+            environment = describe_environment(self.client, self._hosts, self._nodes)
         except wire.TRANSIENT_ERRORS:
-            environment = describe_environment(None, self._hosts)
+            environment = describe_environment(None, self._hosts, self._nodes)
         environment["duplicate_records"] = self.duplicates
         environment["malformed_records"] = self.collector.malformed
         return environment

@@ -19,6 +19,7 @@ mesh are kept on separate CPUs (`cpu_pinning`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import time
@@ -27,8 +28,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from ..errors import PlanError, RunError, TestbedError
+from ..errors import PlanError, RunError, TestbedError, UsageError
+from ..pipeline.wire import DEFAULT_RESULTS_TTL_S
 from ..results.compare import CellSummary
 from ..results.outputs import write_study_outputs
 from ..results.study_budget import RoundDecision
@@ -39,6 +42,9 @@ from ..worker.engine_process import check_before_load
 from .cpu_pinning import CpuPinning, CpuSplit, pin_process_tree, plan_pinning
 from .local_workers import cut_lifeline, spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
+
+if TYPE_CHECKING:
+    from .k8s_placement import KubernetesFleet
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
 #: (0.3-0.5 s), the run's common start lead (1 s), collecting the last records and writing the run's
@@ -71,6 +77,10 @@ class StudyOptions:
     pin_cpus: bool = True
     # A given split of the CPUs (None: decided from the CPUs this process may use).
     cpu_split: CpuSplit | None = None
+    # A plan with `workers: k8s:N`: the fleet (None: from the environment, as the chart sets it).
+    kubernetes: KubernetesFleet | None = None
+    # With `redis_url`: how long each cell's files stay in that Redis (`meshload results get`); 0: not kept.
+    results_ttl_s: float = DEFAULT_RESULTS_TTL_S
 
 
 @dataclass
@@ -163,6 +173,14 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
     """
     from .run_folders import reap_leftovers
 
+    if plan.kubernetes_workers:
+        from .k8s_placement import KubernetesFleet
+
+        if options.redis_url is None:
+            raise UsageError(
+                "workers: k8s:N in the study plan: give the fleet's Redis (--redis URL, or MESHLOAD_REDIS)"
+            )
+        options = dataclasses.replace(options, kubernetes=options.kubernetes or KubernetesFleet.from_environment())
     started_s, started_unix_ms = time.monotonic(), int(time.time() * 1000)
     check_budget(plan, private_redis=options.redis_url is None)
     reap_leftovers()
@@ -334,6 +352,11 @@ class StudySession:
             )
             cleanup.callback(self.workers.stop)
             self.workers.start()
+        if self.options.kubernetes is not None:
+            from .k8s_placement import fleet_held
+
+            # Scaled once for the whole study (each cell then waits for its idle workers).
+            cleanup.enter_context(fleet_held(self.plan.workers, self.options.kubernetes))
 
     def apply(self, cell: StudyCell) -> None:
         """Put the cell's function in force (and its processes on the mesh's CPUs), then settle."""
@@ -370,7 +393,10 @@ class StudySession:
             out_dir=run_dir,
             live=False,
             mesh=self.mesh,
-            placement="fleet" if self.workers is not None else "auto",
+            placement="k8s" if self.plan.kubernetes_workers else "fleet" if self.workers is not None else "auto",
+            kubernetes=self.options.kubernetes,
+            # Not kept in a private Redis, which goes with the study.
+            results_ttl_s=self.options.results_ttl_s if self.options.redis_url is not None else 0.0,
         )
         arm = cell.function.arm_name
         try:

@@ -11,6 +11,9 @@ Keys (`{run}` is a run id, `{worker}` a worker id):
     meshload:run:{run}:beats             hash   worker id -> RunBeat (heartbeats during the run)
     meshload:run:{run}:coordinator       string the coordinator is alive; expires after COORDINATOR_TTL_MS
     meshload:run:{run}:stop              string present: every worker of the run stops now
+    meshload:results:run:{run}           hash   a finished run's files: file name -> zlib-compressed
+                                                bytes, and RESULTS_META_FIELD -> ResultsMeta; expires
+    meshload:results:index               sorted set  run id -> when its results expire (Unix ms)
 
 A run starts in two steps, so that no load leaves before every worker agreed to its share: the
 coordinator hands each worker its Assignment; each checks it against its own limits and answers;
@@ -19,8 +22,13 @@ stop key tells the others to drop theirs). The coordinator reads the records str
 consumer group `CONSUMER_GROUP`. A record's identity is (worker id, seq) inside the record, so a
 record sent twice (a retry after a lost reply) is recognised and counted once by the aggregator.
 
+A run's results (its SMP JSON, and its other files while they are small) stay in Redis after the
+run for a while (`--results-ttl`), so that `meshload results get RUN_ID` fetches them from anywhere
+that reaches Redis: from outside a cluster whose coordinator's own disk cannot be read.
+
 `WORKER_ACL` and `COORDINATOR_ACL` are the least-privilege Redis ACL rules of the two sides: these
-keys, and the commands each side sends.
+keys, and the commands each side sends; `RESULTS_READER_ACL` is the rule of a user that can only
+list and fetch kept results.
 """
 
 from __future__ import annotations
@@ -61,6 +69,10 @@ STREAM_MAXLEN = 100_000
 CONSUMER_GROUP = "coordinator"
 #: Field of a stream entry holding the record bytes.
 RECORD_FIELD = b"r"
+#: How long a run's results stay in Redis unless told otherwise (30 days).
+DEFAULT_RESULTS_TTL_S = 30 * 24 * 3600.0
+#: Field of a results hash holding its `ResultsMeta` (file names never start with a dot).
+RESULTS_META_FIELD = ".meta"
 
 
 # -- keys -----------------------------------------------------------------------------------------
@@ -108,6 +120,14 @@ class RunKeys:
         return (self.records, self.beats, self.coordinator, self.stop, self.answers)
 
 
+def results_key(run_id: str) -> str:
+    return f"{KEY_PREFIX}:results:run:{run_id}"
+
+
+def results_index_key() -> str:
+    return f"{KEY_PREFIX}:results:index"
+
+
 # -- access control -------------------------------------------------------------------------------
 
 #: Commands a worker sends (with those of a connection's set-up: `open_redis` keeps redis-py's
@@ -135,17 +155,25 @@ _COORDINATOR_COMMANDS = (
     "xreadgroup",
     "xack",
     "xautoclaim",
+    # keeping a run's results: HSET (above), then these
+    "pexpire",
+    "zadd",
+    "zremrangebyscore",
 )
+#: Commands of a user that only reads kept results (`meshload results get/list`).
+_RESULTS_READER_COMMANDS = ("ping", "select", "hget", "hgetall", "zrangebyscore")
 
 
-def _acl_rules(commands: tuple[str, ...]) -> str:
-    return " ".join([f"resetkeys ~{KEY_PREFIX}:*", "resetchannels", "-@all", *(f"+{c}" for c in commands)])
+def _acl_rules(commands: tuple[str, ...], keys: str = f"{KEY_PREFIX}:*") -> str:
+    return " ".join([f"resetkeys ~{keys}", "resetchannels", "-@all", *(f"+{c}" for c in commands)])
 
 
 #: `ACL SETUSER <name> on ><password> <rules>` for a fleet worker's user.
 WORKER_ACL = _acl_rules(_WORKER_COMMANDS)
 #: The same for a coordinator's user.
 COORDINATOR_ACL = _acl_rules(_WORKER_COMMANDS + _COORDINATOR_COMMANDS)
+#: The same for a user that can list and fetch kept results, and nothing else.
+RESULTS_READER_ACL = _acl_rules(_RESULTS_READER_COMMANDS, keys=f"{KEY_PREFIX}:results:*")
 
 
 # -- shapes on the wire ---------------------------------------------------------------------------
@@ -160,6 +188,7 @@ class WorkerInfo(msgspec.Struct, kw_only=True):
     cores: int
     version: str = ""
     once: bool = False  # a worker spawned for one run (it leaves after it)
+    node: str = ""  # the Kubernetes node of a worker in a pod (its host is then the pod's name)
 
 
 class Assignment(msgspec.Struct, kw_only=True, tag="assign"):
@@ -195,24 +224,40 @@ class RunBeat(msgspec.Struct, kw_only=True):
     state: str = "waiting"  # waiting | running | flushing | done
 
 
+class ResultsMeta(msgspec.Struct, kw_only=True):
+    """What a kept run's results are: for `meshload results list` and `get`."""
+
+    run_id: str
+    stored_unix_ms: int
+    expires_unix_ms: int
+    files: dict[str, int]  # file name -> size in bytes (uncompressed), the files kept
+    left_out: dict[str, int] = {}  # files of the run too large to keep in Redis, with their sizes
+    valid: bool = True
+    labels: dict[str, str] = {}
+
+
 def encode(value: msgspec.Struct) -> bytes:
     return msgspec.msgpack.encode(value)
 
 
 def decode_assignment(data: bytes | str) -> Assignment | Start:
-    return msgspec.msgpack.decode(_reply_bytes(data), type=Assignment | Start)
+    return msgspec.msgpack.decode(reply_bytes(data), type=Assignment | Start)
 
 
 def decode_answer(data: bytes | str) -> Answer:
-    return msgspec.msgpack.decode(_reply_bytes(data), type=Answer)
+    return msgspec.msgpack.decode(reply_bytes(data), type=Answer)
 
 
 def decode_worker_info(data: bytes | str) -> WorkerInfo:
-    return msgspec.msgpack.decode(_reply_bytes(data), type=WorkerInfo)
+    return msgspec.msgpack.decode(reply_bytes(data), type=WorkerInfo)
 
 
 def decode_run_beat(data: bytes | str) -> RunBeat:
-    return msgspec.msgpack.decode(_reply_bytes(data), type=RunBeat)
+    return msgspec.msgpack.decode(reply_bytes(data), type=RunBeat)
+
+
+def decode_results_meta(data: bytes | str) -> ResultsMeta:
+    return msgspec.msgpack.decode(reply_bytes(data), type=ResultsMeta)
 
 
 def reply_text(value: bytes | str) -> str:
@@ -220,7 +265,7 @@ def reply_text(value: bytes | str) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-def _reply_bytes(value: bytes | str) -> bytes:
+def reply_bytes(value: bytes | str) -> bytes:
     """A reply as the bytes it is: redis-py types replies `bytes | str`, and ours (clients without
     `decode_responses`) are always bytes."""
     if isinstance(value, str):

@@ -212,10 +212,13 @@ class RunAggregator:
         reached this aggregator; the verdict counts them."""
         hosts = (environment or {}).get("worker_hosts")
         hosts = hosts if isinstance(hosts, dict) else {}
+        nodes = (environment or {}).get("worker_nodes")
+        nodes = nodes if isinstance(nodes, dict) else {}
         workers = []
         for worker in sorted(self._workers.values(), key=lambda w: w.summary.id):
             summary = dataclasses.replace(worker.summary)
             summary.host = str(hosts.get(summary.id, summary.host))
+            summary.node = str(nodes.get(summary.id, summary.node))
             if worker.lag.total_count:
                 summary.lag_p99_ms = worker.lag.value_at_percentile(99.0) / 1000.0
             workers.append(summary)

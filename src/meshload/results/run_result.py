@@ -26,7 +26,8 @@ class WorkerSummary:
     clock_offset_ms: float = 0.0
     lost: bool = False  # went silent during the run; its records up to then are kept
     records: int = 0  # interval records received
-    host: str = ""
+    host: str = ""  # the machine (in Kubernetes, the pod) the worker ran on
+    node: str = ""  # in Kubernetes, the node of its pod
     lag_p99_ms: float = 0.0
     max_cpu_fraction: float = 0.0  # the busiest interval's CPU use, as a fraction of one core
 

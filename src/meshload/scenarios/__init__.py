@@ -1,7 +1,7 @@
 """What load to send: plans (HTTP/1.1, HTTP/2 or gRPC targets, or a locustfile's users), load models,
 plan files and built-in scenarios, how a plan's arrival schedule is split across workers so that their
-union is exactly the process asked for, and study plans (which functions, load levels and repetitions a
-study runs)."""
+union is exactly the process asked for, how many workers from where (`N` or `k8s:N`), and study plans
+(which functions, load levels and repetitions a study runs)."""
 
 from .durations import format_duration, parse_duration_s
 from .files import builtin_scenario, list_builtin, load_plan_file
@@ -11,6 +11,7 @@ from .options import parse_headers, parse_labels, plan_from_options
 from .plan import Arrival, ClosedLoop, GrpcSchema, LoadModel, LocustUsers, OpenLoop, Plan, Protocol, Stage, Target
 from .schedule import ArrivalSchedule, RateCurve, WorkerShare, split_plan
 from .study_plan import FunctionSpec, StudyCell, StudyPlan, builtin_study, load_study_plan
+from .worker_count import WorkerCount, parse_worker_count
 
 __all__ = [
     "Arrival",
@@ -30,6 +31,7 @@ __all__ = [
     "StudyCell",
     "StudyPlan",
     "Target",
+    "WorkerCount",
     "WorkerShare",
     "builtin_scenario",
     "builtin_study",
@@ -42,6 +44,7 @@ __all__ = [
     "parse_grpc_url",
     "parse_headers",
     "parse_labels",
+    "parse_worker_count",
     "plan_from_options",
     "split_plan",
 ]

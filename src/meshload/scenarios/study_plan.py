@@ -12,6 +12,7 @@ its baseline. The file form (YAML or JSON):
     repetitions: 2
     duration: 5s                 # measured part of each cell
     warmup: 2s                   # before it, excluded from the statistics
+    workers: 1                   # or k8s:N, N workers of a Kubernetes fleet (scaled up for the study)
     functions:
       - none
       - sidecar
@@ -54,6 +55,7 @@ from .files import load_plan_file
 from .plan import Plan
 from .source import SourceDocument, read_document
 from .validation import plan_error_from
+from .worker_count import parse_worker_count
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 DEFAULT_STUDY = "study-default"
@@ -174,6 +176,8 @@ class StudyPlan(_Strict):
     # Seconds to wait after applying a function before the cell starts, so restarts settle.
     settle_s: float = Field(0.5, ge=0)
     workers: int = Field(1, ge=1)
+    # `workers: k8s:N`: every cell runs on N workers of a Kubernetes fleet, scaled up for the study.
+    kubernetes_workers: bool = False
     seed: int = 0
     functions: tuple[FunctionSpec, ...] = Field(min_length=1)
     # A time budget for the whole study: rounds of blocks are added, after `repetitions`, while an
@@ -315,7 +319,7 @@ class StudyFile(_Strict):
     duration: Seconds = Field(gt=0)
     warmup: Seconds = Field(2.0, ge=0)
     settle: Seconds = Field(0.5, ge=0)
-    workers: int = Field(1, ge=1)
+    workers: int | str = 1  # N, or k8s:N (`worker_count`)
     seed: int = 0
     functions: list[str | FunctionEntry] = Field(min_length=1)
     budget: Seconds | None = Field(None, gt=0)
@@ -388,6 +392,10 @@ def _to_study_plan(
                 raise document.error(("target_halfwidth",), str(exc)) from exc
     scenario = _scenario_source(entry.scenario, path)
     try:
+        workers = parse_worker_count(entry.workers)
+    except ValueError as exc:
+        raise document.error(("workers",), str(exc)) from exc
+    try:
         plan = StudyPlan(
             name=entry.name or path.stem,
             description=entry.description,
@@ -399,7 +407,8 @@ def _to_study_plan(
             duration_s=entry.duration,
             warmup_s=entry.warmup,
             settle_s=entry.settle,
-            workers=entry.workers,
+            workers=workers.count,
+            kubernetes_workers=workers.kubernetes,
             seed=entry.seed,
             functions=tuple(functions),
             budget_s=entry.budget,

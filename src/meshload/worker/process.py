@@ -61,6 +61,9 @@ ASSIGNMENT_FAILURES: tuple[type[BaseException], ...] = (
 START_WAIT_S = 30.0
 #: Exit code of a worker whose coordinator (the other end of its lifeline) is gone.
 PARENT_GONE_EXIT_CODE = 3
+#: The Kubernetes node a worker's pod runs on (the chart sets it from the downward API); it goes into
+#: the worker's registration and from there into the run's report.
+NODE_NAME_ENV = "MESHLOAD_NODE_NAME"
 
 
 def default_worker_id() -> str:
@@ -191,6 +194,7 @@ class WorkerProcess:
             cores=os.cpu_count() or 1,
             version=meshload_version,
             once=self.once,
+            node=os.environ.get(NODE_NAME_ENV, ""),
         )
 
     def _register(self, client: redis.Redis) -> None:

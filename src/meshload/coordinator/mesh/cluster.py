@@ -85,6 +85,31 @@ class Cluster:
     def host(self) -> str:
         return str(self._api_client.configuration.host)
 
+    @property
+    def api_client(self) -> Any:
+        """The official client's ApiClient, for its typed APIs (`kubernetes.client.AppsV1Api(api_client)`):
+        call them inside `translating(...)`, and with `request_timeout_s`."""
+        return self._api_client
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self._request_timeout_s
+
+    @contextmanager
+    def translating(self, verb: str, resource: str, target: str, namespace: str | None) -> Iterator[None]:
+        """Typed-API calls in this block fail as this class's own do: one line (`resource` as RBAC
+        names it, e.g. "deployments/scale"; `target` the object, e.g. "Deployment perf/workers")."""
+        kubernetes = _client_module()
+        import urllib3
+
+        where = f"in namespace {namespace}" if namespace else "cluster-wide"
+        try:
+            yield
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise _unreachable(self.host, exc) from exc
+        except kubernetes.client.exceptions.ApiException as exc:
+            raise _refused(exc, verb, resource, where, target, self.host) from exc
+
     # -- reads -----------------------------------------------------------------------------------
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Object | None:
