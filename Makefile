@@ -35,6 +35,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_locust.py
 	$(PY) bench/bench_grpc.py
 	$(PY) bench/bench_aggregation.py
 	$(PY) bench/bench_aggregation_merge.py

@@ -170,10 +170,9 @@ def bench_hey(url: str, seconds: float) -> Figures:
     return Figures("hey -c 32", responses, float(total.group(1)), cpu_s)
 
 
-def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
-    locustfile = workdir / "locustfile.py"
-    locustfile.write_text(textwrap.dedent(LOCUSTFILE))
-    prefix = workdir / "locust"
+def run_locust_headless(locustfile: Path, url: str, seconds: float, workdir: Path) -> tuple[int, float]:
+    """One headless Locust run (32 users, pinned): the requests it counted and its CPU seconds."""
+    prefix = workdir / f"locust-{locustfile.stem}-{seconds:g}"
     _, cpu_s = run_measured(
         [
             sys.executable,
@@ -190,7 +189,7 @@ def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
             f"{seconds:g}s",
             "--host",
             url.rstrip("/"),
-            "--csv",
+            "--json-file",
             str(prefix),
             "--only-summary",
             "--stop-timeout",
@@ -199,11 +198,15 @@ def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
             "WARNING",
         ]
     )
-    requests = 0
-    for line in (workdir / "locust_stats.csv").read_text().splitlines()[1:]:
-        fields = line.split(",")
-        if fields[1].strip('"') == "Aggregated":
-            requests = int(fields[2])
+    # Locust's final statistics (its --csv files are rewritten once a second and may miss the end).
+    entries = json.loads(Path(f"{prefix}.json").read_text())
+    return sum(entry["num_requests"] for entry in entries), cpu_s
+
+
+def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
+    locustfile = workdir / "locustfile.py"
+    locustfile.write_text(textwrap.dedent(LOCUSTFILE))
+    requests, cpu_s = run_locust_headless(locustfile, url, seconds, workdir)
     # CPU covers interpreter start-up too (about as much as meshload's own start-up, excluded below).
     return Figures("locust FastHttpUser x32", requests, seconds, cpu_s, "process CPU incl. start-up")
 

@@ -19,7 +19,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "results": {"scenarios"},
     "pipeline": {"scenarios", "results"},
     "worker": {"scenarios", "results", "pipeline"},
-    "locust": {"scenarios", "results", "pipeline"},
+    # The plugin is a worker on Locust's workers (the recording helpers it shares with the worker's
+    # Locust engine) and a coordinator on Locust's master (a private Redis, the run's environment).
+    "locust": {"scenarios", "results", "pipeline", "worker", "coordinator"},
     "testbed": set(),
     # The results store, trends and schedules keep what runs and studies measured.
     "history": {"scenarios", "results"},

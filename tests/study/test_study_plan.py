@@ -89,6 +89,26 @@ def test_cell_plan_sends_the_scenario_to_the_ingress_at_the_cells_rate() -> None
     assert plan.cell_plan(cells[0], "http://x:1").seed != same_block[0]
 
 
+def test_a_cells_load_can_be_a_locustfiles_users(tmp_path: Path) -> None:
+    """A study whose scenario has a `locustfile:` (the built-in bookinfo-journey, or a plan file beside
+    the study naming its own): each cell runs the users at the cell's rate in tasks per second."""
+    (tmp_path / "visit.py").write_text("from locust import HttpUser, task\n")
+    (tmp_path / "journey.yaml").write_text("locustfile: visit.py\nurl: /\nload: {rate: 1}\nduration: 10s\n")
+    for scenario, file in (("bookinfo-journey", "bookinfo"), ("journey.yaml", "visit.py")):
+        study = tmp_path / f"study-{file}.yaml"
+        study.write_text(f"scenario: {scenario}\nload_levels: [3, 6]\nduration: 4s\nfunctions: [none, sidecar]\n")
+        plan = load_study_plan(study)
+        cell = next(cell for cell in plan.cells() if cell.rate == 6.0)
+        run_plan = plan.cell_plan(cell, "http://127.0.0.1:18080")
+        assert run_plan.locust is not None and run_plan.locust.file == file and run_plan.protocol == "locust"
+        assert [target.url for target in run_plan.targets] == ["http://127.0.0.1:18080/"]  # the users' host
+        assert isinstance(run_plan.load, OpenLoop) and run_plan.load.rate == 6.0
+    # A locustfile the scenario names but that is not there is the scenario's error, with its line.
+    (tmp_path / "journey.yaml").write_text("url: /\nlocustfile: gone.py\nload: {rate: 1}\nduration: 10s\n")
+    with pytest.raises(PlanError, match=r"journey.yaml:2: .*'gone.py': no such file"):
+        load_study_plan(tmp_path / "study-visit.py.yaml")
+
+
 def test_builtin_studies_load_and_fit_their_budgets() -> None:
     default = load_study_plan("study-default", check_targets=study_targets)
     quick = load_study_plan("study-quick")

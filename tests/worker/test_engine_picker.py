@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from meshload.errors import PlanError
+from meshload.scenarios.plan import LocustUsers
 from meshload.worker.engines import auto
 from meshload.worker.engines.uvloop_http import UvloopHttpEngine
 
@@ -30,6 +31,13 @@ def test_a_plan_goes_to_the_engine_of_its_protocol() -> None:
     grpc_plan = open_plan("grpcs://127.0.0.1:1/pkg.Service/Method", 10, 1.0)
     assert grpc_plan.protocol == "grpc" and auto.registration_for(grpc_plan).name == "grpc"
     assert {r.name for r in auto.ENGINES if r.event_loop == "asyncio"} == {"uvloop-http", "h2", "grpc"}
+    # A locustfile's users: the Locust engine, the one on gevent (its own kind of process).
+    locust_plan = open_plan("http://127.0.0.1:1/", 10, 1.0).model_copy(
+        update={"locust": LocustUsers(file="shop.py", source="from locust import HttpUser\n")}
+    )
+    assert locust_plan.protocol == "locust" and auto.registration_for(locust_plan).name == "locust"
+    assert auto.event_loop_for(locust_plan) == "gevent"
+    assert [r.name for r in auto.ENGINES if r.event_loop == "gevent"] == ["locust"]
 
 
 def test_an_unknown_engine_name_or_scheme_is_one_clear_error(monkeypatch) -> None:

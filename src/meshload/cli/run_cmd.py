@@ -47,11 +47,31 @@ def run(
         str | None, option("--scenario", "-s", env="SCENARIO", help="Plan file (YAML/JSON) or built-in scenario name.")
     ] = None,
     rate: Annotated[
-        float | None, option("--rate", "-r", env="RATE", help="Open loop: requests per second, all workers together.")
+        float | None,
+        option(
+            "--rate",
+            "-r",
+            env="RATE",
+            help="Open loop: requests per second, all workers together (with --locustfile: tasks per second).",
+        ),
+    ] = None,
+    locustfile: Annotated[
+        str | None,
+        option(
+            "--locustfile",
+            env="LOCUSTFILE",
+            help="A locustfile (or built-in: bookinfo) whose users make the requests, in meshload's workers; "
+            "the URL is their host. --rate: tasks per second, taken by --connections users per worker.",
+        ),
     ] = None,
     concurrency: Annotated[
         int | None,
-        option("--concurrency", "-c", env="CONCURRENCY", help="Closed loop: concurrent clients, all workers together."),
+        option(
+            "--concurrency",
+            "-c",
+            env="CONCURRENCY",
+            help="Closed loop: concurrent clients (with --locustfile: users), all workers together.",
+        ),
     ] = None,
     duration: Annotated[
         str | None,
@@ -82,7 +102,7 @@ def run(
             "--connections",
             env="CONNECTIONS",
             help="HTTP/1.1 open loop: most connections per worker (64). HTTP/2 and gRPC: connections (channels) "
-            "per worker, every request multiplexed over them (1).",
+            "per worker, every request multiplexed over them (1). --locustfile with --rate: users per worker (64).",
         ),
     ] = None,
     http2: Annotated[
@@ -236,7 +256,8 @@ def run(
     labels = list(label or [])
     if testbed is not None:
         options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
-        scenario = scenario if scenario is not None or url is not None else "bookinfo-productpage"
+        if scenario is None and url is None and locustfile is None:
+            scenario = "bookinfo-productpage"
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
     plan = build_plan(
         url=url,
@@ -259,7 +280,10 @@ def run(
         import_paths=import_path or [],
         tls_verify=None if insecure is None else not insecure,
         ca_file=ca_file,
+        locustfile=locustfile,
     )
+    if plan.locust is not None:
+        check_locustfile(plan)
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
     result = execute_run(plan, options)
@@ -318,6 +342,7 @@ def build_plan(
     import_paths: list[str] | None = None,
     tls_verify: bool | None = None,
     ca_file: str | None = None,
+    locustfile: str | None = None,
 ) -> Plan:
     """The run's plan from a URL and options, or from a scenario file with the options as overrides
     (a URL given with a scenario is the base of the scenario's relative paths)."""
@@ -348,19 +373,36 @@ def build_plan(
         import_paths=import_paths,
         tls_verify=tls_verify,
         ca_file=ca_file,
+        locustfile=locustfile,
     )
+
+
+def check_locustfile(plan: Plan) -> None:
+    """Load the plan's locustfile the way a worker does, before anything starts: a file that does not
+    import, or holds no User class, is one UsageError line (what, where, what to do)."""
+    from ..errors import PlanError
+    from ..worker.engine_process import check_before_load
+
+    try:
+        check_before_load(plan)
+    except PlanError as exc:
+        raise UsageError(f"--locustfile: {exc}") from exc
 
 
 def describe_plan(plan: Plan) -> str:
     from ..scenarios.plan import OpenLoop
 
     load = plan.load
+    unit, clients = ("tasks/s", "users") if plan.locust is not None else ("req/s", "clients")
     if isinstance(load, OpenLoop):
-        what = f"{load.rate:g} req/s {load.arrival}" + (f", {len(load.stages)} stages" if load.stages else "")
+        what = f"{load.rate:g} {unit} {load.arrival}" + (f", {len(load.stages)} stages" if load.stages else "")
     else:
-        what = f"{load.concurrency} clients"
+        what = f"{load.concurrency} {clients}"
     warm = f" after {plan.warmup_s:g}s warm-up" if plan.warmup_s else ""
-    if plan.protocol != "http/1.1":
+    if plan.locust is not None:
+        users = f", {plan.max_connections} users/worker" if isinstance(load, OpenLoop) else ""
+        warm += f" from the users of {plan.locust.file}{users}"
+    elif plan.multiplexed:
         warm += f" over {'gRPC' if plan.protocol == 'grpc' else 'HTTP/2'}, {plan.max_connections} connection(s)/worker"
     return f"{what} for {plan.duration_s:g}s{warm} to {plan.targets[0].url}" + (
         f" (+{len(plan.targets) - 1} more targets)" if len(plan.targets) > 1 else ""
@@ -382,6 +424,9 @@ def summary_table(result: RunResult) -> str:
         lines.append("status    " + "  ".join(f"{code}: {count:,}" for code, count in result.status_codes.items()))
     if result.errors:
         lines.append("errors    " + "  ".join(f"{kind}: {count:,}" for kind, count in result.errors.items()))
+    failures = sum(part.failures for part in result.by_name.values())
+    if failures:
+        lines.append(f"failures  {failures:,} (the locustfile's own verdicts: failed checks; per name in report.html)")
     for worker in result.workers:
         lost = "  LOST" if worker.lost else ""
         lines.append(

@@ -38,6 +38,7 @@ from ..results.study_budget import RoundDecision
 from ..results.study_result import StudyResult
 from ..scenarios.durations import format_duration
 from ..scenarios.study_plan import StudyCell, StudyPlan
+from ..worker.engine_process import check_before_load
 from .cpu_pinning import CpuPinning, CpuSplit, pin_process_tree, plan_pinning
 from .local_workers import cut_lifeline, spawn_worker, stop_workers
 from .mesh.base import MeshAdapter
@@ -315,6 +316,8 @@ class StudySession:
 
     def _start(self) -> None:
         check_functions(self.plan, self.mesh)
+        # A cell's locustfile, imported once before any cell runs (the host is not used by the check).
+        check_before_load(self.plan.cell_plan(self.plan.cells()[0], "http://127.0.0.1:9"))
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         cleanup = self._cleanup
         if self.own_testbed is not None:

@@ -24,8 +24,8 @@ import msgspec
 
 from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
-from .interval import IntervalRecord, is_failed_status
-from .run_result import MeshUsage, RunResult, TimePoint, WorkerSummary
+from .interval import IntervalRecord, NameInterval, is_failed_status
+from .run_result import MeshUsage, NameSummary, RunResult, TimePoint, WorkerSummary
 from .seconds import LAG_PERCENTILES, SECOND_PERCENTILES, Second
 from .validity import judge
 
@@ -113,6 +113,7 @@ class RunAggregator:
         self._elapsed_s = 0.0
         self._all_completed = 0
         self._all_failed = 0
+        self._names: dict[str, NameSummary] = {}  # measured part, per request name
 
     # -- feeding ---------------------------------------------------------------------------------
 
@@ -129,6 +130,7 @@ class RunAggregator:
         corrected = decode_counts(record.latency_corrected)
         uncorrected = decode_counts(record.latency_uncorrected)
         lag = decode_counts(record.schedule_lag)
+        names = {name: _decode_name(part) for name, part in record.names.items()}
         worker.seqs.add(record.seq)
         if record.final:
             worker.finished = True
@@ -148,6 +150,7 @@ class RunAggregator:
             self._warmup_corrected.add_counts(corrected)
         else:
             self._add_measured(record, corrected, uncorrected, lag)
+            self._add_names(names)
             worker.lag.add_counts(lag)
         self._keep_for_log(record)
         return True
@@ -252,6 +255,7 @@ class RunAggregator:
             streams_lost=streams_lost,
             malformed_records=malformed_records,
             environment=dict(environment or {}),
+            by_name={name: _copy_name(summary) for name, summary in sorted(self._names.items())},
         )
         judge(result)
         return result
@@ -300,6 +304,17 @@ class RunAggregator:
             if not self._measured_start_unix_ms or start_ms < self._measured_start_unix_ms:
                 self._measured_start_unix_ms = start_ms
             self._measured_end_unix_ms = max(self._measured_end_unix_ms, end_ms)
+
+    def _add_names(self, names: dict[str, tuple[NameInterval, DecodedCounts, DecodedCounts]]) -> None:
+        for name, (part, corrected, uncorrected) in names.items():
+            summary = self._names.get(name)
+            if summary is None:
+                summary = self._names[name] = NameSummary(LatencyHistogram(), LatencyHistogram())
+            summary.corrected.add_counts(corrected)
+            summary.uncorrected.add_counts(uncorrected)
+            summary.completed += part.completed
+            summary.errors += part.errors
+            summary.failures += part.failures
 
     def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, lag: DecodedCounts, failed: int) -> None:
         index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S), 0)
@@ -367,12 +382,21 @@ class RunAggregator:
             self._records_dropped += 1
             return
         self._kept_record_bytes += size
-        # The interval log carries the latency histograms; the lag blob is not needed there.
-        self._records.append(_without_lag(record))
+        self._records.append(_for_interval_log(record))
 
 
-def _without_lag(record: IntervalRecord) -> IntervalRecord:
-    return msgspec.structs.replace(record, schedule_lag="")
+def _for_interval_log(record: IntervalRecord) -> IntervalRecord:
+    # The interval log carries the latency histograms; the lag blob and the per-name histograms (merged
+    # into the result) are not needed there.
+    return msgspec.structs.replace(record, schedule_lag="", names={})
+
+
+def _decode_name(part: NameInterval) -> tuple[NameInterval, DecodedCounts, DecodedCounts]:
+    return part, decode_counts(part.latency_corrected), decode_counts(part.latency_uncorrected)
+
+
+def _copy_name(summary: NameSummary) -> NameSummary:
+    return dataclasses.replace(summary, corrected=summary.corrected.copy(), uncorrected=summary.uncorrected.copy())
 
 
 def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:

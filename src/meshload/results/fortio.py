@@ -91,7 +91,7 @@ def fortio_document(result: RunResult) -> dict[str, object]:
     if isinstance(plan.load, ClosedLoop):
         requested_qps = "max"
         threads = plan.load.concurrency
-        if plan.protocol == "http/1.1":
+        if not plan.multiplexed:
             sockets = threads  # one connection per client
     else:
         requested_qps = f"{plan.load.rate:g}"

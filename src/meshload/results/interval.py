@@ -23,6 +23,7 @@ ERROR_KINDS: tuple[str, ...] = (
     "timeout",  # no full response within the request timeout
     "malformed",  # response that is not valid HTTP
     "not_sent",  # planned but never sent (no connection could be had before the run ended)
+    "other",  # any other failure a client reported without a response (a Locust request event's exception)
 )
 
 
@@ -60,6 +61,17 @@ def is_grpc_status(status: str) -> bool:
     return status in GRPC_STATUS_NAMES
 
 
+class NameInterval(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One request name's part of an interval record (a Locust request `name`): counts are included in
+    the record's totals, histograms hold the same responses as the record's, split by name."""
+
+    completed: int = 0  # responses (any status)
+    errors: int = 0  # transport errors (their kinds are in the record's `errors`)
+    failures: int = 0  # requests the load tool itself counted as failed (Locust: the event had an exception)
+    latency_corrected: str = ""  # HdrHistogram base64 blob, microseconds, as in IntervalRecord
+    latency_uncorrected: str = ""
+
+
 class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One worker's measurements for one interval; every count is for this interval only."""
 
@@ -84,6 +96,7 @@ class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     latency_corrected: str = ""  # planned instant -> response complete
     latency_uncorrected: str = ""  # actual send -> response complete
     schedule_lag: str = ""  # actual send - planned instant
+    names: dict[str, NameInterval] = {}  # per request name, when the worker records names (Locust)
     final: bool = False  # the worker's last record for this run
 
 

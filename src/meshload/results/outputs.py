@@ -28,7 +28,7 @@ from .fortio import fortio_document
 from .histogram import LatencyHistogram
 from .hlog import records_from_log, write_interval_log
 from .report_html import render_report
-from .run_result import ComponentUsage, MeshUsage, RunResult, TimePoint, WorkerSummary
+from .run_result import ComponentUsage, MeshUsage, NameSummary, ReferenceFigures, RunResult, TimePoint, WorkerSummary
 from .smp import smp_document
 from .study_html import INDEX_FILE, render_study_html
 from .study_json import STUDY_FILE, study_document, write_study_json
@@ -108,6 +108,8 @@ def load_run_result(out_dir: Path) -> RunResult:
             labels={str(k): str(v) for k, v in block.get("labels", {}).items()},
             records_dropped=int(block.get("records_dropped", 0)),
             environment=dict(block.get("environment", {})),
+            by_name={str(name): _name_summary(part) for name, part in block.get("by_name", {}).items()},
+            reference=ReferenceFigures(**block["reference"]) if block.get("reference") else None,
         )
     except (ValueError, KeyError, TypeError, ValidationError) as exc:
         # json.JSONDecodeError and a malformed histogram are ValueErrors too.
@@ -122,6 +124,16 @@ def load_run_result(out_dir: Path) -> RunResult:
         except ValueError as exc:
             raise UsageError(f"{hlog_path}: malformed interval log ({exc})") from exc
     return result
+
+
+def _name_summary(part: dict[str, Any]) -> NameSummary:
+    return NameSummary(
+        corrected=LatencyHistogram.decode(part["histogram"]),
+        uncorrected=LatencyHistogram.decode(part["uncorrected_histogram"]),
+        completed=int(part["requests"]),
+        errors=int(part["errors"]),
+        failures=int(part["failures"]),
+    )
 
 
 def _mesh_usage(data: dict[str, Any] | None) -> MeshUsage | None:

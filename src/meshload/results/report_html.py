@@ -13,6 +13,7 @@ import json
 
 from markupsafe import Markup
 
+from ..scenarios.plan import ClosedLoop
 from .aggregate import failed_requests
 from .charts import (
     BLUE,
@@ -66,6 +67,31 @@ def latency_chart(result: RunResult) -> Markup:
     )
 
 
+def load_model_text(result: RunResult) -> str:
+    """One sentence on how the load was generated, and so what "corrected" means in this report."""
+    plan = result.plan
+    load = plan.load
+    users = f"users of the locustfile {plan.locust.file}" if plan.locust is not None else ""
+    if isinstance(load, ClosedLoop):
+        think = f"{load.think_time_s:g} s think time" if load.think_time_s else ""
+        if users:
+            who = f"{load.concurrency} {users} ({think or 'their own wait times'}), each starting its next task"
+            when = "when the previous one ended"
+        else:
+            who = f"{load.concurrency} clients{', ' + think if think else ''}, each sending"
+            when = "when its previous request answered"
+        return (
+            f"Closed loop: {who} {when}. Latencies are measured from the actual send, so they are not corrected "
+            "for coordinated omission (corrected and uncorrected are the same)."
+        )
+    stages = f", {len(load.stages)} stages" if load.stages else ""
+    what, by = ("tasks", f", started by the {users} ({plan.max_connections} per worker)") if users else ("requests", "")
+    return (
+        f"Open loop: {load.rate:g} {what}/s, {load.arrival} arrivals{stages}, all workers together{by}. "
+        f"Corrected latency is measured from each {what[:-1]}'s planned instant."
+    )
+
+
 def lag_chart(result: RunResult) -> Markup:
     """The generator's schedule lag in every second (p99 and the largest): where a stall happened."""
     xs = [p.offset_s for p in result.timeseries]
@@ -99,4 +125,13 @@ def render_report(result: RunResult) -> str:
         mesh=dataclasses.asdict(result.mesh) if result.mesh is not None else None,
         plan_json=json.dumps(result.plan.model_dump(mode="json"), indent=2),
         environment_json=json.dumps(result.environment, indent=2, default=str),
+        load_model=load_model_text(result),
+        by_name={
+            name: {
+                "summary": summary,
+                "corrected_ms": summary.corrected.percentiles_ms(),
+                "uncorrected_ms": summary.uncorrected.percentiles_ms(),
+            }
+            for name, summary in result.by_name.items()
+        },
     )

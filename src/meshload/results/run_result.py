@@ -77,6 +77,30 @@ class MeshUsage:
 
 
 @dataclass
+class NameSummary:
+    """One request name's part of the run (measured part), all workers merged."""
+
+    corrected: LatencyHistogram
+    uncorrected: LatencyHistogram
+    completed: int = 0  # responses (any status)
+    errors: int = 0  # transport errors
+    failures: int = 0  # requests the load tool itself counted as failed (Locust's own verdict)
+
+
+@dataclass
+class ReferenceFigures:
+    """Figures another tool computed for the same requests (Locust's own statistics), shown beside
+    meshload's so the difference is visible. Percentiles are as that tool reports them."""
+
+    source: str  # who computed them and how ("Locust 2.47.0 own statistics: ...")
+    requests: int
+    failures: int
+    percentiles_ms: dict[str, float]  # keys as in `percentiles_ms` ("50", "90", ...)
+    mean_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+@dataclass
 class RunResult:
     run_id: str
     plan: Plan
@@ -109,6 +133,8 @@ class RunResult:
     streams_lost: int = 0  # times Redis lost the records stream mid-run (records not yet read went with it)
     malformed_records: int = 0  # records on the stream that could not be read
     environment: dict[str, object] = field(default_factory=dict)  # cores, load average, versions
+    by_name: dict[str, NameSummary] = field(default_factory=dict)  # per request name, when recorded
+    reference: ReferenceFigures | None = None  # the load tool's own figures (Locust), when it had any
 
     @property
     def actual_rps(self) -> float:

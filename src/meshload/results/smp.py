@@ -134,7 +134,7 @@ def _clients(result: RunResult) -> list[dict[str, object]]:
         else:
             connections = plan.max_connections
             rps = round(plan.load.rate / count)
-        if plan.protocol != "http/1.1":
+        if plan.multiplexed:
             connections = plan.max_connections  # HTTP/2, gRPC: the clients' requests share these
         clients.append(
             {
@@ -298,6 +298,19 @@ def extension_block(result: RunResult) -> dict[str, object]:
         "mesh": dataclasses.asdict(result.mesh) if result.mesh is not None else None,
         "environment": dict(result.environment),
         "plan": result.plan.model_dump(mode="json"),
+        "by_name": {
+            name: {
+                "requests": summary.completed,
+                "errors": summary.errors,
+                "failures": summary.failures,
+                "percentiles_ms": summary.corrected.percentiles_ms(),
+                "uncorrected_percentiles_ms": summary.uncorrected.percentiles_ms(),
+                "histogram": summary.corrected.encode(),
+                "uncorrected_histogram": summary.uncorrected.encode(),
+            }
+            for name, summary in result.by_name.items()
+        },
+        "reference": dataclasses.asdict(result.reference) if result.reference is not None else None,
     }
 
 

@@ -16,7 +16,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from .bookinfo_session import SESSION_COOKIE, signed_session
 from .durations import duration_ns
 from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
-from .plan import ClosedLoop, GrpcSchema, OpenLoop, Plan, Stage, Target, check_headers
+from .locustfiles import LocustfileProblem, read_locustfile
+from .plan import ClosedLoop, GrpcSchema, LocustUsers, OpenLoop, Plan, Stage, Target, check_headers
 from .protos import ProtoError
 from .source import KeyPath, SourceDocument
 
@@ -124,6 +125,7 @@ class PlanFile(_FileModel):
     max_streams_per_connection: int | None = Field(None, gt=0)
     proto: Paths = []
     import_paths: Paths = []
+    locustfile: str | None = None
     seed: int = 0
     labels: dict[str, Text] = {}
 
@@ -161,6 +163,7 @@ def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str, bas
             tls_ca_pem=_ca_pem(entry, document, base_dir),
             http2=entry.http2,
             grpc=_grpc_schema(entry, document, base_dir),
+            locust=_locust_users(entry, document, base_dir),
             seed=entry.seed,
             labels=dict(entry.labels),
             **optional,
@@ -197,6 +200,16 @@ def _grpc_schema(entry: PlanFile, document: SourceDocument, base_dir: Path | Non
         raise document.error(("proto",), str(exc)) from exc
 
 
+def _locust_users(entry: PlanFile, document: SourceDocument, base_dir: Path | None) -> LocustUsers | None:
+    if entry.locustfile is None:
+        return None
+    folder = None if document.origin_of(("locustfile",)) is not None else base_dir
+    try:
+        return read_locustfile(entry.locustfile, base_dir=folder)
+    except LocustfileProblem as exc:
+        raise document.error(("locustfile",), str(exc)) from exc
+
+
 def _ca_pem(entry: PlanFile, document: SourceDocument, base_dir: Path | None) -> str:
     if entry.tls_ca_file is None:
         return ""
@@ -224,11 +237,13 @@ def _target_key(entry: PlanFile, index: int, key: str) -> KeyPath:
 def _targets(entry: PlanFile, document: SourceDocument) -> list[Target]:
     if entry.url is not None and entry.targets is not None:
         raise document.error(("url",), "give either url or targets, not both")
-    if entry.url is None and not entry.targets:
-        raise document.error(("targets",), "is required: give url (one URL) or targets (a list of them)")
     base_url = entry.base_url
     if base_url is not None and not base_url.startswith(_URL_SCHEMES):
         raise document.error(("base_url",), f"{base_url!r} must start with http://, https://, grpc:// or grpcs://")
+    if entry.url is None and not entry.targets:
+        if entry.locustfile is not None and base_url is not None:
+            return [Target(url=_checked_url(base_url, ("base_url",), document))]  # the users' host
+        raise document.error(("targets",), "is required: give url (one URL) or targets (a list of them)")
     if entry.url is not None:
         return [Target(url=_absolute_url(entry.url, base_url, ("url",), document))]
     return [

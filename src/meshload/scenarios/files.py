@@ -23,6 +23,7 @@ meshload's own format, in short (FORMAT.md beside this module has every key and 
     seed: 0
     labels: {function: retries}
     bookinfo_user: jason               # send BookInfo's signed session cookie for this user
+    locustfile: bookinfo               # or: a locustfile's users make the requests (rate: tasks/s)
 
 Every problem is a `PlanError` naming the file and the line of the offending key, e.g.
 `plans/x.yaml:7: load.rate: must be greater than 0 (got -5)`. A file whose top level has `test:` is

@@ -17,7 +17,8 @@ from .file_format import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_TIMEOUT_S
 from .files import load_plan_file
 from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
 from .grpc_target import is_grpc_url
-from .plan import Arrival, ClosedLoop, GrpcSchema, OpenLoop, Plan, Target, header_problem
+from .locustfiles import LocustfileProblem, read_locustfile
+from .plan import Arrival, ClosedLoop, GrpcSchema, LocustUsers, OpenLoop, Plan, Target, header_problem
 from .protos import ProtoError
 
 DEFAULT_DURATION_S = 30.0
@@ -33,6 +34,7 @@ _OPTION_OF_FIELD = {
     "method": "--method",
     "arrival": "--arrival",
     "max_streams_per_connection": "--streams",
+    "locust": "--locustfile",
 }
 _OPTION_OF_GRPC_KEY = {"url": "URL", "body": "--body/--data", "headers": "-H/--header"}
 _URL_EXAMPLE = "http://127.0.0.1:8080/productpage or grpc://127.0.0.1:9090/package.Service/Method"
@@ -60,9 +62,13 @@ def plan_from_options(
     import_paths: list[str] | None = None,
     tls_verify: bool | None = None,
     ca_file: str | None = None,
+    locustfile: str | None = None,
 ) -> Plan:
     """The plan `meshload run` executes. None means "not given"; a bad value raises UsageError
-    naming the option (`-H/--header: "x" is not a header; use "Name: value"`)."""
+    naming the option (`-H/--header: "x" is not a header; use "Name: value"`).
+
+    With `locustfile`, the locustfile's users make the requests and the URL is their host (without a
+    URL, `base_url`: the testbed's ingress)."""
     if rate is not None and concurrency is not None:
         raise UsageError(
             "--rate and --concurrency exclude each other: give --rate for an open loop, --concurrency for a closed one"
@@ -101,6 +107,7 @@ def plan_from_options(
                 import_paths=import_paths or None,
                 tls_verify=tls_verify,
                 tls_ca_file=ca_file,
+                locustfile=locustfile,
             )
         )
         if base_url or url:
@@ -109,14 +116,14 @@ def plan_from_options(
         overrides.update({("headers", name): value for name, value in header_map.items()})
         overrides.update({("labels", name): value for name, value in label_map.items()})
         return load_plan_file(scenario, overrides)
-    if url is None:
-        raise UsageError("give the URL to load, or --scenario with a plan file or built-in scenario name")
+    url = _target_url(url, base_url, locustfile)
     if rate is None and concurrency is None:
         raise UsageError("give --rate (requests per second, open loop) or --concurrency (clients, closed loop)")
-    if base_url and "://" not in url:
-        url = base_url.rstrip("/") + "/" + url.lstrip("/")
-    if not url.startswith(("http://", "https://")) and not is_grpc_url(url):
-        raise UsageError(f"URL: {url!r} is not an http://, https://, grpc:// or grpcs:// URL; use e.g. {_URL_EXAMPLE}")
+    if locustfile is not None and (method or body or header_map or http2 or streams):
+        raise UsageError(
+            "--method, --body, -H/--header, --http2 and --streams describe meshload's own requests; "
+            "with --locustfile the locustfile's users make them: remove these options"
+        )
     method_text = (method or ("POST" if body and not is_grpc_url(url) else "GET")).upper()
     if not method_text.isascii() or not method_text.isalpha():
         raise UsageError(f"--method: {method!r} is not an HTTP method; use e.g. GET or POST")
@@ -141,12 +148,28 @@ def plan_from_options(
             tls_verify=tls_verify is not False,
             tls_ca_pem=_ca_pem(ca_file),
             grpc=_grpc_schema(proto or [], import_paths or []),
+            locust=_locust_users(locustfile),
             labels=label_map,
             **_given(max_connections=connections, max_streams_per_connection=streams),
         )
     except ValidationError as exc:
         raise _usage_error_from(exc) from exc
     return _checked_grpc(plan)
+
+
+def _target_url(url: str | None, base_url: str | None, locustfile: str | None) -> str:
+    """The run's URL: as given, joined to `base_url` when relative; with a locustfile, the users' host
+    (without a URL, `base_url` itself)."""
+    if url is None and locustfile is not None and base_url:
+        url = base_url
+    if url is None:
+        what = "the host of the locustfile's users" if locustfile is not None else "the URL to load"
+        raise UsageError(f"give {what}, or --scenario with a plan file or built-in scenario name")
+    if base_url and "://" not in url:
+        url = base_url.rstrip("/") + "/" + url.lstrip("/")
+    if not url.startswith(("http://", "https://")) and not is_grpc_url(url):
+        raise UsageError(f"URL: {url!r} is not an http://, https://, grpc:// or grpcs:// URL; use e.g. {_URL_EXAMPLE}")
+    return url
 
 
 def _given(**values: Any) -> dict[str, Any]:
@@ -161,6 +184,15 @@ def _grpc_schema(proto: list[str], import_paths: list[str]) -> GrpcSchema:
         return grpc_schema([Path(file) for file in proto], [Path(folder) for folder in import_paths])
     except ProtoError as exc:
         raise UsageError(f"--proto: {exc}") from exc
+
+
+def _locust_users(locustfile: str | None) -> LocustUsers | None:
+    if locustfile is None:
+        return None
+    try:
+        return read_locustfile(locustfile)
+    except LocustfileProblem as exc:
+        raise UsageError(f"--locustfile: {exc}") from exc
 
 
 def _checked_grpc(plan: Plan) -> Plan:

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .grpc_target import is_grpc_url, parse_grpc_url
 
-#: The wire protocol of a plan, which picks its engine: HTTP/1.1, HTTP/2 (`http2`), or gRPC.
-Protocol = Literal["http/1.1", "h2", "grpc"]
+#: The wire protocol of a plan, which picks its engine: HTTP/1.1, HTTP/2 (`http2`), gRPC, or the
+#: requests of a locustfile's users ("locust": Locust's HTTP clients, run by meshload's workers).
+Protocol = Literal["http/1.1", "h2", "grpc", "locust"]
 #: `max_connections` when a plan leaves it out: HTTP/1.1 opens connections as it needs them, up to
 #: this many; HTTP/2 and gRPC multiplex every request over the connections they open, one by default
 #: (as h2load and ghz do).
@@ -95,6 +96,22 @@ class GrpcSchema(_Strict):
         return not self.proto_files
 
 
+class LocustUsers(_Strict):
+    """A locustfile whose users make the requests, in meshload's workers (the Locust engine).
+
+    The plan carries the file's text, so every worker runs the same file wherever it is. Open loop:
+    the users start tasks (not requests) at the planned instants, `rate` tasks per second in total,
+    `max_connections` users per worker taking them; closed loop: `concurrency` users, each with the
+    locustfile's own wait time (or the plan's think time, when set). The target's URL is the users'
+    `host`."""
+
+    file: str = Field(min_length=1)  # as the user named it: a path, or a built-in's name ("bookinfo")
+    #: Where it was read (absolute): a worker on the same host imports it from there when it still
+    #: holds `source`, so the file's own imports of modules beside it work; any other worker runs `source`.
+    path: str = ""
+    source: str = Field(min_length=1)  # the file's text
+
+
 class Stage(_Strict):
     """Ramp linearly from the previous rate to `rate` over `duration_s` (equal rates: hold)."""
 
@@ -156,6 +173,8 @@ class Plan(_Strict):
     #: SETTINGS_MAX_CONCURRENT_STREAMS says so); more wait for a free stream.
     max_streams_per_connection: int = Field(default=100, gt=0)
     grpc: GrpcSchema = GrpcSchema()
+    #: A locustfile's users make the requests (None: the plan's targets, method, headers and body).
+    locust: LocustUsers | None = None
     seed: int = 0  # Poisson arrivals and target choice are reproducible from it
     labels: dict[str, str] = {}
 
@@ -181,6 +200,13 @@ class Plan(_Strict):
             raise ValueError("http2 applies to http:// and https:// targets; gRPC speaks HTTP/2 always")
         if self.grpc.proto_files and not grpc_targets:
             raise ValueError("proto files describe gRPC methods; the targets are HTTP URLs")
+        if self.locust is not None:
+            if grpc_targets or self.http2:
+                raise ValueError(
+                    "a locustfile's users speak HTTP/1.1 with Locust's clients; remove http2 or the gRPC URL"
+                )
+            if len(self.targets) != 1:
+                raise ValueError("a locustfile's users have one host: give one URL (the host), not a list of targets")
         return self
 
     @model_validator(mode="after")
@@ -196,10 +222,18 @@ class Plan(_Strict):
 
     @property
     def protocol(self) -> Protocol:
-        """The wire protocol: "grpc" for grpc(s):// targets, else "h2" or "http/1.1" by `http2`."""
+        """The wire protocol: "locust" for a locustfile's users, "grpc" for grpc(s):// targets, else
+        "h2" or "http/1.1" by `http2`."""
+        if self.locust is not None:
+            return "locust"
         if self.targets[0].is_grpc:
             return "grpc"
         return "h2" if self.http2 else "http/1.1"
+
+    @property
+    def multiplexed(self) -> bool:
+        """Whether every request of a worker shares its `max_connections` connections (HTTP/2, gRPC)."""
+        return self.protocol in ("h2", "grpc")
 
     @property
     def total_s(self) -> float:

@@ -104,11 +104,11 @@ def share_rate(share: WorkerShare) -> float:
 def share_connections(share: WorkerShare) -> int:
     """The most connections this worker's share opens at once."""
     origins = {(urlsplit(target.url).scheme, urlsplit(target.url).netloc) for target in share.plan.targets}
-    if share.plan.protocol != "http/1.1":
+    if share.plan.multiplexed:
         return share.plan.max_connections * len(origins)  # HTTP/2, gRPC: N per origin, requests multiplexed
     if share.is_open_loop:
-        return share.plan.max_connections
-    return share.concurrency * len(origins)  # each client keeps one connection per origin
+        return share.plan.max_connections  # HTTP/1.1 at most; a locustfile's users, one each
+    return share.concurrency * len(origins)  # each client (or Locust user) keeps one connection per origin
 
 
 def _host_allowed(host: str, limits: WorkerLimits) -> bool:

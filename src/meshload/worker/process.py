@@ -30,12 +30,13 @@ import pydantic
 import redis
 import redis.exceptions
 
-from ..errors import InternalError, PlanError, RedisError, UsageError
+from ..errors import InternalError, PlanError, RedisError, RunError, UsageError
 from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
 from .admission import WorkerLimits, refusal
+from .engine_process import EngineHandle, prepare_engine
 from .engines.base import EngineJob, EngineOutcome, StopSignal
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,12 @@ ASSIGNMENT_POLL_S = 1
 #: Pause before retrying when Redis is unreachable while idle.
 IDLE_RETRY_S = 0.5
 #: What can make one assignment fail without a bug: a plan or assignment this version cannot read,
-#: a refused plan, Redis going away, the machine refusing resources.
+#: a refused plan, Redis going away, the machine refusing resources, an engine's process dying.
 ASSIGNMENT_FAILURES: tuple[type[BaseException], ...] = (
     PlanError,
     UsageError,
     RedisError,
+    RunError,
     pydantic.ValidationError,
     msgspec.DecodeError,
     redis.exceptions.RedisError,
@@ -226,27 +228,44 @@ class WorkerProcess:
         try:
             started = self._accept(client, keys, assignment)
             if started is not None:
-                share, clock_offset_ms, start = started
-                self._run(assignment, keys, share, clock_offset_ms, start)
+                share, engine, clock_offset_ms, start = started
+                try:
+                    self._run(assignment, keys, share, engine, clock_offset_ms, start)
+                finally:
+                    engine.close()
         finally:
             self._reserved_by = ""
 
     def _accept(
         self, client: redis.Redis, keys: wire.RunKeys, assignment: wire.Assignment
-    ) -> tuple[WorkerShare, float, wire.Start] | None:
-        """Check the share against this worker's limits and answer; the share and its start, once
-        every worker has accepted (None when this one refused or the run did not start)."""
+    ) -> tuple[WorkerShare, EngineHandle, float, wire.Start] | None:
+        """Check the share against this worker's limits, prepare its engine and answer; the share, the
+        engine and the start, once every worker has accepted (None when this one refused or the run
+        did not start)."""
         plan = Plan.model_validate_json(assignment.plan_json)
         share = WorkerShare(plan, assignment.index, assignment.count)
         reason = refusal(share, self.limits)
-        if reason is not None:
+        engine: EngineHandle | None = None
+        if reason is None:
+            try:
+                engine = prepare_engine(share)  # a locustfile is imported now, before anything is sent
+            except PlanError as exc:
+                reason = str(exc)
+        if engine is None:
             log.warning("run %s refused: %s", assignment.run_id, reason)
-            client.hset(keys.answers, self.worker_id, wire.encode(wire.Answer(accepted=False, reason=reason)))
+            client.hset(keys.answers, self.worker_id, wire.encode(wire.Answer(accepted=False, reason=reason or "")))
             return None
-        clock_offset_ms = wire.measure_clock_offset_ms(client)
-        client.hset(keys.answers, self.worker_id, wire.encode(wire.Answer(accepted=True)))
-        start = self._wait_for_start(client, keys)
-        return None if start is None else (share, clock_offset_ms, start)
+        try:
+            clock_offset_ms = wire.measure_clock_offset_ms(client)
+            client.hset(keys.answers, self.worker_id, wire.encode(wire.Answer(accepted=True)))
+            start = self._wait_for_start(client, keys)
+        except BaseException:
+            engine.close()
+            raise
+        if start is None:
+            engine.close()
+            return None
+        return share, engine, clock_offset_ms, start
 
     def _wait_for_start(self, client: redis.Redis, keys: wire.RunKeys) -> wire.Start | None:
         """The Start of the run this worker accepted; None if the run was called off or its coordinator is gone."""
@@ -269,6 +288,7 @@ class WorkerProcess:
         assignment: wire.Assignment,
         keys: wire.RunKeys,
         share: WorkerShare,
+        engine: EngineHandle,
         clock_offset_ms: float,
         start: wire.Start,
     ) -> None:
@@ -285,7 +305,7 @@ class WorkerProcess:
             clock_offset_ms,
         )
         try:
-            _run_engine(self.worker_id, share, assignment, start_ns, clock_offset_ms, active)
+            _run_engine(self.worker_id, share, engine, assignment, start_ns, clock_offset_ms, active)
         finally:
             active.state = "flushing"
             delivered_all = publisher.close(timeout_s=wire.WORKER_ORPHAN_S)
@@ -376,14 +396,14 @@ def _leave_when_parent_is_gone() -> None:
 def _run_engine(
     worker_id: str,
     share: WorkerShare,
+    engine: EngineHandle,
     assignment: wire.Assignment,
     start_ns: int,
     clock_offset_ms: float,
     active: _ActiveRun,
 ) -> EngineOutcome:
-    """Run the plan's engine on a fresh event loop of its kind until its share is done (or stopped)."""
-    from .engines.auto import pick_engine
-
+    """Run the plan's engine on a fresh event loop of its kind (in a process of its kind) until its
+    share is done (or stopped)."""
     job = EngineJob(
         share=share,
         start_ns=start_ns,
@@ -393,4 +413,4 @@ def _run_engine(
         interval_s=assignment.interval_s,
         clock_offset_ms=clock_offset_ms,
     )
-    return pick_engine(share.plan).run(job, active.stop)
+    return engine.run(job, active.stop)

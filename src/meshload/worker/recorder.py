@@ -38,9 +38,12 @@ class IntervalRecorder:
         run_id: str = "",
         clock_offset_ms: float = 0.0,
         capacity: int = DEFAULT_CAPACITY,
+        late_threshold_us: int = LATE_THRESHOLD_US,
         status_names: tuple[str, ...] = (),
     ) -> None:
         self.worker_id = worker_id
+        # A send later than this behind its planned instant is counted as late: the engine's accuracy.
+        self.late_threshold_us = late_threshold_us
         #: How a record names status `i`: `status_names[i]`, or (none given) the number itself.
         self.status_names = status_names
         self.run_id = run_id
@@ -97,7 +100,7 @@ class IntervalRecorder:
         if sent_ns:
             lag_us = max(sent_ns - planned_ns, 0) // 1000
             self.lag.record(lag_us)
-            if lag_us > LATE_THRESHOLD_US:
+            if lag_us > self.late_threshold_us:
                 self._late += 1
 
     def record_missed(self, count: int) -> None:
@@ -110,18 +113,24 @@ class IntervalRecorder:
         n = self.count
         if n == 0:
             return
-        planned = np.frombuffer(self._planned_ns, dtype=np.int64, count=n)
-        sent = np.frombuffer(self._sent_ns, dtype=np.int64, count=n)
-        done = np.frombuffer(self._done_ns, dtype=np.int64, count=n)
+        planned, sent, done = self._buffered_ns(n)
         lag_us = (sent - planned) // 1000
         self.corrected.record_batch((done - planned) // 1000)
         self.uncorrected.record_batch((done - sent) // 1000)
         self.lag.record_batch(lag_us)
-        self._late += int(np.count_nonzero(lag_us > LATE_THRESHOLD_US))
+        self._late += int(np.count_nonzero(lag_us > self.late_threshold_us))
         statuses = np.frombuffer(self._status, dtype=np.uint16, count=n)
         self._status_counts += np.bincount(statuses, minlength=_STATUS_SLOTS)
         self._completed += n
         self.count = 0
+
+    def _buffered_ns(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Views of the first `n` buffered (planned, sent, done) instants, monotonic ns."""
+        return (
+            np.frombuffer(self._planned_ns, dtype=np.int64, count=n),
+            np.frombuffer(self._sent_ns, dtype=np.int64, count=n),
+            np.frombuffer(self._done_ns, dtype=np.int64, count=n),
+        )
 
     def cut(
         self,

@@ -25,7 +25,7 @@ from ..results.interval import IntervalRecord, decode_record, encode_record
 from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare, split_plan
-from .engines.auto import pick_engine
+from .engine_process import EngineHandle, prepare_engine
 from .engines.base import EngineJob, EngineOutcome, RecordSink, StopSignal
 
 #: Between "all workers ready" and the common start: time to open the first connections.
@@ -58,9 +58,12 @@ def collect_records(
         raise RunError(f"workers must be at least 1 (got {workers}); pass --workers 1 or more")
     if workers == 1:
         records: list[IntervalRecord] = []
+        share = split_plan(plan, 1)[0]
+        engine = prepare_engine(share)  # before the start instant: a locustfile takes a while to import
         start_ns = time.monotonic_ns() + round(START_LEAD_S * 1e9)
         outcome = run_share_blocking(
-            split_plan(plan, 1)[0],
+            share,
+            engine=engine,
             start_ns=start_ns,
             sink=records.append,
             worker_id=worker_id_of(0),
@@ -74,17 +77,25 @@ def collect_records(
 def run_share_blocking(
     share: WorkerShare,
     *,
+    engine: EngineHandle | None = None,
     start_ns: int,
     sink: RecordSink,
     worker_id: str,
     run_id: str = "",
     interval_s: float = 1.0,
 ) -> EngineOutcome:
-    """Run one share with the plan's engine, on a fresh event loop in this thread."""
+    """Run one share with the plan's engine (`engine`, prepared; else prepared now), on a fresh event
+    loop in this thread, or in a child process of its kind when it needs another kind of process (a
+    locustfile's users, on gevent)."""
     job = EngineJob(
         share=share, start_ns=start_ns, sink=sink, worker_id=worker_id, run_id=run_id, interval_s=interval_s
     )
-    return pick_engine(share.plan).run(job, StopSignal())
+    if engine is None:
+        engine = prepare_engine(share)
+    try:
+        return engine.run(job, StopSignal())
+    finally:
+        engine.close()
 
 
 def _collect_from_processes(
@@ -172,10 +183,12 @@ def _worker_main(
     try:
         plan = Plan.model_validate_json(plan_json)
         share = WorkerShare(plan, index, workers)
+        engine = prepare_engine(share)
         messages.put(("ready", index))
         go.wait()
         outcome = run_share_blocking(
             share,
+            engine=engine,
             start_ns=start_at.value,
             sink=lambda record: messages.put(("record", encode_record(record))),
             worker_id=worker_id_of(index),

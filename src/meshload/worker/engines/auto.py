@@ -2,7 +2,7 @@
 
 Adding an engine is one module (a class keeping the `base.Engine` contract) and one line in
 `ENGINES`. A plan is run by the engine it names, else by the first engine in `ENGINES` that speaks
-its protocol (`Plan.protocol`: HTTP/1.1, HTTP/2 or gRPC) and the scheme of every one of its
+its protocol (`Plan.protocol`: HTTP/1.1, HTTP/2, gRPC or a locustfile's users) and the scheme of every one of its
 targets. Engine modules are imported only when picked, so a process
 never loads the event loop of an engine it does not run (gevent and uvloop never share one): the
 registration line states the event loop, and `event_loop_for` answers without importing anything.
@@ -36,6 +36,7 @@ ENGINES: tuple[Registration, ...] = (
     Registration("uvloop-http", "meshload.worker.engines.uvloop_http:UvloopHttpEngine", "asyncio", ("http", "https")),
     Registration("h2", "meshload.worker.engines.h2_engine:H2Engine", "asyncio", ("http", "https"), "h2"),
     Registration("grpc", "meshload.worker.engines.grpc_engine:GrpcEngine", "asyncio", ("grpc", "grpcs"), "grpc"),
+    Registration("locust", "meshload.worker.engines.locust_engine:LocustEngine", "gevent", ("http", "https"), "locust"),
 )
 
 

@@ -16,10 +16,15 @@ own thread; the last record has `final=True` and covers the drain after the last
 in-flight ones get up to the request timeout), or early when `StopSignal.request()` is called from
 any thread; either way it still cuts its final record, then returns an `EngineOutcome`.
 
+**What it may check first**: an engine with something to load before it can run a share (the Locust
+engine imports the locustfile) offers `prepare(share)`, raising `PlanError` with one line when it
+cannot run it; the worker calls it before it accepts the share, so nothing is sent.
+
 **Which event loop it needs**: `event_loop` says it: "asyncio" engines (uvloop HTTP/1.1, and engines
 on grpcio's or h2's asyncio APIs) run on a fresh asyncio loop (uvloop where installed, see
 `asyncio_engine.AsyncioEngine`); "gevent" engines (Locust users) need a gevent-patched process.
-gevent and uvloop never share a process, so the picker (`auto.py`) chooses per worker process.
+gevent and uvloop never share a process, so the picker (`auto.py`) states each engine's loop and
+`worker/engine_process.py` runs a gevent engine in a gevent-patched child of the (plain) worker.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from ...results.interval import IntervalRecord
 from ...scenarios.schedule import WorkerShare
+
+if TYPE_CHECKING:
+    from ..recorder import IntervalRecorder
 
 #: Receives each interval record as soon as it is cut (called on the engine's own thread).
 RecordSink = Callable[[IntervalRecord], None]
@@ -68,6 +76,23 @@ class EngineOutcome:
     cpu_seconds: float = 0.0
     elapsed_s: float = 0.0  # start instant to the final record
     connections_opened: int = 0
+
+    @classmethod
+    def of(
+        cls, recorder: IntervalRecorder, *, attempted: int, records: int, elapsed_s: float, connections_opened: int = 0
+    ) -> EngineOutcome:
+        """The outcome of a run whose every record was cut by `recorder` (its totals over all cuts)."""
+        return cls(
+            attempted=attempted,
+            sent=recorder.total_sent,
+            completed=recorder.total_completed,
+            missed=recorder.total_missed,
+            errors={kind: n for kind, n in recorder.total_errors.items() if n},
+            records=records,
+            cpu_seconds=recorder.total_cpu_s,
+            elapsed_s=elapsed_s,
+            connections_opened=connections_opened,
+        )
 
 
 class StopSignal:

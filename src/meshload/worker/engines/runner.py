@@ -134,15 +134,10 @@ class EngineRunner:
         self.stop_now()
 
     def _outcome(self, elapsed_s: float) -> EngineOutcome:
-        recorder = self.recorder
-        return EngineOutcome(
+        return EngineOutcome.of(
+            self.recorder,
             attempted=self._attempted(),
-            sent=recorder.total_sent,
-            completed=recorder.total_completed,
-            missed=recorder.total_missed,
-            errors={kind: n for kind, n in recorder.total_errors.items() if n},
             records=self._records,
-            cpu_seconds=recorder.total_cpu_s,
             elapsed_s=elapsed_s,
             connections_opened=self.connections_opened,
         )
