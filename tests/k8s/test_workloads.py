@@ -191,7 +191,7 @@ def test_the_helm_test_runs_a_tiny_run_through_the_fleet_against_its_echo(defaul
     pod = hooks["Pod/perf-meshload-test-run"]
     script = pod["spec"]["containers"][0]["args"][0]
     assert 'meshload run "$ECHO_URL" --placement fleet --workers 1 --rate 20' in script
-    assert "--strict" in script and '.get("200", 0)' in script
+    assert "--strict" not in script and '.get("200", 0)' in script  # wiring, not the busy cluster's timing
     env = {entry["name"]: entry.get("value") for entry in pod["spec"]["containers"][0]["env"]}
     assert env["ECHO_URL"] == "http://perf-meshload-test-echo:8080/"
     service = hooks["Service/perf-meshload-test-echo"]

@@ -98,7 +98,10 @@ def test_on_a_stalling_server_the_corrected_percentiles_are_the_truth(http_serve
     records, _ = measure(plan).records, None
     result = merged(plan, records).result()
 
-    assert result.completed == server.counters()["requests"] == 240 and result.missed == 0
+    # Every planned task is accounted for: sent and answered, or (a stall just before the end leaves
+    # users behind the schedule) planned and never sent, counted as missed.
+    assert result.completed == server.counters()["requests"] and result.completed + result.missed == 240
+    assert result.missed <= 20  # at most one stall's worth (0.5 s at 40 tasks/s)
     start_s = result.started_unix_ms / 1000
     corrected = result.corrected.percentiles_ms()
     for percentile in (90, 99):

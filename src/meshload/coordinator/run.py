@@ -48,6 +48,8 @@ START_LEAD_PER_WORKER_S = 0.02
 #: How long workers have to answer their assignment (they check it and measure their clock offset).
 ANSWER_TIMEOUT_S = 15.0
 ANSWER_POLL_S = 0.01
+# After a first refusal, how long to wait for the other workers' answers so that one line names them all.
+REFUSAL_GRACE_S = 3.0
 #: How long one read of the records stream blocks.
 READ_BLOCK_MS = 200
 #: After the planned end, workers get the request timeout plus this long to send their final record.
@@ -309,6 +311,7 @@ class _Coordinator:
     def _await_answers(self) -> None:
         """Wait until every worker answered its assignment; RunError if one refused or stayed silent."""
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        refusal_grace_until: float | None = None
         while True:
             answers = {
                 wire.reply_text(raw_id): wire.decode_answer(raw)
@@ -321,9 +324,14 @@ class _Coordinator:
                 # The workers that accepted drop their share: nothing is sent by anyone.
                 self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
             if refused:
-                lines = [f"worker {worker} refused the run: {reason}" for worker, reason in refused.items()]
-                raise RunError("; ".join(lines))
-            if exited:
+                # The other workers' answers are moments away: wait briefly so that every refusal is
+                # named in the one line, not just the first to arrive.
+                if refusal_grace_until is None:
+                    refusal_grace_until = time.monotonic() + REFUSAL_GRACE_S
+                if not (silent and not exited and time.monotonic() < refusal_grace_until):
+                    lines = [f"worker {worker} refused the run: {reason}" for worker, reason in refused.items()]
+                    raise RunError("; ".join(lines))
+            elif exited:
                 raise RunError(
                     f"local worker {exited[0]} exited before the run: {self.workers.last_log_line(exited[0])}"
                 )
