@@ -224,6 +224,15 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    checkpoint: Annotated[
+        str | None,
+        option(
+            "--checkpoint",
+            env="CHECKPOINT",
+            help="Write the reports this often during the run (e.g. 5m), marked partial, so a crash leaves "
+            "the latest on disk.",
+        ),
+    ] = None,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -251,6 +260,7 @@ def run(
             else None
         ),
         results_ttl_s=results_ttl_s(results_ttl),
+        checkpoint_s=checkpoint_s(checkpoint),
     )
     base_url = None
     labels = list(label or [])
@@ -299,6 +309,13 @@ def run(
     code = exit_code_for(result, strict=strict)
     if code:
         raise typer.Exit(code)
+
+
+def checkpoint_s(text: str | None) -> float:
+    """`--checkpoint` in seconds (0: none)."""
+    from ..scenarios.durations import parse_duration_s
+
+    return parse_duration_s(text, option="--checkpoint") if text is not None else 0.0
 
 
 def exit_code_for(result: RunResult, *, strict: bool) -> int:

@@ -103,6 +103,7 @@ def load_run_result(out_dir: Path) -> RunResult:
             valid=bool(block["valid"]),
             validity=[str(reason) for reason in block["validity"]],
             degraded=bool(block.get("degraded", False)),
+            partial=bool(block.get("partial", False)),
             max_clock_offset_ms=float(block.get("max_clock_offset_ms", 0.0)),
             mesh=_mesh_usage(block.get("mesh")),
             labels={str(k): str(v) for k, v in block.get("labels", {}).items()},

@@ -135,6 +135,8 @@ class RunResult:
     environment: dict[str, object] = field(default_factory=dict)  # cores, load average, versions
     by_name: dict[str, NameSummary] = field(default_factory=dict)  # per request name, when recorded
     reference: ReferenceFigures | None = None  # the load tool's own figures (Locust), when it had any
+    # A checkpoint written while the run was still going (`--checkpoint`): its figures so far.
+    partial: bool = False
 
     @property
     def actual_rps(self) -> float:

@@ -276,6 +276,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
         "workers": [dataclasses.asdict(worker) for worker in result.workers],
         "valid": result.valid,
         "degraded": result.degraded,
+        "partial": result.partial,
         "validity": list(result.validity),
         "max_clock_offset_ms": result.max_clock_offset_ms,
         "timeseries": [
