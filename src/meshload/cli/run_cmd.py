@@ -29,10 +29,13 @@ from .options import option
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
     from ..coordinator.mesh.local import LocalTestbedMesh
+    from ..coordinator.run import RunOptions
     from ..results.run_result import RunResult
     from ..scenarios.plan import Plan
 
 DEFAULT_RUNS_DIR = Path("runs")
+#: `--find-max` without `--duration`: how long each step runs.
+FIND_MAX_STEP_DURATION = "10s"
 
 # The command line's words for the choices (typer checks them and lists them in --help); they are
 # the coordinator's and the plan's own (`RunOptions`, `OpenLoop.arrival`), which mypy holds them to.
@@ -233,6 +236,25 @@ def run(
             "the latest on disk.",
         ),
     ] = None,
+    find_max: Annotated[
+        bool,
+        option(
+            "--find-max",
+            env="FIND_MAX",
+            help="Search the highest open-loop rate meeting --slo: short runs (--duration each, default 10s) "
+            "from --rate, doubled or halved, then bisected; prints the rate and its bracket.",
+        ),
+    ] = False,
+    slo: Annotated[
+        str | None, option("--slo", env="SLO", help="--find-max: the latency objective, e.g. 'p99<50ms'.")
+    ] = None,
+    errors_budget: Annotated[
+        str | None, option("--errors", env="ERRORS", help="--find-max: the error budget, e.g. '<0.1%' (default 0).")
+    ] = None,
+    precision: Annotated[
+        float,
+        option("--precision", env="PRECISION", help="--find-max: stop when the bracket is narrower than this share."),
+    ] = 0.05,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -262,6 +284,8 @@ def run(
         results_ttl_s=results_ttl_s(results_ttl),
         checkpoint_s=checkpoint_s(checkpoint),
     )
+    if find_max and duration is None:
+        duration = FIND_MAX_STEP_DURATION  # each step's; a search is many short runs
     base_url = None
     labels = list(label or [])
     if testbed is not None:
@@ -294,6 +318,9 @@ def run(
     )
     if plan.locust is not None:
         check_locustfile(plan)
+    if find_max:
+        _find_max(plan, options, slo, errors_budget, precision)
+        return
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
     result = execute_run(plan, options)
@@ -309,6 +336,32 @@ def run(
     code = exit_code_for(result, strict=strict)
     if code:
         raise typer.Exit(code)
+
+
+def _find_max(plan: Plan, options: RunOptions, slo: str | None, errors: str | None, precision: float) -> None:
+    """`--find-max`: checked before any load, then the search; exit 1 when no rate met the SLO."""
+    from ..coordinator.find_max import check_searchable, find_max, parse_slo
+
+    if slo is None:
+        raise UsageError("--find-max: give the objective to meet, e.g. --slo 'p99<50ms'")
+    objective = parse_slo(slo, errors)
+    check_searchable(plan, precision)
+    terminal.info(f"find-max {options.run_id}: {objective.describe()}, from {describe_plan(plan)}")
+    knee = find_max(plan, options, objective, precision=precision)
+    for step in knee.steps:
+        terminal.info(
+            f"  {step.rate:10.1f} req/s  p{objective.percentile:g} {step.percentile_ms:8.2f} ms  "
+            f"errors {step.error_fraction * 100:6.3f}%  completed {step.completed_fraction * 100:5.1f}%  "
+            + ("pass" if step.passed else "FAIL")
+        )
+    if not knee.rate:
+        terminal.warning(f"no rate met {objective.describe()} (the lowest tried failed)")
+        raise typer.Exit(1)
+    above = f"{knee.failing_rate:.1f} failed" if knee.failing_rate else "no rate above it was found failing"
+    terminal.result(
+        f"max rate {knee.rate:.1f} req/s meeting {objective.describe()} (bracket [{knee.rate:.1f}, "
+        f"{knee.failing_rate:.1f}): {above}); steps in {options.out_dir}"
+    )
 
 
 def checkpoint_s(text: str | None) -> float:
