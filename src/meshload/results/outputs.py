@@ -28,7 +28,16 @@ from .fortio import fortio_document
 from .histogram import LatencyHistogram
 from .hlog import records_from_log, write_interval_log
 from .report_html import render_report
-from .run_result import ComponentUsage, MeshUsage, NameSummary, ReferenceFigures, RunResult, TimePoint, WorkerSummary
+from .run_result import (
+    ComponentUsage,
+    MeshUsage,
+    MinutePoint,
+    NameSummary,
+    ReferenceFigures,
+    RunResult,
+    TimePoint,
+    WorkerSummary,
+)
 from .smp import smp_document
 from .study_html import INDEX_FILE, render_study_html
 from .study_json import STUDY_FILE, study_document, write_study_json
@@ -100,6 +109,7 @@ def load_run_result(out_dir: Path) -> RunResult:
             warmup_s=float(block["warmup"]["duration_s"]),
             workers=[WorkerSummary(**worker) for worker in block["workers"]],
             timeseries=[TimePoint(**point) for point in block["timeseries"]],
+            minutes=[MinutePoint(**point) for point in block.get("minutes", [])],
             valid=bool(block["valid"]),
             validity=[str(reason) for reason in block["validity"]],
             degraded=bool(block.get("degraded", False)),

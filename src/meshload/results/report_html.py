@@ -67,6 +67,33 @@ def latency_chart(result: RunResult) -> Markup:
     )
 
 
+def minutes_chart(result: RunResult) -> Markup:
+    """The whole run per minute (the per-second charts show its last minutes only on a long run)."""
+    if len(result.minutes) < 2:
+        return Markup("")
+    xs = [p.offset_s / 60.0 for p in result.minutes]
+    latency = line_chart(
+        [
+            Series("p50", BLUE, xs, [p.p50_ms for p in result.minutes]),
+            Series("p99", RED, xs, [p.p99_ms for p in result.minutes]),
+            Series("p99.9", GREY, xs, [p.p999_ms for p in result.minutes]),
+        ],
+        title="Corrected latency per minute (the whole run)",
+        y_label="latency (ms)",
+        x_label="minute",
+    )
+    rate = line_chart(
+        [
+            Series("completed / s", BLUE, xs, [p.rate for p in result.minutes]),
+            Series("errors / minute", RED, xs, [float(p.errors) for p in result.minutes]),
+        ],
+        title="Rate and errors per minute (the whole run)",
+        y_label="per second / per minute",
+        x_label="minute",
+    )
+    return Markup(latency + rate)
+
+
 def load_model_text(result: RunResult) -> str:
     """One sentence on how the load was generated, and so what "corrected" means in this report."""
     plan = result.plan
@@ -121,6 +148,7 @@ def render_report(result: RunResult) -> str:
         spectrum_svg=percentile_spectrum_chart(result.corrected, result.uncorrected),
         rate_svg=rate_chart(result),
         latency_svg=latency_chart(result),
+        minutes_svg=minutes_chart(result),
         lag_svg=lag_chart(result),
         mesh=dataclasses.asdict(result.mesh) if result.mesh is not None else None,
         plan_json=json.dumps(result.plan.model_dump(mode="json"), indent=2),

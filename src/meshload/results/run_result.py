@@ -50,6 +50,22 @@ class TimePoint:
 
 
 @dataclass
+class MinutePoint:
+    """One minute of the run, all workers merged: the whole-run view of a long run."""
+
+    offset_s: float
+    rate: float  # completed responses per second over the minute (its covered part)
+    sent_rate: float
+    completed: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    warmup: bool = False
+    late: int = 0
+
+
+@dataclass
 class ComponentUsage:
     """CPU and memory of one kind of mesh component over the run's window."""
 
@@ -121,7 +137,8 @@ class RunResult:
     warmup_completed: int = 0
     warmup_s: float = 0.0
     workers: list[WorkerSummary] = field(default_factory=list)
-    timeseries: list[TimePoint] = field(default_factory=list)
+    timeseries: list[TimePoint] = field(default_factory=list)  # per second: the last PER_SECOND_WINDOW_S
+    minutes: list[MinutePoint] = field(default_factory=list)  # per minute: the whole run
     valid: bool = True
     validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
     degraded: bool = False  # a measurement of less than planned (a worker lost, a partial log)

@@ -294,6 +294,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
             }
             for point in result.timeseries
         ],
+        "minutes": [dataclasses.asdict(point) for point in result.minutes],
         "records_dropped": result.records_dropped,
         "labels": dict(result.labels),
         "mesh": dataclasses.asdict(result.mesh) if result.mesh is not None else None,
