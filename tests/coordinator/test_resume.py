@@ -105,10 +105,9 @@ def test_a_killed_coordinator_is_resumed_and_the_counts_are_exact(http_server, f
     assert not any("lost" in reason or "partial" in reason for reason in result.validity), result.validity
     for worker in result.workers:
         assert not worker.lost
-        # Every record of the worker once: its seqs in the interval log are one unbroken run.
-        seqs = sorted(record.seq for record in result.records if record.worker_id == worker.id)
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-        assert len(seqs) == worker.records
+        # Every record of the worker once in the interval log: one line per interval, no interval twice.
+        offsets = [record.offset_s for record in result.records if record.worker_id == worker.id]
+        assert len(offsets) == len(set(offsets)) == worker.records
     # The whole planned run was measured (within a record interval), with the coordinator dead for part.
     assert result.measured_s == pytest.approx(DURATION_S, abs=1.5)
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meshload.results.aggregate import RunAggregator
+from meshload.results.aggregate import RunAggregator, SeqSet
+from meshload.results.hlog import IntervalLogSpool, read_interval_log, write_interval_log
 
 from .conftest import RUN_ID, MakeRecord, histogram_of, make_plan
 
@@ -61,3 +62,44 @@ def test_memory_holds_the_window_and_the_minutes_not_every_second(make_record: M
     assert len(aggregator._seconds) == 30
     assert len(aggregator._minutes) == 4
     assert sum(minute.is_open for minute in aggregator._minutes.values()) <= 2
+    # Seconds a minute old keep their figures only (no counters), and still show in the timeseries.
+    aggregator = RunAggregator(make_plan(), RUN_ID, per_second_window_s=600)
+    for seq in range(SECONDS):
+        aggregator.add(make_record("w0", seq, completed=3))
+    counters = [second.latency._sparse_index.size for index, second in sorted(aggregator._seconds.items())]
+    assert all(size == 0 for size in counters[: SECONDS - 61]) and all(
+        size > 0 for size in counters[-50:-4]
+    )  # (the newest are dense yet)
+    assert len(aggregator.result().timeseries) == SECONDS
+
+
+def test_seq_set_remembers_every_seq_in_little_memory() -> None:
+    seqs = SeqSet()
+    for seq in (0, 1, 3, 2, 7, 4, 5):
+        assert seq not in seqs
+        seqs.add(seq)
+        assert seq in seqs
+    assert seqs.below == 6 and seqs.above == {7}
+    assert 6 not in seqs and 8 not in seqs
+
+
+def test_a_spooled_interval_log_holds_the_same_intervals(make_record: MakeRecord, tmp_path) -> None:
+    spool = IntervalLogSpool(tmp_path / "spool")
+    in_memory = RunAggregator(make_plan(), RUN_ID)
+    on_disk = RunAggregator(make_plan(), RUN_ID, log_spool=spool)
+    for seq in (0, 2, 1, 3):  # one late record
+        for worker in WORKERS:
+            record = make_record(worker, seq)
+            in_memory.add(record)
+            on_disk.add(record)
+    kept, spooled = in_memory.result(), on_disk.result()
+    assert spooled.records == [] and spooled.log_spool is spool
+    write_interval_log(kept.records, tmp_path / "kept.hlog")
+    spool.write_log(tmp_path / "spooled.hlog")
+    spool.close()
+    assert not (tmp_path / "spool").exists()
+    start_kept, lines_kept = read_interval_log(tmp_path / "kept.hlog")
+    start_spooled, lines_spooled = read_interval_log(tmp_path / "spooled.hlog")
+    assert start_kept == start_spooled
+    order = sorted  # the spool keeps arrival order; the intervals are the same
+    assert order(lines_kept, key=str) == order(lines_spooled, key=str)

@@ -26,6 +26,7 @@ from ..errors import RunError, UsageError
 from ..pipeline import wire
 from ..pipeline.collector import StreamCollector
 from ..results.aggregate import RunAggregator
+from ..results.hlog import IntervalLogSpool
 from ..results.run_result import MeshUsage, RunResult
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import split_plan
@@ -66,6 +67,8 @@ CLAIM_EVERY_S = 5.0
 LIVE_EVERY_S = 0.5
 #: How long the stop key stays, so stragglers of an aborted run still see it.
 STOP_KEY_TTL_MS = 60_000
+#: The interval log's spool in the run's folder, while the run goes on.
+LOG_SPOOL_FILE = ".histograms.hlog.spool"
 #: After an abort, records still arriving are collected for this long.
 ABORT_DRAIN_S = 1.0
 
@@ -183,6 +186,8 @@ def coordinate(
     )
     stack.callback(live.close)
     coordinator = _Coordinator(plan, options, connection, workers, live, resume=resume)
+    if coordinator.aggregator.log_spool is not None:
+        stack.callback(coordinator.aggregator.log_spool.close)
     result = coordinator.run()
     live.close()
     if options.out_dir is not None:
@@ -197,6 +202,18 @@ def coordinate(
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
     return result
+
+
+def _log_spool(out_dir: Path | None) -> IntervalLogSpool | None:
+    """The interval log of a run with a folder goes to disk as records arrive (flat memory on a long
+    run); a spool left by a coordinator that died is started afresh by `meshload resume`."""
+    if out_dir is None:
+        return None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return IntervalLogSpool(out_dir / LOG_SPOOL_FILE)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose another folder") from exc
 
 
 def described_by_reflection(plan: Plan) -> Plan:
@@ -249,7 +266,7 @@ class _Coordinator:
         self.resume = resume
         self.workers = workers
         self.live = live
-        self.aggregator = RunAggregator(plan, run_id)
+        self.aggregator = RunAggregator(plan, run_id, log_spool=_log_spool(options.out_dir))
         self.aggregator.expect_workers(list(workers.ids))
         # The same consumer name when resumed: the dead coordinator's pending list is read first.
         self.collector = StreamCollector(self.client, keys, consumer=f"coordinator-{run_id}")

@@ -26,6 +26,7 @@ import msgspec
 
 from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
+from .hlog import IntervalLogSpool
 from .interval import IntervalRecord, NameInterval, is_failed_status
 from .minutes import MINUTE_PERCENTILES, MINUTE_S, Minute
 from .run_result import MeshUsage, MinutePoint, NameSummary, RunResult, TimePoint, WorkerSummary
@@ -38,6 +39,10 @@ SECOND_S = 1.0
 OPEN_SECONDS = 3
 #: Seconds kept per second behind the newest (10 minutes); older ones live on in their minute.
 PER_SECOND_WINDOW_S = 600
+#: Seconds (and minutes) this far behind the newest keep their figures only, not their counters: a
+#: record later than that (a long Redis outage) no longer moves their percentiles.
+KEEP_COUNTERS_SECONDS = 60
+KEEP_COUNTERS_MINUTES = 10
 #: A record whose start is this close below a second boundary belongs to the next second.
 OFFSET_TOLERANCE_S = 0.01
 #: Bytes of histogram blobs kept for the interval log before records stop being kept.
@@ -69,11 +74,34 @@ class LiveFigures:
     in_warmup: bool  # no measured record has arrived yet
 
 
+class SeqSet:
+    """The seqs of a worker's records seen so far, in constant memory for a run's length: every seq
+    below `below` was seen, and the few seen out of order above it are kept one by one."""
+
+    __slots__ = ("above", "below")
+
+    def __init__(self) -> None:
+        self.below = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq < self.below or seq in self.above
+
+    def add(self, seq: int) -> None:
+        if seq != self.below:
+            self.above.add(seq)
+            return
+        self.below += 1
+        while self.below in self.above:
+            self.above.remove(self.below)
+            self.below += 1
+
+
 @dataclass
 class _Worker:
     summary: WorkerSummary
     lag: LatencyHistogram = field(default_factory=LatencyHistogram)
-    seqs: set[int] = field(default_factory=set)
+    seqs: SeqSet = field(default_factory=SeqSet)
     finished: bool = False
 
 
@@ -90,6 +118,7 @@ class RunAggregator:
         *,
         max_kept_record_bytes: int = MAX_KEPT_RECORD_BYTES,
         per_second_window_s: int = PER_SECOND_WINDOW_S,
+        log_spool: IntervalLogSpool | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -97,12 +126,14 @@ class RunAggregator:
         self._max_kept_record_bytes = max_kept_record_bytes
         self._kept_record_bytes = 0
         self._records: list[IntervalRecord] = []
+        self.log_spool = log_spool  # given: the interval log goes to disk, not into `_records`
         self._records_dropped = 0
         self._workers: dict[str, _Worker] = {}
         self._seconds: dict[int, Second] = {}
         self._newest_second = -1
         self._per_second_window = per_second_window_s
         self._seconds_dropped_below = 0  # seconds before this index were dropped (their minutes stay)
+        self._seconds_forgotten_below = 0  # seconds before this index keep their figures only
         self._minutes: dict[int, Minute] = {}
         self._newest_minute = -1
         # Measured part (warm-up excluded).
@@ -269,6 +300,7 @@ class RunAggregator:
             mesh=mesh,
             labels=labels,
             records=sorted(self._records, key=lambda r: (r.offset_s, r.worker_id, r.seq)),
+            log_spool=self.log_spool,
             records_dropped=self._records_dropped,
             streams_lost=streams_lost,
             malformed_records=malformed_records,
@@ -355,6 +387,9 @@ class RunAggregator:
             old = self._minutes.get(index - 2)
             if old is not None:
                 old.close()
+            oldest = self._minutes.get(index - KEEP_COUNTERS_MINUTES)
+            if oldest is not None:
+                oldest.forget()
 
     def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, lag: DecodedCounts, failed: int) -> None:
         index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S), 0)
@@ -388,7 +423,14 @@ class RunAggregator:
             self._drop_old_seconds()
 
     def _drop_old_seconds(self) -> None:
-        """Seconds beyond the window go (their minutes keep them); late records for them too."""
+        """Seconds beyond the window go (their minutes keep them), and late records for them too;
+        those a minute old keep their figures only."""
+        counters_from = self._newest_second - KEEP_COUNTERS_SECONDS
+        for old_index in range(max(self._seconds_forgotten_below, 0), max(counters_from, 0)):
+            second = self._seconds.get(old_index)
+            if second is not None:
+                second.forget()
+        self._seconds_forgotten_below = max(self._seconds_forgotten_below, counters_from)
         keep_from = self._newest_second - self._per_second_window + 1
         for old_index in range(self._seconds_dropped_below, max(keep_from, 0)):
             self._seconds.pop(old_index, None)
@@ -449,6 +491,9 @@ class RunAggregator:
         return points
 
     def _keep_for_log(self, record: IntervalRecord) -> None:
+        if self.log_spool is not None:
+            self.log_spool.add(record)
+            return
         size = len(record.latency_corrected) + len(record.latency_uncorrected)
         if self._kept_record_bytes + size > self._max_kept_record_bytes:
             self._records_dropped += 1

@@ -50,5 +50,8 @@ class Minute:
     def close(self) -> None:
         self.latency.close()
 
+    def forget(self) -> None:
+        self.latency.forget()
+
     def percentiles_us(self) -> dict[float, int]:
         return self.latency.percentiles_us()

@@ -65,7 +65,10 @@ def write_run_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
     _write_text(paths["smp"], json.dumps(smp_document(result), indent=2, allow_nan=False) + "\n")
     _write_text(paths["fortio"], json.dumps(fortio_document(result), indent=2, allow_nan=False) + "\n")
     partial_log = paths["hlog"].with_name(HLOG_FILE + ".part")
-    write_interval_log(result.records, partial_log)
+    if result.log_spool is not None:
+        result.log_spool.write_log(partial_log)
+    else:
+        write_interval_log(result.records, partial_log)
     os.replace(partial_log, paths["hlog"])
     _write_text(paths["report"], render_report(result))
     return paths

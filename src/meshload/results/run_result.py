@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..scenarios.plan import Plan
 from .histogram import LatencyHistogram
+from .hlog import IntervalLogSpool
 from .interval import IntervalRecord
 
 
@@ -146,6 +147,7 @@ class RunResult:
     mesh: MeshUsage | None = None
     labels: dict[str, str] = field(default_factory=dict)
     records: list[IntervalRecord] = field(default_factory=list)  # for the interval log
+    log_spool: IntervalLogSpool | None = None  # a long run's interval log, on disk (then `records` is empty)
     records_dropped: int = 0  # records not kept for the interval log (memory bound reached)
     streams_lost: int = 0  # times Redis lost the records stream mid-run (records not yet read went with it)
     malformed_records: int = 0  # records on the stream that could not be read

@@ -23,7 +23,7 @@ class SecondHistogram:
     """One histogram of one second: dense while open, its non-empty counters once closed, and the
     percentiles it was closed with (`percentiles`)."""
 
-    __slots__ = ("_dense", "_percentiles", "_percentiles_us", "_sparse_counts", "_sparse_index")
+    __slots__ = ("_dense", "_forgotten", "_percentiles", "_percentiles_us", "_sparse_counts", "_sparse_index")
 
     def __init__(self, percentiles: tuple[float, ...]) -> None:
         self._percentiles = percentiles
@@ -31,13 +31,14 @@ class SecondHistogram:
         self._sparse_index = np.zeros(0, dtype=np.int64)
         self._sparse_counts = np.zeros(0, dtype=np.uint64)
         self._percentiles_us: dict[float, int] | None = None
+        self._forgotten = False
 
     @property
     def is_open(self) -> bool:
         return self._dense is not None
 
     def add(self, decoded: DecodedCounts) -> None:
-        if decoded.total_count == 0:
+        if decoded.total_count == 0 or self._forgotten:
             return
         if self._dense is None:
             self._reopen()
@@ -54,6 +55,15 @@ class SecondHistogram:
         self._sparse_index = np.flatnonzero(counts)
         self._sparse_counts = counts[self._sparse_index].copy()
         self._dense = None
+
+    def forget(self) -> None:
+        """Keep only the percentiles: a long run's old seconds (and minutes) cost a few numbers each.
+        A record that arrives for it after this (minutes late) no longer moves its percentiles;
+        its counts, its minute and the run's histograms still take it exactly."""
+        self.close()
+        self._sparse_index = np.zeros(0, dtype=np.int64)
+        self._sparse_counts = np.zeros(0, dtype=np.uint64)
+        self._forgotten = True
 
     def percentiles_us(self) -> dict[float, int]:
         if self._percentiles_us is None:
@@ -103,6 +113,10 @@ class Second:
     def close(self) -> None:
         self.latency.close()
         self.lag.close()
+
+    def forget(self) -> None:
+        self.latency.forget()
+        self.lag.forget()
 
     def percentiles_us(self) -> dict[float, int]:
         """The corrected latency's `SECOND_PERCENTILES`."""
