@@ -27,13 +27,15 @@ from ..pipeline import wire
 from ..pipeline.collector import StreamCollector
 from ..results.aggregate import RunAggregator
 from ..results.hlog import IntervalLogSpool
-from ..results.run_result import MeshUsage, RunResult
+from ..results.run_result import RunResult
+from ..results.trends import run_trends
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import split_plan
 from .checkpoints import Checkpoints
 from .environment import describe_environment
 from .live import LiveView
-from .mesh.base import MeshAdapter, ResourceSampling
+from .mesh.base import MeshAdapter
+from .mesh_sampling import MeshSampling
 from .placement import Placement, Workers, place_workers
 from .redis_server import PrivateRedis
 from .run_folders import create_run_folder, reap_leftovers
@@ -275,8 +277,7 @@ class _Coordinator:
         self.lost: set[str] = set()
         self.aborted_reason = ""
         self.duplicates = 0
-        self._sampler: ResourceSampling | None = None
-        self._mesh_usage: MeshUsage | None = None
+        self._mesh_sampling: MeshSampling | None = None
         self._hosts: dict[str, str] = {}
         self._nodes: dict[str, str] = {}
         self._last_look_s = time.monotonic()
@@ -286,13 +287,19 @@ class _Coordinator:
 
     def run(self) -> RunResult:
         measured_start_s, measured_end_s, deadline_s = self._begin()
+        self._mesh_sampling = MeshSampling(
+            self.options.mesh,
+            run_start_s=measured_start_s - self.plan.warmup_s,
+            measured_start_s=measured_start_s,
+            measured_end_s=measured_end_s,
+        )
         next_look_s = time.monotonic()
         next_claim_s = time.monotonic() + CLAIM_EVERY_S
         next_live_s = time.monotonic()
         try:
             while not self._all_accounted_for():
                 now = time.monotonic()
-                self._sample_mesh(now, measured_start_s, measured_end_s)
+                self._mesh_sampling.tick(now)
                 if now > deadline_s:
                     for worker_id in self._unfinished():
                         self._mark_lost(worker_id, "did not finish in time")
@@ -319,7 +326,7 @@ class _Coordinator:
                     self._abort()
                     break
         finally:
-            self._stop_sampling()
+            self._mesh_sampling.stop()
         return self._result()
 
     def _begin(self) -> tuple[float, float, float]:
@@ -346,8 +353,9 @@ class _Coordinator:
         return measured_start_s, measured_end_s, deadline_s
 
     def _result(self, *, partial: bool = False) -> RunResult:
+        sampling = self._mesh_sampling
         result = self.aggregator.result(
-            mesh=self._mesh_usage,
+            mesh=sampling.usage if sampling is not None else None,
             environment=self._environment(),
             streams_lost=self.collector.streams_lost,
             malformed_records=self.collector.malformed,
@@ -358,6 +366,9 @@ class _Coordinator:
                 f"partial: a checkpoint written {result.measured_s:.0f}s into the measured "
                 f"{self.plan.duration_s:g}s, while the run was still going"
             )
+        if sampling is not None:
+            result.mesh_minutes = list(sampling.minutes)
+        result.trends = run_trends(result.minutes, result.mesh_minutes)
         if self.resume is not None:
             result.environment["resumed"] = True
         return result
@@ -529,21 +540,7 @@ class _Coordinator:
             self._unreachable_since = None
             self.live.note("Redis reachable again")
 
-    # -- mesh --------------------------------------------------------------------------------
-
-    def _sample_mesh(self, now: float, measured_start_s: float, measured_end_s: float) -> None:
-        mesh = self.options.mesh
-        if mesh is None:
-            return
-        if self._sampler is None and self._mesh_usage is None and now >= measured_start_s:
-            self._sampler = mesh.start_sampling()
-        elif self._sampler is not None and now >= measured_end_s:
-            self._stop_sampling()
-
-    def _stop_sampling(self) -> None:
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            self._mesh_usage = sampler.stop()
+    # -- where the workers run ----------------------------------------------------------------
 
     def _worker_places(self) -> tuple[dict[str, str], dict[str, str]]:
         """Each worker's host, and its Kubernetes node where it has one."""

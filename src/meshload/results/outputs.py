@@ -30,6 +30,7 @@ from .hlog import records_from_log, write_interval_log
 from .report_html import render_report
 from .run_result import (
     ComponentUsage,
+    MeshMinute,
     MeshUsage,
     MinutePoint,
     NameSummary,
@@ -42,6 +43,7 @@ from .smp import smp_document
 from .study_html import INDEX_FILE, render_study_html
 from .study_json import STUDY_FILE, study_document, write_study_json
 from .study_result import StudyResult
+from .trends import TrendLine
 
 SMP_FILE = "smp.json"
 FORTIO_FILE = "fortio.json"
@@ -113,6 +115,8 @@ def load_run_result(out_dir: Path) -> RunResult:
             workers=[WorkerSummary(**worker) for worker in block["workers"]],
             timeseries=[TimePoint(**point) for point in block["timeseries"]],
             minutes=[MinutePoint(**point) for point in block.get("minutes", [])],
+            mesh_minutes=[MeshMinute(**point) for point in block.get("mesh_minutes", [])],
+            trends=[_trend(trend) for trend in block.get("trends", [])],
             valid=bool(block["valid"]),
             validity=[str(reason) for reason in block["validity"]],
             degraded=bool(block.get("degraded", False)),
@@ -138,6 +142,10 @@ def load_run_result(out_dir: Path) -> RunResult:
         except ValueError as exc:
             raise UsageError(f"{hlog_path}: malformed interval log ({exc})") from exc
     return result
+
+
+def _trend(data: dict[str, Any]) -> TrendLine:
+    return TrendLine(**{key: value for key, value in data.items() if key != "summary"})
 
 
 def _name_summary(part: dict[str, Any]) -> NameSummary:

@@ -8,11 +8,15 @@ only (warm-up excluded); the warm-up is summarised on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..scenarios.plan import Plan
 from .histogram import LatencyHistogram
 from .hlog import IntervalLogSpool
 from .interval import IntervalRecord
+
+if TYPE_CHECKING:
+    from .trends import TrendLine
 
 
 @dataclass
@@ -64,6 +68,15 @@ class MinutePoint:
     p999_ms: float
     warmup: bool = False
     late: int = 0
+
+
+@dataclass
+class MeshMinute:
+    """The mesh's CPU and memory over one minute of a run, by component (those present)."""
+
+    offset_s: float  # the window's start, seconds after the run's common start
+    cpu_mcores: dict[str, float] = field(default_factory=dict)
+    mem_mb: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,6 +153,8 @@ class RunResult:
     workers: list[WorkerSummary] = field(default_factory=list)
     timeseries: list[TimePoint] = field(default_factory=list)  # per second: the last PER_SECOND_WINDOW_S
     minutes: list[MinutePoint] = field(default_factory=list)  # per minute: the whole run
+    mesh_minutes: list[MeshMinute] = field(default_factory=list)  # the mesh per minute (when sampled)
+    trends: list[TrendLine] = field(default_factory=list)  # least-squares lines over the minutes
     valid: bool = True
     validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
     degraded: bool = False  # a measurement of less than planned (a worker lost, a partial log)

@@ -295,6 +295,8 @@ def extension_block(result: RunResult) -> dict[str, object]:
             for point in result.timeseries
         ],
         "minutes": [dataclasses.asdict(point) for point in result.minutes],
+        "mesh_minutes": [dataclasses.asdict(point) for point in result.mesh_minutes],
+        "trends": [dataclasses.asdict(trend) | {"summary": trend.describe()} for trend in result.trends],
         "records_dropped": result.records_dropped,
         "labels": dict(result.labels),
         "mesh": dataclasses.asdict(result.mesh) if result.mesh is not None else None,
