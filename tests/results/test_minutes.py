@@ -81,6 +81,7 @@ def test_seq_set_remembers_every_seq_in_little_memory() -> None:
         assert seq in seqs
     assert seqs.below == 6 and seqs.above == {7}
     assert 6 not in seqs and 8 not in seqs
+    assert seqs.gaps == 1  # 6
 
 
 def test_a_spooled_interval_log_holds_the_same_intervals(make_record: MakeRecord, tmp_path) -> None:
@@ -103,3 +104,12 @@ def test_a_spooled_interval_log_holds_the_same_intervals(make_record: MakeRecord
     assert start_kept == start_spooled
     order = sorted  # the spool keeps arrival order; the intervals are the same
     assert order(lines_kept, key=str) == order(lines_spooled, key=str)
+
+
+def test_records_that_never_arrived_are_counted(make_record: MakeRecord) -> None:
+    aggregator = RunAggregator(make_plan(), RUN_ID)
+    for seq in (0, 1, 4, 5):  # 2 and 3 trimmed away
+        aggregator.add(make_record("w0", seq))
+    for seq in (0, 1, 2):
+        aggregator.add(make_record("w1", seq))
+    assert aggregator.missing_records() == {"w0": 2}

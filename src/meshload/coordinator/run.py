@@ -371,6 +371,10 @@ class _Coordinator:
         result.trends = run_trends(result.minutes, result.mesh_minutes)
         if self.resume is not None:
             result.environment["resumed"] = True
+            # The stream keeps STREAM_MAXLEN entries: resumed too late, the oldest were trimmed away.
+            for worker_id, missing in sorted(self.aggregator.missing_records().items()):
+                result.degraded = True
+                result.validity.append(f"worker {worker_id}: {missing} records never reached the report")
         return result
 
     def _publish_resume_info(self, start_redis_us: int) -> None:

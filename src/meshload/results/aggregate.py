@@ -87,6 +87,12 @@ class SeqSet:
     def __contains__(self, seq: int) -> bool:
         return seq < self.below or seq in self.above
 
+    @property
+    def gaps(self) -> int:
+        """Seqs below the highest seen that were never seen."""
+        highest = max(self.above) if self.above else self.below - 1
+        return highest + 1 - self.below - len(self.above)
+
     def add(self, seq: int) -> None:
         if seq != self.below:
             self.above.add(seq)
@@ -211,6 +217,10 @@ class RunAggregator:
         """Name the run's workers up front, so one that never reports still shows (and can be lost)."""
         for worker_id in worker_ids:
             self._worker(worker_id)
+
+    def missing_records(self) -> dict[str, int]:
+        """Per worker, the records below its highest seq that never arrived (a trimmed stream)."""
+        return {w.summary.id: w.seqs.gaps for w in self._workers.values() if w.seqs.gaps}
 
     @property
     def finished_workers(self) -> frozenset[str]:
