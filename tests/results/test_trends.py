@@ -74,3 +74,30 @@ def test_windows_combine_by_length() -> None:
     one = usage(1.0, 2.0, 3.0)
     assert combine_usages([(one, 5.0)]) is one
     assert combine_usages([]) is None
+
+
+def test_the_whole_run_per_minute_reaches_the_reports_and_comes_back(finished_result, tmp_path) -> None:
+    from meshload.results.outputs import load_run_result, write_run_outputs
+
+    result = finished_result
+    result.minutes = [
+        MinutePoint(offset_s=60.0 * m, rate=100, sent_rate=100, completed=6000, errors=m, p50_ms=1, p99_ms=5, p999_ms=9)
+        for m in range(8)
+    ]
+    result.mesh_minutes = [
+        MeshMinute(offset_s=60.0 * m, cpu_mcores={"sidecar": 50.0}, mem_mb={"sidecar": 40.0 + 3.0 * m})
+        for m in range(8)
+    ]
+    result.trends = run_trends(result.minutes, result.mesh_minutes)
+    result.partial = True
+    write_run_outputs(result, tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "PARTIAL REPORT" in html
+    assert "Corrected latency per minute" in html and "Mesh memory per minute, with trend lines" in html
+    assert "sidecar memory (MB)" in html and "GROWING (flagged)" in html
+    assert "rises by more than 10% of its starting value" in html
+    back = load_run_result(tmp_path)
+    assert back.partial
+    assert back.minutes == result.minutes
+    assert back.mesh_minutes == result.mesh_minutes
+    assert [(t.series, t.flagged) for t in back.trends] == [(t.series, t.flagged) for t in result.trends]
