@@ -325,12 +325,7 @@ def run(
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
     result = execute_run(plan, options)
     terminal.result(summary_table(result))
-    for reason in result.validity:
-        terminal.warning(reason)
-    if not result.valid:
-        terminal.warning("the run is INVALID: its figures cannot be trusted as a measurement (see above)")
-    elif result.degraded:
-        terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
+    warn_about(result)
     terminal.info(f"results in {out_dir}")
     record_run(result, out_dir, store=store, enabled=history)
     code = exit_code_for(result, strict=strict)
@@ -369,6 +364,19 @@ def checkpoint_s(text: str | None) -> float:
     from ..scenarios.durations import parse_duration_s
 
     return parse_duration_s(text, option="--checkpoint") if text is not None else 0.0
+
+
+def warn_about(result: RunResult) -> None:
+    """The run's validity reasons and verdict, and any mesh memory that kept growing, as warnings."""
+    for reason in result.validity:
+        terminal.warning(reason)
+    if not result.valid:
+        terminal.warning("the run is INVALID: its figures cannot be trusted as a measurement (see above)")
+    elif result.degraded:
+        terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
+    for trend in result.trends:
+        if trend.flagged:
+            terminal.warning(trend.describe())
 
 
 def exit_code_for(result: RunResult, *, strict: bool) -> int:
