@@ -62,7 +62,7 @@ def test_replica_shares_are_summed_over_repetitions_beside_the_latency(make_run:
 
     write_study_outputs(study, tmp_path)
     page = (tmp_path / "index.html").read_text()
-    assert 'id="replicas"' in page and "r1 33.2%, r2 33.5%, r3 33.2%" in page
+    assert 'id="replicas"' in page and "r1 33.2%<br>r2 33.5%<br>r3 33.2%" in page
     assert "Share of ratings-grpc requests per replica at 100 rps" in page
     again = load_study(tmp_path)
     assert [cell.replicas for cell in again.cells] == [cell.replicas for cell in study.cells]

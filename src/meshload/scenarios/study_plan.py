@@ -18,6 +18,9 @@ its baseline. The file form (YAML or JSON):
       - sidecar
       - mtls
       - {name: rate-limit, params: {limit_rps: 1000}}   # passed to the mesh's apply()
+      - {name: grpc-l4, arm: grpc-l4-4conn, connections: 4}  # client connections for this arm
+    # Optional, the local testbed: every function in every topology, arms "mtls@per-node", ...
+    topologies: [sidecar, per-node, ingress-only]
     # Optional: a time budget; blocks are added while an interval is wider than its target.
     budget: 15m
     target_halfwidth: p50=0.05ms,p99=0.5ms
