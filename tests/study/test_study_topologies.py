@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from meshload.coordinator.mesh.local import LocalTestbedMesh
+from meshload.coordinator.study import check_functions
+from meshload.errors import PlanError
 from meshload.scenarios.study_plan import load_study_plan
 
 TOPOLOGIES = ("sidecar", "per-node", "ingress-only")
@@ -47,6 +50,15 @@ def test_a_plan_with_topologies_has_an_arm_per_function_and_topology(tmp_path: P
     path.write_text(PLAN.replace("ingress-only]", "sidecar]"), encoding="utf-8")
     with pytest.raises(Exception, match=r"plan.yaml:7: .*'sidecar' is listed twice"):
         load_study_plan(path)
+
+
+def test_topologies_the_testbed_does_not_have_are_refused_before_any_cell(tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN.replace("per-node", "per-pod"), encoding="utf-8")
+    plan = load_study_plan(path)
+    with pytest.raises(PlanError, match=r"^topologies: 'per-pod' is not a testbed topology; use sidecar, per-node"):
+        check_functions(plan, LocalTestbedMesh(tmp_path / "testbed"))
+    assert not (tmp_path / "testbed" / "state.json").exists()  # nothing was started
 
 
 @pytest.mark.slow
