@@ -313,6 +313,8 @@ def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
     finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
     kind = "A/A study" if plan.calibrate else "study"
     arms = " and ".join(f.label for f in plan.functions) if plan.calibrate else f"{len(plan.functions)} functions"
+    if plan.topologies:
+        arms = f"{len(plan.functions) // len(plan.topologies)} functions x {len(plan.topologies)} topologies"
     if plan.budget_s is None:
         blocks = f"{plan.repetitions} repetitions = {len(plan.cells())} cells"
     else:
