@@ -6,6 +6,9 @@ spreads them evenly."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -15,7 +18,7 @@ from meshload.coordinator.run import RunOptions, execute_run
 from meshload.results.run_result import RunResult
 from meshload.scenarios.files import load_plan_file
 from meshload.scenarios.plan import OpenLoop, Plan, Target
-from meshload.testbed.topology import GRPC_SERVICE, SIDECAR, instances_of
+from meshload.testbed.topology import GRPC_SERVICE, SIDECAR, Ports, instances_of
 
 RATE = 150  # calls per second: shares in percent within 2 s, little CPU on a shared machine
 REPLICAS = [instance.name for instance in instances_of(GRPC_SERVICE)]
@@ -83,3 +86,19 @@ def test_http_runs_count_the_reviews_instances(testbed, topology, tmp_path):
     shares = _shares(result, "reviews")  # one reviews call per product page, taken in turn by v1, v2, v3
     assert set(shares) == {"reviews-v1", "reviews-v2", "reviews-v3"}
     assert all(abs(share - 1 / 3) <= 0.03 for share in shares.values()), shares
+
+
+@pytest.mark.parametrize("topology", [SIDECAR], indirect=True, scope="module")
+def test_the_cli_sends_a_grpc_scenario_to_the_testbeds_grpc_ingress(testbed, topology, tmp_path):
+    env = {**os.environ, "MESHLOAD_TESTBED_DIR": str(testbed.folder.root), "COLUMNS": "200"}
+    command = [sys.executable, "-m", "meshload", "run", "--testbed", "grpc-l4", "--scenario", "ratings-grpc"]
+    command += ["--rate", "50", "--duration", "1s", "--warmup", "0.2s", "--connections", "1"]
+    command += ["--out", str(tmp_path / "run"), "--no-history"]
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    smp = json.loads((tmp_path / "run" / "smp.json").read_text())
+    grpc_port = Ports.from_json(testbed.folder.load()["ports"]).ingress_grpc
+    assert smp["meshload"]["plan"]["targets"][0]["url"] == f"grpc://127.0.0.1:{grpc_port}/ratings.v1.Ratings/GetRatings"
+    served = smp["meshload"]["mesh"]["replicas"][GRPC_SERVICE]
+    assert sorted(served.values())[:2] == [0, 0] and max(served.values()) > 0  # one connection, one replica
+    assert f"replicas  {GRPC_SERVICE}: " in finished.stdout
