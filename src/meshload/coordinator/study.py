@@ -1,7 +1,9 @@
 """Running a study: every cell of a study plan, one function in force at a time, then the comparisons.
 
-For each cell (in the plan's interleaved order) the mesh is switched to the cell's function, given a
-moment to settle, and one run is executed against its ingress; the run's SMP files go into the cell's
+For each cell (in the plan's interleaved order) the mesh is switched to the cell's function (and, for a
+plan listing topologies, the local testbed's proxies to the cell's topology; a function with no meaning
+there is not run, its cell marked "not supported"), given a moment to settle, and one run is executed
+against its ingress (its gRPC ingress for a scenario of gRPC methods); the run's SMP files go into the cell's
 own folder. After every cell `study.json` is rewritten, so an interrupted study keeps what it
 measured. At the end each function is compared with its baseline within blocks (`results.paired`)
 and `index.html` is written.
@@ -330,6 +332,8 @@ class StudySession:
         check_before_load(self.plan.cell_plan(self.plan.cells()[0], placeholder_base_url(self.plan.scenario)))
         # A scenario of gRPC methods goes to the mesh's gRPC ingress, any other to its HTTP one.
         self.grpc_scenario = calls_grpc_base(self.plan.scenario)
+        if self.grpc_scenario and not hasattr(type(self.mesh), "grpc_url"):
+            raise PlanError(f"scenario {self.plan.scenario}: {self.mesh.name} offers no gRPC ingress to send it to")
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         cleanup = self._cleanup
         if self.own_testbed is not None:
@@ -464,10 +468,7 @@ class StudySession:
         """Where the cell's scenario is sent: the mesh's gRPC ingress for gRPC methods, else its HTTP one."""
         if not self.grpc_scenario:
             return self.mesh.ingress_url
-        grpc_url = getattr(self.mesh, "grpc_url", None)
-        if grpc_url is None:
-            raise PlanError(f"scenario {self.plan.scenario}: {self.mesh.name} offers no gRPC ingress to send it to")
-        return str(grpc_url)
+        return str(self.mesh.grpc_url)  # type: ignore[attr-defined]  # checked when the session started
 
 
 def _redis_pid(redis_url: str) -> int:
