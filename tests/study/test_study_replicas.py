@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from meshload.history.records import records_from_study
 from meshload.results.compare import CellSummary
 from meshload.results.outputs import write_study_outputs
 from meshload.results.study_html import replica_rows
@@ -81,3 +82,7 @@ def test_not_supported_cells_are_marked_and_left_out(make_run: MakeRun, tmp_path
     page = (tmp_path / "index.html").read_text()
     assert "Not supported, so not run" in page and "l7 (grpc-l7 does not apply here)" in page
     assert "cells were invalid" not in page  # not supported is not invalid
+    # the history records the cells that ran, and does not call the study invalid for the others
+    study_record, *cell_records = records_from_study(study, tmp_path)
+    assert len(cell_records) == 4 and {r.labels["function"] for r in cell_records} == {"none", "l4"}
+    assert not any("invalid" in reason for reason in study_record.validity)
