@@ -63,14 +63,16 @@ def test_run_trends_cover_latency_and_each_mesh_component() -> None:
 def test_windows_combine_by_length() -> None:
     def usage(cpu: float, mem: float, peak: float) -> MeshUsage:
         part = ComponentUsage(count=2, cpu_mcores=cpu, mem_mb=mem, cpu_mcores_max=peak, mem_mb_max=mem)
-        return MeshUsage(mesh="m", function="f", sidecar=part)
+        replicas = {"ratings": {"ratings-1": int(cpu), "ratings-2": 1}}
+        return MeshUsage(mesh="m", function="f", sidecar=part, topology="sidecar", replicas=replicas)
 
     combined = combine_usages([(usage(100.0, 10.0, 150.0), 60.0), (usage(200.0, 20.0, 250.0), 30.0)])
     assert combined is not None
     assert combined.sidecar.cpu_mcores == pytest.approx((100 * 60 + 200 * 30) / 90)
     assert combined.sidecar.mem_mb == pytest.approx((10 * 60 + 20 * 30) / 90)
     assert combined.sidecar.cpu_mcores_max == 250.0 and combined.sidecar.mem_mb_max == 20.0
-    assert combined.sidecar.count == 2 and combined.mesh == "m"
+    assert combined.sidecar.count == 2 and combined.mesh == "m" and combined.topology == "sidecar"
+    assert combined.replicas == {"ratings": {"ratings-1": 300, "ratings-2": 2}}
     one = usage(1.0, 2.0, 3.0)
     assert combine_usages([(one, 5.0)]) is one
     assert combine_usages([]) is None

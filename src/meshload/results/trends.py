@@ -13,6 +13,7 @@ check the verdict by eye on the chart beside it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -113,29 +114,37 @@ def mesh_minute(offset_s: float, usage: MeshUsage) -> MeshMinute:
 
 def combine_usages(windows: Sequence[tuple[MeshUsage, float]]) -> MeshUsage | None:
     """The run's mesh usage from its per-minute windows (usage, length in seconds): averages weighted
-    by length, maxima of maxima; identity fields from the last window."""
+    by length, maxima of maxima, replica counts summed; identity fields from the last window."""
     if not windows:
         return None
     if len(windows) == 1:
         return windows[0][0]  # a run shorter than a window: its one sampler's figures, as they are
     total_s = sum(length for _, length in windows) or 1.0
     last = windows[-1][0]
-    parts: dict[str, ComponentUsage] = {}
-    for name in COMPONENTS:
+
+    def combined(name: str) -> ComponentUsage:
         pieces = [(getattr(usage, name), length) for usage, length in windows]
-        parts[name] = ComponentUsage(
+        return ComponentUsage(
             count=max(part.count for part, _ in pieces),
             cpu_mcores=sum(part.cpu_mcores * length for part, length in pieces) / total_s,
             mem_mb=sum(part.mem_mb * length for part, length in pieces) / total_s,
             cpu_mcores_max=max(part.cpu_mcores_max for part, _ in pieces),
             mem_mb_max=max(part.mem_mb_max for part, _ in pieces),
         )
-    return MeshUsage(
-        mesh=last.mesh,
-        function=last.function,
+
+    # Replica counts are each window's own (counted from its start): the run's are their sums.
+    replicas: dict[str, dict[str, int]] = {}
+    for usage, _ in windows:
+        for service, counts in usage.replicas.items():
+            total = replicas.setdefault(service, {})
+            for replica, count in counts.items():
+                total[replica] = total.get(replica, 0) + count
+    return dataclasses.replace(
+        last,
         profile=dict(last.profile),
-        mtls_enabled=last.mtls_enabled,
-        proxy_version=last.proxy_version,
-        mesh_version=last.mesh_version,
-        **parts,
+        replicas=replicas,
+        sidecar=combined("sidecar"),
+        ingress_gateway=combined("ingress_gateway"),
+        control_plane=combined("control_plane"),
+        applications=combined("applications"),
     )
