@@ -5,6 +5,8 @@ before the resume is reported, not hidden."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import redis
 from tests.results.conftest import RUN_ID, RecordFactory, make_plan
@@ -38,7 +40,7 @@ def publish_finished_run(client: redis.Redis, factory: RecordFactory) -> int:
             completed += record.completed
             client.xadd(keys.records, {wire.RECORD_FIELD: encode_record(record)})
         if seq == 4:  # the dead coordinator had read and acknowledged these...
-            read = client.xreadgroup(wire.CONSUMER_GROUP, consumer, {keys.records: ">"})
+            read = cast(list[Any], client.xreadgroup(wire.CONSUMER_GROUP, consumer, {keys.records: ">"}))
             client.xack(keys.records, wire.CONSUMER_GROUP, *[entry_id for entry_id, _ in read[0][1]])
         if seq == 8:  # ... and read these, never acknowledged (pending)
             client.xreadgroup(wire.CONSUMER_GROUP, consumer, {keys.records: ">"})
@@ -70,7 +72,7 @@ def test_records_trimmed_away_before_the_resume_are_reported(tmp_path) -> None:
         client = server.client()
         publish_finished_run(client, factory)
         keys = wire.RunKeys(RUN_ID)
-        oldest = client.xrange(keys.records, count=3)
+        oldest = cast(list[Any], client.xrange(keys.records, count=3))
         client.xdel(keys.records, *[entry_id for entry_id, _ in oldest])  # what MAXLEN trimming does
         result, _ = resume_run(RUN_ID, server.url, out_dir=tmp_path / "out", live=False)
         client.close()
