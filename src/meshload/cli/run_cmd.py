@@ -338,27 +338,32 @@ def run(
 
 def _find_max(plan: Plan, options: RunOptions, slo: str | None, errors: str | None, precision: float) -> None:
     """`--find-max`: checked before any load, then the search; exit 1 when no rate met the SLO."""
-    from ..coordinator.find_max import check_searchable, find_max, parse_slo
+    from ..coordinator.find_max import Step, check_searchable, find_max, parse_slo
 
     if slo is None:
         raise UsageError("--find-max: give the objective to meet, e.g. --slo 'p99<50ms'")
     objective = parse_slo(slo, errors)
     check_searchable(plan, precision)
     terminal.info(f"find-max {options.run_id}: {objective.describe()}, from {describe_plan(plan)}")
-    knee = find_max(plan, options, objective, precision=precision)
-    for step in knee.steps:
+
+    def show(step: Step) -> None:
         terminal.info(
             f"  {step.rate:10.1f} req/s  p{objective.percentile:g} {step.percentile_ms:8.2f} ms  "
             f"errors {step.error_fraction * 100:6.3f}%  completed {step.completed_fraction * 100:5.1f}%  "
             + ("pass" if step.passed else "FAIL")
         )
+
+    knee = find_max(plan, options, objective, precision=precision, on_step=show)
     if not knee.rate:
         terminal.warning(f"no rate met {objective.describe()} (the lowest tried failed)")
         raise typer.Exit(1)
-    above = f"{knee.failing_rate:.1f} failed" if knee.failing_rate else "no rate above it was found failing"
+    bracket = (
+        f"the knee in [{knee.rate:.1f}, {knee.failing_rate:.1f}) req/s"
+        if knee.failing_rate
+        else "no higher rate was found failing"
+    )
     terminal.result(
-        f"max rate {knee.rate:.1f} req/s meeting {objective.describe()} (bracket [{knee.rate:.1f}, "
-        f"{knee.failing_rate:.1f}): {above}); steps in {options.out_dir}"
+        f"max rate {knee.rate:.1f} req/s meeting {objective.describe()} ({bracket}); steps in {options.out_dir}"
     )
 
 

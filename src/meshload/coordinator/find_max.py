@@ -148,6 +148,7 @@ class KneeSearch:
         precision: float = 0.05,
         repeats: int = 3,
         max_rate: float = 1e6,
+        on_step: Callable[[Step], None] | None = None,
     ) -> None:
         check_searchable(plan, precision)
         self.plan = plan
@@ -157,6 +158,7 @@ class KneeSearch:
         self.precision = precision
         self.repeats = max(1, repeats)
         self.max_rate = max_rate
+        self.on_step = on_step  # told of every step as it ends (progress on a terminal)
         self.result = KneeResult(slo=slo, rate=0.0, failing_rate=0.0)
 
     def run(self) -> KneeResult:
@@ -213,6 +215,8 @@ class KneeSearch:
         else:
             step = judge_step(result, rate, self.slo)
         self.result.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
         log.info(
             "step %d: %.1f req/s -> p%g %.2f ms, errors %.3f%%, completed %.1f%%: %s",
             index,
@@ -240,7 +244,15 @@ def replace_rate(load: object, rate: float) -> OpenLoop:
     return load.model_copy(update={"rate": rate})
 
 
-def find_max(plan: Plan, options: RunOptions, slo: Slo, *, precision: float = 0.05, repeats: int = 3) -> KneeResult:
+def find_max(
+    plan: Plan,
+    options: RunOptions,
+    slo: Slo,
+    *,
+    precision: float = 0.05,
+    repeats: int = 3,
+    on_step: Callable[[Step], None] | None = None,
+) -> KneeResult:
     """Search the knee with real runs: each step is `execute_run` with `options` (its own run id and,
     under `options.out_dir`, its own folder)."""
 
@@ -248,5 +260,7 @@ def find_max(plan: Plan, options: RunOptions, slo: Slo, *, precision: float = 0.
         step_options = replace(options, out_dir=folder, run_id=new_run_id(), live=False, checkpoint_s=0.0)
         return execute_run(step_plan, step_options)
 
-    search = KneeSearch(plan, slo, run_step, out_dir=options.out_dir, precision=precision, repeats=repeats)
+    search = KneeSearch(
+        plan, slo, run_step, out_dir=options.out_dir, precision=precision, repeats=repeats, on_step=on_step
+    )
     return search.run()
