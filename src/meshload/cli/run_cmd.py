@@ -25,7 +25,7 @@ from .k8s_options import (
     results_ttl_s,
     worker_placement,
 )
-from .options import option
+from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
     from ..coordinator.mesh.local import LocalTestbedMesh
@@ -224,6 +224,8 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    prometheus: PrometheusOption = None,
+    prometheus_step: PrometheusStepOption = DEFAULT_PROMETHEUS_STEP_S,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -251,6 +253,7 @@ def run(
             else None
         ),
         results_ttl_s=results_ttl_s(results_ttl),
+        prometheus=prometheus_source(prometheus, prometheus_step),
     )
     base_url = None
     labels = list(label or [])

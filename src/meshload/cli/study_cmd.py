@@ -25,7 +25,7 @@ from .. import terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
 from .k8s_options import ResultsTtlOption, results_ttl_s
-from .options import option
+from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
@@ -144,6 +144,8 @@ def study(
         ),
     ] = False,
     results_ttl: ResultsTtlOption = None,
+    prometheus: PrometheusOption = None,
+    prometheus_step: PrometheusStepOption = DEFAULT_PROMETHEUS_STEP_S,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -153,6 +155,7 @@ def study(
     from ..scenarios.durations import format_duration
 
     ttl_s = results_ttl_s(results_ttl)
+    source = prometheus_source(prometheus, prometheus_step)
     plan = load_plan(
         plan_file,
         quick=quick,
@@ -203,6 +206,7 @@ def study(
         on_round=on_round,
         pin_cpus=pin_cpus,
         results_ttl_s=ttl_s,
+        prometheus=source,
     )
     try:
         result = run_study(plan, options)

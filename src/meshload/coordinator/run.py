@@ -38,6 +38,7 @@ from .run_folders import create_run_folder, reap_leftovers
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
+    from .mesh.prometheus import PrometheusSource
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class RunOptions:
     metrics_address: str = "127.0.0.1"  # where it listens (0.0.0.0 in a pod, for the cluster's Prometheus)
     live: bool = True  # progress on stderr
     mesh: MeshAdapter | None = None  # sampled over the measured window
+    prometheus: PrometheusSource | None = None  # read the mesh's CPU and memory from this Prometheus
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
     run_id: str | None = None  # None: a new id from the time and a random suffix
     kubernetes: KubernetesFleet | None = None  # placement k8s: the fleet (None: from the environment)
@@ -433,9 +435,19 @@ class _Coordinator:
         if mesh is None:
             return
         if self._sampler is None and self._mesh_usage is None and now >= measured_start_s:
+            if self.options.prometheus is not None:
+                from .mesh.prometheus import PrometheusMesh
+
+                mesh = PrometheusMesh(mesh, self.options.prometheus)
             self._sampler = mesh.start_sampling()
         elif self._sampler is not None and now >= measured_end_s:
-            self._stop_sampling()
+            close_window = getattr(self._sampler, "close_window", None)
+            if close_window is not None:
+                # Prometheus is read once the run is collected: waiting for its next scrape here
+                # would hold up the records and the heartbeats.
+                close_window()
+            else:
+                self._stop_sampling()
 
     def _stop_sampling(self) -> None:
         sampler, self._sampler = self._sampler, None

@@ -45,6 +45,7 @@ from .mesh.base import MeshAdapter
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
+    from .mesh.prometheus import PrometheusSource
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
 #: (0.3-0.5 s), the run's common start lead (1 s), collecting the last records and writing the run's
@@ -81,6 +82,8 @@ class StudyOptions:
     kubernetes: KubernetesFleet | None = None
     # With `redis_url`: how long each cell's files stay in that Redis (`meshload results get`); 0: not kept.
     results_ttl_s: float = DEFAULT_RESULTS_TTL_S
+    # Read each cell's mesh CPU and memory from this Prometheus (None: the mesh's own sampler).
+    prometheus: PrometheusSource | None = None
 
 
 @dataclass
@@ -393,6 +396,7 @@ class StudySession:
             out_dir=run_dir,
             live=False,
             mesh=self.mesh,
+            prometheus=self.options.prometheus,
             placement="k8s" if self.plan.kubernetes_workers else "fleet" if self.workers is not None else "auto",
             kubernetes=self.options.kubernetes,
             # Not kept in a private Redis, which goes with the study.
