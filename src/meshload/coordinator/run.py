@@ -272,7 +272,8 @@ class _Coordinator:
                     continue
                 if now >= next_live_s:
                     next_live_s = now + LIVE_EVERY_S
-                    self.live.update(self.aggregator.snapshot())
+                    summaries = self.aggregator.live_summaries() if self.live.wants_summaries else None
+                    self.live.update(self.aggregator.snapshot(), summaries)
                 if self.lost and self.options.on_worker_loss == "abort":
                     self._abort()
                     break
@@ -350,6 +351,8 @@ class _Coordinator:
         for record in records:
             if not self.aggregator.add(record):
                 self.duplicates += 1
+            else:
+                self.live.record(record)
             liveness = self.liveness.get(record.worker_id)
             if liveness is not None:
                 liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
