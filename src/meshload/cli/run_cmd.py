@@ -25,9 +25,11 @@ from .k8s_options import (
     results_ttl_s,
     worker_placement,
 )
+from .mesh_cmd import MeshName
 from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
+    from ..coordinator.mesh import InForce, KubernetesMesh
     from ..coordinator.mesh.local import LocalTestbedMesh
     from ..results.run_result import RunResult
     from ..scenarios.plan import Plan
@@ -224,6 +226,36 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    mesh: Annotated[
+        MeshName | None,
+        option(
+            "--mesh",
+            env="MESH",
+            help="Run against BookInfo on this mesh in a Kubernetes cluster: --mesh-function is applied through "
+            "the Kubernetes API and waited for before the run, and removed after it (needs --ingress). "
+            "Without a URL or scenario: the bookinfo-productpage scenario.",
+        ),
+    ] = None,
+    mesh_function: Annotated[
+        str,
+        option("--mesh-function", env="MESH_FUNCTION", help="--mesh: the function (see `meshload mesh functions`)."),
+    ] = "sidecar",
+    mesh_set: Annotated[
+        list[str] | None,
+        option("--mesh-set", env="MESH_SETTINGS", help="--mesh: a function parameter, key=value (repeatable)."),
+    ] = None,
+    namespace: Annotated[str, option("--namespace", env="MESH_NAMESPACE", help="--mesh: BookInfo's namespace.")] = (
+        "bookinfo"
+    ),
+    ingress: Annotated[
+        str | None,
+        option(
+            "--ingress",
+            env="MESH_INGRESS",
+            help="--mesh: the URL of the mesh's ingress gateway in front of BookInfo.",
+            show_default=False,
+        ),
+    ] = None,
     prometheus: PrometheusOption = None,
     prometheus_step: PrometheusStepOption = DEFAULT_PROMETHEUS_STEP_S,
     store: StoreOption = None,
@@ -257,11 +289,18 @@ def run(
     )
     base_url = None
     labels = list(label or [])
+    cluster_mesh, mesh_params = None, dict[str, str]()
+    if mesh is not None and testbed is not None:
+        raise UsageError("--mesh and --testbed name two meshes; choose one")
+    if mesh is not None:
+        cluster_mesh, mesh_params = _cluster_mesh(mesh, mesh_function, mesh_set or [], namespace, ingress, kubeconfig)
+        base_url = cluster_mesh.ingress_url
+        labels[:0] = [f"mesh={mesh}", f"function={mesh_function}"]  # a --label given by the user overrides them
     if testbed is not None:
         options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
-        if scenario is None and url is None and locustfile is None:
-            scenario = "bookinfo-productpage"
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
+    if base_url is not None and scenario is None and url is None and locustfile is None:
+        scenario = "bookinfo-productpage"
     plan = build_plan(
         url=url,
         scenario=scenario,
@@ -289,7 +328,17 @@ def run(
         check_locustfile(plan)
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
-    result = execute_run(plan, options)
+    if cluster_mesh is None:
+        result = execute_run(plan, options)
+    else:
+        in_force = cluster_mesh.apply(mesh_function, mesh_params)
+        terminal.info(_in_force_line(in_force))
+        options.mesh = cluster_mesh
+        try:
+            result = execute_run(plan, options)
+        finally:
+            cluster_mesh.remove()
+            terminal.info(f"{mesh}: {mesh_function} removed from namespace {namespace}")
     terminal.result(summary_table(result))
     for reason in result.validity:
         terminal.warning(reason)
@@ -321,6 +370,33 @@ def _testbed_in_force(function: str, settings: list[str]) -> tuple[LocalTestbedM
     terminal.info(f"testbed: putting {function} in force")
     mesh.apply(function, params)
     return mesh, mesh.ingress_url
+
+
+def _cluster_mesh(
+    mesh: str, function: str, settings: list[str], namespace: str, ingress: str | None, kubeconfig: str | None
+) -> tuple[KubernetesMesh, dict[str, str]]:
+    """The mesh in the cluster and the function's parameters, checked before anything is applied."""
+    from ..coordinator.mesh import KubernetesMesh
+    from ..errors import FunctionNotSupported
+    from .testbed_cmd import settings_from_pairs
+
+    if not ingress:
+        raise UsageError(f"--mesh {mesh}: give the URL of its ingress gateway in front of BookInfo (--ingress URL)")
+    params = settings_from_pairs(settings)
+    cluster_mesh = KubernetesMesh(mesh, namespace=namespace, kubeconfig=kubeconfig, ingress_url=ingress)
+    support = cluster_mesh.support(function, params)  # an unknown function or a bad parameter: UsageError
+    if not support.applicable:
+        raise FunctionNotSupported(support)
+    return cluster_mesh, params
+
+
+def _in_force_line(in_force: InForce) -> str:
+    line = f"{in_force.function} in force after {in_force.waited_s:.1f}s"
+    if in_force.confirmed:
+        line += f" (confirmed: {', '.join(in_force.confirmed)})"
+    if in_force.unconfirmed:
+        line += f"; applied, no status to confirm: {', '.join(in_force.unconfirmed)}"
+    return line
 
 
 def build_plan(

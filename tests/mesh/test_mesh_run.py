@@ -1,0 +1,90 @@
+"""`meshload run --mesh M --mesh-function F`: the function is applied through the Kubernetes API (an API
+server stand-in, kmock) before any load, the run's SMP mesh_config names the mesh and the builds and
+mTLS the adapter found in the cluster, and everything meshload applied is gone after the run. The
+"ingress" is a real local HTTP server (there is no real cluster here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.support.kube_api import KubeApiStandIn
+
+from meshload.coordinator.mesh import Cluster
+from meshload.results.smp import MESH_TYPES
+
+from .test_mesh_cluster import _pod, _workload, managed
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def kubeconfig_for(kube_api: KubeApiStandIn, folder: Path) -> Path:
+    path = folder / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: bench\n"
+        f"clusters:\n- name: stand-in\n  cluster:\n    server: {kube_api.url}\n"
+        "users:\n- name: meshload\n  user:\n    token: not-checked\n"
+        "contexts:\n- name: bench\n  context:\n    cluster: stand-in\n    user: meshload\n"
+    )
+    return path
+
+
+def meshload_run(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "meshload", "run", "--no-live", "--no-history", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+
+
+def test_run_applies_the_function_fills_mesh_config_from_the_cluster_and_removes_it(
+    kube_api: KubeApiStandIn, cluster: Cluster, http_server, tmp_path: Path
+) -> None:
+    cluster.apply(_workload("Deployment", "istiod", "istio-system", "discovery", "docker.io/istio/pilot:1.24.2"))
+    cluster.apply(_pod("reviews-v1-abc", "istio-proxy", "docker.io/istio/proxyv2:1.24.2"))
+    ingress = http_server("ok")
+    before = len(kube_api.requests())
+    done = meshload_run(
+        *("--mesh", "istio", "--mesh-function", "retries", "--mesh-set", "attempts=2"),
+        *("--ingress", ingress.url, "--kubeconfig", str(kubeconfig_for(kube_api, tmp_path))),
+        *("--rate", "20", "--duration", "1s", "--warmup", "0s", "--out", str(tmp_path / "out")),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "istio retries in force" in done.stderr and "VirtualService bookinfo/reviews" in done.stderr
+    assert "retries removed from namespace bookinfo" in done.stderr
+    assert ingress.counters()["requests"] > 0  # the load went to the ingress given
+
+    written = [(m, p) for m, p in kube_api.requests()[before:] if m in ("POST", "PUT", "PATCH")]
+    assert any("virtualservices/reviews" in p or p.endswith("virtualservices") for _, p in written), written
+    assert managed(kube_api) == set()  # removed after the run
+    gateway = cluster.get("networking.istio.io/v1", "VirtualService", "bookinfo", "bookinfo")
+    assert gateway is not None and "meshload/revert" not in (gateway["metadata"].get("annotations") or {})
+
+    mesh_config = json.loads((tmp_path / "out" / "smp.json").read_text())["mesh_config"]
+    assert mesh_config["mesh_type"] == {"type": MESH_TYPES["istio"], "version": "1.24.2"}
+    assert (mesh_config["mesh_build"], mesh_config["proxy_build"]) == ("1.24.2", "1.24.2")
+    # the baseline applied with every function puts a PeerAuthentication without mTLS, as read back
+    assert mesh_config["profile"] == "retries" and mesh_config["mtls_enabled"] is False
+    assert mesh_config["labels"]["mesh"] == "istio" and mesh_config["labels"]["function"] == "retries"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--mesh", "istio"), "--mesh istio: give the URL of its ingress gateway"),
+        (("--mesh", "istio", "--ingress", "http://127.0.0.1:9", "--mesh-function", "bogus"), "function 'bogus'"),
+        (("--mesh", "istio", "--testbed", "sidecar", "--ingress", "http://127.0.0.1:9"), "choose one"),
+        (
+            ("--mesh", "linkerd", "--ingress", "http://127.0.0.1:9", "--mesh-function", "lb-random"),
+            "linkerd lb-random: not supported",
+        ),
+    ],
+)
+def test_bad_mesh_options_are_one_line_before_anything_is_applied(
+    kube_api: KubeApiStandIn, args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    done = meshload_run(*args, "--kubeconfig", str(kubeconfig_for(kube_api, tmp_path)), "--duration", "1s")
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not [m for m, _ in kube_api.requests() if m in ("POST", "PUT", "PATCH", "DELETE")]
