@@ -88,3 +88,54 @@ def test_bad_mesh_options_are_one_line_before_anything_is_applied(
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert not [m for m, _ in kube_api.requests() if m in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+def test_a_study_plan_targets_a_mesh_in_a_cluster_and_marks_what_it_cannot_express(
+    kube_api: KubeApiStandIn, cluster: Cluster, http_server, tmp_path: Path
+) -> None:
+    ingress = http_server("ok")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "name: istio-small\n"
+        f"target: {{mesh: istio, namespace: bookinfo, ingress: '{ingress.url}'}}\n"
+        "load_levels: [20]\nrepetitions: 1\nduration: 1s\nwarmup: 0s\nsettle: 0s\n"
+        "functions: [sidecar, {name: retries, params: {attempts: 2}}, none]\n"
+    )
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "meshload", "study", str(plan), "--out", str(out), "--no-history"]
+    command += ["--no-pin-cpus", "--kubeconfig", str(kubeconfig_for(kube_api, tmp_path))]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stderr
+    study = json.loads((out / "study.json").read_text())
+    cells = {cell["function"]: cell for cell in study["cells"]}
+    # BookInfo without sidecars is no mesh resource: that cell is marked, not run, and the study goes on
+    assert cells["none"]["valid"] is False and not cells["none"]["run_id"]
+    assert cells["none"]["validity"][0].startswith("istio none: not supported (")
+    assert "istio none: not supported" in done.stderr
+    # the others ran (their validity depends on this machine's load, not on the mesh)
+    assert cells["sidecar"]["run_id"] and cells["retries"]["run_id"]
+    smp = json.loads((out / cells["retries"]["run_dir"] / "smp.json").read_text())
+    assert smp["mesh_config"]["profile"] == "retries" and smp["mesh_config"]["mesh_type"]["type"] == MESH_TYPES["istio"]
+    written = [path for method, path in kube_api.requests() if method in ("POST", "PUT", "PATCH")]
+    assert any("virtualservices" in path for path in written)
+    assert managed(kube_api) == set()  # removed when the study ended
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ('{mesh: kuma, ingress: "http://gw"}', "target.mesh: Input should be 'istio', 'linkerd' or 'consul'"),
+        ('{mesh: istio, ingress: "gw"}', "target.ingress: String should match pattern"),
+        ("cluster", "target: 'cluster' is not a target; use testbed, or a mesh in a cluster"),
+    ],
+)
+def test_a_bad_study_target_is_one_line_naming_the_forms(target: str, message: str, tmp_path: Path) -> None:
+    from meshload.errors import PlanError
+    from meshload.scenarios.study_plan import load_study_plan
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"target: {target}\nload_levels: [20]\nduration: 1s\nfunctions: [sidecar]\n")
+    with pytest.raises(PlanError) as raised:
+        load_study_plan(plan)
+    assert str(raised.value).startswith(f"{plan}:1: ") and message in str(raised.value)
+    assert "{mesh: istio|linkerd|consul, namespace: NS, ingress: http://URL}" in str(raised.value)

@@ -166,6 +166,11 @@ def check_functions(plan: StudyPlan, mesh: MeshAdapter) -> None:
                 PROFILES[function.name].resolve(function.params)
             except TestbedFailure as exc:
                 raise PlanError(f"functions: {exc}; fix the study plan") from exc
+        else:  # a mesh that cannot express the function is a "not supported" cell, a bad parameter an error
+            try:
+                mesh.support(function.name, dict(function.params))
+            except UsageError as exc:
+                raise PlanError(f"functions: {exc}; fix the study plan") from exc
 
 
 def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
@@ -323,6 +328,8 @@ class StudySession:
         check_before_load(self.plan.cell_plan(self.plan.cells()[0], "http://127.0.0.1:9"))
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         cleanup = self._cleanup
+        if self.local_testbed is None:
+            cleanup.callback(self.mesh.remove)  # what meshload applied in the cluster goes with the study
         if self.own_testbed is not None:
             before = self.own_testbed.status()
             if before.get("running"):
@@ -388,6 +395,17 @@ class StudySession:
         reason and no figures, so one failure does not throw away the rest of the study."""
         from .run import RunOptions, execute_run
 
+        support = self.mesh.support(cell.function.name, dict(cell.function.params))
+        if not support.applicable:  # e.g. Linkerd has no load-balancing choice: the cell says so
+            return CellSummary(
+                function=cell.function.arm_name,
+                rate=cell.rate,
+                repetition=cell.repetition,
+                order=cell.order,
+                run_id="",
+                valid=False,
+                validity=[str(support)],  # "istio none: not supported (why)", or "... in baseline (...)"
+            )
         self.apply(cell)
         run_dir = out_dir / "runs" / cell.slug
         run_options = RunOptions(
