@@ -171,3 +171,20 @@ def test_run_and_study_refuse_a_silent_prometheus_before_any_load(command: list[
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--prometheus: Prometheus at" in lines[0] and "check the URL" in lines[0]
+
+
+def test_a_prometheus_gone_after_the_run_leaves_empty_figures_and_keeps_the_identity(
+    refused_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshload.coordinator.mesh.prometheus import PrometheusSampling
+    from meshload.results.run_result import ComponentUsage
+
+    class Own:
+        def stop(self) -> MeshUsage:
+            return MeshUsage(mesh="istio", function="retries", mesh_version="1.24.2", sidecar=ComponentUsage(count=3))
+
+    sampling = PrometheusSampling(Own(), PrometheusSource(refused_url, step_s=0.1), selectors_for("istio", "bookinfo"))
+    usage = sampling.stop()
+    assert (usage.mesh, usage.function, usage.mesh_version) == ("istio", "retries", "1.24.2")
+    assert usage.sidecar == ComponentUsage()  # not the mesh's own figures passed off as Prometheus's
+    assert "mesh CPU and memory not read: Prometheus at" in capsys.readouterr().err
