@@ -110,8 +110,9 @@ def test_a_study_plan_targets_a_mesh_in_a_cluster_and_marks_what_it_cannot_expre
     cells = {cell["function"]: cell for cell in study["cells"]}
     # BookInfo without sidecars is no mesh resource: that cell is marked, not run, and the study goes on
     assert cells["none"]["valid"] is False and not cells["none"]["run_id"]
-    assert cells["none"]["validity"][0].startswith("istio none: not supported (")
-    assert "istio none: not supported" in done.stderr
+    assert cells["none"]["validity"][0].startswith("not supported: istio: BookInfo without sidecars")
+    assert cells["none"]["not_supported"].startswith("istio: BookInfo without sidecars")
+    assert "not supported, skipped: istio: BookInfo without sidecars" in done.stderr
     # the others ran (their validity depends on this machine's load, not on the mesh)
     assert cells["sidecar"]["run_id"] and cells["retries"]["run_id"]
     smp = json.loads((out / cells["retries"]["run_dir"] / "smp.json").read_text())

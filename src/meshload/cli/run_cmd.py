@@ -6,6 +6,7 @@ Exit code: 0 when the run is valid (or `--strict` was not given), 1 when it is i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -31,6 +32,7 @@ from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStep
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
     from ..coordinator.mesh import InForce, KubernetesMesh
     from ..coordinator.mesh.local import LocalTestbedMesh
+    from ..coordinator.run import RunOptions
     from ..results.run_result import RunResult
     from ..scenarios.plan import Plan
 
@@ -264,6 +266,7 @@ def run(
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
+    from ..scenarios.files import calls_grpc_base
 
     run_id = new_run_id()
     out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
@@ -289,15 +292,19 @@ def run(
     )
     base_url = None
     labels = list(label or [])
-    cluster_mesh, mesh_params = None, dict[str, str]()
-    if mesh is not None and testbed is not None:
-        raise UsageError("--mesh and --testbed name two meshes; choose one")
+    cluster_mesh: ClusterRun | None = None
     if mesh is not None:
-        cluster_mesh, mesh_params = _cluster_mesh(mesh, mesh_function, mesh_set or [], namespace, ingress, kubeconfig)
-        base_url = cluster_mesh.ingress_url
+        if testbed is not None:
+            raise UsageError("--mesh and --testbed name two meshes; choose one")
+        cluster_mesh = _cluster_mesh(mesh, mesh_function, mesh_set or [], namespace, ingress, kubeconfig)
+        base_url = cluster_mesh.mesh.ingress_url
         labels[:0] = [f"mesh={mesh}", f"function={mesh_function}"]  # a --label given by the user overrides them
-    if testbed is not None:
+    elif testbed is not None:
         options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
+        if scenario is None and url is None and locustfile is None:
+            scenario = "bookinfo-productpage"
+        if scenario is not None and calls_grpc_base(scenario):
+            base_url = options.mesh.grpc_url  # its methods, on the testbed's gRPC ingress
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
     if base_url is not None and scenario is None and url is None and locustfile is None:
         scenario = "bookinfo-productpage"
@@ -328,17 +335,7 @@ def run(
         check_locustfile(plan)
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
-    if cluster_mesh is None:
-        result = execute_run(plan, options)
-    else:
-        in_force = cluster_mesh.apply(mesh_function, mesh_params)
-        terminal.info(_in_force_line(in_force))
-        options.mesh = cluster_mesh
-        try:
-            result = execute_run(plan, options)
-        finally:
-            cluster_mesh.remove()
-            terminal.info(f"{mesh}: {mesh_function} removed from namespace {namespace}")
+    result = execute_run(plan, options) if cluster_mesh is None else cluster_mesh.execute(plan, options)
     terminal.result(summary_table(result))
     for reason in result.validity:
         terminal.warning(reason)
@@ -372,9 +369,30 @@ def _testbed_in_force(function: str, settings: list[str]) -> tuple[LocalTestbedM
     return mesh, mesh.ingress_url
 
 
+@dataclass
+class ClusterRun:
+    """A run against a mesh in a cluster: its function applied before, removed after."""
+
+    mesh: KubernetesMesh
+    function: str
+    params: dict[str, str]
+
+    def execute(self, plan: Plan, options: RunOptions) -> RunResult:
+        from ..coordinator.run import execute_run
+
+        in_force = self.mesh.apply(self.function, self.params)
+        terminal.info(_in_force_line(in_force))
+        options.mesh = self.mesh
+        try:
+            return execute_run(plan, options)
+        finally:
+            self.mesh.remove()
+            terminal.info(f"{self.mesh.name}: {self.function} removed from namespace {self.mesh.namespace}")
+
+
 def _cluster_mesh(
     mesh: str, function: str, settings: list[str], namespace: str, ingress: str | None, kubeconfig: str | None
-) -> tuple[KubernetesMesh, dict[str, str]]:
+) -> ClusterRun:
     """The mesh in the cluster and the function's parameters, checked before anything is applied."""
     from ..coordinator.mesh import KubernetesMesh
     from ..errors import FunctionNotSupported
@@ -387,7 +405,7 @@ def _cluster_mesh(
     support = cluster_mesh.support(function, params)  # an unknown function or a bad parameter: UsageError
     if not support.applicable:
         raise FunctionNotSupported(support)
-    return cluster_mesh, params
+    return ClusterRun(cluster_mesh, function, params)
 
 
 def _in_force_line(in_force: InForce) -> str:
@@ -512,6 +530,10 @@ def summary_table(result: RunResult) -> str:
             f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s, "
             f"clock offset {worker.clock_offset_ms:+.2f} ms{lost}"
         )
+    for service, counts in (result.mesh.replicas if result.mesh is not None else {}).items():
+        total = sum(counts.values())
+        shares = "  ".join(f"{name}: {count:,} ({100 * count / total:.1f}%)" for name, count in counts.items())
+        lines.append(f"replicas  {service}: {shares}")
     lines.append(f"valid     {'yes' if result.valid else 'NO'}" + ("  (degraded)" if result.degraded else ""))
     return "\n".join(lines)
 
