@@ -231,8 +231,8 @@ class KubernetesMesh:
 
 class ClusterFactsSampling:
     """The mesh's identity over a measured window: SMP `mesh_config`'s mesh type, builds and mTLS, read
-    from the cluster when the window opens. CPU and memory come from Prometheus (the resource sampler
-    is not part of this adapter); until then the component figures stay empty (count 0)."""
+    from the cluster when the window opens. CPU and memory come from Prometheus (`--prometheus`:
+    `prometheus.PrometheusMesh` wraps this sampler); without it the component figures stay empty (count 0)."""
 
     def __init__(self, mesh: KubernetesMesh) -> None:
         self._mesh = mesh
