@@ -56,3 +56,40 @@ def test_a_short_run_is_one_window_and_no_mesh_is_none() -> None:
     nothing.tick(0.5)
     nothing.stop()
     assert nothing.usage is None and nothing.minutes == []
+
+
+class LateReadingMesh:
+    """A mesh whose sampler reads its figures later (as Prometheus does): `close_window` ends the
+    window, `stop` reads; the test records when each happened."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def start_sampling(self, interval_s: float = 1.0):
+        events = self.events
+        index = len([e for e in events if e.startswith("start")])
+        events.append(f"start {index}")
+
+        class Sampling:
+            def close_window(self) -> None:
+                events.append(f"close {index}")
+
+            def stop(self) -> MeshUsage:
+                events.append(f"read {index}")
+                return MeshUsage(mesh="late", sidecar=ComponentUsage(count=1, mem_mb=10.0 * (index + 1)))
+
+        return Sampling()
+
+
+def test_windows_read_later_are_read_only_once_the_run_is_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mesh_sampling, "WINDOW_S", 60.0)
+    mesh = LateReadingMesh()
+    sampling = MeshSampling(cast(MeshAdapter, mesh), run_start_s=0.0, measured_start_s=0.0, measured_end_s=150.0)
+    for now in range(200):
+        sampling.tick(float(now))
+    assert not any(event.startswith("read") for event in mesh.events)  # nothing waits inside the run's loop
+    assert mesh.events == ["start 0", "close 0", "start 1", "close 1", "start 2", "close 2"]
+    sampling.stop()
+    assert [e for e in mesh.events if e.startswith("read")] == ["read 0", "read 1", "read 2"]
+    assert [m.mem_mb["sidecar"] for m in sampling.minutes] == [10.0, 20.0, 30.0]
+    assert [m.offset_s for m in sampling.minutes] == [0.0, 60.0, 120.0]

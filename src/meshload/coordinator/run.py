@@ -42,6 +42,7 @@ from .run_folders import create_run_folder, reap_leftovers
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
+    from .mesh.prometheus import PrometheusSource
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class RunOptions:
     metrics_address: str = "127.0.0.1"  # where it listens (0.0.0.0 in a pod, for the cluster's Prometheus)
     live: bool = True  # progress on stderr
     mesh: MeshAdapter | None = None  # sampled over the measured window
+    prometheus: PrometheusSource | None = None  # read the mesh's CPU and memory from this Prometheus
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
     run_id: str | None = None  # None: a new id from the time and a random suffix
     kubernetes: KubernetesFleet | None = None  # placement k8s: the fleet (None: from the environment)
@@ -292,6 +294,7 @@ class _Coordinator:
             run_start_s=measured_start_s - self.plan.warmup_s,
             measured_start_s=measured_start_s,
             measured_end_s=measured_end_s,
+            prometheus=self.options.prometheus,
         )
         next_look_s = time.monotonic()
         next_claim_s = time.monotonic() + CLAIM_EVERY_S
@@ -319,7 +322,8 @@ class _Coordinator:
                     continue
                 if now >= next_live_s:
                     next_live_s = now + LIVE_EVERY_S
-                    self.live.update(self.aggregator.snapshot())
+                    summaries = self.aggregator.live_summaries() if self.live.wants_summaries else None
+                    self.live.update(self.aggregator.snapshot(), summaries)
                 if self.checkpoints.due(now):
                     self.checkpoints.write(self._result(partial=True))
                 if self.lost and self.options.on_worker_loss == "abort":
@@ -466,6 +470,8 @@ class _Coordinator:
         for record in records:
             if not self.aggregator.add(record):
                 self.duplicates += 1
+            else:
+                self.live.record(record)
             liveness = self.liveness.get(record.worker_id)
             if liveness is not None:
                 liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
