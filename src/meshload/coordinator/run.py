@@ -6,6 +6,11 @@ The coordinator is one thread with one loop: every turn it reads the records str
 little), and every heartbeat interval it refreshes its own key and looks at the workers' heartbeats.
 A worker is lost when its heartbeat has not moved for `HEARTBEAT_LIVENESS_S` while Redis answered;
 time during which the coordinator itself could not reach Redis does not count against anyone.
+
+On an external Redis a run is detached: its workers go on without the coordinator, and the run's
+`wire.ResumeInfo` lets `meshload resume` (`resume.py`) reattach the same loop to it (`coordinate` with
+`resume`), which first replays the whole records stream. `--checkpoint` rewrites the reports during
+the run (`checkpoints.py`), marked partial.
 """
 
 from __future__ import annotations
