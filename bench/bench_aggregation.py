@@ -27,7 +27,7 @@ from redis.typing import EncodableT, FieldT
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
 from meshload.coordinator.redis_server import PrivateRedis
-from meshload.coordinator.run import RunOptions, _Coordinator
+from meshload.coordinator.run import RunConnection, RunOptions, _Coordinator
 from meshload.pipeline import wire
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
@@ -107,7 +107,7 @@ def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
     fleet = Workers(ids=[f"w{index:04d}" for index in range(workers)])
     live = LiveView(workers_total=workers, run_id=RUN_ID, show=False)
     options = RunOptions(workers=workers, live=False)
-    coordinator = _Coordinator(plan, options, RUN_ID, client, redis_url, keys, fleet, live)
+    coordinator = _Coordinator(plan, options, RunConnection(RUN_ID, client, redis_url, keys), fleet, live)
     started_wall = time.monotonic()
     started_cpu = time.process_time()
     result = coordinator.run()

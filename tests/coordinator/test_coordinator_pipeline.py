@@ -54,7 +54,7 @@ def add_entries(client: redis.Redis, keys: wire.RunKeys, records: list[IntervalR
 def test_keys_are_namespaced_per_run_and_worker() -> None:
     one, two = wire.RunKeys("a"), wire.RunKeys("b")
     assert set(one.all()).isdisjoint(two.all())
-    assert len(set(one.all())) == 5
+    assert len(set(one.all())) == 6
     assert all(key.startswith(wire.KEY_PREFIX + ":") for key in one.all())
     assert wire.assignment_key("w1") != wire.assignment_key("w2")
     assert wire.redacted("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"

@@ -7,7 +7,10 @@ Kinds (`python tests/support/http_servers.py KIND`):
   then answers everything it held back the moment the stall ends;
 - ``close``: answers ``200 ok`` with ``Connection: close`` and closes the connection;
 - ``malformed``: answers every request with bytes that are not HTTP;
-- ``reset``: accepts, reads the request, and resets the connection (RST, SO_LINGER 0).
+- ``reset``: accepts, reads the request, and resets the connection (RST, SO_LINGER 0);
+- ``capacity``: answers at most ``--capacity-rps`` requests per second, first come first served: each
+  request gets the next free slot (1/K s after the previous one) and waits in line for it, so beyond
+  K req/s the line, and the latency, grow without bound (a service whose capacity is known).
 
 Each server also listens on a control port that answers any request with its counters as JSON
 (``{"requests": n, "connections": m, "peers": {address: requests}}``), so reading them never touches
@@ -77,8 +80,10 @@ class _ServerProtocol(asyncio.Protocol):
 
 
 class _Server:
-    def __init__(self, kind: str, stall_period_s: float, stall_s: float) -> None:
+    def __init__(self, kind: str, stall_period_s: float, stall_s: float, capacity_rps: float = 0.0) -> None:
         self.kind = kind
+        self.slot_s = 1.0 / capacity_rps if capacity_rps > 0 else 0.0
+        self.next_slot_s = 0.0
         self.stall_period_s = stall_period_s
         self.stall_s = stall_s
         self.counters = _Counters()
@@ -96,6 +101,12 @@ class _Server:
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
+        elif self.kind == "capacity":
+            loop = asyncio.get_running_loop()
+            for _ in range(heads):
+                # Slots are handed out in arrival order, so one connection's answers stay in order.
+                self.next_slot_s = max(loop.time(), self.next_slot_s) + self.slot_s
+                loop.call_at(self.next_slot_s, _write_if_open, protocol, OK_RESPONSE)
         elif self.kind == "stall" and self._stall_remaining_s() > 0:
             if not self.held:
                 asyncio.get_running_loop().call_later(self._stall_remaining_s(), self._release_held)
@@ -117,6 +128,11 @@ class _Server:
                 protocol.transport.write(OK_RESPONSE * heads)
 
 
+def _write_if_open(protocol: _ServerProtocol, data: bytes) -> None:
+    if protocol.transport is not None and not protocol.transport.is_closing():
+        protocol.transport.write(data)
+
+
 class ControlProtocol(asyncio.Protocol):
     """Answers any request with `vars(counters)` as JSON, then closes."""
 
@@ -135,7 +151,7 @@ class ControlProtocol(asyncio.Protocol):
 
 async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
-    server = _Server(args.kind, args.stall_period_s, args.stall_s)
+    server = _Server(args.kind, args.stall_period_s, args.stall_s, args.capacity_rps)
     tls = None
     if args.tls_cert:
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -153,7 +169,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["ok", "stall", "close", "malformed", "reset"])
+    parser.add_argument("kind", choices=["ok", "stall", "close", "malformed", "reset", "capacity"])
+    parser.add_argument("--capacity-rps", type=float, default=0.0)
     parser.add_argument("--stall-period-s", type=float, default=1.0)
     parser.add_argument("--stall-s", type=float, default=0.0)
     parser.add_argument("--tls-cert")
@@ -211,6 +228,7 @@ def start_server(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     host: str = "127.0.0.1",
+    capacity_rps: float = 0.0,
 ) -> ServerHandle:
     """Start a test server process and wait until it listens (on `host`)."""
     command = [
@@ -223,6 +241,8 @@ def start_server(
         str(stall_s),
         "--host",
         host,
+        "--capacity-rps",
+        str(capacity_rps),
     ]
     if tls_cert is not None:
         command += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]

@@ -21,6 +21,7 @@ from . import (
     mesh_cmd,
     report_cmd,
     results_cmd,
+    resume_cmd,
     run_cmd,
     schedule_cmd,
     study_cmd,
@@ -56,6 +57,7 @@ for _command in (
     trend_cmd,
     schedule_cmd,
     results_cmd,
+    resume_cmd,
 ):
     _command.register(app)
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays 
     from ..scenarios.plan import Plan
 
 DEFAULT_RUNS_DIR = Path("runs")
+#: `--find-max` without `--duration`: how long each step runs.
+FIND_MAX_STEP_DURATION = "10s"
 
 # The command line's words for the choices (typer checks them and lists them in --help); they are
 # the coordinator's and the plan's own (`RunOptions`, `OpenLoop.arrival`), which mypy holds them to.
@@ -228,6 +230,34 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    checkpoint: Annotated[
+        str | None,
+        option(
+            "--checkpoint",
+            env="CHECKPOINT",
+            help="Write the reports this often during the run (e.g. 5m), marked partial, so a crash leaves "
+            "the latest on disk.",
+        ),
+    ] = None,
+    find_max: Annotated[
+        bool,
+        option(
+            "--find-max",
+            env="FIND_MAX",
+            help="Search the highest open-loop rate meeting --slo: short runs (--duration each, default 10s) "
+            "from --rate, doubled or halved, then bisected; prints the rate and its bracket.",
+        ),
+    ] = False,
+    slo: Annotated[
+        str | None, option("--slo", env="SLO", help="--find-max: the latency objective, e.g. 'p99<50ms'.")
+    ] = None,
+    errors_budget: Annotated[
+        str | None, option("--errors", env="ERRORS", help="--find-max: the error budget, e.g. '<0.1%' (default 0).")
+    ] = None,
+    precision: Annotated[
+        float,
+        option("--precision", env="PRECISION", help="--find-max: stop when the bracket is narrower than this share."),
+    ] = 0.05,
     mesh: Annotated[
         MeshName | None,
         option(
@@ -288,8 +318,11 @@ def run(
             else None
         ),
         results_ttl_s=results_ttl_s(results_ttl),
+        checkpoint_s=checkpoint_s(checkpoint),
         prometheus=prometheus_source(prometheus, prometheus_step),
     )
+    if find_max and duration is None:
+        duration = FIND_MAX_STEP_DURATION  # each step's; a search is many short runs
     base_url = None
     labels = list(label or [])
     cluster_mesh: ClusterRun | None = None
@@ -333,21 +366,70 @@ def run(
     )
     if plan.locust is not None:
         check_locustfile(plan)
+    if find_max:
+        _find_max(plan, options, slo, errors_budget, precision)
+        return
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
     result = execute_run(plan, options) if cluster_mesh is None else cluster_mesh.execute(plan, options)
     terminal.result(summary_table(result))
+    warn_about(result)
+    terminal.info(f"results in {out_dir}")
+    record_run(result, out_dir, store=store, enabled=history)
+    code = exit_code_for(result, strict=strict)
+    if code:
+        raise typer.Exit(code)
+
+
+def _find_max(plan: Plan, options: RunOptions, slo: str | None, errors: str | None, precision: float) -> None:
+    """`--find-max`: checked before any load, then the search; exit 1 when no rate met the SLO."""
+    from ..coordinator.find_max import Step, check_searchable, find_max, parse_slo
+
+    if slo is None:
+        raise UsageError("--find-max: give the objective to meet, e.g. --slo 'p99<50ms'")
+    objective = parse_slo(slo, errors)
+    check_searchable(plan, precision)
+    terminal.info(f"find-max {options.run_id}: {objective.describe()}, from {describe_plan(plan)}")
+
+    def show(step: Step) -> None:
+        terminal.info(
+            f"  {step.rate:10.1f} req/s  p{objective.percentile:g} {step.percentile_ms:8.2f} ms  "
+            f"errors {step.error_fraction * 100:6.3f}%  completed {step.completed_fraction * 100:5.1f}%  "
+            + ("pass" if step.passed else "FAIL")
+        )
+
+    knee = find_max(plan, options, objective, precision=precision, on_step=show)
+    if not knee.rate:
+        terminal.warning(f"no rate met {objective.describe()} (the lowest tried failed)")
+        raise typer.Exit(1)
+    bracket = (
+        f"the knee in [{knee.rate:.1f}, {knee.failing_rate:.1f}) req/s"
+        if knee.failing_rate
+        else "no higher rate was found failing"
+    )
+    terminal.result(
+        f"max rate {knee.rate:.1f} req/s meeting {objective.describe()} ({bracket}); steps in {options.out_dir}"
+    )
+
+
+def checkpoint_s(text: str | None) -> float:
+    """`--checkpoint` in seconds (0: none)."""
+    from ..scenarios.durations import parse_duration_s
+
+    return parse_duration_s(text, option="--checkpoint") if text is not None else 0.0
+
+
+def warn_about(result: RunResult) -> None:
+    """The run's validity reasons and verdict, and any mesh memory that kept growing, as warnings."""
     for reason in result.validity:
         terminal.warning(reason)
     if not result.valid:
         terminal.warning("the run is INVALID: its figures cannot be trusted as a measurement (see above)")
     elif result.degraded:
         terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
-    terminal.info(f"results in {out_dir}")
-    record_run(result, out_dir, store=store, enabled=history)
-    code = exit_code_for(result, strict=strict)
-    if code:
-        raise typer.Exit(code)
+    for trend in result.trends:
+        if trend.flagged:
+            terminal.warning(trend.describe())
 
 
 def exit_code_for(result: RunResult, *, strict: bool) -> int:

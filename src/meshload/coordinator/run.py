@@ -6,6 +6,11 @@ The coordinator is one thread with one loop: every turn it reads the records str
 little), and every heartbeat interval it refreshes its own key and looks at the workers' heartbeats.
 A worker is lost when its heartbeat has not moved for `HEARTBEAT_LIVENESS_S` while Redis answered;
 time during which the coordinator itself could not reach Redis does not count against anyone.
+
+On an external Redis a run is detached: its workers go on without the coordinator, and the run's
+`wire.ResumeInfo` lets `meshload resume` (`resume.py`) reattach the same loop to it (`coordinate` with
+`resume`), which first replays the whole records stream. `--checkpoint` rewrites the reports during
+the run (`checkpoints.py`), marked partial.
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ from ..errors import RunError, UsageError
 from ..pipeline import wire
 from ..pipeline.collector import StreamCollector
 from ..results.aggregate import RunAggregator
-from ..results.run_result import MeshUsage, RunResult
+from ..results.hlog import IntervalLogSpool
+from ..results.run_result import RunResult
+from ..results.trends import run_trends
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import split_plan
+from .checkpoints import Checkpoints
 from .environment import describe_environment
 from .live import LiveView
-from .mesh.base import MeshAdapter, ResourceSampling
+from .mesh.base import MeshAdapter
+from .mesh_sampling import MeshSampling
 from .placement import Placement, Workers, place_workers
 from .redis_server import PrivateRedis
 from .run_folders import create_run_folder, reap_leftovers
@@ -66,6 +75,8 @@ CLAIM_EVERY_S = 5.0
 LIVE_EVERY_S = 0.5
 #: How long the stop key stays, so stragglers of an aborted run still see it.
 STOP_KEY_TTL_MS = 60_000
+#: The interval log's spool in the run's folder, while the run goes on.
+LOG_SPOOL_FILE = ".histograms.hlog.spool"
 #: After an abort, records still arriving are collected for this long.
 ABORT_DRAIN_S = 1.0
 
@@ -94,6 +105,7 @@ class RunOptions:
     # How long the run's files stay in the given Redis (`meshload results get`); 0: not kept. Never
     # kept in a private Redis, which goes with the run.
     results_ttl_s: float = wire.DEFAULT_RESULTS_TTL_S
+    checkpoint_s: float = 0.0  # write the reports this often during the run, marked partial (0: never)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -110,6 +122,10 @@ class RunOptions:
             self.kubernetes = self.kubernetes or KubernetesFleet.from_environment()
         if self.results_ttl_s < 0:
             raise UsageError(f"--results-ttl: {self.results_ttl_s:g}s is not a duration; use 0 (not kept) or more")
+        if self.checkpoint_s < 0:
+            raise UsageError(f"--checkpoint: {self.checkpoint_s:g}s is not a duration; use 0 (none) or more")
+        if self.checkpoint_s > 0 and self.out_dir is None:
+            raise UsageError("--checkpoint: the reports need a folder; give --out DIR")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError(f"--metrics-port: {self.metrics_port} is not a port; use 0..65535")
 
@@ -135,7 +151,7 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
         client = wire.open_redis(redis_url)
         stack.callback(client.close)
         keys = wire.RunKeys(run_id)
-        stack.callback(_clear_run_keys, client, keys)
+        stack.callback(clear_run_keys, client, keys)
         workers = place_workers(
             client,
             redis_url,
@@ -147,29 +163,66 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             kubernetes=options.kubernetes,
         )
         stack.callback(workers.release)
-        live = LiveView(
-            workers_total=len(workers.ids),
-            run_id=run_id,
-            show=options.live,
-            metrics_port=options.metrics_port,
-            metrics_address=options.metrics_address,
-        )
-        stack.callback(live.close)
-        coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
-        result = coordinator.run()
-        live.close()
-        if options.out_dir is not None:
-            from ..results.outputs import write_run_outputs
+        return coordinate(stack, plan, options, RunConnection(run_id, client, redis_url, keys), workers)
 
-            write_run_outputs(result, options.out_dir)
-        if options.redis_url is not None and options.results_ttl_s > 0:
-            from .kept_results import keep_run_results
 
-            keep_run_results(client, result, options.out_dir, ttl_s=options.results_ttl_s)
+@dataclass(frozen=True)
+class RunConnection:
+    """Where a run is coordinated: its id, its Redis (a client and the URL) and its keys."""
+
+    run_id: str
+    client: redis.Redis
+    redis_url: str
+    keys: wire.RunKeys
+
+
+def coordinate(
+    stack: ExitStack,
+    plan: Plan,
+    options: RunOptions,
+    connection: RunConnection,
+    workers: Workers,
+    resume: wire.ResumeInfo | None = None,
+) -> RunResult:
+    """Coordinate the run (from its start, or reattached to it: `resume`), write its reports and keep
+    them in Redis; RunError when it was aborted."""
+    live = LiveView(
+        workers_total=len(workers.ids),
+        run_id=connection.run_id,
+        show=options.live,
+        metrics_port=options.metrics_port,
+        metrics_address=options.metrics_address,
+    )
+    stack.callback(live.close)
+    coordinator = _Coordinator(plan, options, connection, workers, live, resume=resume)
+    if coordinator.aggregator.log_spool is not None:
+        stack.callback(coordinator.aggregator.log_spool.close)
+    result = coordinator.run()
+    live.close()
+    if options.out_dir is not None:
+        from ..results.outputs import write_run_outputs
+
+        write_run_outputs(result, options.out_dir)
+    if options.redis_url is not None and options.results_ttl_s > 0:
+        from .kept_results import keep_run_results
+
+        keep_run_results(connection.client, result, options.out_dir, ttl_s=options.results_ttl_s)
     if coordinator.aborted_reason:
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
     return result
+
+
+def _log_spool(out_dir: Path | None) -> IntervalLogSpool | None:
+    """The interval log of a run with a folder goes to disk as records arrive (flat memory on a long
+    run); a spool left by a coordinator that died is started afresh by `meshload resume`."""
+    if out_dir is None:
+        return None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return IntervalLogSpool(out_dir / LOG_SPOOL_FILE)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose another folder") from exc
 
 
 def described_by_reflection(plan: Plan) -> Plan:
@@ -182,12 +235,12 @@ def described_by_reflection(plan: Plan) -> Plan:
     return with_reflected_descriptors(plan)
 
 
-def _clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:
+def clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:
     try:
         pipe = client.pipeline(transaction=False)
         # The stop key stays a while: a straggler (lost, then back) stops instead of sending on.
         pipe.set(keys.stop, b"1", px=STOP_KEY_TTL_MS)
-        pipe.delete(keys.records, keys.beats, keys.coordinator, keys.answers)
+        pipe.delete(keys.records, keys.beats, keys.coordinator, keys.answers, keys.resume)
         pipe.execute()
     except wire.TRANSIENT_ERRORS:
         log.warning("could not remove the keys of run %s from Redis", keys.run_id)
@@ -207,30 +260,31 @@ class _Coordinator:
         self,
         plan: Plan,
         options: RunOptions,
-        run_id: str,
-        client: redis.Redis,
-        redis_url: str,
-        keys: wire.RunKeys,
+        connection: RunConnection,
         workers: Workers,
         live: LiveView,
+        *,
+        resume: wire.ResumeInfo | None = None,
     ) -> None:
         self.plan = plan
         self.options = options
-        self.run_id = run_id
-        self.client = client
-        self.redis_url = redis_url
-        self.keys = keys
+        self.run_id = run_id = connection.run_id
+        self.client = connection.client
+        self.redis_url = connection.redis_url
+        self.keys = keys = connection.keys
+        self.resume = resume
         self.workers = workers
         self.live = live
-        self.aggregator = RunAggregator(plan, run_id)
+        self.aggregator = RunAggregator(plan, run_id, log_spool=_log_spool(options.out_dir))
         self.aggregator.expect_workers(list(workers.ids))
-        self.collector = StreamCollector(client, keys, consumer=f"coordinator-{run_id}")
+        # The same consumer name when resumed: the dead coordinator's pending list is read first.
+        self.collector = StreamCollector(self.client, keys, consumer=f"coordinator-{run_id}")
+        self.checkpoints = Checkpoints(options.out_dir, options.checkpoint_s)
         self.liveness = {worker_id: _Liveness() for worker_id in workers.ids}
         self.lost: set[str] = set()
         self.aborted_reason = ""
         self.duplicates = 0
-        self._sampler: ResourceSampling | None = None
-        self._mesh_usage: MeshUsage | None = None
+        self._mesh_sampling: MeshSampling | None = None
         self._hosts: dict[str, str] = {}
         self._nodes: dict[str, str] = {}
         self._last_look_s = time.monotonic()
@@ -239,20 +293,21 @@ class _Coordinator:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        self.collector.ensure_group()
-        self._refresh_coordinator_key()
-        self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
-        start_mono_s = self._assign()
-        measured_start_s = start_mono_s + self.plan.warmup_s
-        measured_end_s = start_mono_s + self.plan.total_s
-        deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
+        measured_start_s, measured_end_s, deadline_s = self._begin()
+        self._mesh_sampling = MeshSampling(
+            self.options.mesh,
+            run_start_s=measured_start_s - self.plan.warmup_s,
+            measured_start_s=measured_start_s,
+            measured_end_s=measured_end_s,
+            prometheus=self.options.prometheus,
+        )
         next_look_s = time.monotonic()
         next_claim_s = time.monotonic() + CLAIM_EVERY_S
         next_live_s = time.monotonic()
         try:
             while not self._all_accounted_for():
                 now = time.monotonic()
-                self._sample_mesh(now, measured_start_s, measured_end_s)
+                self._mesh_sampling.tick(now)
                 if now > deadline_s:
                     for worker_id in self._unfinished():
                         self._mark_lost(worker_id, "did not finish in time")
@@ -274,32 +329,101 @@ class _Coordinator:
                     next_live_s = now + LIVE_EVERY_S
                     summaries = self.aggregator.live_summaries() if self.live.wants_summaries else None
                     self.live.update(self.aggregator.snapshot(), summaries)
+                if self.checkpoints.due(now):
+                    self.checkpoints.write(self._result(partial=True))
                 if self.lost and self.options.on_worker_loss == "abort":
                     self._abort()
                     break
         finally:
-            self._stop_sampling()
-        return self.aggregator.result(
-            mesh=self._mesh_usage,
+            self._mesh_sampling.stop()
+        return self._result()
+
+    def _begin(self) -> tuple[float, float, float]:
+        """Start the run (or reattach to it); its measured window and the deadline of its last
+        records, as local monotonic seconds."""
+        self.collector.ensure_group()
+        self._refresh_coordinator_key()
+        self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
+        if self.resume is None:
+            start_redis_us = self._assign()
+            if self.options.redis_url is not None:
+                self._publish_resume_info(start_redis_us)
+        else:
+            start_redis_us = self.resume.start_redis_us
+            self._replay()
+        own_offset_ms = wire.measure_clock_offset_ms(self.client)
+        start_mono_s = wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
+        measured_start_s = start_mono_s + self.plan.warmup_s
+        measured_end_s = start_mono_s + self.plan.total_s
+        deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
+        if self.resume is not None:
+            # Reattached late (after the planned end): the workers' last records still get their time.
+            deadline_s = max(deadline_s, time.monotonic() + self.plan.timeout_s + FINISH_GRACE_S)
+        return measured_start_s, measured_end_s, deadline_s
+
+    def _result(self, *, partial: bool = False) -> RunResult:
+        sampling = self._mesh_sampling
+        result = self.aggregator.result(
+            mesh=sampling.usage if sampling is not None else None,
             environment=self._environment(),
             streams_lost=self.collector.streams_lost,
             malformed_records=self.collector.malformed,
         )
+        if partial:
+            result.partial = True
+            result.validity.append(
+                f"partial: a checkpoint written {result.measured_s:.0f}s into the measured "
+                f"{self.plan.duration_s:g}s, while the run was still going"
+            )
+        if sampling is not None:
+            result.mesh_minutes = list(sampling.minutes)
+        result.trends = run_trends(result.minutes, result.mesh_minutes)
+        if self.resume is not None:
+            result.environment["resumed"] = True
+            # The stream keeps STREAM_MAXLEN entries: resumed too late, the oldest were trimmed away.
+            for worker_id, missing in sorted(self.aggregator.missing_records().items()):
+                result.degraded = True
+                result.validity.append(f"worker {worker_id}: {missing} records never reached the report")
+        return result
 
-    def _assign(self) -> float:
-        """Hand every worker its share; once all accepted, the common start instant (as a local
-        monotonic second). A refusal ends the run here, before anyone sent anything."""
+    def _publish_resume_info(self, start_redis_us: int) -> None:
+        """What `meshload resume` needs, should this coordinator die (the workers go on without it)."""
+        info = wire.ResumeInfo(
+            run_id=self.run_id,
+            plan_json=self.plan.model_dump_json(),
+            worker_ids=list(self.workers.ids),
+            start_redis_us=start_redis_us,
+            out_dir=str(self.options.out_dir.resolve()) if self.options.out_dir is not None else "",
+            checkpoint_s=self.options.checkpoint_s,
+            results_ttl_s=self.options.results_ttl_s,
+        )
+        self.client.set(self.keys.resume, wire.encode(info))
+
+    def _replay(self) -> None:
+        """Reattached: merge every record already in the stream (the dead coordinator's went with it)."""
+        for batch in self.collector.replay():
+            self._merge(batch.records)
+        self.live.note(f"reattached to run {self.run_id}: {self.aggregator.snapshot().completed:,} responses so far")
+
+    def _assign(self) -> int:
+        """Hand every worker its share; once all accepted, the common start instant (Redis server
+        clock, Unix microseconds). A refusal ends the run here, before anyone sent anything."""
         shares = split_plan(self.plan, len(self.workers.ids))
         plan_json = self.plan.model_dump_json()
         pipe = self.client.pipeline(transaction=False)
         for worker_id, share in zip(self.workers.ids, shares, strict=False):
-            assignment = wire.Assignment(run_id=self.run_id, plan_json=plan_json, index=share.index, count=share.count)
+            assignment = wire.Assignment(
+                run_id=self.run_id,
+                plan_json=plan_json,
+                index=share.index,
+                count=share.count,
+                detached=self.options.redis_url is not None,  # an external Redis outlives this process
+            )
             pipe.rpush(wire.assignment_key(worker_id), wire.encode(assignment))
         pipe.execute()
         self._await_answers()
         lead_s = START_LEAD_S + START_LEAD_PER_WORKER_S * len(shares)
         redis_now_us = wire.redis_time_us(self.client)
-        own_offset_ms = wire.measure_clock_offset_ms(self.client)
         start_redis_us = redis_now_us + int(lead_s * 1_000_000)
         start = wire.encode(wire.Start(run_id=self.run_id, start_redis_us=start_redis_us))
         pipe = self.client.pipeline(transaction=False)
@@ -309,7 +433,7 @@ class _Coordinator:
         now = time.monotonic()
         for liveness in self.liveness.values():
             liveness.last_change_s = now
-        return wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
+        return start_redis_us
 
     def _await_answers(self) -> None:
         """Wait until every worker answered its assignment; RunError if one refused or stayed silent."""
@@ -431,31 +555,7 @@ class _Coordinator:
             self._unreachable_since = None
             self.live.note("Redis reachable again")
 
-    # -- mesh --------------------------------------------------------------------------------
-
-    def _sample_mesh(self, now: float, measured_start_s: float, measured_end_s: float) -> None:
-        mesh = self.options.mesh
-        if mesh is None:
-            return
-        if self._sampler is None and self._mesh_usage is None and now >= measured_start_s:
-            if self.options.prometheus is not None:
-                from .mesh.prometheus import PrometheusMesh
-
-                mesh = PrometheusMesh(mesh, self.options.prometheus)
-            self._sampler = mesh.start_sampling()
-        elif self._sampler is not None and now >= measured_end_s:
-            close_window = getattr(self._sampler, "close_window", None)
-            if close_window is not None:
-                # Prometheus is read once the run is collected: waiting for its next scrape here
-                # would hold up the records and the heartbeats.
-                close_window()
-            else:
-                self._stop_sampling()
-
-    def _stop_sampling(self) -> None:
-        sampler, self._sampler = self._sampler, None
-        if sampler is not None:
-            self._mesh_usage = sampler.stop()
+    # -- where the workers run ----------------------------------------------------------------
 
     def _worker_places(self) -> tuple[dict[str, str], dict[str, str]]:
         """Each worker's host, and its Kubernetes node where it has one."""

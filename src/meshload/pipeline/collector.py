@@ -4,6 +4,9 @@ At-least-once: entries are acknowledged (many ids in one XACK) only after the ca
 A collector that restarts under the same consumer name first re-reads its own pending list (id 0),
 then new entries (">"); entries left pending by another, dead consumer are claimed with XAUTOCLAIM
 once idle long enough. Duplicates are the aggregator's business (it knows (worker, seq)).
+
+A coordinator resuming a run whose coordinator died (`replay`) first reads the whole stream with
+XRANGE: what the dead one had acknowledged went with its memory, but the entries are still there.
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ class StreamCollector:
             self.ensure_group()
             self._reading_own_pending = True
             return CollectedBatch(records=[])
+        batch = self._decoded(entries)
+        self._ack([entry_id for entry_id, _ in entries])
+        return batch
+
+    def replay(self) -> Iterator[CollectedBatch]:
+        """Every entry of the stream from its first, acknowledged or not, in batches (nothing is
+        acknowledged here: what is pending is re-read, and acknowledged, by `collect`)."""
+        start = "-"
+        while True:
+            entries = cast(list[Entry], self._client.xrange(self._keys.records, min=start, max="+", count=READ_COUNT))
+            if not entries:
+                return
+            yield self._decoded([(entry_id, fields or {}) for entry_id, fields in entries])
+            start = "(" + wire.reply_text(entries[-1][0])  # exclusive: after the last one read
+
+    def _decoded(self, entries: list[Entry]) -> CollectedBatch:
         batch = CollectedBatch(records=[])
         for _entry_id, fields in entries:
             data = fields.get(wire.RECORD_FIELD)
@@ -87,7 +106,6 @@ class StreamCollector:
                 batch.malformed += 1
                 log.warning("malformed record in %s: %s", self._keys.records, exc)
         self.malformed += batch.malformed
-        self._ack([entry_id for entry_id, _ in entries])
         return batch
 
     def claim_idle(self) -> CollectedBatch:

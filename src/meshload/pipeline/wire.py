@@ -11,6 +11,7 @@ Keys (`{run}` is a run id, `{worker}` a worker id):
     meshload:run:{run}:beats             hash   worker id -> RunBeat (heartbeats during the run)
     meshload:run:{run}:coordinator       string the coordinator is alive; expires after COORDINATOR_TTL_MS
     meshload:run:{run}:stop              string present: every worker of the run stops now
+    meshload:run:{run}:resume            string a detached run's ResumeInfo (`meshload resume`)
     meshload:results:run:{run}           hash   a finished run's files: file name -> zlib-compressed
                                                 bytes, and RESULTS_META_FIELD -> ResultsMeta; expires
     meshload:results:index               sorted set  run id -> when its results expire (Unix ms)
@@ -21,6 +22,11 @@ only when all accepted does each get a Start with the common start instant (when
 stop key tells the others to drop theirs). The coordinator reads the records stream through the
 consumer group `CONSUMER_GROUP`. A record's identity is (worker id, seq) inside the record, so a
 record sent twice (a retry after a lost reply) is recognised and counted once by the aggregator.
+
+With an external Redis a run is detached: its workers go on (and publish) when the coordinator
+dies, and the run's `ResumeInfo` lets `meshload resume RUN_ID` reattach. The records stream keeps
+every entry (acknowledged or not) up to `STREAM_MAXLEN`, so a resumed coordinator re-reads the whole
+stream (XRANGE), then its own pending list, then new entries; (worker, seq) keeps each record once.
 
 A run's results (its SMP JSON, and its other files while they are small) stay in Redis after the
 run for a while (`--results-ttl`), so that `meshload results get RUN_ID` fetches them from anywhere
@@ -116,8 +122,12 @@ class RunKeys:
     def answers(self) -> str:
         return f"{KEY_PREFIX}:run:{self.run_id}:answers"
 
+    @property
+    def resume(self) -> str:
+        return f"{KEY_PREFIX}:run:{self.run_id}:resume"
+
     def all(self) -> tuple[str, ...]:
-        return (self.records, self.beats, self.coordinator, self.stop, self.answers)
+        return (self.records, self.beats, self.coordinator, self.stop, self.answers, self.resume)
 
 
 def results_key(run_id: str) -> str:
@@ -155,6 +165,7 @@ _COORDINATOR_COMMANDS = (
     "xreadgroup",
     "xack",
     "xautoclaim",
+    "xrange",  # a resumed coordinator re-reads the whole stream
     # keeping a run's results: HSET (above), then these
     "pexpire",
     "zadd",
@@ -199,6 +210,9 @@ class Assignment(msgspec.Struct, kw_only=True, tag="assign"):
     index: int  # this worker's share: index of count (`split_plan`)
     count: int
     interval_s: float = 1.0
+    # The run goes on when its coordinator dies (an external Redis: `meshload resume` reattaches);
+    # only the stop key ends it early.
+    detached: bool = False
 
 
 class Start(msgspec.Struct, kw_only=True, tag="start"):
@@ -222,6 +236,19 @@ class RunBeat(msgspec.Struct, kw_only=True):
     clock_offset_ms: float = 0.0  # worker clock minus Redis server clock
     records_sent: int = 0  # records the worker has delivered to the stream so far
     state: str = "waiting"  # waiting | running | flushing | done
+
+
+class ResumeInfo(msgspec.Struct, kw_only=True):
+    """What `meshload resume` needs to reattach to a detached run whose coordinator died."""
+
+    run_id: str
+    plan_json: str
+    worker_ids: list[str]
+    start_redis_us: int  # the common start instant (Redis server clock)
+    out_dir: str = ""  # where the dead coordinator wrote its reports (its checkpoints)
+    checkpoint_s: float = 0.0  # 0: no checkpoints
+    results_ttl_s: float = 0.0
+    labels: dict[str, str] = {}
 
 
 class ResultsMeta(msgspec.Struct, kw_only=True):
@@ -254,6 +281,10 @@ def decode_worker_info(data: bytes | str) -> WorkerInfo:
 
 def decode_run_beat(data: bytes | str) -> RunBeat:
     return msgspec.msgpack.decode(reply_bytes(data), type=RunBeat)
+
+
+def decode_resume_info(data: bytes | str) -> ResumeInfo:
+    return msgspec.msgpack.decode(reply_bytes(data), type=ResumeInfo)
 
 
 def decode_results_meta(data: bytes | str) -> ResultsMeta:

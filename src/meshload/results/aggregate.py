@@ -9,9 +9,11 @@ can be placed in time), and its worker's lag histogram.
 A record is identified by `(worker_id, seq)`; one seen twice (a retried publish) is counted once.
 Warm-up records are kept out of the statistics but summarised and shown in the timeseries.
 
-Memory is bounded by the run's length in seconds, not its requests: a second's merged histogram
-(`seconds.Second`) is kept dense only while records for it may still arrive (`OPEN_SECONDS` behind
-the newest second), then reduced to its non-empty counters.
+Memory is bounded by the run's length in minutes, not its requests or seconds: a second's merged
+histogram (`seconds.Second`) is kept dense only while records for it may still arrive (`OPEN_SECONDS`
+behind the newest second), then reduced to its non-empty counters, and dropped altogether once it is
+`PER_SECOND_WINDOW_S` behind the newest; every record also feeds its minute (`minutes.Minute`),
+which stays for the whole run. The cumulative histograms are exact whatever the run's length.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import msgspec
 
 from ..scenarios.plan import Plan
 from .histogram import DecodedCounts, LatencyHistogram, decode_counts
+from .hlog import IntervalLogSpool
 from .interval import IntervalRecord, NameInterval, is_failed_status
-from .run_result import MeshUsage, NameSummary, RunResult, TimePoint, WorkerSummary
+from .minutes import MINUTE_PERCENTILES, MINUTE_S, Minute
+from .run_result import MeshUsage, MinutePoint, NameSummary, RunResult, TimePoint, WorkerSummary
 from .seconds import LAG_PERCENTILES, SECOND_PERCENTILES, Second
 from .validity import judge
 
@@ -33,6 +37,12 @@ from .validity import judge
 SECOND_S = 1.0
 #: Seconds behind the newest one whose merged histogram stays dense (late records are cheap there).
 OPEN_SECONDS = 3
+#: Seconds kept per second behind the newest (10 minutes); older ones live on in their minute.
+PER_SECOND_WINDOW_S = 600
+#: Seconds (and minutes) this far behind the newest keep their figures only, not their counters: a
+#: record later than that (a long Redis outage) no longer moves their percentiles.
+KEEP_COUNTERS_SECONDS = 60
+KEEP_COUNTERS_MINUTES = 10
 #: A record whose start is this close below a second boundary belongs to the next second.
 OFFSET_TOLERANCE_S = 0.01
 #: Bytes of histogram blobs kept for the interval log before records stop being kept.
@@ -64,6 +74,35 @@ class LiveFigures:
     in_warmup: bool  # no measured record has arrived yet
 
 
+class SeqSet:
+    """The seqs of a worker's records seen so far, in constant memory for a run's length: every seq
+    below `below` was seen, and the few seen out of order above it are kept one by one."""
+
+    __slots__ = ("above", "below")
+
+    def __init__(self) -> None:
+        self.below = 0
+        self.above: set[int] = set()
+
+    def __contains__(self, seq: int) -> bool:
+        return seq < self.below or seq in self.above
+
+    @property
+    def gaps(self) -> int:
+        """Seqs below the highest seen that were never seen."""
+        highest = max(self.above) if self.above else self.below - 1
+        return highest + 1 - self.below - len(self.above)
+
+    def add(self, seq: int) -> None:
+        if seq != self.below:
+            self.above.add(seq)
+            return
+        self.below += 1
+        while self.below in self.above:
+            self.above.remove(self.below)
+            self.below += 1
+
+
 @dataclass(frozen=True)
 class LatencySummary:
     """One latency distribution so far as a Prometheus summary: {quantile: seconds}, count, sum."""
@@ -81,7 +120,7 @@ LIVE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
 class _Worker:
     summary: WorkerSummary
     lag: LatencyHistogram = field(default_factory=LatencyHistogram)
-    seqs: set[int] = field(default_factory=set)
+    seqs: SeqSet = field(default_factory=SeqSet)
     finished: bool = False
 
 
@@ -91,17 +130,31 @@ class RunAggregator:
     Not thread-safe: one consumer (the coordinator's reader, or a standalone run) feeds it.
     """
 
-    def __init__(self, plan: Plan, run_id: str, *, max_kept_record_bytes: int = MAX_KEPT_RECORD_BYTES) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        run_id: str,
+        *,
+        max_kept_record_bytes: int = MAX_KEPT_RECORD_BYTES,
+        per_second_window_s: int = PER_SECOND_WINDOW_S,
+        log_spool: IntervalLogSpool | None = None,
+    ) -> None:
         self.plan = plan
         self.run_id = run_id
         self.foreign_records = 0  # records of another run, refused
         self._max_kept_record_bytes = max_kept_record_bytes
         self._kept_record_bytes = 0
         self._records: list[IntervalRecord] = []
+        self.log_spool = log_spool  # given: the interval log goes to disk, not into `_records`
         self._records_dropped = 0
         self._workers: dict[str, _Worker] = {}
         self._seconds: dict[int, Second] = {}
         self._newest_second = -1
+        self._per_second_window = per_second_window_s
+        self._seconds_dropped_below = 0  # seconds before this index were dropped (their minutes stay)
+        self._seconds_forgotten_below = 0  # seconds before this index keep their figures only
+        self._minutes: dict[int, Minute] = {}
+        self._newest_minute = -1
         # Measured part (warm-up excluded).
         self._corrected = LatencyHistogram()
         self._uncorrected = LatencyHistogram()
@@ -151,6 +204,7 @@ class RunAggregator:
         failed = failed_requests(record.status_codes, record.errors)
         self._add_to_worker(worker.summary, record, failed)
         self._add_to_second(record, corrected, lag, failed)
+        self._add_to_minute(record, corrected, failed)
         self._elapsed_s = max(self._elapsed_s, record.offset_s + record.duration_s)
         self._all_completed += record.completed
         self._all_failed += failed
@@ -176,6 +230,10 @@ class RunAggregator:
         """Name the run's workers up front, so one that never reports still shows (and can be lost)."""
         for worker_id in worker_ids:
             self._worker(worker_id)
+
+    def missing_records(self) -> dict[str, int]:
+        """Per worker, the records below its highest seq that never arrived (a trimmed stream)."""
+        return {w.summary.id: w.seqs.gaps for w in self._workers.values() if w.seqs.gaps}
 
     @property
     def finished_workers(self) -> frozenset[str]:
@@ -279,10 +337,12 @@ class RunAggregator:
             warmup_s=(self._warmup_end_s - self._warmup_start_s) if self._warmup_start_s < math.inf else 0.0,
             workers=workers,
             timeseries=self._timeseries(),
+            minutes=self._minute_points(),
             max_clock_offset_ms=self._max_clock_offset_ms,
             mesh=mesh,
             labels=labels,
             records=sorted(self._records, key=lambda r: (r.offset_s, r.worker_id, r.seq)),
+            log_spool=self.log_spool,
             records_dropped=self._records_dropped,
             streams_lost=streams_lost,
             malformed_records=malformed_records,
@@ -348,8 +408,35 @@ class RunAggregator:
             summary.errors += part.errors
             summary.failures += part.failures
 
+    def _add_to_minute(self, record: IntervalRecord, corrected: DecodedCounts, failed: int) -> None:
+        index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / MINUTE_S), 0)
+        minute = self._minutes.get(index)
+        if minute is None:
+            minute = self._minutes[index] = Minute()
+        minute.add(
+            completed=record.completed,
+            sent=record.sent,
+            failed=failed,
+            late=record.late,
+            warmup=record.warmup,
+            end_s=record.offset_s + record.duration_s - index * MINUTE_S,
+            latency=corrected,
+        )
+        if index < self._newest_minute - 1:
+            minute.close()  # a late record for an old minute: merged exactly, then put away again
+        if index > self._newest_minute:
+            self._newest_minute = index
+            old = self._minutes.get(index - 2)
+            if old is not None:
+                old.close()
+            oldest = self._minutes.get(index - KEEP_COUNTERS_MINUTES)
+            if oldest is not None:
+                oldest.forget()
+
     def _add_to_second(self, record: IntervalRecord, corrected: DecodedCounts, lag: DecodedCounts, failed: int) -> None:
         index = max(math.floor((record.offset_s + OFFSET_TOLERANCE_S) / SECOND_S), 0)
+        if index < self._seconds_dropped_below:
+            return  # beyond the per-second window: its minute has it
         second = self._seconds.get(index)
         if second is None:
             second = self._seconds[index] = Second()
@@ -367,7 +454,7 @@ class RunAggregator:
             second.close()  # a late record for an old second: merged exactly, then put away again
         if index > self._newest_second:
             self._newest_second = index
-            for old_index in range(index - OPEN_SECONDS - 1, -1, -1):
+            for old_index in range(index - OPEN_SECONDS - 1, self._seconds_dropped_below - 1, -1):
                 old = self._seconds.get(old_index)
                 if old is None or not old.is_open:
                     # Seconds close in order, so everything before a closed one is closed.
@@ -375,6 +462,21 @@ class RunAggregator:
                         break
                     continue
                 old.close()
+            self._drop_old_seconds()
+
+    def _drop_old_seconds(self) -> None:
+        """Seconds beyond the window go (their minutes keep them), and late records for them too;
+        those a minute old keep their figures only."""
+        counters_from = self._newest_second - KEEP_COUNTERS_SECONDS
+        for old_index in range(max(self._seconds_forgotten_below, 0), max(counters_from, 0)):
+            second = self._seconds.get(old_index)
+            if second is not None:
+                second.forget()
+        self._seconds_forgotten_below = max(self._seconds_forgotten_below, counters_from)
+        keep_from = self._newest_second - self._per_second_window + 1
+        for old_index in range(self._seconds_dropped_below, max(keep_from, 0)):
+            self._seconds.pop(old_index, None)
+        self._seconds_dropped_below = max(self._seconds_dropped_below, keep_from)
 
     def _last_complete_second(self, alive: int) -> Second | None:
         """The newest second every live worker has reported; else the one before the newest."""
@@ -408,7 +510,32 @@ class RunAggregator:
             )
         return points
 
+    def _minute_points(self) -> list[MinutePoint]:
+        points = []
+        for index in sorted(self._minutes):
+            minute = self._minutes[index]
+            span_s = minute.end_s if minute.end_s > 0 else MINUTE_S
+            p50_us, p99_us, p999_us = (minute.percentiles_us()[p] for p in MINUTE_PERCENTILES)
+            points.append(
+                MinutePoint(
+                    offset_s=index * MINUTE_S,
+                    rate=minute.completed / span_s,
+                    sent_rate=minute.sent / span_s,
+                    completed=minute.completed,
+                    errors=minute.failed,
+                    p50_ms=p50_us / 1000.0,
+                    p99_ms=p99_us / 1000.0,
+                    p999_ms=p999_us / 1000.0,
+                    warmup=minute.warmup,
+                    late=minute.late,
+                )
+            )
+        return points
+
     def _keep_for_log(self, record: IntervalRecord) -> None:
+        if self.log_spool is not None:
+            self.log_spool.add(record)
+            return
         size = len(record.latency_corrected) + len(record.latency_uncorrected)
         if self._kept_record_bytes + size > self._max_kept_record_bytes:
             self._records_dropped += 1

@@ -14,10 +14,12 @@ The blobs are the workers' own encodings, written as they arrived: nothing is re
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from .histogram import decode_counts
 from .interval import IntervalRecord
@@ -44,27 +46,65 @@ def run_start_unix_ms(records: Iterable[IntervalRecord]) -> int:
 def write_interval_log(records: Iterable[IntervalRecord], path: Path) -> int:
     """Write the records' latency histograms as an interval log; returns the lines written."""
     ordered = sorted(records, key=lambda r: (r.offset_s, r.worker_id, r.seq))
-    start_ms = run_start_unix_ms(ordered)
-    start_s = start_ms / 1000.0
     lines = 0
     with path.open("w", encoding="utf-8") as log:
-        log.write(f"#[Histogram log format version {LOG_FORMAT_VERSION}]\n")
-        log.write("#[meshload interval log: latencies in microseconds, one line per worker per interval]\n")
-        started = datetime.fromtimestamp(start_s, tz=UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
-        log.write(f"#[StartTime: {start_s:.3f} (seconds since epoch), {started}]\n")
-        log.write(f"#[BaseTime: {start_s:.3f} (seconds since epoch)]\n")
-        log.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+        _write_header(log, run_start_unix_ms(ordered))
         for record in ordered:
-            for kind, blob in zip(KINDS, (record.latency_corrected, record.latency_uncorrected), strict=True):
-                if not blob:
-                    continue
-                max_ms = decode_counts(blob).max_us / MAX_VALUE_UNIT_RATIO
-                log.write(
-                    f"Tag={log_tag(record.worker_id, kind)},{record.offset_s:.3f},{record.duration_s:.3f},"
-                    f"{max_ms:.3f},{blob}\n"
-                )
-                lines += 1
+            lines += _write_record(log, record)
     return lines
+
+
+def _write_header(log: TextIO, start_ms: int) -> None:
+    start_s = start_ms / 1000.0
+    log.write(f"#[Histogram log format version {LOG_FORMAT_VERSION}]\n")
+    log.write("#[meshload interval log: latencies in microseconds, one line per worker per interval]\n")
+    started = datetime.fromtimestamp(start_s, tz=UTC).strftime("%a %b %d %H:%M:%S UTC %Y")
+    log.write(f"#[StartTime: {start_s:.3f} (seconds since epoch), {started}]\n")
+    log.write(f"#[BaseTime: {start_s:.3f} (seconds since epoch)]\n")
+    log.write('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n')
+
+
+def _write_record(log: TextIO, record: IntervalRecord) -> int:
+    lines = 0
+    for kind, blob in zip(KINDS, (record.latency_corrected, record.latency_uncorrected), strict=True):
+        if not blob:
+            continue
+        max_ms = decode_counts(blob).max_us / MAX_VALUE_UNIT_RATIO
+        log.write(
+            f"Tag={log_tag(record.worker_id, kind)},{record.offset_s:.3f},{record.duration_s:.3f},{max_ms:.3f},{blob}\n"
+        )
+        lines += 1
+    return lines
+
+
+class IntervalLogSpool:
+    """The interval log of a long run, kept on disk as records arrive instead of in memory: the
+    lines go to a spool file (in arrival order, which is time order but for late records), and
+    `write_log` puts the header before them. Memory stays flat however long the run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = 0
+        self._start_ms = 0
+        self._file: TextIO = path.open("w", encoding="utf-8")
+
+    def add(self, record: IntervalRecord) -> None:
+        if record.start_unix_ms:
+            start_ms = record.start_unix_ms - round(record.offset_s * 1000.0)
+            self._start_ms = start_ms if not self._start_ms else min(self._start_ms, start_ms)
+        self.lines += _write_record(self._file, record)
+
+    def write_log(self, path: Path) -> int:
+        """The whole log so far into `path` (header, then the spooled lines); returns its lines."""
+        self._file.flush()
+        with path.open("w", encoding="utf-8") as log, self.path.open(encoding="utf-8") as spooled:
+            _write_header(log, self._start_ms)
+            shutil.copyfileobj(spooled, log)
+        return self.lines
+
+    def close(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

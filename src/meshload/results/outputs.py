@@ -28,11 +28,22 @@ from .fortio import fortio_document
 from .histogram import LatencyHistogram
 from .hlog import records_from_log, write_interval_log
 from .report_html import render_report
-from .run_result import ComponentUsage, MeshUsage, NameSummary, ReferenceFigures, RunResult, TimePoint, WorkerSummary
+from .run_result import (
+    ComponentUsage,
+    MeshMinute,
+    MeshUsage,
+    MinutePoint,
+    NameSummary,
+    ReferenceFigures,
+    RunResult,
+    TimePoint,
+    WorkerSummary,
+)
 from .smp import smp_document
 from .study_html import INDEX_FILE, render_study_html
 from .study_json import STUDY_FILE, study_document, write_study_json
 from .study_result import StudyResult
+from .trends import TrendLine
 
 SMP_FILE = "smp.json"
 FORTIO_FILE = "fortio.json"
@@ -56,7 +67,10 @@ def write_run_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
     _write_text(paths["smp"], json.dumps(smp_document(result), indent=2, allow_nan=False) + "\n")
     _write_text(paths["fortio"], json.dumps(fortio_document(result), indent=2, allow_nan=False) + "\n")
     partial_log = paths["hlog"].with_name(HLOG_FILE + ".part")
-    write_interval_log(result.records, partial_log)
+    if result.log_spool is not None:
+        result.log_spool.write_log(partial_log)
+    else:
+        write_interval_log(result.records, partial_log)
     os.replace(partial_log, paths["hlog"])
     _write_text(paths["report"], render_report(result))
     return paths
@@ -100,9 +114,13 @@ def load_run_result(out_dir: Path) -> RunResult:
             warmup_s=float(block["warmup"]["duration_s"]),
             workers=[WorkerSummary(**worker) for worker in block["workers"]],
             timeseries=[TimePoint(**point) for point in block["timeseries"]],
+            minutes=[MinutePoint(**point) for point in block.get("minutes", [])],
+            mesh_minutes=[MeshMinute(**point) for point in block.get("mesh_minutes", [])],
+            trends=[_trend(trend) for trend in block.get("trends", [])],
             valid=bool(block["valid"]),
             validity=[str(reason) for reason in block["validity"]],
             degraded=bool(block.get("degraded", False)),
+            partial=bool(block.get("partial", False)),
             max_clock_offset_ms=float(block.get("max_clock_offset_ms", 0.0)),
             mesh=_mesh_usage(block.get("mesh")),
             labels={str(k): str(v) for k, v in block.get("labels", {}).items()},
@@ -124,6 +142,10 @@ def load_run_result(out_dir: Path) -> RunResult:
         except ValueError as exc:
             raise UsageError(f"{hlog_path}: malformed interval log ({exc})") from exc
     return result
+
+
+def _trend(data: dict[str, Any]) -> TrendLine:
+    return TrendLine(**{key: value for key, value in data.items() if key != "summary"})
 
 
 def _name_summary(part: dict[str, Any]) -> NameSummary:

@@ -18,6 +18,7 @@ from .aggregate import failed_requests
 from .charts import (
     BLUE,
     GREY,
+    PALETTE,
     RED,
     Series,
     latency_by_percentile,
@@ -29,6 +30,7 @@ from .histogram import REPORTED_PERCENTILES, LatencyHistogram, percentile_key
 from .pages import render_page
 from .run_result import RunResult
 from .smp import rfc3339
+from .trends import GROWTH_LIMIT, MIN_MINUTES, MIN_R2
 
 REPORT_TEMPLATE = "report.html.j2"
 
@@ -64,6 +66,57 @@ def latency_chart(result: RunResult) -> Markup:
         ],
         title="Corrected latency over time",
         y_label="latency (ms)",
+    )
+
+
+def minutes_chart(result: RunResult) -> Markup:
+    """The whole run per minute (the per-second charts show its last minutes only on a long run)."""
+    if len(result.minutes) < 2:
+        return Markup("")
+    xs = [p.offset_s / 60.0 for p in result.minutes]
+    latency = line_chart(
+        [
+            Series("p50", BLUE, xs, [p.p50_ms for p in result.minutes]),
+            Series("p99", RED, xs, [p.p99_ms for p in result.minutes]),
+            Series("p99.9", GREY, xs, [p.p999_ms for p in result.minutes]),
+        ],
+        title="Corrected latency per minute (the whole run)",
+        y_label="latency (ms)",
+        x_label="minute",
+    )
+    rate = line_chart(
+        [
+            Series("completed / s", BLUE, xs, [p.rate for p in result.minutes]),
+            Series("errors / minute", RED, xs, [float(p.errors) for p in result.minutes]),
+        ],
+        title="Rate and errors per minute (the whole run)",
+        y_label="per second / per minute",
+        x_label="minute",
+    )
+    return Markup(latency + rate)
+
+
+def mesh_minutes_chart(result: RunResult) -> Markup:
+    """The mesh's memory per minute by component, each with its least-squares trend line (dashed
+    pieces of the same colour), and its CPU per minute."""
+    if len(result.mesh_minutes) < 2:
+        return Markup("")
+    colours = {"sidecar": RED, "ingress_gateway": BLUE, "control_plane": GREY, "applications": PALETTE[1]}
+    memory: list[Series] = []
+    cpu: list[Series] = []
+    for component, colour in colours.items():
+        points = [m for m in result.mesh_minutes if component in m.mem_mb]
+        if not points:
+            continue
+        xs = [m.offset_s / 60.0 for m in points]
+        memory.append(Series(component, colour, xs, [m.mem_mb[component] for m in points]))
+        cpu.append(Series(component, colour, xs, [m.cpu_mcores[component] for m in points]))
+        trend = next((t for t in result.trends if t.series == f"{component} memory (MB)"), None)
+        if trend is not None:
+            memory.append(Series(f"{component} trend", colour, [xs[0], xs[-1]], [trend.start, trend.end]))
+    return Markup(
+        line_chart(memory, title="Mesh memory per minute, with trend lines", y_label="MB", x_label="minute")
+        + line_chart(cpu, title="Mesh CPU per minute", y_label="millicores", x_label="minute")
     )
 
 
@@ -121,6 +174,9 @@ def render_report(result: RunResult) -> str:
         spectrum_svg=percentile_spectrum_chart(result.corrected, result.uncorrected),
         rate_svg=rate_chart(result),
         latency_svg=latency_chart(result),
+        minutes_svg=minutes_chart(result),
+        mesh_minutes_svg=mesh_minutes_chart(result),
+        trend_rule={"minutes": MIN_MINUTES, "growth": round(GROWTH_LIMIT * 100), "r2": MIN_R2},
         lag_svg=lag_chart(result),
         mesh=dataclasses.asdict(result.mesh) if result.mesh is not None else None,
         plan_json=json.dumps(result.plan.model_dump(mode="json"), indent=2),

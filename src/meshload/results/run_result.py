@@ -8,10 +8,15 @@ only (warm-up excluded); the warm-up is summarised on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..scenarios.plan import Plan
 from .histogram import LatencyHistogram
+from .hlog import IntervalLogSpool
 from .interval import IntervalRecord
+
+if TYPE_CHECKING:
+    from .trends import TrendLine
 
 
 @dataclass
@@ -47,6 +52,31 @@ class TimePoint:
     lag_p99_ms: float = 0.0
     lag_max_ms: float = 0.0
     late: int = 0  # sends later than the engine's late threshold
+
+
+@dataclass
+class MinutePoint:
+    """One minute of the run, all workers merged: the whole-run view of a long run."""
+
+    offset_s: float
+    rate: float  # completed responses per second over the minute (its covered part)
+    sent_rate: float
+    completed: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    warmup: bool = False
+    late: int = 0
+
+
+@dataclass
+class MeshMinute:
+    """The mesh's CPU and memory over one minute of a run, by component (those present)."""
+
+    offset_s: float  # the window's start, seconds after the run's common start
+    cpu_mcores: dict[str, float] = field(default_factory=dict)
+    mem_mb: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,7 +156,10 @@ class RunResult:
     warmup_completed: int = 0
     warmup_s: float = 0.0
     workers: list[WorkerSummary] = field(default_factory=list)
-    timeseries: list[TimePoint] = field(default_factory=list)
+    timeseries: list[TimePoint] = field(default_factory=list)  # per second: the last PER_SECOND_WINDOW_S
+    minutes: list[MinutePoint] = field(default_factory=list)  # per minute: the whole run
+    mesh_minutes: list[MeshMinute] = field(default_factory=list)  # the mesh per minute (when sampled)
+    trends: list[TrendLine] = field(default_factory=list)  # least-squares lines over the minutes
     valid: bool = True
     validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
     degraded: bool = False  # a measurement of less than planned (a worker lost, a partial log)
@@ -134,12 +167,15 @@ class RunResult:
     mesh: MeshUsage | None = None
     labels: dict[str, str] = field(default_factory=dict)
     records: list[IntervalRecord] = field(default_factory=list)  # for the interval log
+    log_spool: IntervalLogSpool | None = None  # a long run's interval log, on disk (then `records` is empty)
     records_dropped: int = 0  # records not kept for the interval log (memory bound reached)
     streams_lost: int = 0  # times Redis lost the records stream mid-run (records not yet read went with it)
     malformed_records: int = 0  # records on the stream that could not be read
     environment: dict[str, object] = field(default_factory=dict)  # cores, load average, versions
     by_name: dict[str, NameSummary] = field(default_factory=dict)  # per request name, when recorded
     reference: ReferenceFigures | None = None  # the load tool's own figures (Locust), when it had any
+    # A checkpoint written while the run was still going (`--checkpoint`): its figures so far.
+    partial: bool = False
 
     @property
     def actual_rps(self) -> float:

@@ -19,57 +19,99 @@ SECOND_PERCENTILES = (50.0, 99.0)
 LAG_PERCENTILES = (99.0, 100.0)
 
 
+#: Dense histograms of closed seconds and minutes, reset and handed to the next ones. An hdrh
+#: histogram holds a reference cycle and ~100 KB of counters: one made and dropped every second waits
+#: for the cyclic collector, and a long run's heap grows in the meantime (RSS that never comes back).
+_SPARE_DENSE: list[LatencyHistogram] = []
+MAX_SPARE_DENSE = 16
+
+
+def _dense_histogram() -> LatencyHistogram:
+    return _SPARE_DENSE.pop() if _SPARE_DENSE else LatencyHistogram()
+
+
+def _give_back(dense: LatencyHistogram) -> None:
+    if len(_SPARE_DENSE) < MAX_SPARE_DENSE:
+        dense.reset()
+        _SPARE_DENSE.append(dense)
+
+
 class SecondHistogram:
     """One histogram of one second: dense while open, its non-empty counters once closed, and the
     percentiles it was closed with (`percentiles`)."""
 
-    __slots__ = ("_dense", "_percentiles", "_percentiles_us", "_sparse_counts", "_sparse_index")
+    __slots__ = (
+        "_closed",
+        "_dense",
+        "_forgotten",
+        "_percentiles",
+        "_percentiles_us",
+        "_sparse_counts",
+        "_sparse_index",
+    )
 
     def __init__(self, percentiles: tuple[float, ...]) -> None:
         self._percentiles = percentiles
-        self._dense: LatencyHistogram | None = LatencyHistogram()
+        self._dense: LatencyHistogram | None = None  # taken at the first values
+        self._closed = False
         self._sparse_index = np.zeros(0, dtype=np.int64)
         self._sparse_counts = np.zeros(0, dtype=np.uint64)
         self._percentiles_us: dict[float, int] | None = None
+        self._forgotten = False
 
     @property
     def is_open(self) -> bool:
-        return self._dense is not None
+        return not self._closed
 
     def add(self, decoded: DecodedCounts) -> None:
-        if decoded.total_count == 0:
+        if decoded.total_count == 0 or self._forgotten:
             return
-        if self._dense is None:
+        if self._closed:
             self._reopen()
-        assert self._dense is not None
+        if self._dense is None:
+            self._dense = _dense_histogram()
         self._dense.add_counts(decoded)
         self._percentiles_us = None
 
     def close(self) -> None:
         """Keep only the non-empty counters and the percentiles the timeseries needs."""
-        if self._dense is None:
+        if self._closed:
             return
-        self._percentiles_us = self._dense.values_at_percentiles(self._percentiles)
-        counts = self._dense.counts_array()
-        self._sparse_index = np.flatnonzero(counts)
-        self._sparse_counts = counts[self._sparse_index].copy()
-        self._dense = None
+        self._percentiles_us = self.percentiles_us()
+        if self._dense is not None:
+            counts = self._dense.counts_array()
+            self._sparse_index = np.flatnonzero(counts)
+            self._sparse_counts = counts[self._sparse_index].copy()
+            _give_back(self._dense)
+            self._dense = None
+        self._closed = True
+
+    def forget(self) -> None:
+        """Keep only the percentiles: a long run's old seconds (and minutes) cost a few numbers each.
+        A record that arrives for it after this (minutes late) no longer moves its percentiles;
+        its counts, its minute and the run's histograms still take it exactly."""
+        self.close()
+        self._sparse_index = np.zeros(0, dtype=np.int64)
+        self._sparse_counts = np.zeros(0, dtype=np.uint64)
+        self._forgotten = True
 
     def percentiles_us(self) -> dict[float, int]:
         if self._percentiles_us is None:
-            assert self._dense is not None
+            if self._dense is None:
+                return dict.fromkeys(self._percentiles, 0)  # nothing recorded
             self._percentiles_us = self._dense.values_at_percentiles(self._percentiles)
         return self._percentiles_us
 
     def _reopen(self) -> None:
         # A record arrived for a second already closed: rebuild its dense histogram exactly.
-        dense = LatencyHistogram()
+        dense = _dense_histogram()
         if self._sparse_index.size:
             start = int(self._sparse_index[0])
             stretch = np.zeros(int(self._sparse_index[-1]) - start + 1, dtype=np.uint64)
             stretch[self._sparse_index - start] = self._sparse_counts
             dense.add_counts(DecodedCounts(start, stretch, int(self._sparse_counts.sum())))
         self._dense = dense
+        self._closed = False
         self._sparse_index = np.zeros(0, dtype=np.int64)
         self._sparse_counts = np.zeros(0, dtype=np.uint64)
 
@@ -103,6 +145,10 @@ class Second:
     def close(self) -> None:
         self.latency.close()
         self.lag.close()
+
+    def forget(self) -> None:
+        self.latency.forget()
+        self.lag.forget()
 
     def percentiles_us(self) -> dict[float, int]:
         """The corrected latency's `SECOND_PERCENTILES`."""

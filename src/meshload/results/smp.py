@@ -276,6 +276,7 @@ def extension_block(result: RunResult) -> dict[str, object]:
         "workers": [dataclasses.asdict(worker) for worker in result.workers],
         "valid": result.valid,
         "degraded": result.degraded,
+        "partial": result.partial,
         "validity": list(result.validity),
         "max_clock_offset_ms": result.max_clock_offset_ms,
         "timeseries": [
@@ -293,6 +294,9 @@ def extension_block(result: RunResult) -> dict[str, object]:
             }
             for point in result.timeseries
         ],
+        "minutes": [dataclasses.asdict(point) for point in result.minutes],
+        "mesh_minutes": [dataclasses.asdict(point) for point in result.mesh_minutes],
+        "trends": [dataclasses.asdict(trend) | {"summary": trend.describe()} for trend in result.trends],
         "records_dropped": result.records_dropped,
         "labels": dict(result.labels),
         "mesh": dataclasses.asdict(result.mesh) if result.mesh is not None else None,

@@ -6,7 +6,8 @@ Three threads, each with its own Redis connection, so none waits on another:
 - the main thread waits for an assignment (BLPOP), checks it against the worker's limits
   (`admission`), answers, waits for the start, and runs the engine's event loop;
 - the heartbeat thread keeps the worker visible (fleet liveness, run heartbeat) and watches the
-  coordinator: if its key expires, or the run's stop key appears, the run stops by itself;
+  coordinator: if its key expires, or the run's stop key appears, the run stops by itself (a
+  detached run, on an external Redis, stops only on the stop key: `meshload resume` reattaches);
 - the publisher thread (`RecordPublisher`) delivers the records.
 
 A worker spawned for a coordinator's private Redis also watches its lifeline (`exit_with_parent`):
@@ -80,6 +81,8 @@ class _ActiveRun:
     stop: StopSignal = field(default_factory=StopSignal)
     state: str = "waiting"
     stop_reason: str = ""
+    detached: bool = False  # the run goes on without its coordinator (`meshload resume` reattaches)
+    orphaned: bool = False  # detached and its coordinator is gone (said once in the log)
 
     def request_stop(self, reason: str) -> None:
         if self.stop.requested:
@@ -294,7 +297,13 @@ class WorkerProcess:
     ) -> None:
         start_ns = wire.local_monotonic_ns_of(start.start_redis_us, clock_offset_ms)
         publisher = RecordPublisher(self.redis_url, keys).start()
-        active = _ActiveRun(keys=keys, clock_offset_ms=clock_offset_ms, publisher=publisher, state="running")
+        active = _ActiveRun(
+            keys=keys,
+            clock_offset_ms=clock_offset_ms,
+            publisher=publisher,
+            state="running",
+            detached=assignment.detached,
+        )
         self._active = active
         log.info(
             "run %s: share %d of %d, start in %.3fs, clock offset %.3f ms",
@@ -376,8 +385,14 @@ class WorkerProcess:
             coordinator_alive, stop_requested = replies[-1]
             if stop_requested:
                 active.request_stop("the coordinator stopped the run")
-            elif not coordinator_alive:
+            elif not coordinator_alive and not active.detached:
                 active.request_stop("the coordinator is gone")
+            elif not coordinator_alive and not active.orphaned:
+                # A detached run: its records wait in the stream for `meshload resume`.
+                active.orphaned = True
+                log.warning("run %s: the coordinator is gone; the run goes on (meshload resume)", active.keys.run_id)
+            elif coordinator_alive:
+                active.orphaned = False
 
 
 def _leave_when_parent_is_gone() -> None:

@@ -1,0 +1,106 @@
+"""Memory of a long run: the coordinator's and its workers' resident memory (RSS) over a soak at
+several thousand requests per second against one local nginx, and whether the per-minute timeseries
+covers the whole run.
+
+Not a test: it prints a table. `meshload run` is started as a process (local workers, a private
+Redis) and its process tree is sampled every few seconds with psutil. Growth is measured from the end
+of the first minute (imports, connections and the first dense histograms are in place by then) to
+the end of the run: a run whose memory is flat grows by a few percent at most, whatever its length.
+Completeness: smp.json's `minutes` has one point per minute of the run, and every full minute holds
+rate x 60 requests within 1%.
+
+    python bench/bench_soak.py [--minutes 30] [--rate 4000] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from bench_engine import Nginx
+
+SAMPLE_EVERY_S = 5.0
+WARMUP_S = 5
+
+
+def rss_mb(process: psutil.Process) -> tuple[float, float]:
+    """(the coordinator's RSS, the largest worker's RSS) in MB; meshload workers are its children."""
+    try:
+        own = process.memory_info().rss / 1e6
+        workers = [
+            child.memory_info().rss / 1e6
+            for child in process.children(recursive=True)
+            if "worker" in " ".join(child.cmdline())
+        ]
+    except psutil.Error:
+        return 0.0, 0.0
+    return own, max(workers, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=4000.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="meshload-soak-") as folder:
+        workdir = Path(folder)
+        nginx = Nginx(workdir)
+        out = workdir / "run"
+        command = [
+            sys.executable, "-m", "meshload", "run", nginx.url, "--rate", str(args.rate),
+            "--duration", f"{args.minutes * 60:g}s", "--warmup", f"{WARMUP_S}s", "--workers", str(args.workers),
+            "--placement", "local", "--out", str(out), "--no-live", "--no-history", "--checkpoint", "5m",
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")}
+        started = time.monotonic()
+        run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        coordinator = psutil.Process(run.pid)
+        samples: list[tuple[float, float, float]] = []
+        try:
+            while run.poll() is None:
+                own, worker = rss_mb(coordinator)
+                if own:
+                    samples.append((time.monotonic() - started, own, worker))
+                time.sleep(SAMPLE_EVERY_S)
+        finally:
+            nginx.stop()
+        if run.returncode != 0:
+            raise SystemExit(f"the run failed (exit code {run.returncode})")
+        block = json.loads((out / "smp.json").read_text())["meshload"]
+    report(args, samples, block)
+
+
+def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], block: dict) -> None:
+    load_end_s = WARMUP_S + args.minutes * 60
+    during = [s for s in samples if 60.0 <= s[0] <= load_end_s]
+    if len(during) < 2:
+        raise SystemExit("too few samples after the first minute; run for 2 minutes or more")
+    first, last = during[0], during[-1]
+    print(f"soak: {args.minutes:g} min at {args.rate:g} req/s, {args.workers} worker(s), {len(samples)} RSS samples")
+    print(f"{'':12}{'after 1 min':>14}{'at the end':>14}{'peak':>10}{'growth':>10}")
+    for label, index in (("coordinator", 1), ("worker", 2)):
+        peak = max(s[index] for s in during)
+        growth = (last[index] - first[index]) / first[index] * 100 if first[index] else math.nan
+        print(f"{label:12}{first[index]:>11.1f} MB{last[index]:>11.1f} MB{peak:>7.1f} MB{growth:>9.1f}%")
+    minutes = block["minutes"]
+    expected = math.ceil((WARMUP_S + args.minutes * 60) / 60)
+    full = [m for m in minutes[:-1] if not m["warmup"]]
+    off = [m for m in full if abs(m["completed"] - args.rate * 60) > 0.01 * args.rate * 60]
+    print(
+        f"minutes: {len(minutes)} of {expected} expected; {len(full) - len(off)} of {len(full)} full measured minutes "
+        f"hold rate x 60 within 1%; completed {block['requests']:,} (measured), rate {block['actual_rps']:.1f} req/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
