@@ -1,17 +1,19 @@
 """`meshload run`: one headless run against a URL or a scenario file, with SMP reports at the end.
 
 Exit code: 0 when the run is valid (or `--strict` was not given), 1 when it is invalid or degraded and
-`--strict` was given (or the run could not be carried out), 2 for a usage error.
+`--strict` was given (or the run could not be carried out), 2 for a usage error, 130/143 when SIGINT/
+SIGTERM stopped it (what was measured until then is written, marked interrupted).
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from .. import terminal
+from .. import interrupts, terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_run
 from .k8s_options import (
@@ -230,6 +232,7 @@ def run(
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
+    from ..interrupts import Interrupted
 
     run_id = new_run_id()
     out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
@@ -286,7 +289,11 @@ def run(
         check_locustfile(plan)
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
-    result = execute_run(plan, options)
+    try:
+        result = execute_run(plan, options)
+    except Interrupted as exc:
+        terminal.error(f"interrupted ({exc.name}) before any load was measured; nothing was written")
+        raise typer.Exit(exc.exit_code) from None
     terminal.result(summary_table(result))
     for reason in result.validity:
         terminal.warning(reason)
@@ -295,6 +302,11 @@ def run(
     elif result.degraded:
         terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
     terminal.info(f"results in {out_dir}")
+    if result.interrupted:
+        terminal.warning(
+            f"the run was INTERRUPTED ({result.interrupted}): what it measured until then is in {out_dir}, "
+            "marked interrupted"
+        )
     record_run(result, out_dir, store=store, enabled=history)
     code = exit_code_for(result, strict=strict)
     if code:
@@ -302,7 +314,10 @@ def run(
 
 
 def exit_code_for(result: RunResult, *, strict: bool) -> int:
-    """0 for a valid run; 1 for an invalid or degraded one when `--strict` was given (else 0)."""
+    """128 + the signal's number for an interrupted run (130 SIGINT, 143 SIGTERM); 0 for a valid run;
+    1 for an invalid or degraded one when `--strict` was given (else 0)."""
+    if result.interrupted:
+        return 128 + signal.Signals[result.interrupted].value
     return 1 if strict and (not result.valid or result.degraded) else 0
 
 
@@ -438,4 +453,5 @@ def summary_table(result: RunResult) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+    # SIGINT and SIGTERM stop the run in order: the figures so far are written, marked interrupted.
+    app.command("run")(interrupts.stopping_in_order(run))

@@ -9,6 +9,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import terminal
+from ..errors import UsageError
 from ..results.aggregate import LiveFigures
 
 #: Non-interactive output: one plain progress line this often.
@@ -49,7 +50,13 @@ class PrometheusLive:
         self._errors = gauge("meshload_failed_requests", "Failed requests so far, warm-up included")
         self._alive = gauge("meshload_workers_alive", "Workers not lost")
         self._lost = gauge("meshload_workers_lost", "Workers lost during the run")
-        self._server, self._thread = start_http_server(port, addr=address, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=address, registry=self.registry)
+        except OSError as exc:
+            raise UsageError(
+                f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose another "
+                "port, or 0 for any free one"
+            ) from exc
 
     @property
     def port(self) -> int:

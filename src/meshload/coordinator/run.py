@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import redis
 
+from .. import interrupts
 from ..errors import RunError, UsageError
 from ..pipeline import wire
 from ..pipeline.collector import StreamCollector
@@ -31,6 +32,7 @@ from ..scenarios.plan import Plan
 from ..scenarios.schedule import split_plan
 from .environment import describe_environment
 from .live import LiveView
+from .local_workers import check_local_worker_count
 from .mesh.base import MeshAdapter, ResourceSampling
 from .placement import Placement, Workers, place_workers
 from .redis_server import PrivateRedis
@@ -67,6 +69,10 @@ LIVE_EVERY_S = 0.5
 STOP_KEY_TTL_MS = 60_000
 #: After an abort, records still arriving are collected for this long.
 ABORT_DRAIN_S = 1.0
+#: After SIGINT/SIGTERM, stopped workers get this long (beyond the request timeout, up to the cap) to
+#: deliver what they measured before the reports are written without them.
+INTERRUPT_DRAIN_S = 2.0
+INTERRUPT_DRAIN_CAP_S = 8.0
 
 
 #: What the coordinator does when a worker is lost: go on with the others (the run is degraded), or
@@ -110,6 +116,9 @@ class RunOptions:
             raise UsageError(f"--results-ttl: {self.results_ttl_s:g}s is not a duration; use 0 (not kept) or more")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError(f"--metrics-port: {self.metrics_port} is not a port; use 0..65535")
+        if self.placement == "local" or (self.placement == "auto" and self.redis_url is None):
+            # Local processes for sure (a private Redis has no fleet): checked before anything starts.
+            check_local_worker_count(self.workers)
 
 
 def new_run_id() -> str:
@@ -121,8 +130,21 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
     plan = described_by_reflection(plan)
     run_id = options.run_id or new_run_id()
+    if options.out_dir is not None:
+        from ..results.out_folder import prepare_out_dir
+
+        prepare_out_dir(options.out_dir)  # a folder the reports cannot go to is found now, not after the run
     reap_leftovers()
     with ExitStack() as stack:
+        # First of all: a busy --metrics-port is one line before any process starts.
+        live = LiveView(
+            workers_total=options.workers,
+            run_id=run_id,
+            show=options.live,
+            metrics_port=options.metrics_port,
+            metrics_address=options.metrics_address,
+        )
+        stack.callback(live.close)
         run_dir = create_run_folder()
         stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
         redis_url = options.redis_url
@@ -145,25 +167,20 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             kubernetes=options.kubernetes,
         )
         stack.callback(workers.release)
-        live = LiveView(
-            workers_total=len(workers.ids),
-            run_id=run_id,
-            show=options.live,
-            metrics_port=options.metrics_port,
-            metrics_address=options.metrics_address,
-        )
-        stack.callback(live.close)
         coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
-        result = coordinator.run()
-        live.close()
-        if options.out_dir is not None:
-            from ..results.outputs import write_run_outputs
+        # From here a stop signal stops the workers and the figures so far are written, marked
+        # interrupted; before, it ends the run with nothing written (`interrupts.Interrupted`).
+        with interrupts.deferred():
+            result = coordinator.run()
+            live.close()
+            if options.out_dir is not None:
+                from ..results.outputs import write_run_outputs
 
-            write_run_outputs(result, options.out_dir)
-        if options.redis_url is not None and options.results_ttl_s > 0:
-            from .kept_results import keep_run_results
+                write_run_outputs(result, options.out_dir)
+            if options.redis_url is not None and options.results_ttl_s > 0:
+                from .kept_results import keep_run_results
 
-            keep_run_results(client, result, options.out_dir, ttl_s=options.results_ttl_s)
+                keep_run_results(client, result, options.out_dir, ttl_s=options.results_ttl_s)
     if coordinator.aborted_reason:
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
@@ -226,6 +243,7 @@ class _Coordinator:
         self.liveness = {worker_id: _Liveness() for worker_id in workers.ids}
         self.lost: set[str] = set()
         self.aborted_reason = ""
+        self.interrupted_by = ""  # the stop signal's name (SIGINT, SIGTERM) when one ended the run
         self.duplicates = 0
         self._sampler: ResourceSampling | None = None
         self._mesh_usage: MeshUsage | None = None
@@ -249,6 +267,10 @@ class _Coordinator:
         next_live_s = time.monotonic()
         try:
             while not self._all_accounted_for():
+                signum = interrupts.take()
+                if signum is not None:
+                    self._interrupt(signum)
+                    break
                 now = time.monotonic()
                 self._sample_mesh(now, measured_start_s, measured_end_s)
                 if now > deadline_s:
@@ -281,6 +303,7 @@ class _Coordinator:
             environment=self._environment(),
             streams_lost=self.collector.streams_lost,
             malformed_records=self.collector.malformed,
+            interrupted=self.interrupted_by,
         )
 
     def _assign(self) -> float:
@@ -348,6 +371,12 @@ class _Coordinator:
         for record in records:
             if not self.aggregator.add(record):
                 self.duplicates += 1
+                continue
+            if record.worker_id in self.lost and not self.aborted_reason:
+                # Counted lost while silent (paused, starved), yet it is back: wait for its final record.
+                self.lost.discard(record.worker_id)
+                self.aggregator.mark_returned(record.worker_id)
+                self.live.note(f"worker {record.worker_id} is back; its records are counted")
             liveness = self.liveness.get(record.worker_id)
             if liveness is not None:
                 liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
@@ -392,7 +421,7 @@ class _Coordinator:
         if worker_id in self.lost:
             return
         self.lost.add(worker_id)
-        self.aggregator.mark_lost(worker_id)
+        self.aggregator.mark_lost(worker_id, why)
         self.live.note(f"worker {worker_id} lost ({why}); its records so far are kept")
 
     def _abort(self) -> None:
@@ -405,6 +434,19 @@ class _Coordinator:
                 self._merge(self.collector.collect(READ_BLOCK_MS).records)
         except wire.TRANSIENT_ERRORS as exc:
             log.warning("Redis unreachable while aborting: %s", exc)
+
+    def _interrupt(self, signum: int) -> None:
+        """Stop every worker and collect what they measured until then (a bounded while)."""
+        self.interrupted_by = interrupts.signal_name(signum)
+        self.live.note(f"{self.interrupted_by}: stopping the workers and collecting what they measured")
+        drain_s = min(self.plan.timeout_s + INTERRUPT_DRAIN_S, INTERRUPT_DRAIN_CAP_S)
+        try:
+            self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
+            drain_until = time.monotonic() + drain_s
+            while time.monotonic() < drain_until and self._unfinished():
+                self._merge(self.collector.collect(READ_BLOCK_MS).records)
+        except wire.TRANSIENT_ERRORS as exc:
+            log.warning("Redis unreachable while stopping on %s: %s", self.interrupted_by, exc)
 
     # -- Redis outages -----------------------------------------------------------------------
 

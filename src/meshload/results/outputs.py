@@ -28,7 +28,16 @@ from .fortio import fortio_document
 from .histogram import LatencyHistogram
 from .hlog import records_from_log, write_interval_log
 from .report_html import render_report
-from .run_result import ComponentUsage, MeshUsage, NameSummary, ReferenceFigures, RunResult, TimePoint, WorkerSummary
+from .run_result import (
+    ComponentUsage,
+    MeshUsage,
+    NameSummary,
+    Reason,
+    ReferenceFigures,
+    RunResult,
+    TimePoint,
+    WorkerSummary,
+)
 from .smp import smp_document
 from .study_html import INDEX_FILE, render_study_html
 from .study_json import STUDY_FILE, study_document, write_study_json
@@ -103,6 +112,8 @@ def load_run_result(out_dir: Path) -> RunResult:
             valid=bool(block["valid"]),
             validity=[str(reason) for reason in block["validity"]],
             degraded=bool(block.get("degraded", False)),
+            reasons=[Reason(**reason) for reason in block.get("reasons", [])],
+            interrupted=str(block.get("interrupted_by", "")),
             max_clock_offset_ms=float(block.get("max_clock_offset_ms", 0.0)),
             mesh=_mesh_usage(block.get("mesh")),
             labels={str(k): str(v) for k, v in block.get("labels", {}).items()},

@@ -277,6 +277,10 @@ def extension_block(result: RunResult) -> dict[str, object]:
         "valid": result.valid,
         "degraded": result.degraded,
         "validity": list(result.validity),
+        # The same reasons with a stable cause code and their effect, for programs to read.
+        "reasons": [dataclasses.asdict(reason) for reason in result.reasons],
+        "interrupted": bool(result.interrupted),
+        "interrupted_by": result.interrupted,
         "max_clock_offset_ms": result.max_clock_offset_ms,
         "timeseries": [
             {

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..scenarios.plan import OpenLoop
-from .run_result import RunResult
+from .interval import is_failed_status
+from .run_result import Reason, RunResult
 
 #: Schedule lag (actual send − planned instant) p99 above this means the generator did not keep up
 #: with an open-loop schedule, so the corrected latencies include its own delay.
@@ -39,7 +40,11 @@ COVERAGE_FRACTION_LIMIT = 0.9
 #: Lost workers named in the reason; more are counted, not listed.
 LOST_WORKERS_NAMED = 5
 
-Effect = Literal["invalid", "degraded"]
+#: A rule's effect on the run: invalid, degraded, or a note that changes neither (something happened
+#: that the reader should know, and that the run recovered from in full).
+Effect = Literal["invalid", "degraded", "note"]
+#: Failed requests named in the "nothing succeeded" reason, most frequent first.
+FAILURES_NAMED = 3
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,13 @@ class Verdict:
 
     @property
     def reasons(self) -> list[str]:
-        """The sentences, why invalid first, then why degraded."""
+        """The sentences, why invalid first, then why degraded, then notes."""
         return [f.message for f in self.findings]
+
+    @property
+    def causes(self) -> list[Reason]:
+        """The findings as the result keeps them (and smp.json writes them): cause, effect, sentence."""
+        return [Reason(f.rule, f.effect, f.message) for f in self.findings]
 
 
 def assess(result: RunResult) -> Verdict:
@@ -87,7 +97,8 @@ def assess(result: RunResult) -> Verdict:
         message = rule.check(result)
         if message is not None:
             findings.append(Finding(rule.name, rule.effect, message))
-    findings.sort(key=lambda f: f.effect != "invalid")  # stable: invalid first, each in rule order
+    order = {"invalid": 0, "degraded": 1, "note": 2}
+    findings.sort(key=lambda f: order[f.effect])  # stable: invalid first, each in rule order
     return Verdict(findings)
 
 
@@ -95,6 +106,7 @@ def judge(result: RunResult) -> None:
     """Write the verdict into `result` (`valid`, `degraded`, `validity`)."""
     verdict = assess(result)
     result.valid, result.degraded, result.validity = verdict.valid, verdict.degraded, verdict.reasons
+    result.reasons = verdict.causes
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -104,6 +116,31 @@ def _nothing_measured(result: RunResult) -> str | None:
     if result.completed == 0 and result.error_count == 0:
         return "no request completed in the measured part of the run"
     return None
+
+
+def _interrupted(result: RunResult) -> str | None:
+    if not result.interrupted:
+        return None
+    return (
+        f"the run was interrupted ({result.interrupted}) after {result.measured_s:.1f} s of the planned "
+        f"{result.plan.duration_s:g} s measured duration; the figures cover only that part"
+    )
+
+
+def _nothing_succeeded(result: RunResult) -> str | None:
+    answered = sum(result.status_codes.values())
+    if answered + result.error_count == 0:
+        return None  # nothing measured at all: its own rule
+    succeeded = sum(count for code, count in result.status_codes.items() if not is_failed_status(code))
+    if succeeded:
+        return None
+    failures = [(f"status {code}", n) for code, n in result.status_codes.items()] + list(result.errors.items())
+    failures.sort(key=lambda pair: -pair[1])
+    named = ", ".join(f"{what} x{count:,}" for what, count in failures[:FAILURES_NAMED])
+    return (
+        f"NOTHING SUCCEEDED: not one of the {answered + result.error_count:,} requests got a successful answer "
+        f"({named}); the latencies are those of failures: check that the target is up and the URL is right"
+    )
 
 
 def _fell_behind(result: RunResult) -> str | None:
@@ -164,17 +201,34 @@ def _clamped(result: RunResult) -> str | None:
 
 
 def _short_coverage(result: RunResult) -> str | None:
+    if result.interrupted:
+        return None  # said by its own rule, with the signal
     if result.measured_s >= result.plan.duration_s * COVERAGE_FRACTION_LIMIT:
         return None
     return f"the records cover {result.measured_s:.1f} s of the planned {result.plan.duration_s:g} s measured duration"
 
 
+def _records_all_here(result: RunResult) -> bool:
+    """Every worker sent its final record and no record of any worker is missing."""
+    return all(w.finished and not w.missing_records for w in result.workers)
+
+
 def _stream_lost(result: RunResult) -> str | None:
-    if result.streams_lost == 0:
+    if result.streams_lost == 0 or _records_all_here(result):
         return None
+    missing = sum(w.missing_records for w in result.workers)
     return (
         "Redis lost the records stream during the run (restarted without persistence?); "
-        "records not yet collected were lost"
+        f"records not yet collected were lost ({missing} missing from the workers' sequences)"
+    )
+
+
+def _stream_recovered(result: RunResult) -> str | None:
+    if result.streams_lost == 0 or not _records_all_here(result):
+        return None
+    return (
+        "Redis lost the records stream during the run (restarted?), but every worker's records arrived "
+        "in full afterwards: nothing is missing"
     )
 
 
@@ -189,9 +243,22 @@ def _workers_lost(result: RunResult) -> str | None:
     if not lost:
         return None
     named = ", ".join(lost[:LOST_WORKERS_NAMED]) + (", ..." if len(lost) > LOST_WORKERS_NAMED else "")
+    why = next((f"; {w.id}: {w.lost_reason}" for w in result.workers if w.lost and w.lost_reason), "")
     return (
-        f"{len(lost)} of {len(result.workers)} worker(s) lost during the run ({named}); "
+        f"{len(lost)} of {len(result.workers)} worker(s) lost during the run ({named}{why}); "
         "their records up to the loss are kept, the load after it was not sent"
+    )
+
+
+def _workers_returned(result: RunResult) -> str | None:
+    back = sorted(w.id for w in result.workers if w.returned and not w.lost)
+    if not back:
+        return None
+    complete = all(w.finished and not w.missing_records for w in result.workers if w.id in back)
+    counted = "every record of theirs was counted" if complete else "some of their records are missing"
+    return (
+        f"{len(back)} worker(s) went silent for a while and came back ({', '.join(back[:LOST_WORKERS_NAMED])}: "
+        f"paused or starved of CPU?); {counted}; sends they were late for are judged by the schedule rules"
     )
 
 
@@ -206,7 +273,9 @@ def _log_incomplete(result: RunResult) -> str | None:
 
 #: Every rule, in the order the report lists their reasons (invalid ones first).
 RULES: tuple[Rule, ...] = (
+    Rule("interrupted", "invalid", _interrupted),
     Rule("nothing-measured", "invalid", _nothing_measured),
+    Rule("nothing-succeeded", "invalid", _nothing_succeeded),
     Rule("fell-behind", "invalid", _fell_behind),
     Rule("never-sent", "invalid", _never_sent),
     Rule("sent-late", "invalid", _sent_late),
@@ -218,4 +287,6 @@ RULES: tuple[Rule, ...] = (
     Rule("unreadable-records", "invalid", _unreadable_records),
     Rule("workers-lost", "degraded", _workers_lost),
     Rule("log-incomplete", "degraded", _log_incomplete),
+    Rule("stream-recovered", "note", _stream_recovered),
+    Rule("workers-returned", "note", _workers_returned),
 )
