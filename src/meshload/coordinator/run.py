@@ -168,10 +168,11 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
         )
         stack.callback(workers.release)
         coordinator = _Coordinator(plan, options, run_id, client, redis_url, keys, workers, live)
+        start_mono_s = coordinator.start()
         # From here a stop signal stops the workers and the figures so far are written, marked
         # interrupted; before, it ends the run with nothing written (`interrupts.Interrupted`).
         with interrupts.deferred():
-            result = coordinator.run()
+            result = coordinator.collect(start_mono_s)
             live.close()
             if options.out_dir is not None:
                 from ..results.outputs import write_run_outputs
@@ -254,11 +255,15 @@ class _Coordinator:
 
     # -- the run -----------------------------------------------------------------------------
 
-    def run(self) -> RunResult:
+    def start(self) -> float:
+        """Hand out the shares; the common start instant (a local monotonic second)."""
         self.collector.ensure_group()
         self._refresh_coordinator_key()
         self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
-        start_mono_s = self._assign()
+        return self._assign()
+
+    def collect(self, start_mono_s: float) -> RunResult:
+        """Collect and merge until every worker finished (or was lost, or a stop signal came)."""
         measured_start_s = start_mono_s + self.plan.warmup_s
         measured_end_s = start_mono_s + self.plan.total_s
         deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
