@@ -255,6 +255,10 @@ class _Coordinator:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def run(self) -> RunResult:
+        """The whole run, start to last record (a stop signal is not deferred here: see `execute_run`)."""
+        return self.collect(self.start())
+
     def start(self) -> float:
         """Hand out the shares; the common start instant (a local monotonic second)."""
         self.collector.ensure_group()
