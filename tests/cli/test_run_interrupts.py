@@ -148,8 +148,9 @@ def test_a_signal_before_any_load_was_measured_says_nothing_was_written(server: 
             if run is not None and run.poll() is None:
                 run.kill()
                 run.communicate()
-            os.kill(worker.pid, signal.SIGCONT)
-            worker.terminate()
+            if worker.poll() is None:
+                os.kill(worker.pid, signal.SIGCONT)
+                worker.terminate()
             try:
                 worker.wait(15)
             except subprocess.TimeoutExpired:
