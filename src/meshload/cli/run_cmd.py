@@ -435,6 +435,11 @@ def summary_table(result: RunResult) -> str:
         "latency   " + "  ".join(f"p{key} {value:.2f}" for key, value in percentiles.items()) + "  ms (corrected)",
         "          " + "  ".join(f"p{key} {value:.2f}" for key, value in uncorrected.items()) + "  ms (uncorrected)",
     ]
+    if result.connects:
+        lines.append(
+            f"connect   {result.connects:,} connections opened, set-up mean {result.connect_ms_mean:.2f} ms, "
+            f"max {result.connect_ms_max:.2f} ms (the target's cost, apart from the schedule lag)"
+        )
     if result.status_codes:
         lines.append("status    " + "  ".join(f"{code}: {count:,}" for code, count in result.status_codes.items()))
     if result.errors:

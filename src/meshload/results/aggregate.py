@@ -102,6 +102,9 @@ class RunAggregator:
         self._late = 0
         self._missed = 0
         self._clamped = 0
+        self._connects = 0
+        self._connect_us_total = 0
+        self._connect_us_max = 0
         self._measured_start_s = math.inf
         self._measured_end_s = 0.0
         self._measured_start_unix_ms = 0
@@ -267,6 +270,9 @@ class RunAggregator:
             streams_lost=streams_lost,
             malformed_records=malformed_records,
             interrupted=interrupted,
+            connects=self._connects,
+            connect_ms_total=self._connect_us_total / 1000.0,
+            connect_ms_max=self._connect_us_max / 1000.0,
             environment=dict(environment or {}),
             by_name={name: _copy_name(summary) for name, summary in sorted(self._names.items())},
         )
@@ -309,6 +315,9 @@ class RunAggregator:
         self._late += record.late
         self._missed += record.missed
         self._clamped += record.clamped
+        self._connects += record.connects
+        self._connect_us_total += record.connect_us_total
+        self._connect_us_max = max(self._connect_us_max, record.connect_us_max)
         self._measured_start_s = min(self._measured_start_s, record.offset_s)
         self._measured_end_s = max(self._measured_end_s, record.offset_s + record.duration_s)
         if record.start_unix_ms:

@@ -139,6 +139,10 @@ class RunResult:
     valid: bool = True
     validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
     degraded: bool = False  # a measurement of less than planned (a worker lost, a partial log)
+    # Connections opened in the measured part and their set-up time (connect + TLS), apart from the lag.
+    connects: int = 0
+    connect_ms_total: float = 0.0
+    connect_ms_max: float = 0.0
     reasons: list[Reason] = field(default_factory=list)  # `validity` with each reason's cause and effect
     interrupted: str = ""  # the stop signal (SIGINT, SIGTERM) that ended the run early, if one did
     max_clock_offset_ms: float = 0.0
@@ -155,6 +159,10 @@ class RunResult:
     @property
     def actual_rps(self) -> float:
         return self.completed / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def connect_ms_mean(self) -> float:
+        return self.connect_ms_total / self.connects if self.connects else 0.0
 
     @property
     def error_count(self) -> int:
