@@ -132,3 +132,24 @@ def test_a_frozen_worker_that_comes_back_is_not_reported_lost(http_server: Serve
     assert "went silent for a while and came back" in stderr
     assert "the load after it was not sent" not in stderr
     assert block["requests"] + block["warmup"]["completed"] == answered  # all its requests counted
+
+
+def test_a_target_that_dies_mid_run_is_named_not_the_generator(tmp_path: Path) -> None:
+    from tests.support.http_servers import start_server
+
+    out = tmp_path / "out"
+    target = start_server("ok")
+    try:
+        run = _start(target.url, "-r", "100", "-d", "5s", "--out", str(out))
+        _wait_for(lambda: target.counters()["requests"] >= 150, run, "sent load")
+        target.process.kill()  # as a testbed process that dies: its port refuses from now on
+        target.process.wait()
+        stdout, stderr = _finish(run)
+    finally:
+        target.stop()
+    block = _block(out)
+    assert block["reasons"][0]["cause"] == "target-failed", block["validity"]
+    assert "Look at the target (did a process of it die?)" in stderr
+    assert block["errors"].get("connect_refused", 0) > 0 and block["requests"] >= 150
+    assert block["measured_s"] == pytest.approx(5.0, abs=0.6)  # the window is the run's, not the target's
+    assert "valid     NO" in stdout

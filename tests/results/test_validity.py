@@ -57,6 +57,15 @@ def _records_missing(result: RunResult) -> RunResult:
     return dataclasses.replace(result, workers=workers, streams_lost=1)
 
 
+def _target_failing(result: RunResult) -> RunResult:
+    measured = [i for i, point in enumerate(result.timeseries) if not point.warmup]
+    assert len(measured) > 1
+    points = list(result.timeseries)
+    last = points[measured[-1]]
+    points[measured[-1]] = dataclasses.replace(last, errors=int(last.rate) + 10)
+    return dataclasses.replace(result, timeseries=points, errors={"connect_refused": int(last.rate) + 10})
+
+
 def _behind(result: RunResult) -> RunResult:
     lag_us = np.full(1000, int(2_000 * LAG_P99_LIMIT_MS))
     return dataclasses.replace(result, lag=histogram_of(lag_us))
@@ -107,6 +116,7 @@ CASES: dict[str, tuple[str, Callable[[RunResult], RunResult], str]] = {
         lambda r: dataclasses.replace(r, status_codes={"503": r.completed - 1}, errors={"refused": 1}),
         "NOTHING SUCCEEDED: not one of the",
     ),
+    "target-failed": ("invalid", _target_failing, "the target failed in 1 of"),
     "workers-returned": ("note", _returned, "1 worker(s) went silent for a while and came back (worker-0"),
     "unreadable-records": (
         "invalid",
@@ -174,3 +184,20 @@ def test_a_stream_lost_after_every_record_arrived_is_a_note_not_a_verdict(make_r
     result = aggregator.result(streams_lost=1)
     assert result.valid and not result.degraded
     assert [r.cause for r in result.reasons] == ["stream-recovered"]
+
+
+def test_lag_and_late_sends_beside_the_seconds_the_target_failed_in_are_not_the_generators(
+    healthy: RunResult,
+) -> None:
+    failing = _target_failing(healthy)
+    measured = [i for i, point in enumerate(failing.timeseries) if not point.warmup]
+    points = list(failing.timeseries)
+    for i in measured[-2:]:  # the failing second and the one before it
+        points[i] = dataclasses.replace(points[i], lag_p99_ms=5 * LAG_P99_LIMIT_MS, late=points[i].late + 50)
+    result = dataclasses.replace(_behind(failing), timeseries=points, late=sum(p.late for p in points if not p.warmup))
+    assert result.late / result.sent > LATE_FRACTION_LIMIT
+    assert [f.rule for f in assess(result).findings] == ["target-failed"]
+    # The same lag with no failing second beside it is the generator's.
+    points[measured[-1]] = dataclasses.replace(points[measured[-1]], errors=0)
+    alone = dataclasses.replace(result, timeseries=points, errors={})
+    assert [f.rule for f in assess(alone).findings] == ["fell-behind", "sent-late"]

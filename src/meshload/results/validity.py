@@ -20,7 +20,7 @@ from typing import Literal
 
 from ..scenarios.plan import OpenLoop
 from .interval import is_failed_status
-from .run_result import Reason, RunResult
+from .run_result import Reason, RunResult, TimePoint
 
 #: Schedule lag (actual send − planned instant) p99 above this means the generator did not keep up
 #: with an open-loop schedule, so the corrected latencies include its own delay.
@@ -43,6 +43,10 @@ LOST_WORKERS_NAMED = 5
 #: A rule's effect on the run: invalid, degraded, or a note that changes neither (something happened
 #: that the reader should know, and that the run recovered from in full).
 Effect = Literal["invalid", "degraded", "note"]
+#: A measured second in which more requests failed than succeeded is a second the target failed in.
+#: Schedule lag and late sends within this many seconds of one are the failure's, not the generator's:
+#: refused and reset connections are re-opened before the sends that follow.
+FAILING_NEIGHBOURHOOD_S = 1.0
 #: Failed requests named in the "nothing succeeded" reason, most frequent first.
 FAILURES_NAMED = 3
 
@@ -143,9 +147,38 @@ def _nothing_succeeded(result: RunResult) -> str | None:
     )
 
 
+def _failing_seconds(result: RunResult) -> list[TimePoint]:
+    """Measured seconds in which the target failed more requests than it answered well."""
+    return [p for p in result.timeseries if not p.warmup and p.errors > 0 and p.errors > p.rate]
+
+
+def _near_failures(result: RunResult, seconds: list[TimePoint]) -> bool:
+    """Whether every one of `seconds` lies within the neighbourhood of a second the target failed in."""
+    failing = [p.offset_s for p in _failing_seconds(result)]
+    return bool(failing) and all(any(abs(p.offset_s - f) <= FAILING_NEIGHBOURHOOD_S for f in failing) for p in seconds)
+
+
+def _target_failed(result: RunResult) -> str | None:
+    failing = _failing_seconds(result)
+    measured = [p for p in result.timeseries if not p.warmup]
+    if not failing or len(failing) == len(measured):
+        return None  # none, or every second: "nothing succeeded" or a target failing throughout says it
+    kinds = sorted(result.errors.items(), key=lambda pair: -pair[1])[:FAILURES_NAMED]
+    named = ", ".join(f"{kind} x{count:,}" for kind, count in kinds) or "error statuses"
+    first = failing[0].offset_s
+    return (
+        f"the target failed in {len(failing)} of {len(measured)} measured seconds (first at {first:g} s: "
+        f"{named}): the figures mix a working and a failing target. Look at the target (did a process of it "
+        "die?); the schedule lag and late sends around those seconds are not counted against the generator"
+    )
+
+
 def _fell_behind(result: RunResult) -> str | None:
     if not isinstance(result.plan.load, OpenLoop) or result.lag.total_count == 0:
         return None
+    behind = [p for p in result.timeseries if not p.warmup and p.lag_p99_ms > LAG_P99_LIMIT_MS]
+    if behind and _near_failures(result, behind):
+        return None  # the target's failure, said by its own rule
     lag_p99_ms = result.lag.value_at_percentile(99.0) / 1000.0
     if lag_p99_ms <= LAG_P99_LIMIT_MS:
         return None
@@ -168,6 +201,12 @@ def _never_sent(result: RunResult) -> str | None:
 def _sent_late(result: RunResult) -> str | None:
     if result.sent == 0 or result.late / result.sent <= LATE_FRACTION_LIMIT:
         return None
+    late = [p for p in result.timeseries if not p.warmup and p.late]
+    if late and _failing_seconds(result):
+        # Late sends around the seconds the target failed in are the failure's (its own rule says so).
+        own = sum(p.late for p in late if not _near_failures(result, [p]))
+        if own / result.sent <= LATE_FRACTION_LIMIT:
+            return None
     return (
         f"{result.late} of {result.sent} requests were sent late "
         f"({100.0 * result.late / result.sent:.1f}% > {100.0 * LATE_FRACTION_LIMIT:g}%)"
@@ -276,6 +315,7 @@ RULES: tuple[Rule, ...] = (
     Rule("interrupted", "invalid", _interrupted),
     Rule("nothing-measured", "invalid", _nothing_measured),
     Rule("nothing-succeeded", "invalid", _nothing_succeeded),
+    Rule("target-failed", "invalid", _target_failed),
     Rule("fell-behind", "invalid", _fell_behind),
     Rule("never-sent", "invalid", _never_sent),
     Rule("sent-late", "invalid", _sent_late),
