@@ -94,7 +94,8 @@ def run(
             "--workers",
             "-w",
             env="WORKERS",
-            help="Workers sharing the load: N (local processes, or idle fleet workers on --redis), or k8s:N "
+            help="Workers sharing the load: N (local processes, at most 4 per CPU, or idle fleet workers on --redis), "
+            "or k8s:N "
             "(the Kubernetes fleet's Deployment scaled to N for the run, then back; see --k8s-deployment).",
         ),
     ] = "1",
