@@ -108,3 +108,22 @@ def test_the_local_worker_cap_leaves_fleet_placements_alone() -> None:
     RunOptions(workers=many, redis_url="redis://127.0.0.1:1", placement="fleet")  # not refused
     with pytest.raises(UsageError, match="local workers here"):
         RunOptions(workers=many, placement="local")
+
+
+def test_a_study_out_folder_that_cannot_be_made_is_refused_before_the_testbed_starts(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    state = tmp_path / "testbed"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MESHLOAD_")}
+    environment["MESHLOAD_TESTBED_DIR"] = str(state)
+    command = [sys.executable, "-m", "meshload", "study", "--quick", "--out", str(blocker / "out"), "--no-history"]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=90, check=False)
+    _refused_with_one_line(finished, f"--out {blocker / 'out'}: cannot create the folder")
+    assert not state.exists()  # the testbed was never started
+
+
+def test_the_out_check_leaves_nothing_behind(tmp_path: Path) -> None:
+    from meshload.results.out_folder import check_out_dir
+
+    check_out_dir(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []

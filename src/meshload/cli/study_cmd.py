@@ -165,9 +165,9 @@ def study(
         out if out is not None else DEFAULT_STUDIES_DIR / f"{plan.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     )
 
-    from ..results.out_folder import prepare_out_dir
+    from ..results.out_folder import check_out_dir
 
-    prepare_out_dir(out_dir)  # before the testbed or any worker starts
+    check_out_dir(out_dir)  # before the testbed or any worker starts
     estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     _announce(plan, estimate_s, out_dir)
     terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")

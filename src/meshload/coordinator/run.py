@@ -131,9 +131,9 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     plan = described_by_reflection(plan)
     run_id = options.run_id or new_run_id()
     if options.out_dir is not None:
-        from ..results.out_folder import prepare_out_dir
+        from ..results.out_folder import check_out_dir
 
-        prepare_out_dir(options.out_dir)  # a folder the reports cannot go to is found now, not after the run
+        check_out_dir(options.out_dir)  # a folder the reports cannot go to is found now, not after the run
     reap_leftovers()
     with ExitStack() as stack:
         # First of all: a busy --metrics-port is one line before any process starts.
