@@ -24,18 +24,20 @@ import typer
 from .. import interrupts, terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
-from .k8s_options import ResultsTtlOption, results_ttl_s
-from .options import option
+from .k8s_options import KubeconfigOption, ResultsTtlOption, results_ttl_s
+from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
 
+    from ..coordinator.mesh import MeshAdapter
     from ..coordinator.study import StudyProgress
     from ..results.aa_calibration import AACalibration
     from ..results.compare import CellSummary
     from ..results.paired import PairedComparison
     from ..results.resolution import ResolutionRow
     from ..results.study_budget import RoundDecision, TargetRow
+    from ..results.study_html import ReplicaRow
     from ..results.study_result import StudyResult
     from ..scenarios.study_plan import StudyCell, StudyPlan
 
@@ -144,6 +146,9 @@ def study(
         ),
     ] = False,
     results_ttl: ResultsTtlOption = None,
+    kubeconfig: KubeconfigOption = None,
+    prometheus: PrometheusOption = None,
+    prometheus_step: PrometheusStepOption = DEFAULT_PROMETHEUS_STEP_S,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -153,6 +158,7 @@ def study(
     from ..scenarios.durations import format_duration
 
     ttl_s = results_ttl_s(results_ttl)
+    source = prometheus_source(prometheus, prometheus_step)
     plan = load_plan(
         plan_file,
         quick=quick,
@@ -161,13 +167,7 @@ def study(
         calibrate_function=calibrate_function,
     )
     check_budget(plan, private_redis=redis_url is None)
-    out_dir = (
-        out if out is not None else DEFAULT_STUDIES_DIR / f"{plan.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    )
-
-    from ..results.out_folder import check_out_dir
-
-    check_out_dir(out_dir)  # before the testbed or any worker starts
+    out_dir = _out_dir(out, plan.name)
     estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     _announce(plan, estimate_s, out_dir)
     terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")
@@ -181,12 +181,19 @@ def study(
     def on_cell(summary: CellSummary, progress: StudyProgress) -> None:
         metrics = summary.metrics
         left = f"about {format_duration(round(progress.remaining_s))} left"
+        if summary.not_supported:
+            terminal.info(f"    not supported, skipped: {summary.not_supported}")
+            return
         if metrics.get("p50_ms") is None:
             terminal.warning(f"cell failed: {'; '.join(summary.validity)}; {left}")
             return
         line = f"    p50 {metrics['p50_ms']:.2f} ms, p99 {metrics['p99_ms']:.2f} ms, {summary.actual_rps:.1f} rps"
         if metrics.get("error_rate_pct"):
             line += f", {metrics['error_rate_pct']:.1f}% errors"
+        for service, counts in summary.replicas.items():
+            total = sum(counts.values())
+            shares = ", ".join(f"{name} {100 * count / total:.1f}%" for name, count in counts.items())
+            terminal.info(f"    {service}: {shares}")
         terminal.info(f"{line}; {left}")
         if not summary.valid:
             terminal.warning(
@@ -206,6 +213,8 @@ def study(
         on_round=on_round,
         pin_cpus=pin_cpus,
         results_ttl_s=ttl_s,
+        prometheus=source,
+        mesh=_cluster_mesh(plan, kubeconfig),
     )
     try:
         result = run_study(plan, options)
@@ -238,6 +247,15 @@ def study(
         return
     print_study_summary(result)
     terminal.result(f"index.html: {index_path}")
+
+
+def _out_dir(out: Path | None, plan_name: str) -> Path:
+    """The study's folder (given, or a new one under studies/), checked before the testbed or any
+    worker starts: a folder the results cannot go to is one line now, not a lost study later."""
+    from ..results.out_folder import check_out_dir
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return check_out_dir(out if out is not None else DEFAULT_STUDIES_DIR / f"{plan_name}-{stamp}")
 
 
 def _interrupted_line(signal_name: str, out_dir: Path) -> str:
@@ -284,6 +302,17 @@ def load_plan(
     return plan.as_calibration(calibrate_function)
 
 
+def _cluster_mesh(plan: StudyPlan, kubeconfig: str | None) -> MeshAdapter | None:
+    """The plan's `target: {mesh, namespace, ingress}` as the mesh's adapter (None: the local testbed)."""
+    from ..coordinator.mesh import KubernetesMesh
+    from ..scenarios.study_plan import MeshTarget
+
+    target = plan.target
+    if not isinstance(target, MeshTarget):
+        return None
+    return KubernetesMesh(target.mesh, namespace=target.namespace, ingress_url=target.ingress, kubeconfig=kubeconfig)
+
+
 def _overrides(
     repetitions: int | None,
     duration: str | None,
@@ -322,6 +351,8 @@ def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
     finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
     kind = "A/A study" if plan.calibrate else "study"
     arms = " and ".join(f.label for f in plan.functions) if plan.calibrate else f"{len(plan.functions)} functions"
+    if plan.topologies:
+        arms = f"{len(plan.functions) // len(plan.topologies)} functions x {len(plan.topologies)} topologies"
     if plan.budget_s is None:
         blocks = f"{plan.repetitions} repetitions = {len(plan.cells())} cells"
     else:
@@ -350,6 +381,7 @@ def print_study_summary(result: StudyResult) -> None:
     """The comparisons as a table on stdout, then the resolution, the targets, the calibration, and
     the notes on intervals and any invalid cells."""
     from ..results.paired import paired_interval_note
+    from ..results.study_html import replica_rows
 
     comparisons = result.comparisons()
     terminal.table(paired_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
@@ -370,7 +402,12 @@ def print_study_summary(result: StudyResult) -> None:
         terminal.warning("the A/A calibration needs at least 2 blocks per load level")
     if any(c.uses_invalid_cells for c in comparisons):
         terminal.warning("! marks a change that includes invalid cells (fewer than 2 blocks had both cells valid)")
-    invalid = [cell for cell in result.cells if not cell.valid]
+    balancing = replica_rows(result)
+    if balancing:
+        terminal.table(replica_table(balancing))
+    for arm, reason in result.not_supported().items():
+        terminal.info(f"{arm}: not supported, its cells skipped ({reason})")
+    invalid = [cell for cell in result.cells if not cell.valid and not cell.not_supported]
     if invalid:
         terminal.warning(
             f"{len(invalid)} of {len(result.cells)} cells invalid: their blocks are left out of the comparisons "
@@ -378,6 +415,20 @@ def print_study_summary(result: StudyResult) -> None:
         )
     if not result.complete:
         terminal.warning(f"the study is incomplete: {len(result.cells)} of {result.planned_cells} cells ran")
+
+
+def replica_table(rows: Sequence[ReplicaRow]) -> Table:
+    """Each arm's share of requests per replica, and its latency, one row per arm, load level and service."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="requests per replica (counted by the replicas) and latency", box=box.SQUARE)
+    for heading in ("function", "rps", "service", "share per replica", "p50 ms", "p99 ms"):
+        table.add_column(heading, justify="right" if heading in ("rps", "p50 ms", "p99 ms") else "left")
+    for row in rows:
+        shares = "  ".join(f"{name} {100 * share:.1f}%" for name, share in row.shares.items())
+        table.add_row(row.function, f"{row.rate:g}", row.service, shares, f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}")
+    return table
 
 
 def paired_table(comparisons: Sequence[PairedComparison], *, title: str) -> Table:

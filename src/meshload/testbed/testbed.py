@@ -24,6 +24,7 @@ from typing import Any
 from . import app_admin, processes, proxies
 from .certs import ensure_identities
 from .errors import TestbedFailure
+from .exporter import EXPORTER_KIND
 from .haproxy_config import LUA_DELAY, Identity, MeshSetting
 from .processes import ProcessRecord
 from .profiles import profile_named
@@ -35,6 +36,7 @@ from .topology import (
     GRPC_SERVICE,
     INGRESS_NAME,
     NODES,
+    REPLICATED_SERVICES,
     SERVICES,
     Instance,
     InstancePorts,
@@ -96,6 +98,13 @@ def _grpc_address(state: dict) -> str:
     return f"127.0.0.1:{ports.ingress_grpc}"
 
 
+def _metrics_url(state: dict) -> str:
+    """The exporter's endpoint (cAdvisor-named CPU and memory of every process); "" for a testbed
+    started before it had one."""
+    port = Ports.from_json(state["ports"]).exporter
+    return f"http://127.0.0.1:{port}/metrics" if port else ""
+
+
 def _topology(state: dict) -> str:
     return state.get("topology", DEFAULT_TOPOLOGY)
 
@@ -129,6 +138,8 @@ def _process_ports(record: ProcessRecord, ports: Ports, topology: str) -> dict[s
         return {"http": own.app, **({"grpc": own.grpc} if own.grpc else {})}
     if record.kind == "ingress":
         return {"http": ports.ingress, "grpc": ports.ingress_grpc}
+    if record.kind == EXPORTER_KIND:
+        return {"metrics": ports.exporter}
     place = next((p for p in proxy_places(topology) if p.name == record.name), None)
     if place is None:  # a proxy of the topology before, finishing what it serves
         return {}
@@ -196,6 +207,23 @@ class Testbed:
             counts[instance.name] = {method: int(n) for method, n in info.get("calls", {}).items()}
         return counts
 
+    def served_by_replica(self) -> dict[str, dict[str, int]]:
+        """Requests each instance of a service with several instances has answered since it started,
+        by service: {"reviews": {"reviews-v1": 40, ...}, "ratings-grpc": {"ratings-grpc-1": 120, ...}}
+        (gRPC replicas: their calls, every method; HTTP instances: requests but health checks). From
+        the instances themselves, read directly; a window's share is the difference of two readings."""
+        ports = Ports.from_json(self._running_state()["ports"])
+        counts: dict[str, dict[str, int]] = {}
+        for service in REPLICATED_SERVICES:
+            for instance in instances_of(service):
+                try:
+                    info = app_admin.app_info(ports.instances[instance.name].app)
+                except (OSError, ValueError) as exc:
+                    raise TestbedFailure(f"{instance.name} does not report what it served ({exc})") from exc
+                served = sum(int(n) for n in info.get("calls", {}).values()) if instance.grpc else info["served"]
+                counts.setdefault(service, {})[instance.name] = int(served)
+        return counts
+
     def proxy_of(self, instance: str) -> str | None:
         """The proxy in front of an instance, which also carries its calls, in the topology in force
         ("reviews-v2-sidecar", "node-b-proxy"); None when it has none (ingress-only, `none`)."""
@@ -210,6 +238,8 @@ class Testbed:
         state = self.folder.load()
         found: dict[str, list[int]] = {"app": [], "sidecar": [], "ingress": []}
         for record in _records(state) if state else []:
+            if record.kind == EXPORTER_KIND:
+                continue  # meshload's own observer, not part of the mesh
             role = "sidecar" if record.kind == "node-proxy" else record.kind
             found.setdefault(role, []).append(record.pid)
         return found
@@ -250,6 +280,7 @@ class Testbed:
             "params": state["params"],
             "topology": topology,
             "ingress_url": _ingress_url(state),
+            "metrics_url": _metrics_url(state),
             "grpc": {
                 "address": _grpc_address(state),
                 "service": RATINGS_SERVICE,
@@ -318,7 +349,7 @@ class Testbed:
         mark = uuid.uuid4().hex
         listeners = {instance.name: _listening_socket() for instance in ALL_INSTANCES}
         grpc_instances = instances_of(GRPC_SERVICE)
-        free = iter(_free_ports(2 * len(ALL_INSTANCES) + len(grpc_instances) + 2 + len(NODES)))
+        free = iter(_free_ports(2 * len(ALL_INSTANCES) + len(grpc_instances) + 3 + len(NODES)))
         ports = Ports(
             instances={
                 instance.name: InstancePorts(
@@ -332,6 +363,7 @@ class Testbed:
             ingress=next(free),
             ingress_grpc=next(free),
             nodes={node: next(free) for node in NODES},
+            exporter=next(free),
         )
         state: dict[str, Any] = {
             "mark": mark,
@@ -374,6 +406,7 @@ class Testbed:
                 state["processes"].append(record.to_json())
                 self.folder.save(state)
                 sock.close()
+            self._start_exporter(state, ports.exporter)
             # certificates are made while the applications import their modules
             self._identities()
             (self.folder.config_dir / "faults.lua").write_text(LUA_DELAY)
@@ -386,6 +419,19 @@ class Testbed:
         finally:
             for sock in listeners.values():
                 sock.close()
+
+    def _start_exporter(self, state: dict, port: int) -> None:
+        argv = [sys.executable, "-m", "meshload.testbed.exporter", "--state-dir", str(self.folder.root)]
+        record, child = processes.spawn(
+            [*argv, "--port", str(port)],
+            name="metrics-exporter",
+            kind=EXPORTER_KIND,
+            mark=state["mark"],
+            log_path=self.folder.log("metrics-exporter"),
+        )
+        self._children.append(child)
+        state["processes"].append(record.to_json())
+        self.folder.save(state)
 
     def _identities(self) -> dict[str, Identity]:
         return ensure_identities(self.folder.certs_dir, [*SERVICES, GRPC_SERVICE, *NODES, INGRESS_NAME])
