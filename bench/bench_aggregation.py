@@ -106,7 +106,7 @@ def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
     client = wire.open_redis(redis_url)
     fleet = Workers(ids=[f"w{index:04d}" for index in range(workers)])
     live = LiveView(workers_total=workers, run_id=RUN_ID, show=False)
-    options = RunOptions(workers=workers, live=False)
+    options = RunOptions(workers=workers, live=False, placement="fleet")  # simulated: not capped by CPUs
     coordinator = _Coordinator(plan, options, RunConnection(RUN_ID, client, redis_url, keys), fleet, live)
     started_wall = time.monotonic()
     started_cpu = time.process_time()

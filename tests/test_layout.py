@@ -1,6 +1,6 @@
 """The layout's import rules (DESIGN.md, "Layout"), read from every module's imports: which folder of
-meshload may import which. The top-level modules beside the folders (`errors`, `terminal`) import
-nothing of meshload and every folder may use them."""
+meshload may import which. The top-level modules beside the folders (`errors`, `terminal`,
+`interrupts`) import nothing of meshload and every folder may use them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import meshload
 
 PACKAGE = Path(meshload.__file__).parent
-TOP_LEVEL = {"errors", "terminal"}
+TOP_LEVEL = {"errors", "terminal", "interrupts"}
 #: Folder -> the folders of meshload its modules may import.
 MAY_IMPORT: dict[str, set[str]] = {
     "scenarios": set(),

@@ -47,6 +47,25 @@ def _saturated(result: RunResult) -> RunResult:
     return dataclasses.replace(result, workers=[result.workers[0], busy])
 
 
+def _returned(result: RunResult) -> RunResult:
+    workers = [dataclasses.replace(result.workers[0], returned=True), *result.workers[1:]]
+    return dataclasses.replace(result, workers=workers)
+
+
+def _records_missing(result: RunResult) -> RunResult:
+    workers = [dataclasses.replace(result.workers[0], missing_records=2), *result.workers[1:]]
+    return dataclasses.replace(result, workers=workers, streams_lost=1)
+
+
+def _target_failing(result: RunResult) -> RunResult:
+    measured = [i for i, point in enumerate(result.timeseries) if not point.warmup]
+    assert len(measured) > 1
+    points = list(result.timeseries)
+    last = points[measured[-1]]
+    points[measured[-1]] = dataclasses.replace(last, errors=int(last.rate) + 10)
+    return dataclasses.replace(result, timeseries=points, errors={"connect_refused": int(last.rate) + 10})
+
+
 def _behind(result: RunResult) -> RunResult:
     lag_us = np.full(1000, int(2_000 * LAG_P99_LIMIT_MS))
     return dataclasses.replace(result, lag=histogram_of(lag_us))
@@ -81,7 +100,24 @@ CASES: dict[str, tuple[str, Callable[[RunResult], RunResult], str]] = {
         lambda r: dataclasses.replace(r, measured_s=r.plan.duration_s * COVERAGE_FRACTION_LIMIT / 2),
         "the records cover 1.8 s of the planned 4 s",
     ),
-    "stream-lost": ("invalid", lambda r: dataclasses.replace(r, streams_lost=1), "Redis lost the records stream"),
+    "stream-lost": ("invalid", _records_missing, "records not yet collected were lost (2 missing"),
+    "stream-recovered": (
+        "note",
+        lambda r: dataclasses.replace(r, streams_lost=1),
+        "but every worker's records arrived in full afterwards: nothing is missing",
+    ),
+    "interrupted": (
+        "invalid",
+        lambda r: dataclasses.replace(r, interrupted="SIGTERM", measured_s=1.0),
+        "the run was interrupted (SIGTERM) after 1.0 s of the planned 4 s",
+    ),
+    "nothing-succeeded": (
+        "invalid",
+        lambda r: dataclasses.replace(r, status_codes={"503": r.completed - 1}, errors={"refused": 1}),
+        "NOTHING SUCCEEDED: not one of the",
+    ),
+    "target-failed": ("invalid", _target_failing, "the target failed in 1 of"),
+    "workers-returned": ("note", _returned, "1 worker(s) went silent for a while and came back (worker-0"),
     "unreadable-records": (
         "invalid",
         lambda r: dataclasses.replace(r, malformed_records=2),
@@ -130,8 +166,38 @@ def test_invalid_reasons_come_before_degraded_ones(healthy: RunResult) -> None:
 
 def test_the_coordinators_pipeline_losses_reach_the_verdict(make_record: MakeRecord) -> None:
     aggregator = RunAggregator(make_plan(), RUN_ID)
-    for seq in range(5):
+    for seq in (0, 1, 3, 4):  # seq 2 went with the stream
         aggregator.add(make_record("worker-0", seq, warmup=seq == 0, final=seq == 4))
     result = aggregator.result(streams_lost=1, malformed_records=3)
     assert not result.valid
     assert [reason.split(" ")[0] for reason in result.validity] == ["Redis", "3"]
+    assert [(r.cause, r.effect) for r in result.reasons] == [
+        ("stream-lost", "invalid"),
+        ("unreadable-records", "invalid"),
+    ]
+
+
+def test_a_stream_lost_after_every_record_arrived_is_a_note_not_a_verdict(make_record: MakeRecord) -> None:
+    aggregator = RunAggregator(make_plan(), RUN_ID)
+    for seq in range(5):
+        aggregator.add(make_record("worker-0", seq, warmup=seq == 0, final=seq == 4))
+    result = aggregator.result(streams_lost=1)
+    assert result.valid and not result.degraded
+    assert [r.cause for r in result.reasons] == ["stream-recovered"]
+
+
+def test_lag_and_late_sends_beside_the_seconds_the_target_failed_in_are_not_the_generators(
+    healthy: RunResult,
+) -> None:
+    failing = _target_failing(healthy)
+    measured = [i for i, point in enumerate(failing.timeseries) if not point.warmup]
+    points = list(failing.timeseries)
+    for i in measured[-2:]:  # the failing second and the one before it
+        points[i] = dataclasses.replace(points[i], lag_p99_ms=5 * LAG_P99_LIMIT_MS, late=points[i].late + 50)
+    result = dataclasses.replace(_behind(failing), timeseries=points, late=sum(p.late for p in points if not p.warmup))
+    assert result.late / result.sent > LATE_FRACTION_LIMIT
+    assert [f.rule for f in assess(result).findings] == ["target-failed"]
+    # The same lag with no failing second beside it is the generator's.
+    points[measured[-1]] = dataclasses.replace(points[measured[-1]], errors=0)
+    alone = dataclasses.replace(result, timeseries=points, errors={})
+    assert [f.rule for f in assess(alone).findings] == ["fell-behind", "sent-late"]

@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         terminal.error("aborted")
         sys.exit(130)
-    except KeyboardInterrupt:
-        terminal.error("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, or a stop signal turned into `interrupts.Interrupted`: the shell's 128 + signal number.
+        terminal.error(f"interrupted ({exc})" if str(exc) else "interrupted")
+        sys.exit(getattr(exc, "exit_code", 130))
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -42,13 +42,11 @@ def resume(
 ) -> None:
     """Finish a run whose coordinator died: its workers went on; collect everything and write the reports."""
     from ..coordinator.resume import resume_run
-    from .run_cmd import exit_code_for, summary_table, warn_about
+    from .run_cmd import exit_code_for, tell_outcome
 
     terminal.info(f"resuming run {run_id}")
     result, out_dir = resume_run(run_id, redis_url, out_dir=out, live=live)
-    terminal.result(summary_table(result))
-    warn_about(result)
-    terminal.info(f"results in {out_dir}")
+    tell_outcome(result, out_dir)
     record_run(result, out_dir, store=store, enabled=history)
     code = exit_code_for(result, strict=strict)
     if code:

@@ -1,18 +1,20 @@
 """`meshload run`: one headless run against a URL or a scenario file, with SMP reports at the end.
 
 Exit code: 0 when the run is valid (or `--strict` was not given), 1 when it is invalid or degraded and
-`--strict` was given (or the run could not be carried out), 2 for a usage error.
+`--strict` was given (or the run could not be carried out), 2 for a usage error, 130/143 when SIGINT/
+SIGTERM stopped it (what was measured until then is written, marked interrupted).
 """
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from .. import terminal
+from .. import interrupts, terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_run
 from .k8s_options import (
@@ -98,7 +100,8 @@ def run(
             "--workers",
             "-w",
             env="WORKERS",
-            help="Workers sharing the load: N (local processes, or idle fleet workers on --redis), or k8s:N "
+            help="Workers sharing the load: N (local processes, at most 4 per CPU, or idle fleet workers on --redis), "
+            "or k8s:N "
             "(the Kubernetes fleet's Deployment scaled to N for the run, then back; see --k8s-deployment).",
         ),
     ] = "1",
@@ -296,6 +299,7 @@ def run(
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
+    from ..interrupts import Interrupted
     from ..scenarios.files import calls_grpc_base
 
     run_id = new_run_id()
@@ -371,14 +375,28 @@ def run(
         return
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
-    result = execute_run(plan, options) if cluster_mesh is None else cluster_mesh.execute(plan, options)
-    terminal.result(summary_table(result))
-    warn_about(result)
-    terminal.info(f"results in {out_dir}")
+    try:
+        result = execute_run(plan, options) if cluster_mesh is None else cluster_mesh.execute(plan, options)
+    except Interrupted as exc:
+        terminal.error(f"interrupted ({exc.name}) before any load was measured; nothing was written")
+        raise typer.Exit(exc.exit_code) from None
+    tell_outcome(result, out_dir)
     record_run(result, out_dir, store=store, enabled=history)
     code = exit_code_for(result, strict=strict)
     if code:
         raise typer.Exit(code)
+
+
+def tell_outcome(result: RunResult, out_dir: Path) -> None:
+    """The summary on stdout; the verdict's reasons, and how the run ended, on stderr."""
+    terminal.result(summary_table(result))
+    warn_about(result)
+    terminal.info(f"results in {out_dir}")
+    if result.interrupted:
+        terminal.warning(
+            f"the run was INTERRUPTED ({result.interrupted}): what it measured until then is in {out_dir}, "
+            "marked interrupted"
+        )
 
 
 def _find_max(plan: Plan, options: RunOptions, slo: str | None, errors: str | None, precision: float) -> None:
@@ -433,7 +451,10 @@ def warn_about(result: RunResult) -> None:
 
 
 def exit_code_for(result: RunResult, *, strict: bool) -> int:
-    """0 for a valid run; 1 for an invalid or degraded one when `--strict` was given (else 0)."""
+    """128 + the signal's number for an interrupted run (130 SIGINT, 143 SIGTERM); 0 for a valid run;
+    1 for an invalid or degraded one when `--strict` was given (else 0)."""
+    if result.interrupted:
+        return 128 + signal.Signals[result.interrupted].value
     return 1 if strict and (not result.valid or result.degraded) else 0
 
 
@@ -599,6 +620,11 @@ def summary_table(result: RunResult) -> str:
         "latency   " + "  ".join(f"p{key} {value:.2f}" for key, value in percentiles.items()) + "  ms (corrected)",
         "          " + "  ".join(f"p{key} {value:.2f}" for key, value in uncorrected.items()) + "  ms (uncorrected)",
     ]
+    if result.connects:
+        lines.append(
+            f"connect   {result.connects:,} connections opened, set-up mean {result.connect_ms_mean:.2f} ms, "
+            f"max {result.connect_ms_max:.2f} ms (the target's cost, apart from the schedule lag)"
+        )
     if result.status_codes:
         lines.append("status    " + "  ".join(f"{code}: {count:,}" for code, count in result.status_codes.items()))
     if result.errors:
@@ -621,4 +647,5 @@ def summary_table(result: RunResult) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run")(run)
+    # SIGINT and SIGTERM stop the run in order: the figures so far are written, marked interrupted.
+    app.command("run")(interrupts.stopping_in_order(run))

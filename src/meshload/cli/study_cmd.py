@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import terminal
+from .. import interrupts, terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
 from .k8s_options import KubeconfigOption, ResultsTtlOption, results_ttl_s
@@ -167,10 +167,7 @@ def study(
         calibrate_function=calibrate_function,
     )
     check_budget(plan, private_redis=redis_url is None)
-    out_dir = (
-        out if out is not None else DEFAULT_STUDIES_DIR / f"{plan.name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    )
-
+    out_dir = _out_dir(out, plan.name)
     estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     _announce(plan, estimate_s, out_dir)
     terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")
@@ -221,9 +218,9 @@ def study(
     )
     try:
         result = run_study(plan, options)
-    except KeyboardInterrupt:
-        terminal.warning(f"study interrupted; the cells that finished are in {out_dir / 'study.json'}")
-        raise
+    except KeyboardInterrupt as exc:
+        terminal.error(_interrupted_line(str(exc) or "SIGINT", out_dir))
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     elapsed_s = (result.ended_unix_ms - result.started_unix_ms) / 1000.0
     terminal.info(
         f"study finished in {format_duration(round(elapsed_s))} (estimated {format_duration(round(estimate_s))})"
@@ -250,6 +247,29 @@ def study(
         return
     print_study_summary(result)
     terminal.result(f"index.html: {index_path}")
+
+
+def _out_dir(out: Path | None, plan_name: str) -> Path:
+    """The study's folder (given, or a new one under studies/), checked before the testbed or any
+    worker starts: a folder the results cannot go to is one line now, not a lost study later."""
+    from ..results.out_folder import check_out_dir
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return check_out_dir(out if out is not None else DEFAULT_STUDIES_DIR / f"{plan_name}-{stamp}")
+
+
+def _interrupted_line(signal_name: str, out_dir: Path) -> str:
+    """What an interrupted study left: the cells it finished, or plainly nothing."""
+    from ..results.outputs import STUDY_FILE
+
+    study_file = out_dir / STUDY_FILE
+    try:
+        cells = len(json.loads(study_file.read_text(encoding="utf-8")).get("cells", []))
+    except (OSError, ValueError):
+        cells = 0
+    if not cells:
+        return f"study interrupted ({signal_name}) before any cell finished; no cell was written"
+    return f"study interrupted ({signal_name}); the {cells} cell(s) that finished are in {study_file}"
 
 
 def load_plan(
@@ -511,4 +531,5 @@ def _print_calibration(calibration: AACalibration) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("study")(study)
+    # SIGINT and SIGTERM stop the study in order: the cells done so far are written (exit 130/143).
+    app.command("study")(interrupts.stopping_in_order(study))

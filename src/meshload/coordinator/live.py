@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import terminal
+from ..errors import UsageError
 from ..results.aggregate import LatencySummary, LiveFigures, failed_requests
 from ..results.interval import ERROR_KINDS, IntervalRecord
 
@@ -66,7 +67,13 @@ class PrometheusLive:
         self._summaries: dict[str, LatencySummary] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_LiveCollector(self))
-        self._server, self._thread = start_http_server(port, addr=address, registry=self.registry)
+        try:
+            self._server, self._thread = start_http_server(port, addr=address, registry=self.registry)
+        except OSError as exc:
+            raise UsageError(
+                f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose another "
+                "port, or 0 for any free one"
+            ) from exc
 
     @property
     def port(self) -> int:

@@ -20,12 +20,37 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
+from ..errors import UsageError
 from ..pipeline import wire
 
+#: Local workers per CPU this process may use: more only share the same cores (and a thousand of them
+#: would bury the machine), so the count is refused before anything starts. A fleet or Kubernetes
+#: placement is not capped by this machine's CPUs.
+MAX_LOCAL_WORKERS_PER_CPU = 4
 #: How long a stopped worker gets to finish (deliver its records, deregister) before it is killed.
 STOP_TIMEOUT_S = 10.0
 #: The targets a worker spawned by the coordinator may send to: any (its user chose them).
 ANY_TARGET = ("0.0.0.0/0", "::/0")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity; a container's cpuset shows here)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_local_worker_count(count: int) -> None:
+    """UsageError when `count` local worker processes are more than this machine can run usefully."""
+    cpus = usable_cpus()
+    most = MAX_LOCAL_WORKERS_PER_CPU * cpus
+    if count > most:
+        raise UsageError(
+            f"--workers {count}: at most {most} local workers here ({MAX_LOCAL_WORKERS_PER_CPU} per CPU, {cpus} "
+            f"CPU(s)); more would only share the same cores. Use --workers {most} or fewer, or a fleet "
+            "(`meshload worker --redis URL` on other machines) or --workers k8s:N"
+        )
 
 
 def worker_command(worker_id: str, *, once: bool, idle_timeout_s: float, exit_with_parent: bool) -> list[str]:

@@ -16,7 +16,7 @@ import redis
 
 from ..errors import RunError
 from ..pipeline import wire
-from .local_workers import last_log_line, spawn_worker, stop_workers
+from .local_workers import check_local_worker_count, last_log_line, spawn_worker, stop_workers
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
@@ -89,6 +89,7 @@ def place_workers(
                 f"the fleet at {wire.redacted(redis_url)} has {len(idle)} idle worker(s) but the run needs "
                 f"{count}; start more with `meshload worker --redis URL` or ask for --workers {len(idle) or 1}"
             )
+    check_local_worker_count(count)  # before a single process is started
     return spawn_local_workers(
         client, redis_url, count, run_id=run_id, log_dir=log_dir, exit_with_parent=exit_with_parent
     )

@@ -94,6 +94,9 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=die_with_this_process(),  # noqa: PLW1509 - armed before exec, see the module docstring
+            # Out of the terminal's process group: a Ctrl-C is for the coordinator, which still needs
+            # this Redis to collect what the workers measured before it stops.
+            start_new_session=True,
         )
         record_redis(self.run_folder, self._process.pid)
         self._wait_until_ready()

@@ -19,6 +19,7 @@ from ..errors import UsageError
 from ..pipeline import wire
 from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
+from .live import LiveView
 from .placement import Workers
 from .run import RunConnection, RunOptions, clear_run_keys, coordinate
 
@@ -50,7 +51,10 @@ def resume_run(
         plan = Plan.model_validate_json(info.plan_json)
         stack.callback(clear_run_keys, client, keys)
         connection = RunConnection(run_id, client, redis_url, keys)
-        result = coordinate(stack, plan, options, connection, Workers(ids=list(info.worker_ids)), resume=info)
+        view = LiveView(workers_total=len(info.worker_ids), run_id=run_id, show=live)
+        stack.callback(view.close)
+        workers = Workers(ids=list(info.worker_ids))
+        result = coordinate(stack, plan, options, connection, workers, view, resume=info)
         return result, target
 
 

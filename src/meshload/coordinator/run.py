@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import redis
 
+from .. import interrupts
 from ..errors import RunError, UsageError
 from ..pipeline import wire
 from ..pipeline.collector import StreamCollector
@@ -39,6 +40,7 @@ from ..scenarios.schedule import split_plan
 from .checkpoints import Checkpoints
 from .environment import describe_environment
 from .live import LiveView
+from .local_workers import check_local_worker_count
 from .mesh.base import MeshAdapter
 from .mesh_sampling import MeshSampling
 from .placement import Placement, Workers, place_workers
@@ -79,6 +81,10 @@ STOP_KEY_TTL_MS = 60_000
 LOG_SPOOL_FILE = ".histograms.hlog.spool"
 #: After an abort, records still arriving are collected for this long.
 ABORT_DRAIN_S = 1.0
+#: After SIGINT/SIGTERM, stopped workers get this long (beyond the request timeout, up to the cap) to
+#: deliver what they measured before the reports are written without them.
+INTERRUPT_DRAIN_S = 2.0
+INTERRUPT_DRAIN_CAP_S = 8.0
 
 
 #: What the coordinator does when a worker is lost: go on with the others (the run is degraded), or
@@ -128,6 +134,9 @@ class RunOptions:
             raise UsageError("--checkpoint: the reports need a folder; give --out DIR")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise UsageError(f"--metrics-port: {self.metrics_port} is not a port; use 0..65535")
+        if self.placement == "local" or (self.placement == "auto" and self.redis_url is None):
+            # Local processes for sure (a private Redis has no fleet): checked before anything starts.
+            check_local_worker_count(self.workers)
 
 
 def new_run_id() -> str:
@@ -139,8 +148,21 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
     """Carry out `plan` with `options`; the merged result (also written to `options.out_dir`)."""
     plan = described_by_reflection(plan)
     run_id = options.run_id or new_run_id()
+    if options.out_dir is not None:
+        from ..results.out_folder import check_out_dir
+
+        check_out_dir(options.out_dir)  # a folder the reports cannot go to is found now, not after the run
     reap_leftovers()
     with ExitStack() as stack:
+        # First of all: a busy --metrics-port is one line before any process starts.
+        live = LiveView(
+            workers_total=options.workers,
+            run_id=run_id,
+            show=options.live,
+            metrics_port=options.metrics_port,
+            metrics_address=options.metrics_address,
+        )
+        stack.callback(live.close)
         run_dir = create_run_folder()
         stack.callback(shutil.rmtree, run_dir, ignore_errors=True)
         redis_url = options.redis_url
@@ -163,7 +185,7 @@ def execute_run(plan: Plan, options: RunOptions) -> RunResult:
             kubernetes=options.kubernetes,
         )
         stack.callback(workers.release)
-        return coordinate(stack, plan, options, RunConnection(run_id, client, redis_url, keys), workers)
+        return coordinate(stack, plan, options, RunConnection(run_id, client, redis_url, keys), workers, live)
 
 
 @dataclass(frozen=True)
@@ -182,31 +204,28 @@ def coordinate(
     options: RunOptions,
     connection: RunConnection,
     workers: Workers,
+    live: LiveView,
     resume: wire.ResumeInfo | None = None,
 ) -> RunResult:
     """Coordinate the run (from its start, or reattached to it: `resume`), write its reports and keep
     them in Redis; RunError when it was aborted."""
-    live = LiveView(
-        workers_total=len(workers.ids),
-        run_id=connection.run_id,
-        show=options.live,
-        metrics_port=options.metrics_port,
-        metrics_address=options.metrics_address,
-    )
-    stack.callback(live.close)
     coordinator = _Coordinator(plan, options, connection, workers, live, resume=resume)
     if coordinator.aggregator.log_spool is not None:
         stack.callback(coordinator.aggregator.log_spool.close)
-    result = coordinator.run()
-    live.close()
-    if options.out_dir is not None:
-        from ..results.outputs import write_run_outputs
+    start_mono_s = coordinator.start()
+    # From here a stop signal stops the workers and the figures so far are written, marked
+    # interrupted; before, it ends the run with nothing written (`interrupts.Interrupted`).
+    with interrupts.deferred():
+        result = coordinator.collect(start_mono_s)
+        live.close()
+        if options.out_dir is not None:
+            from ..results.outputs import write_run_outputs
 
-        write_run_outputs(result, options.out_dir)
-    if options.redis_url is not None and options.results_ttl_s > 0:
-        from .kept_results import keep_run_results
+            write_run_outputs(result, options.out_dir)
+        if options.redis_url is not None and options.results_ttl_s > 0:
+            from .kept_results import keep_run_results
 
-        keep_run_results(connection.client, result, options.out_dir, ttl_s=options.results_ttl_s)
+            keep_run_results(connection.client, result, options.out_dir, ttl_s=options.results_ttl_s)
     if coordinator.aborted_reason:
         where = f"; partial results in {options.out_dir}" if options.out_dir is not None else ""
         raise RunError(f"run aborted: {coordinator.aborted_reason} (--on-worker-loss abort){where}")
@@ -283,6 +302,7 @@ class _Coordinator:
         self.liveness = {worker_id: _Liveness() for worker_id in workers.ids}
         self.lost: set[str] = set()
         self.aborted_reason = ""
+        self.interrupted_by = ""  # the stop signal's name (SIGINT, SIGTERM) when one ended the run
         self.duplicates = 0
         self._mesh_sampling: MeshSampling | None = None
         self._hosts: dict[str, str] = {}
@@ -293,10 +313,36 @@ class _Coordinator:
     # -- the run -----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        measured_start_s, measured_end_s, deadline_s = self._begin()
+        """The whole run, start to last record (a stop signal is not deferred here: see `coordinate`)."""
+        return self.collect(self.start())
+
+    def start(self) -> float:
+        """Start the run (hand out the shares), or reattach to it; its start instant as a local
+        monotonic second."""
+        self.collector.ensure_group()
+        self._refresh_coordinator_key()
+        self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
+        if self.resume is None:
+            start_redis_us = self._assign()
+            if self.options.redis_url is not None:
+                self._publish_resume_info(start_redis_us)
+        else:
+            start_redis_us = self.resume.start_redis_us
+            self._replay()
+        own_offset_ms = wire.measure_clock_offset_ms(self.client)
+        return wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
+
+    def collect(self, start_mono_s: float) -> RunResult:
+        """Collect and merge until every worker finished (or was lost, or a stop signal came)."""
+        measured_start_s = start_mono_s + self.plan.warmup_s
+        measured_end_s = start_mono_s + self.plan.total_s
+        deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
+        if self.resume is not None:
+            # Reattached late (after the planned end): the workers' last records still get their time.
+            deadline_s = max(deadline_s, time.monotonic() + self.plan.timeout_s + FINISH_GRACE_S)
         self._mesh_sampling = MeshSampling(
             self.options.mesh,
-            run_start_s=measured_start_s - self.plan.warmup_s,
+            run_start_s=start_mono_s,
             measured_start_s=measured_start_s,
             measured_end_s=measured_end_s,
             prometheus=self.options.prometheus,
@@ -306,6 +352,10 @@ class _Coordinator:
         next_live_s = time.monotonic()
         try:
             while not self._all_accounted_for():
+                signum = interrupts.take()
+                if signum is not None:
+                    self._interrupt(signum)
+                    break
                 now = time.monotonic()
                 self._mesh_sampling.tick(now)
                 if now > deadline_s:
@@ -338,29 +388,6 @@ class _Coordinator:
             self._mesh_sampling.stop()
         return self._result()
 
-    def _begin(self) -> tuple[float, float, float]:
-        """Start the run (or reattach to it); its measured window and the deadline of its last
-        records, as local monotonic seconds."""
-        self.collector.ensure_group()
-        self._refresh_coordinator_key()
-        self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
-        if self.resume is None:
-            start_redis_us = self._assign()
-            if self.options.redis_url is not None:
-                self._publish_resume_info(start_redis_us)
-        else:
-            start_redis_us = self.resume.start_redis_us
-            self._replay()
-        own_offset_ms = wire.measure_clock_offset_ms(self.client)
-        start_mono_s = wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
-        measured_start_s = start_mono_s + self.plan.warmup_s
-        measured_end_s = start_mono_s + self.plan.total_s
-        deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
-        if self.resume is not None:
-            # Reattached late (after the planned end): the workers' last records still get their time.
-            deadline_s = max(deadline_s, time.monotonic() + self.plan.timeout_s + FINISH_GRACE_S)
-        return measured_start_s, measured_end_s, deadline_s
-
     def _result(self, *, partial: bool = False) -> RunResult:
         sampling = self._mesh_sampling
         result = self.aggregator.result(
@@ -368,6 +395,7 @@ class _Coordinator:
             environment=self._environment(),
             streams_lost=self.collector.streams_lost,
             malformed_records=self.collector.malformed,
+            interrupted=self.interrupted_by,
         )
         if partial:
             result.partial = True
@@ -477,6 +505,11 @@ class _Coordinator:
                 self.duplicates += 1
             else:
                 self.live.record(record)
+            if record.worker_id in self.lost and not self.aborted_reason:
+                # Counted lost while silent (paused, starved), yet it is back: wait for its final record.
+                self.lost.discard(record.worker_id)
+                self.aggregator.mark_returned(record.worker_id)
+                self.live.note(f"worker {record.worker_id} is back; its records are counted")
             liveness = self.liveness.get(record.worker_id)
             if liveness is not None:
                 liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
@@ -521,7 +554,7 @@ class _Coordinator:
         if worker_id in self.lost:
             return
         self.lost.add(worker_id)
-        self.aggregator.mark_lost(worker_id)
+        self.aggregator.mark_lost(worker_id, why)
         self.live.note(f"worker {worker_id} lost ({why}); its records so far are kept")
 
     def _abort(self) -> None:
@@ -534,6 +567,19 @@ class _Coordinator:
                 self._merge(self.collector.collect(READ_BLOCK_MS).records)
         except wire.TRANSIENT_ERRORS as exc:
             log.warning("Redis unreachable while aborting: %s", exc)
+
+    def _interrupt(self, signum: int) -> None:
+        """Stop every worker and collect what they measured until then (a bounded while)."""
+        self.interrupted_by = interrupts.signal_name(signum)
+        self.live.note(f"{self.interrupted_by}: stopping the workers and collecting what they measured")
+        drain_s = min(self.plan.timeout_s + INTERRUPT_DRAIN_S, INTERRUPT_DRAIN_CAP_S)
+        try:
+            self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
+            drain_until = time.monotonic() + drain_s
+            while time.monotonic() < drain_until and self._unfinished():
+                self._merge(self.collector.collect(READ_BLOCK_MS).records)
+        except wire.TRANSIENT_ERRORS as exc:
+            log.warning("Redis unreachable while stopping on %s: %s", self.interrupted_by, exc)
 
     # -- Redis outages -----------------------------------------------------------------------
 

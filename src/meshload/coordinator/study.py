@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..errors import PlanError, RunError, TestbedError, UsageError
+from ..interrupts import Interrupted
 from ..pipeline.wire import DEFAULT_RESULTS_TTL_S
 from ..results.compare import CellSummary
 from ..results.outputs import write_study_outputs
@@ -446,6 +448,9 @@ class StudySession:
             if self.workers is not None:
                 self.workers.wait_until_idle()
             result = execute_run(self.plan.cell_plan(cell, self.base_url()), run_options)
+            if result.interrupted:
+                # The study stops here; this cell's figures stay in its folder, not among the cells.
+                raise Interrupted(signal.Signals[result.interrupted])
         except RunError as exc:
             return CellSummary(
                 function=arm,

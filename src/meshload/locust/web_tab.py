@@ -59,7 +59,7 @@ def _row(figure: str, requests: int | str = "", percentiles: dict[str, float] | 
 
 def verdict_text(result: RunResult) -> str:
     if not result.valid:
-        head = "INVALID: the generator did not measure what was planned"
+        head = "INVALID: not a measurement of what was planned (the reasons say why)"
     elif result.degraded:
         head = "DEGRADED: valid, but of less load or fewer workers than planned"
     else:

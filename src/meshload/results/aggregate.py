@@ -168,6 +168,9 @@ class RunAggregator:
         self._late = 0
         self._missed = 0
         self._clamped = 0
+        self._connects = 0
+        self._connect_us_total = 0
+        self._connect_us_max = 0
         self._measured_start_s = math.inf
         self._measured_end_s = 0.0
         self._measured_start_unix_ms = 0
@@ -222,9 +225,17 @@ class RunAggregator:
         self._keep_for_log(record)
         return True
 
-    def mark_lost(self, worker_id: str) -> None:
+    def mark_lost(self, worker_id: str, reason: str = "") -> None:
         """The worker went silent: keep what it sent, count it as lost (the run is degraded)."""
-        self._worker(worker_id).summary.lost = True
+        summary = self._worker(worker_id).summary
+        summary.lost, summary.lost_reason = True, reason
+
+    def mark_returned(self, worker_id: str) -> None:
+        """A worker counted lost sent records again (it was paused or starved, not gone): it is no
+        longer lost; `returned` keeps that it was silent for a while."""
+        summary = self._worker(worker_id).summary
+        if summary.lost:
+            summary.lost, summary.returned = False, True
 
     def expect_workers(self, worker_ids: list[str]) -> None:
         """Name the run's workers up front, so one that never reports still shows (and can be lost)."""
@@ -295,6 +306,7 @@ class RunAggregator:
         environment: dict[str, object] | None = None,
         streams_lost: int = 0,
         malformed_records: int = 0,
+        interrupted: str = "",
     ) -> RunResult:
         """The merged result so far, judged (call it again after more records for a newer one).
 
@@ -311,6 +323,9 @@ class RunAggregator:
             summary.node = str(nodes.get(summary.id, summary.node))
             if worker.lag.total_count:
                 summary.lag_p99_ms = worker.lag.value_at_percentile(99.0) / 1000.0
+            summary.finished = worker.finished
+            # Sequences start at 0 and have no holes unless a record never arrived (a Redis restart).
+            summary.missing_records = worker.seqs.gaps
             workers.append(summary)
         measured_s = self._measured_end_s - self._measured_start_s if self._measured_start_s < math.inf else 0.0
         labels = dict(self.plan.labels)
@@ -346,6 +361,10 @@ class RunAggregator:
             records_dropped=self._records_dropped,
             streams_lost=streams_lost,
             malformed_records=malformed_records,
+            interrupted=interrupted,
+            connects=self._connects,
+            connect_ms_total=self._connect_us_total / 1000.0,
+            connect_ms_max=self._connect_us_max / 1000.0,
             environment=dict(environment or {}),
             by_name={name: _copy_name(summary) for name, summary in sorted(self._names.items())},
         )
@@ -388,6 +407,9 @@ class RunAggregator:
         self._late += record.late
         self._missed += record.missed
         self._clamped += record.clamped
+        self._connects += record.connects
+        self._connect_us_total += record.connect_us_total
+        self._connect_us_max = max(self._connect_us_max, record.connect_us_max)
         self._measured_start_s = min(self._measured_start_s, record.offset_s)
         self._measured_end_s = max(self._measured_end_s, record.offset_s + record.duration_s)
         if record.start_unix_ms:

@@ -97,6 +97,11 @@ class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     latency_uncorrected: str = ""  # actual send -> response complete
     schedule_lag: str = ""  # actual send - planned instant
     names: dict[str, NameInterval] = {}  # per request name, when the worker records names (Locust)
+    # Connections opened (HTTP/1.1) and how long their set-up took, microseconds: kept apart from the
+    # schedule lag, since a target that closes its connections chooses that cost, not the generator.
+    connects: int = 0
+    connect_us_total: int = 0
+    connect_us_max: int = 0
     final: bool = False  # the worker's last record for this run
 
 

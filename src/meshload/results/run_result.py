@@ -35,6 +35,10 @@ class WorkerSummary:
     node: str = ""  # in Kubernetes, the node of its pod
     lag_p99_ms: float = 0.0
     max_cpu_fraction: float = 0.0  # the busiest interval's CPU use, as a fraction of one core
+    lost_reason: str = ""  # why it was counted lost ("silent for 3.2s", "its process exited: ...")
+    returned: bool = False  # was counted lost (silent: paused, overloaded), then its records came again
+    finished: bool = False  # its final record arrived
+    missing_records: int = 0  # gaps in its record sequence (records that never reached the coordinator)
 
 
 @dataclass
@@ -135,6 +139,16 @@ class ReferenceFigures:
     max_ms: float = 0.0
 
 
+@dataclass(frozen=True)
+class Reason:
+    """One reason in a run's verdict: a stable `cause` code (for programs reading smp.json), its
+    `effect` on the run (invalid, degraded, or a note that changes neither) and the sentence."""
+
+    cause: str
+    effect: str
+    message: str
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -163,6 +177,12 @@ class RunResult:
     valid: bool = True
     validity: list[str] = field(default_factory=list)  # reasons the run is invalid or degraded
     degraded: bool = False  # a measurement of less than planned (a worker lost, a partial log)
+    # Connections opened in the measured part and their set-up time (connect + TLS), apart from the lag.
+    connects: int = 0
+    connect_ms_total: float = 0.0
+    connect_ms_max: float = 0.0
+    reasons: list[Reason] = field(default_factory=list)  # `validity` with each reason's cause and effect
+    interrupted: str = ""  # the stop signal (SIGINT, SIGTERM) that ended the run early, if one did
     max_clock_offset_ms: float = 0.0
     mesh: MeshUsage | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -180,6 +200,10 @@ class RunResult:
     @property
     def actual_rps(self) -> float:
         return self.completed / self.measured_s if self.measured_s > 0 else 0.0
+
+    @property
+    def connect_ms_mean(self) -> float:
+        return self.connect_ms_total / self.connects if self.connects else 0.0
 
     @property
     def error_count(self) -> int:

@@ -278,6 +278,16 @@ def extension_block(result: RunResult) -> dict[str, object]:
         "degraded": result.degraded,
         "partial": result.partial,
         "validity": list(result.validity),
+        # The same reasons with a stable cause code and their effect, for programs to read.
+        "reasons": [dataclasses.asdict(reason) for reason in result.reasons],
+        "connections": {
+            "opened": result.connects,
+            "connect_ms_mean": result.connect_ms_mean,
+            "connect_ms_max": result.connect_ms_max,
+            "connect_ms_total": result.connect_ms_total,
+        },
+        "interrupted": bool(result.interrupted),
+        "interrupted_by": result.interrupted,
         "max_clock_offset_ms": result.max_clock_offset_ms,
         "timeseries": [
             {

@@ -11,13 +11,24 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .bookinfo_session import SESSION_COOKIE, signed_session
 from .durations import duration_ns
 from .grpc_calls import GrpcTargetProblem, check_grpc_plan, grpc_schema
 from .locustfiles import LocustfileProblem, read_locustfile
-from .plan import ClosedLoop, GrpcSchema, LocustUsers, OpenLoop, Plan, Stage, Target, check_headers
+from .plan import (
+    ClosedLoop,
+    GrpcSchema,
+    LocustUsers,
+    OpenLoop,
+    Plan,
+    Stage,
+    Target,
+    check_headers,
+    check_rate,
+    check_timeout_s,
+)
 from .protos import ProtoError
 from .source import KeyPath, SourceDocument
 
@@ -79,6 +90,8 @@ class StageEntry(_FileModel):
     duration: Seconds = Field(gt=0)
     rate: float = Field(ge=0)
 
+    _plannable_rate = field_validator("rate")(check_rate)
+
 
 class LoadEntry(_FileModel):
     """`load:`: an open loop (`rate`, `arrival`, `stages`) or a closed loop (`concurrency`, `think_time`)."""
@@ -88,6 +101,11 @@ class LoadEntry(_FileModel):
     arrival: Literal["constant", "poisson"] | None = None
     stages: list[StageEntry] = []
     think_time: Seconds | None = Field(None, ge=0)
+
+    @field_validator("rate")
+    @classmethod
+    def _plannable_rate(cls, rate: float | None) -> float | None:
+        return None if rate is None else check_rate(rate)
 
 
 class TargetEntry(_FileModel):
@@ -128,6 +146,8 @@ class PlanFile(_FileModel):
     locustfile: str | None = None
     seed: int = 0
     labels: dict[str, Text] = {}
+
+    _fits_the_histograms = field_validator("timeout", "connect_timeout")(check_timeout_s)
 
 
 def to_plan(entry: PlanFile, document: SourceDocument, *, default_name: str, base_dir: Path | None = None) -> Plan:

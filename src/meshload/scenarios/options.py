@@ -290,5 +290,7 @@ def _usage_error_from(exc: ValidationError) -> UsageError:
     option = _OPTION_OF_FIELD.get(field or "", "options")
     message = problem["msg"].replace("Input should be", "must be").replace("Value error, ", "")
     value = problem.get("input")
-    got = f" (got {value!r})" if isinstance(value, (int, float, str)) else ""
+    # A validator's own sentence names the value already.
+    named = problem["type"] == "value_error"
+    got = f" (got {value!r})" if isinstance(value, (int, float, str)) and not named else ""
     return UsageError(f"{option}: {message}{got}")

@@ -7,7 +7,9 @@ second (`rate`).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +23,50 @@ Protocol = Literal["http/1.1", "h2", "grpc", "locust"]
 #: (as h2load and ghz do).
 DEFAULT_HTTP1_MAX_CONNECTIONS = 64
 DEFAULT_MULTIPLEXED_CONNECTIONS = 1
+#: The most requests (tasks) per second a plan may ask for, all workers together: far above what a
+#: fleet sends, low enough that a typo (1e12) is refused rather than losing the workers to it.
+MAX_RATE = 1_000_000.0
+#: A request timeout (and so a latency) must fit in the histograms, which track up to 2 hours
+#: (`results.histogram.HIGHEST_TRACKABLE_US`, not imported: workers load plans without numpy).
+MAX_TIMEOUT_S = 2 * 3600.0
+#: Warm-up plus measured duration: longer runs are a series of runs (`meshload schedule`).
+MAX_RUN_S = 30 * 24 * 3600.0
+
+
+def check_rate(rate: float) -> float:
+    """`rate` if it is a finite number of requests per second meshload can plan, else ValueError."""
+    if not math.isfinite(rate):
+        raise ValueError(f"{rate} is not a rate; give requests per second, e.g. 100")
+    if rate > MAX_RATE:
+        raise ValueError(
+            f"{rate:g} requests per second is above the most a plan may ask for ({MAX_RATE:,.0f}/s, all workers "
+            "together); give a lower rate"
+        )
+    return rate
+
+
+def check_timeout_s(seconds: float) -> float:
+    """A request timeout no longer than the latencies the histograms can hold, else ValueError."""
+    if not seconds <= MAX_TIMEOUT_S:
+        raise ValueError(
+            f"{seconds:g}s is longer than the histograms' range ({MAX_TIMEOUT_S / 3600:g}h): a latency that "
+            f"long could not be recorded; use {MAX_TIMEOUT_S / 3600:g}h or less"
+        )
+    return seconds
+
+
+def check_http_url(url: str) -> str:
+    """`url` if it names a host and a port that exists, else ValueError saying what to write."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host; write e.g. http://127.0.0.1:8080/path")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} has no valid port; use a port 1..65535") from None
+    if port == 0:
+        raise ValueError(f"{url!r} has port 0; use a port 1..65535")
+    return url
 
 
 class _Strict(BaseModel):
@@ -76,7 +122,7 @@ class Target(_Strict):
             return url
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{url!r} is not an absolute http://, https://, grpc:// or grpcs:// URL")
-        return url
+        return check_http_url(url)
 
     @property
     def is_grpc(self) -> bool:
@@ -118,6 +164,8 @@ class Stage(_Strict):
     duration_s: float = Field(gt=0)
     rate: float = Field(ge=0)
 
+    _plannable_rate = field_validator("rate")(check_rate)
+
 
 #: How open-loop instants are drawn: evenly spaced, or a Poisson process of the same rate.
 Arrival = Literal["constant", "poisson"]
@@ -133,6 +181,8 @@ class OpenLoop(_Strict):
     # Optional stages; when given they define the rate over time (starting from `rate`) and the
     # run lasts the sum of their durations.
     stages: tuple[Stage, ...] = ()
+
+    _plannable_rate = field_validator("rate")(check_rate)
 
 
 class ClosedLoop(_Strict):
@@ -180,6 +230,8 @@ class Plan(_Strict):
 
     _sendable_headers = field_validator("headers")(check_headers)
 
+    _fits_the_histograms = field_validator("timeout_s", "connect_timeout_s")(check_timeout_s)
+
     @model_validator(mode="before")
     @classmethod
     def _connections_by_protocol(cls, data: Any) -> Any:
@@ -207,6 +259,15 @@ class Plan(_Strict):
                 )
             if len(self.targets) != 1:
                 raise ValueError("a locustfile's users have one host: give one URL (the host), not a list of targets")
+        return self
+
+    @model_validator(mode="after")
+    def _fits_a_run(self) -> Plan:
+        if self.total_s > MAX_RUN_S:
+            raise ValueError(
+                f"warm-up + duration is {self.total_s:g}s, above the longest run ({MAX_RUN_S / 86400:g} days); "
+                "split it into shorter runs (meshload schedule)"
+            )
         return self
 
     @model_validator(mode="after")

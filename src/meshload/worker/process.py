@@ -71,6 +71,11 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
 
+#: How long the run's coordinator key must stay missing before the coordinator counts as gone: a
+#: restarted Redis has it back within the coordinator's next refresh (every heartbeat interval).
+COORDINATOR_GONE_GRACE_S = 4 * wire.HEARTBEAT_INTERVAL_S
+
+
 @dataclass
 class _ActiveRun:
     """What the heartbeat thread needs to know about the run in progress."""
@@ -83,6 +88,7 @@ class _ActiveRun:
     stop_reason: str = ""
     detached: bool = False  # the run goes on without its coordinator (`meshload resume` reattaches)
     orphaned: bool = False  # detached and its coordinator is gone (said once in the log)
+    coordinator_missing_since: float | None = None  # monotonic second its key was first seen missing
 
     def request_stop(self, reason: str) -> None:
         if self.stop.requested:
@@ -385,14 +391,25 @@ class WorkerProcess:
             coordinator_alive, stop_requested = replies[-1]
             if stop_requested:
                 active.request_stop("the coordinator stopped the run")
-            elif not coordinator_alive and not active.detached:
-                active.request_stop("the coordinator is gone")
-            elif not coordinator_alive and not active.orphaned:
-                # A detached run: its records wait in the stream for `meshload resume`.
-                active.orphaned = True
-                log.warning("run %s: the coordinator is gone; the run goes on (meshload resume)", active.keys.run_id)
             elif coordinator_alive:
+                active.coordinator_missing_since = None
                 active.orphaned = False
+            else:
+                # Missing for a moment after a Redis restart (the coordinator sets it again at its
+                # next refresh); gone for good only when it stays missing.
+                now = time.monotonic()
+                if active.coordinator_missing_since is None:
+                    active.coordinator_missing_since = now
+                if now - active.coordinator_missing_since < COORDINATOR_GONE_GRACE_S:
+                    pass
+                elif not active.detached:
+                    active.request_stop("the coordinator is gone")
+                elif not active.orphaned:
+                    # A detached run: its records wait in the stream for `meshload resume`.
+                    active.orphaned = True
+                    log.warning(
+                        "run %s: the coordinator is gone; the run goes on (meshload resume)", active.keys.run_id
+                    )
 
 
 def _leave_when_parent_is_gone() -> None:

@@ -66,6 +66,9 @@ class IntervalRecorder:
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
         self._completed = 0
         self._late = 0
+        self._connects = 0
+        self._connect_us_total = 0
+        self._connect_us_max = 0
         self._seq = 0
         self._cpu_mark_s = process_cpu_seconds()
         # Totals over all cuts, for the engine's outcome.
@@ -102,6 +105,13 @@ class IntervalRecorder:
             self.lag.record(lag_us)
             if lag_us > self.late_threshold_us:
                 self._late += 1
+
+    def record_connect(self, took_ns: int) -> None:
+        """A connection set up in `took_ns` (connect and TLS handshake): its own figure, not lag."""
+        took_us = max(took_ns, 0) // 1000
+        self._connects += 1
+        self._connect_us_total += took_us
+        self._connect_us_max = max(self._connect_us_max, took_us)
 
     def record_missed(self, count: int) -> None:
         """Planned requests never sent before the run ended: `missed`, and errors of kind not_sent."""
@@ -169,6 +179,9 @@ class IntervalRecorder:
             schedule_lag=self.lag.encode(),
             # Values beyond the histograms' range (in any of the three): the validity check flags them.
             clamped=self.corrected.clamped + self.uncorrected.clamped + self.lag.clamped,
+            connects=self._connects,
+            connect_us_total=self._connect_us_total,
+            connect_us_max=self._connect_us_max,
             final=final,
         )
         self._add_to_totals(cpu_s)
@@ -194,6 +207,7 @@ class IntervalRecorder:
         self.missed = 0
         self._completed = 0
         self._late = 0
+        self._connects = self._connect_us_total = self._connect_us_max = 0
         self._status_counts[:] = 0
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
         self.corrected.reset()

@@ -76,7 +76,9 @@ class Pool:
     def __init__(self, index: int, cap: int) -> None:
         self.index = index
         self.idle: list[HttpConnection] = []
-        self.pending: deque[tuple[int, bytes]] = deque()  # (planned_ns, payload), oldest first
+        # (planned_ns, payload, ready_ns), oldest first; ready_ns: when the generator was ready to send
+        # it and only a connection being set up kept it (0: it waits for a busy connection).
+        self.pending: deque[tuple[int, bytes, int]] = deque()
         self.open = 0  # connecting + established
         self.connecting = 0
         self.cap = cap
@@ -194,8 +196,13 @@ class OpenLoopRunner(Http1Runner):
                 conn.send(payload, planned_ns, monotonic_ns())
                 self.recorder.sent += 1
                 return
-        pool.pending.append((planned_ns, payload))
+        pending = pool.pending
+        pending.append((planned_ns, payload, 0))
         self._open_if_needed(pool)
+        if pool.connecting:
+            # From now on it waits for a connection's set-up (a target that closes its connections
+            # chooses that cost): part of its latency, not of the generator's schedule lag.
+            pending[-1] = (planned_ns, payload, monotonic_ns())
 
     # -- connections --------------------------------------------------------------------------
 
@@ -219,7 +226,7 @@ class OpenLoopRunner(Http1Runner):
         if failure is not None:
             pool.open -= 1
             if pool.pending:  # the oldest waiting send ends in this error
-                planned_ns, _ = pool.pending.popleft()
+                planned_ns, _, _ = pool.pending.popleft()
                 self.recorder.record_error(failure, planned_ns)
             if self.accepting_sends:
                 self._open_if_needed(pool)
@@ -229,8 +236,8 @@ class OpenLoopRunner(Http1Runner):
     def release(self, pool: Pool, conn: HttpConnection) -> None:
         """`conn` is free: give it the oldest waiting send, else park it."""
         if pool.pending and self.accepting_sends:
-            planned_ns, payload = pool.pending.popleft()
-            conn.send(payload, planned_ns, monotonic_ns())
+            planned_ns, payload, ready_ns = pool.pending.popleft()
+            conn.send(payload, planned_ns, ready_ns or monotonic_ns())
             self.recorder.sent += 1
         else:
             pool.idle.append(conn)

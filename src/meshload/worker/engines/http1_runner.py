@@ -100,6 +100,7 @@ class Http1Runner(EngineRunner):
         """Connect `conn` to its origin; None on success, else the error kind."""
         origin: Origin = self.origins[conn.origin_index]
         self.connections_opened += 1
+        began_ns = monotonic_ns()
         try:
             await asyncio.wait_for(
                 self.loop.create_connection(
@@ -115,6 +116,7 @@ class Http1Runner(EngineRunner):
             return connect_error_kind(exc)
         if conn.retired:  # accepted, then closed before we could use it
             return "reset"
+        self.recorder.record_connect(monotonic_ns() - began_ns)
         self.connections.add(conn)
         return None
 
