@@ -451,8 +451,8 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
     def instructions(counted: Counted) -> float:
         return counted.instructions
 
-    wrk_ir = marginal(*wrk_runs, instructions)
-    ml_ir = marginal(*ml_runs, instructions)
+    wrk_ir = marginal(wrk_runs[0], wrk_runs[1], instructions)
+    ml_ir = marginal(ml_runs[0], ml_runs[1], instructions)
     # The cuts of one-second intervals: what the long run with them costs beyond its requests.
     cuts = math.floor(long_s) - 1
     cut_ir = (
@@ -472,7 +472,7 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
     print(f"system calls per request (strace -c -f; {long_s:g} s run minus {short_s:g} s run):")
     for name, runs in (("wrk", wrk_calls), ("meshload", ml_calls)):
         names = sorted({n for run in runs for n in (run.syscalls or {})})
-        per_call = {n: marginal(*runs, lambda c, n=n: (c.syscalls or {}).get(n, 0)) for n in names}
+        per_call = {n: marginal(runs[0], runs[1], lambda c, n=n: (c.syscalls or {}).get(n, 0)) for n in names}
         loop_total = sum(v for n, v in per_call.items() if n in LOOP_SYSCALLS)
         total = sum(per_call.values())
         top = ", ".join(f"{n} {v:.2f}" for n, v in sorted(per_call.items(), key=lambda kv: -kv[1])[:5] if v >= 0.005)
