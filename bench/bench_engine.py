@@ -219,6 +219,7 @@ def meshload_child(args: argparse.Namespace) -> None:
     from meshload.worker.engines import pick_engine
     from meshload.worker.standalone import collect_records
 
+    trace = trace_sends() if args.lag_trace else None
     load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
     pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
@@ -233,9 +234,11 @@ def meshload_child(args: argparse.Namespace) -> None:
     full = [r for r in records if not r.final]
     sent_full = sum(r.sent for r in full)
     seconds_full = sum(r.duration_s for r in full)
+    around_cuts = lag_around_cuts(trace, args.interval) if trace is not None else {}
     print(
         json.dumps(
             {
+                **around_cuts,
                 "completed": outcomes[0].completed,
                 "errors": outcomes[0].errors,
                 "engine_cpu_s": outcomes[0].cpu_seconds,
@@ -265,6 +268,54 @@ def meshload_command(url: str, seconds: float, rate: float = 0, interval_s: floa
         "--interval",
         str(interval_s),
     ]
+
+
+#: Sends planned this soon after an interval cut count as "around the cut".
+CUT_WINDOW_NS = 5_000_000
+
+
+def trace_sends() -> dict[str, Any]:
+    """Every response's planned and actual send instants, and the run's start (for the lag around cuts).
+
+    The recorder's hot path gets one more Python call: the same in any version compared."""
+    from array import array
+
+    from meshload.worker.engines.runner import EngineRunner
+    from meshload.worker.recorder import IntervalRecorder
+
+    trace: dict[str, Any] = {"planned": array("q"), "sent": array("q"), "start_ns": 0}
+    record_response = IntervalRecorder.record_response
+    runner_init = EngineRunner.__init__
+
+    def traced(self: IntervalRecorder, planned_ns: int, sent_ns: int, done_ns: int, status: int) -> None:
+        trace["planned"].append(planned_ns)
+        trace["sent"].append(sent_ns)
+        record_response(self, planned_ns, sent_ns, done_ns, status)
+
+    def init(self: EngineRunner, *args: Any, **kwargs: Any) -> None:
+        runner_init(self, *args, **kwargs)
+        trace["start_ns"] = self.start_ns
+
+    IntervalRecorder.record_response = traced  # type: ignore[method-assign]
+    EngineRunner.__init__ = init  # type: ignore[method-assign]
+    return trace
+
+
+def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float]:
+    """Schedule lag of the sends planned within `CUT_WINDOW_NS` after an interval cut, and of the rest."""
+    import numpy as np
+
+    planned = np.frombuffer(trace["planned"], dtype=np.int64)
+    lag_us = (np.frombuffer(trace["sent"], dtype=np.int64) - planned) / 1000
+    since_cut_ns = (planned - trace["start_ns"]) % round(interval_s * 1e9)
+    # The first instants of the run follow its start, not a cut.
+    near = (since_cut_ns < CUT_WINDOW_NS) & (planned - trace["start_ns"] >= round(interval_s * 1e9))
+    figures: dict[str, float] = {"sends_near_cuts": int(near.sum())}
+    for name, part in (("near_cuts", lag_us[near]), ("elsewhere", lag_us[~near])):
+        if part.size:
+            figures[f"lag_{name}_p99_us"] = float(np.percentile(part, 99))
+            figures[f"lag_{name}_max_us"] = float(part.max())
+    return figures
 
 
 def run_meshload(url: str, seconds: float, rate: float = 0) -> tuple[dict, float]:
@@ -299,7 +350,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="alternating wrk/meshload rounds (median kept)")
-    parser.add_argument("--only", choices=["closed", "open", "instructions"], default=None)
+    parser.add_argument("--only", choices=["closed", "open", "instructions", "cuts"], default=None)
     parser.add_argument(
         "--valgrind-seconds",
         default="2,6",
@@ -309,6 +360,8 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--lag-trace", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cuts-rate", type=float, default=30_000, help="cuts: the open loop's rate")
     args = parser.parse_args()
     if args.child:
         meshload_child(args)
@@ -343,6 +396,8 @@ def main() -> None:
         if args.only in (None, "instructions"):
             short_s, long_s = (float(part) for part in args.valgrind_seconds.split(","))
             bench_instructions(nginx.url, short_s, long_s, workdir)
+        if args.only in (None, "cuts"):
+            bench_cuts(nginx.url, args.seconds, args.cuts_rate)
         if args.only in (None, "open"):
             print(f"\nopen loop, one worker, {args.seconds:g} s:")
             figures, _ = run_meshload(nginx.url, args.seconds, OPEN_LOOP_RATE)
@@ -357,6 +412,21 @@ def main() -> None:
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_cuts(url: str, seconds: float, rate: float) -> None:
+    """Whether interval cuts show in the schedule lag: open loop, sends just after a cut beside the rest."""
+    out, _ = run_measured([*meshload_command(url, seconds, rate), "--lag-trace"])
+    figures = json.loads(out.strip().splitlines()[-1])
+    print(f"\ninterval cuts and the schedule lag, open loop at {rate:,.0f} rps, {seconds:g} s:")
+    for name, label in (("near_cuts", f"planned < {CUT_WINDOW_NS / 1e6:g} ms after a cut"), ("elsewhere", "the rest")):
+        print(
+            f"  {label:<32} lag p99 {figures.get(f'lag_{name}_p99_us', float('nan')):>8.0f} us, "
+            f"max {figures.get(f'lag_{name}_max_us', float('nan')):>8.0f} us"
+        )
+    print(
+        f"  ({figures['sends_near_cuts']:,} sends near cuts; schedule lag p99 overall {figures['lag_p99_ms']:.3f} ms)"
+    )
 
 
 # -- instructions and system calls per request -----------------------------------------------------

@@ -83,7 +83,11 @@ class LatencyHistogram:
             values = np.clip(values, 0, highest)
             low, high = max(low, 0), min(high, highest)
         indexes = counts_indexes(self._hdr, values)
-        self._counts += np.bincount(indexes, minlength=self._counts.size).astype(self._counts.dtype, copy=False)
+        # Only the stretch of counters the batch covers (the indexes grow with the values): a batch of
+        # a few thousand latencies touches a few thousand counters, not all of them.
+        first = int(counts_indexes(self._hdr, np.array([low], dtype=np.int64))[0])
+        stretch = np.bincount(indexes - first)
+        self._counts[first : first + stretch.size] += stretch.astype(self._counts.dtype, copy=False)
         hdr = self._hdr
         hdr.total_count += int(values.size)
         hdr.min_value = min(hdr.min_value, low)
