@@ -298,7 +298,54 @@ def trace_sends() -> dict[str, Any]:
 
     IntervalRecorder.record_response = traced  # type: ignore[method-assign]
     EngineRunner.__init__ = init  # type: ignore[method-assign]
+    time_cut_steps(trace)
     return trace
+
+
+def time_cut_steps(trace: dict[str, Any]) -> None:
+    """The loop's CPU time (this thread's, so a neighbour's burst does not count) in each uninterrupted
+    piece of an interval cut, and in each fold the hot path does when the response buffer is full."""
+    from meshload.worker import recorder as recorder_module
+    from meshload.worker.engines import http1_runner, runner
+
+    trace["cut_steps_ns"], trace["cuts_ns"], trace["folds_ns"] = [], [], []
+    clock = time.thread_time_ns
+
+    def timed(function: Any, into: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                trace[into].append(clock() - started)
+
+        return call
+
+    def timed_steps(make_steps: Any) -> Any:
+        def steps(*args: Any) -> Any:
+            iterator = iter(make_steps(*args))
+            while True:
+                started = clock()
+                try:
+                    next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    trace["cut_steps_ns"].append(clock() - started)
+                yield
+
+        return steps
+
+    fold = recorder_module.IntervalRecorder.fold
+    recorder_module.IntervalRecorder.fold = timed(fold, "folds_ns")  # type: ignore[method-assign]
+    pending = getattr(recorder_module, "PendingRecord", None)
+    if pending is None:  # a version that cuts in one piece
+        runner.EngineRunner._emit = timed(runner.EngineRunner._emit, "cuts_ns")  # type: ignore[method-assign]
+        return
+    recorder_module.IntervalRecorder.detach = timed(recorder_module.IntervalRecorder.detach, "cut_steps_ns")  # type: ignore[method-assign]
+    pending.steps = timed_steps(pending.steps)
+    for cls in (runner.EngineRunner, http1_runner.Http1Runner):
+        cls._before_cut_steps = timed_steps(cls._before_cut_steps)  # type: ignore[method-assign]
 
 
 def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float]:
@@ -311,6 +358,13 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float
     # The first instants of the run follow its start, not a cut.
     near = (since_cut_ns < CUT_WINDOW_NS) & (planned - trace["start_ns"] >= round(interval_s * 1e9))
     figures: dict[str, float] = {"sends_near_cuts": int(near.sum())}
+    steps_us = np.asarray(trace["cut_steps_ns"] or trace["cuts_ns"] or [0]) / 1000
+    figures["cut_longest_piece_us"] = float(steps_us.max())
+    figures["cut_pieces"] = len(steps_us)
+    figures["cuts_total_us"] = float(steps_us.sum())
+    folds_us = np.asarray(trace["folds_ns"] or [0]) / 1000
+    figures["hot_path_folds"] = len(trace["folds_ns"])
+    figures["hot_path_fold_longest_us"] = float(folds_us.max())
     for name, part in (("near_cuts", lag_us[near]), ("elsewhere", lag_us[~near])):
         if part.size:
             figures[f"lag_{name}_p99_us"] = float(np.percentile(part, 99))
@@ -426,6 +480,11 @@ def bench_cuts(url: str, seconds: float, rate: float) -> None:
         )
     print(
         f"  ({figures['sends_near_cuts']:,} sends near cuts; schedule lag p99 overall {figures['lag_p99_ms']:.3f} ms)"
+    )
+    print(
+        f"  the loop's CPU in the cuts: {figures['cuts_total_us']:,.0f} us in {figures['cut_pieces']} pieces, "
+        f"the longest {figures['cut_longest_piece_us']:,.0f} us; folds of a full buffer on the hot path: "
+        f"{figures['hot_path_folds']}, the longest {figures['hot_path_fold_longest_us']:,.0f} us"
     )
 
 

@@ -1,8 +1,10 @@
 """Per-interval recording of one worker's requests, cut into `IntervalRecord`s.
 
-The hot path (`record_response`) only writes four integers into preallocated `array.array`s. The
-arrays are folded into three HDR histograms with one numpy batch per fold: when they fill up, and at
-every interval cut. Nothing grows with the number of requests: memory is fixed by `capacity`.
+The hot path (`record_response`) only stores four integers into preallocated lists (a list store is
+the cheapest there is; an `array.array` converts each integer on the way in, which costs more than
+converting the lot with numpy at the fold). The lists are folded into three HDR histograms with one
+numpy batch per fold: when they fill up, and at every interval cut. Nothing grows with the number of
+requests: memory is fixed by `capacity`.
 
 An engine on an event loop cuts in two parts (`detach`, then `PendingRecord.steps`): the interval's
 buffers and histograms are swapped with a spare set at once, and the slow part (folding, encoding)
@@ -16,8 +18,7 @@ Statuses are small integers on the hot path; a record names them by their number
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 
@@ -74,6 +75,11 @@ class IntervalRecorder:
         self._spare: _Set | None = _Set(
             _buffers(capacity), (LatencyHistogram(), LatencyHistogram(), LatencyHistogram())
         )
+        #: Set by an engine on an event loop (its `call_soon`): a full buffer is then folded in steps the
+        #: loop takes between its callbacks, while recording goes on into a spare buffer.
+        self.defer: Callable[[Callable[[], None]], object] | None = None
+        self._spare_buffers: _Buffers | None = _buffers(capacity)
+        self._folding: Generator[None, None, int] | None = None  # a full buffer being folded in steps
         # Totals over all cuts, for the engine's outcome.
         self.total_completed = 0
         self.total_sent = 0
@@ -89,11 +95,11 @@ class IntervalRecorder:
         self._planned_ns[i] = planned_ns
         self._sent_ns[i] = sent_ns
         self._done_ns[i] = done_ns
-        self._status[i] = status if status < _STATUS_SLOTS else _STATUS_SLOTS - 1
+        self._status[i] = status
         i += 1
         self.count = i
         if i == self.capacity:
-            self.fold()
+            self._full()
 
     # -- slow paths --------------------------------------------------------------------------------
 
@@ -114,8 +120,52 @@ class IntervalRecorder:
         self.missed += count
         self._errors["not_sent"] += count
 
+    def _full(self) -> None:
+        """The buffer is full: fold it in deferred steps if the engine can run them, else now."""
+        spare = self._spare_buffers
+        if self.defer is None or spare is None or type(self).fold is not IntervalRecorder.fold:
+            self.fold()
+            return
+        n = self.count
+        full = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
+        self._planned_ns, self._sent_ns, self._done_ns, self._status = spare
+        self._spare_buffers = None
+        self.count = 0
+        self._completed += n
+        histograms = (self.corrected, self.uncorrected, self.lag)
+        self._folding = self._fold_aside(n, full, histograms, self._status_counts)
+        self.defer(self._fold_step)
+
+    def _fold_aside(
+        self,
+        n: int,
+        full: _Buffers,
+        histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram],
+        status_counts: np.ndarray,
+    ) -> Generator[None, None, int]:
+        # The histograms and counts are those of the interval the responses belong to, bound now.
+        late = yield from _fold_steps(n, full, histograms, status_counts, self.late_threshold_us)
+        self._spare_buffers = full
+        return late
+
+    def _fold_step(self) -> None:
+        folding = self._folding
+        if folding is None:
+            return  # finished already, or taken over by a cut
+        try:
+            next(folding)
+        except StopIteration as end:
+            self._folding = None
+            self._late += int(end.value)
+            return
+        assert self.defer is not None
+        self.defer(self._fold_step)
+
     def fold(self) -> None:
         """Move the buffered responses into the histograms (one numpy batch each)."""
+        folding, self._folding = self._folding, None
+        if folding is not None:
+            self._late += _exhaust(folding)
         n = self.count
         if n == 0:
             return
@@ -162,12 +212,14 @@ class IntervalRecorder:
         if type(self).fold is not IntervalRecorder.fold:
             self.fold()  # a subclass folds more than the histograms: not in steps
         self._spare = None
+        folding, self._folding = self._folding, None  # a full buffer of this interval still folding
         cpu_now_s = process_cpu_seconds()
         cpu_s = cpu_now_s - self._cpu_mark_s
         self._cpu_mark_s = cpu_now_s
         n = self.count
         pending = PendingRecord(
             self,
+            folding,
             n,
             _Set(
                 (self._planned_ns, self._sent_ns, self._done_ns, self._status),
@@ -224,21 +276,25 @@ class IntervalRecorder:
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
 
 
-_Buffers = tuple[array, array, array, array]  # planned, sent and done instants (ns), statuses
+_Buffers = tuple[list[int], list[int], list[int], list[int]]  # planned, sent, done instants (ns), statuses
 
 
 def _buffers(capacity: int) -> _Buffers:
-    zeros = bytes(8 * capacity)
-    return array("q", zeros), array("q", zeros), array("q", zeros), array("H", bytes(2 * capacity))
+    return [0] * capacity, [0] * capacity, [0] * capacity, [0] * capacity
 
 
 def _instants(n: int, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Views of the first `n` buffered (planned, sent, done) instants, monotonic ns."""
-    return (
-        np.frombuffer(buffers[0], dtype=np.int64, count=n),
-        np.frombuffer(buffers[1], dtype=np.int64, count=n),
-        np.frombuffer(buffers[2], dtype=np.int64, count=n),
-    )
+    """The first `n` buffered (planned, sent, done) instants as arrays, monotonic ns."""
+    return _array(n, buffers[0]), _array(n, buffers[1]), _array(n, buffers[2])
+
+
+def _array(n: int, values: list[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64, count=n)
+
+
+def _statuses(n: int, buffers: _Buffers) -> np.ndarray:
+    """The first `n` buffered statuses; those beyond the table go to its last slot."""
+    return np.minimum(_array(n, buffers[3]), _STATUS_SLOTS - 1)
 
 
 class _Set:
@@ -259,6 +315,7 @@ class PendingRecord:
     def __init__(
         self,
         recorder: IntervalRecorder,
+        folding: Generator[None, None, int] | None,
         buffered: int,
         detached: _Set,
         record: IntervalRecord,
@@ -267,7 +324,7 @@ class PendingRecord:
     ) -> None:
         self.record = record
         self.done = False
-        self._steps = self._make(recorder, buffered, detached, status_counts, late)
+        self._steps = self._make(recorder, folding, buffered, detached, status_counts, late)
 
     def steps(self) -> Iterator[None]:
         """Yields between the steps; when exhausted, `record` is complete."""
@@ -280,9 +337,18 @@ class PendingRecord:
         return self.record
 
     def _make(
-        self, recorder: IntervalRecorder, n: int, detached: _Set, status_counts: np.ndarray, late: int
+        self,
+        recorder: IntervalRecorder,
+        folding: Generator[None, None, int] | None,
+        n: int,
+        detached: _Set,
+        status_counts: np.ndarray,
+        late: int,
     ) -> Iterator[None]:
         corrected, uncorrected, lag = detached.histograms
+        if folding is not None:
+            late += yield from folding
+            yield
         if n:
             late += yield from _fold_steps(
                 n, detached.buffers, detached.histograms, status_counts, recorder.late_threshold_us
@@ -320,7 +386,7 @@ def _fold_steps(
     yield
     lag_us = (sent - planned) // 1000
     lag.record_batch(lag_us)
-    status_counts += np.bincount(np.frombuffer(buffers[3], dtype=np.uint16, count=n), minlength=_STATUS_SLOTS)
+    status_counts += np.bincount(_statuses(n, buffers), minlength=_STATUS_SLOTS)
     return int(np.count_nonzero(lag_us > late_threshold_us))
 
 

@@ -49,6 +49,7 @@ class EngineRunner:
             clock_offset_ms=job.clock_offset_ms,
             status_names=self.status_names,
         )
+        self.recorder.defer = self.loop.call_soon  # full buffers are folded between the loop's callbacks
         self.stop_event = stop
         self.stopped_early = False
         self.connections_opened = 0
