@@ -9,6 +9,7 @@ import pytest
 
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, decode_record, encode_record
+from meshload.worker.cpu import process_cpu_seconds
 from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
 
 MS = 1_000_000  # ns
@@ -60,11 +61,14 @@ def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> No
 
 def test_cpu_seconds_are_this_processes_own() -> None:
     recorder = IntervalRecorder(worker_id="w")
+    # Burn CPU inside the interval until the process clock (which ticks every 10 ms or so) has seen it.
+    started = process_cpu_seconds()
     total = 0
-    for i in range(300_000):  # burn a little CPU inside the interval
-        total += i * i
+    while process_cpu_seconds() - started < 0.02:
+        for i in range(10_000):
+            total += i * i
     record = recorder.cut(offset_s=0.0, duration_s=1.0, start_unix_ms=0)
-    assert 0 < record.cpu_seconds < 5 and total > 0
+    assert 0.02 <= record.cpu_seconds < 5 and total > 0
 
 
 def _record_many(recorder: IntervalRecorder, first: int, count: int) -> None:

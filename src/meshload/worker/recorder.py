@@ -359,8 +359,11 @@ class PendingRecord:
         codes = np.flatnonzero(status_counts)
         record.status_codes = {recorder._status_name(int(code)): int(status_counts[code]) for code in codes}
         record.latency_corrected = corrected.encode()
+        yield
         record.latency_uncorrected = uncorrected.encode()
+        yield
         record.schedule_lag = lag.encode()
+        yield
         # Values beyond the histograms' range (in any of the three): the validity check flags them.
         record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
         for histogram in detached.histograms:
@@ -376,16 +379,20 @@ def _fold_steps(
     status_counts: np.ndarray,
     late_threshold_us: int,
 ) -> Generator[None, None, int]:
-    """Fold `n` buffered responses into the histograms and status counts, one histogram per step;
-    returns how many were sent late."""
-    planned, sent, done = _instants(n, buffers)
+    """Fold `n` buffered responses into the histograms and status counts in steps of about a
+    conversion and a histogram batch each; returns how many were sent late."""
     corrected, uncorrected, lag = histograms
+    planned = _array(n, buffers[0])
+    yield
+    done = _array(n, buffers[2])
     corrected.record_batch((done - planned) // 1000)
     yield
+    sent = _array(n, buffers[1])
     uncorrected.record_batch((done - sent) // 1000)
     yield
     lag_us = (sent - planned) // 1000
     lag.record_batch(lag_us)
+    yield
     status_counts += np.bincount(_statuses(n, buffers), minlength=_STATUS_SLOTS)
     return int(np.count_nonzero(lag_us > late_threshold_us))
 
