@@ -11,6 +11,7 @@ import pytest
 
 from meshload.errors import PlanError
 from meshload.scenarios import ClosedLoop, OpenLoop, builtin_scenario, list_builtin, load_plan_file
+from meshload.scenarios.files import calls_grpc_base
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -422,12 +423,18 @@ def test_every_builtin_scenario_loads_against_any_ingress() -> None:
     assert {"bookinfo-productpage", "bookinfo-mix", "bookinfo-login"} <= set(names)
     for name in names:
         assert builtin_scenario(name).is_file()
+        if calls_grpc_base(name):  # gRPC methods: the ingress is a gRPC one
+            plan = load_plan_file(name, {"base_url": "grpc://127.0.0.1:18081"})
+            assert all(target.url.startswith("grpc://127.0.0.1:18081/") for target in plan.targets)
+            assert plan.protocol == "grpc" and plan.name == name
+            continue
         plan = load_plan_file(name, {"base_url": "http://127.0.0.1:18080"})
         assert all(target.url.startswith("http://127.0.0.1:18080/") for target in plan.targets)
         assert plan.name == name
         # Without an ingress the relative paths cannot resolve, and the error says how to give one.
         with pytest.raises(PlanError, match="base_url"):
             load_plan_file(name)
+    assert calls_grpc_base("ratings-grpc") and not calls_grpc_base("bookinfo-productpage")
 
 
 def test_the_bookinfo_mix_is_dominated_by_the_product_page() -> None:

@@ -149,7 +149,12 @@ def test_a_small_study_runs_end_to_end_on_the_testbed(tmp_path: Path) -> None:
     assert len(environment["load_average_before"]) == 3 and len(environment["load_average_after"]) == 3
 
     html = (out / "index.html").read_text()
-    assert "<script" not in html and "<link" not in html and html.count("<svg") == 1 + 2 + 1 + 1
+    # spectrum, overhead (p50, p99), proxy CPU, schedule lag, and reviews' requests per replica
+    assert "<script" not in html and "<link" not in html and html.count("<svg") == 1 + 2 + 1 + 1 + 1
+    assert 'id="replicas"' in html and "Share of reviews requests per replica" in html
+    for cell in cells:  # each product page calls reviews once, and the callers take v1, v2, v3 in turn
+        reviews = cell["replicas"]["reviews"]
+        assert set(reviews) == {"reviews-v1", "reviews-v2", "reviews-v3"} and min(reviews.values()) > 0, cell
 
     # The saved folder re-renders, and a study compared with itself changes nothing.
     (out / "index.html").unlink()

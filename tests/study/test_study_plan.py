@@ -234,7 +234,7 @@ def test_file_errors_name_the_file_the_line_and_the_fix(tmp_path: Path) -> None:
             assert message.startswith(f"{path}:{line}: "), message
         for word in words:
             assert word in message, message
-    with pytest.raises(PlanError, match="built-in studies: study-default, study-quick"):
+    with pytest.raises(PlanError, match="built-in studies: study-default, study-grpc-balancing, study-quick"):
         load_study_plan("study-nonesuch")
     # A command-line override that is wrong says so instead of pointing into the file.
     with pytest.raises(PlanError, match="command line"):

@@ -230,6 +230,7 @@ def run(
     """Send load to a URL or a scenario's targets, then write smp.json, fortio.json, histograms.hlog
     and report.html, and record the run in the history."""
     from ..coordinator.run import RunOptions, execute_run, new_run_id
+    from ..scenarios.files import calls_grpc_base
 
     run_id = new_run_id()
     out_dir = out if out is not None else DEFAULT_RUNS_DIR / run_id
@@ -258,6 +259,8 @@ def run(
         options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
         if scenario is None and url is None and locustfile is None:
             scenario = "bookinfo-productpage"
+        if scenario is not None and calls_grpc_base(scenario):
+            base_url = options.mesh.grpc_url  # its methods, on the testbed's gRPC ingress
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
     plan = build_plan(
         url=url,
@@ -433,6 +436,10 @@ def summary_table(result: RunResult) -> str:
             f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s, "
             f"clock offset {worker.clock_offset_ms:+.2f} ms{lost}"
         )
+    for service, counts in (result.mesh.replicas if result.mesh is not None else {}).items():
+        total = sum(counts.values())
+        shares = "  ".join(f"{name}: {count:,} ({100 * count / total:.1f}%)" for name, count in counts.items())
+        lines.append(f"replicas  {service}: {shares}")
     lines.append(f"valid     {'yes' if result.valid else 'NO'}" + ("  (degraded)" if result.degraded else ""))
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fas
     from ..results.paired import PairedComparison
     from ..results.resolution import ResolutionRow
     from ..results.study_budget import RoundDecision, TargetRow
+    from ..results.study_html import ReplicaRow
     from ..results.study_result import StudyResult
     from ..scenarios.study_plan import StudyCell, StudyPlan
 
@@ -178,12 +179,19 @@ def study(
     def on_cell(summary: CellSummary, progress: StudyProgress) -> None:
         metrics = summary.metrics
         left = f"about {format_duration(round(progress.remaining_s))} left"
+        if summary.not_supported:
+            terminal.info(f"    not supported, skipped: {summary.not_supported}")
+            return
         if metrics.get("p50_ms") is None:
             terminal.warning(f"cell failed: {'; '.join(summary.validity)}; {left}")
             return
         line = f"    p50 {metrics['p50_ms']:.2f} ms, p99 {metrics['p99_ms']:.2f} ms, {summary.actual_rps:.1f} rps"
         if metrics.get("error_rate_pct"):
             line += f", {metrics['error_rate_pct']:.1f}% errors"
+        for service, counts in summary.replicas.items():
+            total = sum(counts.values())
+            shares = ", ".join(f"{name} {100 * count / total:.1f}%" for name, count in counts.items())
+            terminal.info(f"    {service}: {shares}")
         terminal.info(f"{line}; {left}")
         if not summary.valid:
             terminal.warning(
@@ -305,6 +313,8 @@ def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
     finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
     kind = "A/A study" if plan.calibrate else "study"
     arms = " and ".join(f.label for f in plan.functions) if plan.calibrate else f"{len(plan.functions)} functions"
+    if plan.topologies:
+        arms = f"{len(plan.functions) // len(plan.topologies)} functions x {len(plan.topologies)} topologies"
     if plan.budget_s is None:
         blocks = f"{plan.repetitions} repetitions = {len(plan.cells())} cells"
     else:
@@ -333,6 +343,7 @@ def print_study_summary(result: StudyResult) -> None:
     """The comparisons as a table on stdout, then the resolution, the targets, the calibration, and
     the notes on intervals and any invalid cells."""
     from ..results.paired import paired_interval_note
+    from ..results.study_html import replica_rows
 
     comparisons = result.comparisons()
     terminal.table(paired_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
@@ -353,7 +364,12 @@ def print_study_summary(result: StudyResult) -> None:
         terminal.warning("the A/A calibration needs at least 2 blocks per load level")
     if any(c.uses_invalid_cells for c in comparisons):
         terminal.warning("! marks a change that includes invalid cells (fewer than 2 blocks had both cells valid)")
-    invalid = [cell for cell in result.cells if not cell.valid]
+    balancing = replica_rows(result)
+    if balancing:
+        terminal.table(replica_table(balancing))
+    for arm, reason in result.not_supported().items():
+        terminal.info(f"{arm}: not supported, its cells skipped ({reason})")
+    invalid = [cell for cell in result.cells if not cell.valid and not cell.not_supported]
     if invalid:
         terminal.warning(
             f"{len(invalid)} of {len(result.cells)} cells invalid: their blocks are left out of the comparisons "
@@ -361,6 +377,20 @@ def print_study_summary(result: StudyResult) -> None:
         )
     if not result.complete:
         terminal.warning(f"the study is incomplete: {len(result.cells)} of {result.planned_cells} cells ran")
+
+
+def replica_table(rows: Sequence[ReplicaRow]) -> Table:
+    """Each arm's share of requests per replica, and its latency, one row per arm, load level and service."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="requests per replica (counted by the replicas) and latency", box=box.SQUARE)
+    for heading in ("function", "rps", "service", "share per replica", "p50 ms", "p99 ms"):
+        table.add_column(heading, justify="right" if heading in ("rps", "p50 ms", "p99 ms") else "left")
+    for row in rows:
+        shares = "  ".join(f"{name} {100 * share:.1f}%" for name, share in row.shares.items())
+        table.add_row(row.function, f"{row.rate:g}", row.service, shares, f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}")
+    return table
 
 
 def paired_table(comparisons: Sequence[PairedComparison], *, title: str) -> Table:

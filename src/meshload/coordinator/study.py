@@ -1,7 +1,9 @@
 """Running a study: every cell of a study plan, one function in force at a time, then the comparisons.
 
-For each cell (in the plan's interleaved order) the mesh is switched to the cell's function, given a
-moment to settle, and one run is executed against its ingress; the run's SMP files go into the cell's
+For each cell (in the plan's interleaved order) the mesh is switched to the cell's function (and, for a
+plan listing topologies, the local testbed's proxies to the cell's topology; a function with no meaning
+there is not run, its cell marked "not supported"), given a moment to settle, and one run is executed
+against its ingress (its gRPC ingress for a scenario of gRPC methods); the run's SMP files go into the cell's
 own folder. After every cell `study.json` is rewritten, so an interrupted study keeps what it
 measured. At the end each function is compared with its baseline within blocks (`results.paired`)
 and `index.html` is written.
@@ -37,7 +39,8 @@ from ..results.outputs import write_study_outputs
 from ..results.study_budget import RoundDecision
 from ..results.study_result import StudyResult
 from ..scenarios.durations import format_duration
-from ..scenarios.study_plan import StudyCell, StudyPlan
+from ..scenarios.files import calls_grpc_base
+from ..scenarios.study_plan import StudyCell, StudyPlan, placeholder_base_url
 from ..worker.engine_process import check_before_load
 from .cpu_pinning import CpuPinning, CpuSplit, pin_process_tree, plan_pinning
 from .local_workers import cut_lifeline, spawn_worker, stop_workers
@@ -151,6 +154,14 @@ def check_functions(plan: StudyPlan, mesh: MeshAdapter) -> None:
     from .mesh.local import LocalTestbedMesh
 
     offered = mesh.functions()
+    if plan.topologies:
+        if not isinstance(mesh, LocalTestbedMesh):
+            raise PlanError(f"topologies: {mesh.name} has no topologies to switch; remove topologies: from the plan")
+        from ..testbed import TOPOLOGIES
+
+        for topology in plan.topologies:
+            if topology not in TOPOLOGIES:
+                raise PlanError(f"topologies: {topology!r} is not a testbed topology; use {', '.join(TOPOLOGIES)}")
     for function in plan.functions:
         if function.name not in offered:
             raise PlanError(
@@ -298,6 +309,7 @@ class StudySession:
             split=options.cpu_split,
         )
         self.redis_url = options.redis_url or ""
+        self.grpc_scenario = False
         self.workers: StudyWorkers | None = None
         self._cleanup = ExitStack()
 
@@ -317,14 +329,20 @@ class StudySession:
     def _start(self) -> None:
         check_functions(self.plan, self.mesh)
         # A cell's locustfile, imported once before any cell runs (the host is not used by the check).
-        check_before_load(self.plan.cell_plan(self.plan.cells()[0], "http://127.0.0.1:9"))
+        check_before_load(self.plan.cell_plan(self.plan.cells()[0], placeholder_base_url(self.plan.scenario)))
+        # A scenario of gRPC methods goes to the mesh's gRPC ingress, any other to its HTTP one.
+        self.grpc_scenario = calls_grpc_base(self.plan.scenario)
+        if self.grpc_scenario and not hasattr(type(self.mesh), "grpc_url"):
+            raise PlanError(f"scenario {self.plan.scenario}: {self.mesh.name} offers no gRPC ingress to send it to")
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         cleanup = self._cleanup
         if self.own_testbed is not None:
             before = self.own_testbed.status()
             if before.get("running"):
                 # Someone's testbed was up already: leave it up, with its function back in force.
-                cleanup.callback(self.own_testbed.apply, before["function"], before.get("params"))
+                cleanup.callback(
+                    self.own_testbed.apply, before["function"], before.get("params"), before.get("topology")
+                )
             else:
                 # The first cell's apply() starts the testbed; stop it whatever happens.
                 cleanup.callback(self.own_testbed.down)
@@ -385,6 +403,21 @@ class StudySession:
         reason and no figures, so one failure does not throw away the rest of the study."""
         from .run import RunOptions, execute_run
 
+        arm = cell.function.arm_name
+        refusal = self.refusal(cell)
+        if refusal:
+            # Not a failure: the function has no meaning there. Kept, marked, and left out of every comparison.
+            return CellSummary(
+                function=arm,
+                rate=cell.rate,
+                repetition=cell.repetition,
+                order=cell.order,
+                run_id="",
+                valid=False,
+                validity=[f"not supported: {refusal}"],
+                topology=cell.function.topology or "",
+                not_supported=refusal,
+            )
         self.apply(cell)
         run_dir = out_dir / "runs" / cell.slug
         run_options = RunOptions(
@@ -398,11 +431,10 @@ class StudySession:
             # Not kept in a private Redis, which goes with the study.
             results_ttl_s=self.options.results_ttl_s if self.options.redis_url is not None else 0.0,
         )
-        arm = cell.function.arm_name
         try:
             if self.workers is not None:
                 self.workers.wait_until_idle()
-            result = execute_run(self.plan.cell_plan(cell, self.mesh.ingress_url), run_options)
+            result = execute_run(self.plan.cell_plan(cell, self.base_url()), run_options)
         except RunError as exc:
             return CellSummary(
                 function=arm,
@@ -412,15 +444,31 @@ class StudySession:
                 run_id="",
                 valid=False,
                 validity=[f"the run failed: {exc}"],
+                topology=cell.function.topology or "",
             )
         return CellSummary.from_run(
             result,
             function=arm,
+            topology=cell.function.topology or "",
             rate=cell.rate,
             repetition=cell.repetition,
             order=cell.order,
             run_dir=str(run_dir.relative_to(out_dir)),
         )
+
+    def refusal(self, cell: StudyCell) -> str:
+        """Why the cell's function cannot be put in force in the cell's topology ("" when it can)."""
+        topology = cell.function.topology
+        if topology is None or self.local_testbed is None:
+            return ""
+        support = self.local_testbed.support(cell.function.name, dict(cell.function.params), topology)
+        return "" if support.applicable else support.reason
+
+    def base_url(self) -> str:
+        """Where the cell's scenario is sent: the mesh's gRPC ingress for gRPC methods, else its HTTP one."""
+        if not self.grpc_scenario:
+            return self.mesh.ingress_url
+        return str(self.mesh.grpc_url)  # type: ignore[attr-defined]  # checked when the session started
 
 
 def _redis_pid(redis_url: str) -> int:
@@ -436,14 +484,22 @@ def _apply(mesh: MeshAdapter, cell: StudyCell) -> None:
     On a shared machine a local proxy can lose a race for its port while restarting; a clean restart
     of the testbed then gives it new ones. A second failure is the user's to see.
     """
+    from .mesh.local import LocalTestbedMesh
+
+    def apply() -> None:
+        if isinstance(mesh, LocalTestbedMesh):
+            mesh.apply(cell.function.name, dict(cell.function.params), cell.function.topology)
+        else:
+            mesh.apply(cell.function.name, dict(cell.function.params))
+
     try:
-        mesh.apply(cell.function.name, dict(cell.function.params))
+        apply()
     except TestbedError:
         down = getattr(mesh, "down", None)
         if down is None:
             raise
         down()
-        mesh.apply(cell.function.name, dict(cell.function.params))
+        apply()
 
 
 # -- workers -----------------------------------------------------------------------------------

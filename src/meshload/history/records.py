@@ -126,7 +126,8 @@ def records_from_study(study: StudyResult, location: Path) -> list[HistoryRecord
     so the cell gets the same intervals as a run; else from the study's summary of it)."""
     key = study_key(study)
     plan = study.plan.model_dump(mode="json")
-    invalid = [cell for cell in study.cells if not cell.valid]
+    # A cell not supported in its topology did not run: it is neither invalid nor a record of its own.
+    invalid = [cell for cell in study.cells if not cell.valid and not cell.not_supported]
     validity = [f"{len(invalid)} of {len(study.cells)} cells invalid"] if invalid else []
     if not study.complete:
         validity.append(f"incomplete: {len(study.cells)} of {study.planned_cells} cells ran")
@@ -149,6 +150,8 @@ def records_from_study(study: StudyResult, location: Path) -> list[HistoryRecord
         )
     ]
     for cell in study.cells:
+        if cell.not_supported:
+            continue
         run_dir = location / cell.run_dir if cell.run_dir else None
         if run_dir is not None and (run_dir / "smp.json").is_file():
             result = load_run_result(run_dir)

@@ -142,10 +142,24 @@ class CellSummary:
     # The generator's schedule lag in each second of the cell, warm-up included (`lag_seconds`), so
     # the study's report can place a stall in time across every cell.
     lag_seconds: list[LagSecond] = field(default_factory=list)
+    topology: str = ""  # the testbed topology the cell ran in ("": the study names none)
+    # Requests each replica answered over the measured part (`MeshUsage.replicas`), by service.
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Why the function could not be put in force in the cell's topology: the cell did not run, and
+    # is left out of every comparison ("" for a cell that ran).
+    not_supported: str = ""
 
     @classmethod
     def from_run(
-        cls, result: RunResult, *, function: str, rate: float, repetition: int, order: int, run_dir: str = ""
+        cls,
+        result: RunResult,
+        *,
+        function: str,
+        rate: float,
+        repetition: int,
+        order: int,
+        run_dir: str = "",
+        topology: str = "",
     ) -> CellSummary:
         return cls(
             function=function,
@@ -162,6 +176,8 @@ class CellSummary:
             histogram=result.corrected.encode(),
             started_unix_ms=result.started_unix_ms,
             lag_seconds=lag_seconds(result),
+            topology=topology,
+            replicas=dict(result.mesh.replicas) if result.mesh is not None else {},
         )
 
     def latency(self) -> LatencyHistogram:
@@ -384,6 +400,7 @@ def _compared_arms(
 ) -> Iterator[tuple[str, str, float, list[CellSummary], list[CellSummary]]]:
     """(function, baseline, rate, baseline cells, function cells) of every comparison a study makes:
     functions in the plan's order (the order of `baselines`), then any only the cells know."""
+    cells = [cell for cell in cells if not cell.not_supported]
     by_arm = _arms(cells)
     functions = list(dict.fromkeys([*baselines, *(cell.function for cell in cells)]))
     rates = sorted({cell.rate for cell in cells})

@@ -74,6 +74,11 @@ class MeshUsage:
     applications: ComponentUsage = field(default_factory=ComponentUsage)
     proxy_version: str = ""
     mesh_version: str = ""
+    topology: str = ""  # where the proxies stand (the local testbed: sidecar, per-node, ingress-only)
+    # Requests each replica of a replicated service answered over the measured window, counted by the
+    # replicas themselves: {"ratings-grpc": {"ratings-grpc-1": 1500, ...}}. Services that got none
+    # are left out; empty when the mesh cannot tell.
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass

@@ -63,9 +63,13 @@ def render_study_html(
         spectra=[spectrum_chart(study, rate, colours) for rate in plan.load_levels],
         overhead=[overhead_chart(comparisons, key, plan.load_levels) for key in OVERHEAD_METRICS],
         cpu_svg=proxy_cpu_chart(study),
+        replicas=replica_rows(study),
+        replica_svgs=replica_charts(study),
+        topology_of={f.arm_name: f.topology or "" for f in plan.functions},
+        not_supported=study.not_supported(),
         lag_svg=study_lag_chart(study, colours),
         colours=colours,
-        invalid=[cell for cell in study.cells if not cell.valid],
+        invalid=[cell for cell in study.cells if not cell.valid and not cell.not_supported],
         worst_second=worst_lag_second,
         fmt=format_change,
         rules_out=rules_out,
@@ -138,6 +142,76 @@ def worst_lag_second(cell: CellSummary) -> tuple[float, float] | None:
     first = cell.lag_seconds[0]["unix_ms"]
     worst = max(cell.lag_seconds, key=lambda second: second["lag_p99_ms"])
     return (worst["unix_ms"] - first) / 1000.0, worst["lag_p99_ms"]
+
+
+# -- requests per replica -------------------------------------------------------------------------
+
+
+@dataclass
+class ReplicaRow:
+    """One arm at one load level: how its requests to one replicated service spread over the
+    replicas (all its repetitions), beside its latency."""
+
+    function: str
+    topology: str
+    rate: float
+    service: str
+    counts: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def shares(self) -> dict[str, float]:
+        total = sum(self.counts.values())
+        return {name: count / total if total else 0.0 for name, count in self.counts.items()}
+
+    @property
+    def spread_pct(self) -> float:
+        """How far the busiest replica is above an even share, in percentage points."""
+        shares = self.shares
+        return 100.0 * (max(shares.values()) - 1.0 / len(shares)) if shares else 0.0
+
+
+def replica_rows(study: StudyResult) -> list[ReplicaRow]:
+    """Every arm and load level whose cells counted requests per replica, in plan order."""
+    rows = []
+    for function in study.plan.functions:
+        arm = function.arm_name
+        for rate in study.plan.load_levels:
+            counted = study.replica_counts(arm, rate)
+            if not counted:
+                continue
+            merged = study.merged_latency(arm, rate)
+            at = merged.values_at_percentiles([50.0, 99.0]) if merged.total_count else {50.0: 0.0, 99.0: 0.0}
+            for service, counts in counted.items():
+                topology = function.topology or ""
+                rows.append(ReplicaRow(arm, topology, rate, service, counts, at[50.0] / 1000.0, at[99.0] / 1000.0))
+    return rows
+
+
+def replica_charts(study: StudyResult) -> list[Markup]:
+    """Per load level and service, the share of requests per replica of every arm (bars, percent)."""
+    rows = replica_rows(study)
+    charts = []
+    for rate, service in dict.fromkeys((row.rate, row.service) for row in rows):
+        selected = [row for row in rows if row.rate == rate and row.service == service]
+        replicas = list(dict.fromkeys(name for row in selected for name in row.counts))
+        bars = {
+            (row.function, float(index)): Bar(100.0 * share, 100.0 * share, 100.0 * share)
+            for row in selected
+            for index, share in enumerate(row.shares.get(name, 0.0) for name in replicas)
+        }
+        charts.append(
+            bar_chart(
+                title=f"Share of {service} requests per replica at {rate:g} rps (%; even: {100 / len(replicas):.1f}%)",
+                groups=[(row.function, row.function) for row in selected],
+                series=[(float(index), name) for index, name in enumerate(replicas)],
+                bars=bars,
+                unit="%",
+                empty="no requests counted",
+            )
+        )
+    return charts
 
 
 # -- the charts -----------------------------------------------------------------------------------

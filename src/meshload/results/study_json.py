@@ -54,6 +54,8 @@ def study_document(
                 "function": f.name,
                 "label": f.label,
                 "params": f.params,
+                "topology": f.topology,
+                "connections": f.connections,
                 "baseline": plan.baseline_of(f.arm_name),
             }
             for f in plan.functions

@@ -104,7 +104,27 @@ class StudyResult:
     def arm(self, function: str, rate: float) -> tuple[list[CellSummary], bool]:
         """The cells of one function at one load level that the statistics use, and whether they
         are invalid ones used for want of valid ones (see `compare.trusted_cells`)."""
-        return trusted_cells([c for c in self.cells if c.function == function and c.rate == rate])
+        return trusted_cells(
+            [c for c in self.cells if c.function == function and c.rate == rate and not c.not_supported]
+        )
+
+    def not_supported(self) -> dict[str, str]:
+        """The arms that could not be put in force in their topology, with why (first cell's reason)."""
+        found: dict[str, str] = {}
+        for cell in self.cells:
+            if cell.not_supported:
+                found.setdefault(cell.function, cell.not_supported)
+        return found
+
+    def replica_counts(self, function: str, rate: float) -> dict[str, dict[str, int]]:
+        """What each replica answered over the cells `arm` uses, summed, by service."""
+        summed: dict[str, dict[str, int]] = {}
+        for cell in self.arm(function, rate)[0]:
+            for service, counts in cell.replicas.items():
+                for name, count in counts.items():
+                    summed.setdefault(service, {}).setdefault(name, 0)
+                    summed[service][name] += count
+        return summed
 
     def merged_latency(self, function: str, rate: float) -> LatencyHistogram:
         """The repetitions of one function at one load level (those `arm` uses), merged exactly."""

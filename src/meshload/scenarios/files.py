@@ -68,6 +68,22 @@ def builtin_scenario(name: str) -> Path:
     return path
 
 
+def _plan_path(path: Path | str) -> Path:
+    """A plan file, or the file of a built-in scenario named without its suffix."""
+    path = Path(path)
+    if not path.exists() and path.suffix.lower() not in _PLAN_SUFFIXES and len(path.parts) == 1:
+        path = builtin_scenario(str(path))
+    return path
+
+
+def calls_grpc_base(path: Path | str) -> bool:
+    """Whether a plan file's relative targets are gRPC methods (its `base_url` is grpc:// or
+    grpcs://): a run against the testbed then joins them to the testbed's gRPC ingress, not its HTTP one."""
+    document = read_document(_plan_path(path))
+    base_url = document.data.get("base_url") if isinstance(document.data, dict) else None
+    return isinstance(base_url, str) and base_url.startswith(("grpc://", "grpcs://"))
+
+
 def load_plan_file(
     path: Path | str,
     overrides: Mapping[str | tuple[str, ...], Any] | None = None,
@@ -81,9 +97,7 @@ def load_plan_file(
     of None removes the key. An error in an overridden value says it came from `overrides_origin`
     rather than pointing into the file.
     """
-    path = Path(path)
-    if not path.exists() and path.suffix.lower() not in _PLAN_SUFFIXES and len(path.parts) == 1:
-        path = builtin_scenario(str(path))
+    path = _plan_path(path)
     document = read_document(path)
     if not isinstance(document.data, dict):
         raise document.error((), "must be a mapping of keys (url or targets, load, duration, ...); see FORMAT.md")

@@ -18,6 +18,9 @@ its baseline. The file form (YAML or JSON):
       - sidecar
       - mtls
       - {name: rate-limit, params: {limit_rps: 1000}}   # passed to the mesh's apply()
+      - {name: grpc-l4, arm: grpc-l4-4conn, connections: 4}  # client connections for this arm
+    # Optional, the local testbed: every function in every topology, arms "mtls@per-node", ...
+    topologies: [sidecar, per-node, ingress-only]
     # Optional: a time budget; blocks are added while an interval is wider than its target.
     budget: 15m
     target_halfwidth: p50=0.05ms,p99=0.5ms
@@ -51,7 +54,7 @@ from pydantic import (
 
 from ..errors import PlanError, UsageError
 from .file_format import Seconds, Text
-from .files import load_plan_file
+from .files import calls_grpc_base, load_plan_file
 from .plan import Plan
 from .source import SourceDocument, read_document
 from .validation import plan_error_from
@@ -64,6 +67,7 @@ DEFAULT_SCENARIO = "bookinfo-productpage"
 TARGETS_NEED_BUDGET = "target_halfwidth needs a time budget to stop within: add budget (e.g. budget: 15m)"
 #: Used to check a study's scenario when the plan is loaded, before the target's address is known.
 _PLACEHOLDER_BASE_URL = "http://127.0.0.1:9"
+_PLACEHOLDER_GRPC_URL = "grpc://127.0.0.1:9"
 
 
 class _Strict(BaseModel):
@@ -80,6 +84,12 @@ class FunctionSpec(_Strict):
     baseline: str | None = None
     # The arm's name in the study (cells, comparisons, reports); None: the function's name.
     arm: str | None = Field(None, min_length=1)
+    # Client connections per worker for this arm (the scenario's `max_connections`; for gRPC and
+    # HTTP/2, the connections opened); None: the scenario's own.
+    connections: int | None = Field(None, ge=1)
+    # The testbed topology the arm runs in (a plan with `topologies:` has an arm per function and
+    # topology, named "function@topology"); None: the one in force.
+    topology: str | None = None
 
     @property
     def arm_name(self) -> str:
@@ -88,9 +98,12 @@ class FunctionSpec(_Strict):
     @property
     def label(self) -> str:
         """The arm plus its parameters, as shown in reports: "rate-limit(limit_rps=1000)"."""
-        if not self.params:
+        settings = dict(sorted(self.params.items()))
+        if self.connections is not None:
+            settings["connections"] = str(self.connections)
+        if not settings:
             return self.arm_name
-        inner = ",".join(f"{key}={value}" for key, value in sorted(self.params.items()))
+        inner = ",".join(f"{key}={value}" for key, value in settings.items())
         return f"{self.arm_name}({inner})"
 
 
@@ -187,6 +200,9 @@ class StudyPlan(_Strict):
     target_halfwidth: str = ""
     # An A/A study: two arms of one configuration, so every true difference is 0 (see module doc).
     calibrate: bool = False
+    # The testbed topologies the study runs every function in (its arms are then "function@topology",
+    # see `arms_in_topologies`); empty: the one in force.
+    topologies: tuple[str, ...] = ()
 
     @field_validator("load_levels")
     @classmethod
@@ -214,8 +230,9 @@ class StudyPlan(_Strict):
             first = self.functions[0].arm_name
             return first if function != first else None
         for spec in self.functions:
-            if spec.arm_name == function and spec.baseline is not None:
-                return spec.baseline
+            if spec.arm_name == function:
+                # The usual baseline is the function's, whatever the arm is called ("none@sidecar": none).
+                return spec.baseline if spec.baseline is not None else usual_baseline(spec.name)
         return usual_baseline(function)
 
     def baselines(self) -> dict[str, str | None]:
@@ -272,6 +289,7 @@ class StudyPlan(_Strict):
         cell's rate, for the study's warm-up and duration."""
         overrides: dict[str | tuple[str, ...], object] = {
             "base_url": base_url,
+            **({"max_connections": cell.function.connections} if cell.function.connections else {}),
             "name": f"{self.name}/{cell.slug}",
             "load": {"rate": cell.rate, "arrival": self.arrival},
             "duration": self.duration_s,
@@ -286,6 +304,8 @@ class StudyPlan(_Strict):
             "study": self.name,
             "function": cell.function.name,
             **({"arm": cell.function.arm_name} if cell.function.arm is not None else {}),
+            **({"topology": cell.function.topology} if cell.function.topology else {}),
+            **({"connections": str(cell.function.connections)} if cell.function.connections else {}),
             **{f"function.{key}": value for key, value in sorted(cell.function.params.items())},
             "load_rps": f"{cell.rate:g}",
             "repetition": str(cell.repetition),
@@ -304,6 +324,7 @@ class FunctionEntry(_Strict):
     params: dict[str, Text] = {}
     baseline: str | None = None
     arm: str | None = Field(None, min_length=1)
+    connections: int | None = Field(None, ge=1)
 
 
 class StudyFile(_Strict):
@@ -325,6 +346,7 @@ class StudyFile(_Strict):
     budget: Seconds | None = Field(None, gt=0)
     target_halfwidth: str | None = None
     calibrate: bool = False
+    topologies: list[str] = []
 
 
 #: Checks `target_halfwidth` text, raising ValueError or UsageError with the reason (given by the
@@ -333,8 +355,12 @@ TargetsCheck = Callable[[str], object]
 
 
 def builtin_study(name: str) -> Path:
-    """The file of a built-in study plan ("study-default", "study-quick")."""
-    path = BUILTIN_DIR / f"{name.removesuffix('.yaml')}.yaml"
+    """The file of a built-in study plan ("study-default", "study-quick"; "grpc-balancing" for
+    "study-grpc-balancing")."""
+    stem = name.removesuffix(".yaml")
+    path = BUILTIN_DIR / f"{stem}.yaml"
+    if not path.is_file() and not stem.startswith("study-"):
+        path = BUILTIN_DIR / f"study-{stem}.yaml"
     if "/" in name or not path.is_file() or not path.stem.startswith("study-"):
         known = ", ".join(sorted(p.stem for p in BUILTIN_DIR.glob("study-*.yaml")))
         raise PlanError(f"{name!r} is neither a study plan file nor a built-in study; built-in studies: {known}")
@@ -368,7 +394,7 @@ def _to_study_plan(
     functions = [
         FunctionSpec(name=f)
         if isinstance(f, str)
-        else FunctionSpec(name=f.name, params=f.params, baseline=f.baseline, arm=f.arm)
+        else FunctionSpec(name=f.name, params=f.params, baseline=f.baseline, arm=f.arm, connections=f.connections)
         for f in entry.functions
     ]
     problem = functions_problem(functions, calibrate=entry.calibrate)
@@ -376,6 +402,7 @@ def _to_study_plan(
         index, key, message = problem
         where = ("functions", index) if isinstance(entry.functions[index], str) else ("functions", index, key)
         raise document.error(where, message)
+    functions = _topology_arms(entry, document, functions)
     levels = entry.load_levels
     for index, level in enumerate(levels):
         if level <= 0:
@@ -414,15 +441,54 @@ def _to_study_plan(
             budget_s=entry.budget,
             target_halfwidth=entry.target_halfwidth or "",
             calibrate=entry.calibrate,
+            topologies=tuple(entry.topologies),
         )
     except ValidationError as exc:  # a rule of StudyPlan that the file model does not repeat
         raise document.error((), exc.errors(include_url=False)[0]["msg"]) from exc
     # Check the scenario now, not at the first cell, so a bad scenario costs no testbed start.
     try:
-        plan.cell_plan(plan.cells()[0], _PLACEHOLDER_BASE_URL)
+        plan.cell_plan(plan.cells()[0], placeholder_base_url(plan.scenario))
     except PlanError as exc:
         raise document.error(("scenario",), str(exc)) from exc
     return plan
+
+
+def _topology_arms(entry: StudyFile, document: SourceDocument, functions: list[FunctionSpec]) -> list[FunctionSpec]:
+    """The plan's arms, once per topology when it lists topologies (checked here; their names are
+    the testbed's, checked when the study starts)."""
+    for index, topology in enumerate(entry.topologies):
+        if topology in entry.topologies[:index]:
+            raise document.error(("topologies", index), f"{topology!r} is listed twice; list each topology once")
+    if not entry.topologies:
+        return functions
+    if entry.calibrate:
+        raise document.error(("topologies",), "an A/A study runs in one topology; remove topologies:")
+    return arms_in_topologies(functions, entry.topologies)
+
+
+def arms_in_topologies(functions: list[FunctionSpec], topologies: list[str]) -> list[FunctionSpec]:
+    """Every arm once per topology, topology by topology: "mtls" becomes "mtls@sidecar",
+    "mtls@per-node", ..., each compared with its baseline in the same topology."""
+    arms = []
+    for topology in topologies:
+        for function in functions:
+            baseline = function.baseline if function.baseline is not None else usual_baseline(function.name)
+            arms.append(
+                function.model_copy(
+                    update={
+                        "arm": f"{function.arm_name}@{topology}",
+                        "baseline": f"{baseline}@{topology}" if baseline is not None else None,
+                        "topology": topology,
+                    }
+                )
+            )
+    return arms
+
+
+def placeholder_base_url(scenario: str) -> str:
+    """A stand-in for the target's address, to check a scenario before the target is known: gRPC
+    for a scenario whose relative targets are gRPC methods, HTTP otherwise."""
+    return _PLACEHOLDER_GRPC_URL if calls_grpc_base(scenario) else _PLACEHOLDER_BASE_URL
 
 
 def _scenario_source(scenario: str, study_path: Path) -> str:

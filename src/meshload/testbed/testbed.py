@@ -35,6 +35,7 @@ from .topology import (
     GRPC_SERVICE,
     INGRESS_NAME,
     NODES,
+    REPLICATED_SERVICES,
     SERVICES,
     Instance,
     InstancePorts,
@@ -194,6 +195,23 @@ class Testbed:
             except (OSError, ValueError) as exc:
                 raise TestbedFailure(f"{instance.name} does not report its calls ({exc})") from exc
             counts[instance.name] = {method: int(n) for method, n in info.get("calls", {}).items()}
+        return counts
+
+    def served_by_replica(self) -> dict[str, dict[str, int]]:
+        """Requests each instance of a service with several instances has answered since it started,
+        by service: {"reviews": {"reviews-v1": 40, ...}, "ratings-grpc": {"ratings-grpc-1": 120, ...}}
+        (gRPC replicas: their calls, every method; HTTP instances: requests but health checks). From
+        the instances themselves, read directly; a window's share is the difference of two readings."""
+        ports = Ports.from_json(self._running_state()["ports"])
+        counts: dict[str, dict[str, int]] = {}
+        for service in REPLICATED_SERVICES:
+            for instance in instances_of(service):
+                try:
+                    info = app_admin.app_info(ports.instances[instance.name].app)
+                except (OSError, ValueError) as exc:
+                    raise TestbedFailure(f"{instance.name} does not report what it served ({exc})") from exc
+                served = sum(int(n) for n in info.get("calls", {}).values()) if instance.grpc else info["served"]
+                counts.setdefault(service, {})[instance.name] = int(served)
         return counts
 
     def proxy_of(self, instance: str) -> str | None:

@@ -69,6 +69,8 @@ GRPC_INSTANCES: tuple[Instance, ...] = tuple(
 )
 # every application process the testbed runs
 ALL_INSTANCES: tuple[Instance, ...] = INSTANCES + GRPC_INSTANCES
+# the services with several instances, whose requests a balancer spreads (`Testbed.served_by_replica`)
+REPLICATED_SERVICES = ("reviews", GRPC_SERVICE)
 
 # How a service may be told to behave (its own faults, not the mesh's): `failing` answers every
 # request with 503 (UNAVAILABLE over gRPC); ratings also has the fault modes of its images.

@@ -54,14 +54,18 @@ class TestbedSampling:
     def __init__(self, testbed: Testbed, function: str, params: dict[str, str], interval_s: float) -> None:
         from .resources import ProcessSampler
 
+        self._testbed = testbed
         self._function = function
         self._params = params
+        self._topology = testbed.current_topology()
+        self._served_before = _served(testbed)
         self._sampler = ProcessSampler(testbed.pids_by_kind, interval_s).start()
 
     def stop(self) -> MeshUsage:
         from ...results.run_result import ComponentUsage, MeshUsage
 
         usage = self._sampler.stop()
+        served_after = _served(self._testbed)
         return MeshUsage(
             mesh=MESH_NAME,
             function=self._function,
@@ -73,7 +77,32 @@ class TestbedSampling:
             applications=usage.get("app", ComponentUsage()),
             proxy_version=_haproxy_version(),
             mesh_version=MESH_VERSION,
+            topology=self._topology,
+            replicas=served_in_window(self._served_before, served_after),
         )
+
+
+def _served(testbed: Testbed) -> dict[str, dict[str, int]] | None:
+    """The replicas' own counts now; None when one does not answer (the window then has none)."""
+    try:
+        return testbed.served_by_replica()
+    except TestbedFailure:
+        return None
+
+
+def served_in_window(
+    before: dict[str, dict[str, int]] | None, after: dict[str, dict[str, int]] | None
+) -> dict[str, dict[str, int]]:
+    """What each replica answered between two readings, for the services that answered anything.
+    A replica whose count went down was restarted in between: nothing is claimed for its service."""
+    if before is None or after is None:
+        return {}
+    window: dict[str, dict[str, int]] = {}
+    for service, counts in after.items():
+        served = {name: count - before.get(service, {}).get(name, 0) for name, count in counts.items()}
+        if sum(served.values()) > 0 and min(served.values()) >= 0:
+            window[service] = served
+    return window
 
 
 @functools.cache
@@ -96,29 +125,44 @@ class LocalTestbedMesh:
         return self.testbed.ingress_url
 
     @property
+    @_as_user_error
+    def grpc_url(self) -> str:
+        """The gRPC ingress as a base URL (grpc://127.0.0.1:PORT): ratings.v1.Ratings, three replicas."""
+        return f"grpc://{self.testbed.grpc_address}"
+
+    @property
     def baseline(self) -> MeshBaseline:
         return BASELINE
 
     def functions(self) -> list[str]:
         return list(PROFILES)
 
-    def support(self, function: str, params: dict[str, str] | None = None) -> Support:
+    def support(self, function: str, params: dict[str, str] | None = None, topology: str | None = None) -> Support:
+        """Whether the testbed can put `function` in force (in `topology`, when given)."""
         profile = PROFILES.get(function)
         if profile is None:
             return Support(MESH_NAME, function, SupportLevel.NOT_SUPPORTED, "no such testbed profile")
         try:
-            profile.resolve(params)
+            values = profile.resolve(params)
         except TestbedFailure as exc:
             return Support(MESH_NAME, function, SupportLevel.NOT_SUPPORTED, str(exc))
+        refusal = profile.refusal(topology, values) if topology is not None else None
+        if refusal:
+            return Support(MESH_NAME, function, SupportLevel.NOT_SUPPORTED, refusal)
         return Support(MESH_NAME, function, SupportLevel.SUPPORTED)
 
     @_as_user_error
-    def apply(self, function: str, params: dict[str, str] | None = None) -> None:
-        """Put `function` in force; starts the testbed first when it is not running."""
-        if self.testbed.is_running():
-            self.testbed.apply(function, params)
+    def apply(self, function: str, params: dict[str, str] | None = None, topology: str | None = None) -> None:
+        """Put `function` in force (with the proxies moved to `topology`, when given); starts the
+        testbed first when it is not running."""
+        if topology is not None or not self.testbed.is_running():
+            self.testbed.up(function, params, topology=topology)
         else:
-            self.testbed.up(function, params)
+            self.testbed.apply(function, params)
+
+    @_as_user_error
+    def current_topology(self) -> str:
+        return self.testbed.current_topology()
 
     @_as_user_error
     def remove(self) -> None:

@@ -56,6 +56,9 @@ class ServiceApp:
         self.client = UpstreamClient(upstreams)
         self.fault_scale = fault_scale
         self.mode = "normal"
+        # Requests this instance answered (health checks and admin routes aside), so the testbed can
+        # show how the callers spread a service's requests over its instances.
+        self.served = 0
 
     @property
     def instance_name(self) -> str:
@@ -64,6 +67,8 @@ class ServiceApp:
     def handle(self, request: Request) -> Response | Awaitable[Response]:
         if request.path.startswith(ADMIN_PREFIX):
             return self._admin(request)
+        if request.path != "/health":
+            self.served += 1
         if self.mode == "failing":
             return _UNAVAILABLE
         return self.route(request)
@@ -103,5 +108,6 @@ class ServiceApp:
             "pid": os.getpid(),
             "mode": self.mode,
             "fault_scale": self.fault_scale,
+            "served": self.served,
             "upstreams": {name: up.to_json() for name, up in self.client.upstreams.items()},
         }
