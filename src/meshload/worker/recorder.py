@@ -176,7 +176,7 @@ class IntervalRecorder:
         self.count = 0
 
     def _buffered_ns(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Views of the first `n` buffered (planned, sent, done) instants, monotonic ns."""
+        """The first `n` buffered (planned, sent, done) instants, monotonic ns."""
         return _instants(n, (self._planned_ns, self._sent_ns, self._done_ns, self._status))
 
     def cut(
@@ -235,7 +235,7 @@ class IntervalRecorder:
                 warmup=warmup,
                 sent=self.sent,
                 completed=self._completed + n,
-                errors={kind: n for kind, n in self._errors.items() if n},
+                errors={kind: count for kind, count in self._errors.items() if count},
                 bytes_received=self.bytes_received,
                 missed=self.missed,
                 cpu_seconds=round(cpu_s, 6),
