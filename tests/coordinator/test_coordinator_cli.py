@@ -192,22 +192,53 @@ def _figures(**changes: Any) -> LiveFigures:
 
 
 def test_live_figures_reach_prometheus_and_the_progress_line() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from meshload.results.aggregate import LatencySummary
+    from meshload.results.interval import IntervalRecord
+
     line = progress_line(_figures(), workers_total=3)
     for part in ("3.0s/10s", "rate 250/s", "p50 1.25 ms", "p99 7.50 ms", "errors 3", "workers 2/3", "(1 lost)"):
         assert part in line
     view = LiveView(workers_total=3, run_id="live-run", show=False, metrics_port=0)
+    summary = LatencySummary(quantiles={0.5: 0.00125, 0.99: 0.009}, count=900, sum_s=1.8)
     try:
         assert view.prometheus is not None
-        view.update(_figures())
-        view.update(_figures(completed=900, p99_ms=9.0))
+        for seq in (0, 1):
+            view.record(
+                IntervalRecord(
+                    worker_id="w1",
+                    seq=seq,
+                    offset_s=seq,
+                    duration_s=1.0,
+                    sent=460,
+                    status_codes={"200": 450, "503": 2},
+                    errors={"timeout": 1},
+                )
+            )
+        view.update(_figures(), {"corrected": summary, "uncorrected": summary, "schedule_lag": summary})
         with urllib.request.urlopen(f"http://127.0.0.1:{view.prometheus.port}/metrics", timeout=5) as reply:
             text = reply.read().decode()
     finally:
         view.close()
-    assert 'meshload_completed_requests{run_id="live-run"} 900.0' in text
-    assert 'meshload_latency_p99_seconds{run_id="live-run"} 0.009' in text
-    assert 'meshload_workers_alive{run_id="live-run"} 2.0' in text
-    assert 'meshload_workers_lost{run_id="live-run"} 1.0' in text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted({"run_id": "live-run", **labels}.items())))]
+
+    assert value("meshload_requests_sent_total", worker="w1") == 920
+    assert value("meshload_responses_total", worker="w1", code="503") == 4
+    assert value("meshload_request_errors_total", worker="w1", kind="timeout") == 2
+    assert value("meshload_request_errors_total", worker="w1", kind="reset") == 0  # every kind from 0
+    assert value("meshload_failed_requests_total", worker="w1") == 6
+    assert value("meshload_latency_seconds", latency="corrected", quantile="0.99") == 0.009
+    assert value("meshload_latency_seconds_count", latency="uncorrected") == 900
+    assert value("meshload_schedule_lag_seconds", quantile="0.5") == 0.00125
+    assert value("meshload_workers", state="alive") == 2 and value("meshload_workers", state="lost") == 1
     assert "python_gc" not in text  # its own registry: only the run's figures
 
 

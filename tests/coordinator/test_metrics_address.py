@@ -21,7 +21,7 @@ def test_the_metrics_endpoint_listens_on_the_address_given_and_only_there() -> N
     try:
         assert view.prometheus is not None
         port = view.prometheus.port
-        assert "meshload_workers_alive" in _scrape("127.0.0.2", port)
+        assert "# TYPE meshload_requests_sent_total counter" in _scrape("127.0.0.2", port)
         with pytest.raises(urllib.error.URLError):
             _scrape("127.0.0.1", port)  # another loopback address: nothing listens there
     finally:
@@ -29,6 +29,6 @@ def test_the_metrics_endpoint_listens_on_the_address_given_and_only_there() -> N
     default = LiveView(workers_total=1, run_id="addr", show=False, metrics_port=0)
     try:
         assert default.prometheus is not None
-        assert "meshload_workers_alive" in _scrape("127.0.0.1", default.prometheus.port)
+        assert "# TYPE meshload_requests_sent_total counter" in _scrape("127.0.0.1", default.prometheus.port)
     finally:
         default.close()

@@ -7,10 +7,12 @@ none (Istio by default, Service annotations), a probe against a real local HTTP 
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,20 @@ def controller(
 
 
 def synced(reason_for: Callable[[Object], str] = lambda obj: "") -> Callable[[Object], Object]:
+    """consul-k8s's controller: on each change of an entry's spec it syncs the entry and writes its
+    Synced condition (no observedGeneration) and `lastSyncedTime`; until then the old status stays."""
+    synced_specs: dict[str, str] = {}
+
     def status(obj: Object) -> Object:
+        spec = json.dumps(obj.get("spec"), sort_keys=True)
+        if synced_specs.get(obj["metadata"]["name"]) == spec:
+            return obj["status"]
+        synced_specs[obj["metadata"]["name"]] = spec
         reason = reason_for(obj)
         condition = {"type": "Synced", "status": "False" if reason else "True"}
         if reason:
             condition.update({"reason": "ConsulAgentError", "message": reason})
-        return {"conditions": [condition]}
+        return {"conditions": [condition], "lastSyncedTime": datetime.now(UTC).isoformat()}
 
     return status
 

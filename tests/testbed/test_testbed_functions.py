@@ -249,7 +249,7 @@ def test_none_bypasses_every_proxy(testbed, topology):
         ports = _ports(testbed)
         assert testbed.ingress_url == f"http://127.0.0.1:{ports.instances['productpage-v1'].app}"
         kinds = {p["kind"] for p in testbed.status()["processes"]}
-        assert kinds == {"app"}
+        assert kinds == {"app", "exporter"}  # no proxy left; the metrics exporter stays
         marked = [
             p
             for p in psutil.process_iter(["name", "environ"])
@@ -264,7 +264,7 @@ def test_none_bypasses_every_proxy(testbed, topology):
         apps = {
             json.loads(fetch(f"http://127.0.0.1:{p.app}/_testbed/info").body)["pid"] for p in ports.instances.values()
         }
-        assert apps == {p["pid"] for p in testbed.status()["processes"]}
+        assert apps == {p["pid"] for p in testbed.status()["processes"] if p["kind"] == "app"}
     finally:
         testbed.apply("sidecar")
     assert testbed.ingress_url == old_ingress and fetch(f"{old_ingress}/productpage").status == 200

@@ -98,7 +98,7 @@ def test_down_cleans_up_after_the_controller_was_killed(tmp_path):
         controller.wait(timeout=5)
         # the testbed outlives its controller ...
         assert fetch(f"{url}/productpage").status == 200
-        assert len(marked_processes(mark)) == 19  # 9 applications, 9 sidecars, the gateway
+        assert len(marked_processes(mark)) == 20  # 9 applications, 9 sidecars, the gateway, the metrics exporter
         # ... and another process takes it down completely
         assert Testbed(state_dir).down() == []
         assert marked_processes(mark) == []
@@ -161,7 +161,9 @@ def test_cli_drives_the_testbed(tmp_path):
         assert status["function"] == "rate-limit" and status["params"]["limit_rps"] == "5"
         assert status["topology"] == "per-node" and status["grpc"]["service"] == "ratings.v1.Ratings"
         assert set(status["grpc"]["calls"]) == {"ratings-grpc-1", "ratings-grpc-2", "ratings-grpc-3"}
-        assert status["ingress_url"] == url and len(status["processes"]) == 12  # 9 apps, 2 node proxies, gateway
+        assert (
+            status["ingress_url"] == url and len(status["processes"]) == 13
+        )  # 9 apps, 2 node proxies, gateway, exporter
         assert all(p["alive"] and p["pid"] > 0 and p["ports"] for p in status["processes"])
 
         switched = meshload("up", "--topology", "ingress-only")  # a running testbed switches

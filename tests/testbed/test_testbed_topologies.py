@@ -45,7 +45,7 @@ def test_switching_topology_moves_only_the_proxies(testbed):
     testbed.set_topology("per-node")
     status = testbed.status()
     assert (status["topology"], status["function"]) == ("per-node", "mtls")
-    proxies = {p["name"]: p for p in status["processes"] if p["kind"] != "app"}
+    proxies = {p["name"]: p for p in status["processes"] if p["kind"] not in ("app", "exporter")}
     assert set(proxies) == {"node-a-proxy", "node-b-proxy", "ingress-gateway"}
     assert len(_haproxies(state["mark"])) == 3  # the nine sidecars are gone
     for node in NODES:
@@ -66,7 +66,7 @@ def test_switching_topology_moves_only_the_proxies(testbed):
 
     testbed.set_topology("ingress-only", "sidecar")
     status = testbed.status()
-    assert [p["name"] for p in status["processes"] if p["kind"] != "app"] == ["ingress-gateway"]
+    assert [p["name"] for p in status["processes"] if p["kind"] not in ("app", "exporter")] == ["ingress-gateway"]
     assert len(_haproxies(state["mark"])) == 1
     # productpage calls the instances itself, taking turns as a Kubernetes Service would
     assert _upstream_ports(ports.instances["productpage-v1"].app)["reviews"] == [

@@ -60,8 +60,8 @@ KubeconfigOption = Annotated[
     option(
         "--kubeconfig",
         env="KUBECONFIG",
-        help="--workers k8s:N: the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in a pod its "
-        "service account).",
+        help="--workers k8s:N and --mesh: the kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in a "
+        "pod its service account).",
         show_default=False,
     ),
 ]

@@ -6,6 +6,7 @@ Exit code: 0 when the run is valid (or `--strict` was not given), 1 when it is i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -25,10 +26,13 @@ from .k8s_options import (
     results_ttl_s,
     worker_placement,
 )
-from .options import option
+from .mesh_cmd import MeshName
+from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
+    from ..coordinator.mesh import InForce, KubernetesMesh
     from ..coordinator.mesh.local import LocalTestbedMesh
+    from ..coordinator.run import RunOptions
     from ..results.run_result import RunResult
     from ..scenarios.plan import Plan
 
@@ -224,6 +228,38 @@ def run(
             "--testbed-set", env="TESTBED_SET", help="A parameter of the --testbed function, key=value (repeatable)."
         ),
     ] = None,
+    mesh: Annotated[
+        MeshName | None,
+        option(
+            "--mesh",
+            env="MESH",
+            help="Run against BookInfo on this mesh in a Kubernetes cluster: --mesh-function is applied through "
+            "the Kubernetes API and waited for before the run, and removed after it (needs --ingress). "
+            "Without a URL or scenario: the bookinfo-productpage scenario.",
+        ),
+    ] = None,
+    mesh_function: Annotated[
+        str,
+        option("--mesh-function", env="MESH_FUNCTION", help="--mesh: the function (see `meshload mesh functions`)."),
+    ] = "sidecar",
+    mesh_set: Annotated[
+        list[str] | None,
+        option("--mesh-set", env="MESH_SETTINGS", help="--mesh: a function parameter, key=value (repeatable)."),
+    ] = None,
+    namespace: Annotated[str, option("--namespace", env="MESH_NAMESPACE", help="--mesh: BookInfo's namespace.")] = (
+        "bookinfo"
+    ),
+    ingress: Annotated[
+        str | None,
+        option(
+            "--ingress",
+            env="MESH_INGRESS",
+            help="--mesh: the URL of the mesh's ingress gateway in front of BookInfo.",
+            show_default=False,
+        ),
+    ] = None,
+    prometheus: PrometheusOption = None,
+    prometheus_step: PrometheusStepOption = DEFAULT_PROMETHEUS_STEP_S,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -252,16 +288,26 @@ def run(
             else None
         ),
         results_ttl_s=results_ttl_s(results_ttl),
+        prometheus=prometheus_source(prometheus, prometheus_step),
     )
     base_url = None
     labels = list(label or [])
-    if testbed is not None:
+    cluster_mesh: ClusterRun | None = None
+    if mesh is not None:
+        if testbed is not None:
+            raise UsageError("--mesh and --testbed name two meshes; choose one")
+        cluster_mesh = _cluster_mesh(mesh, mesh_function, mesh_set or [], namespace, ingress, kubeconfig)
+        base_url = cluster_mesh.mesh.ingress_url
+        labels[:0] = [f"mesh={mesh}", f"function={mesh_function}"]  # a --label given by the user overrides them
+    elif testbed is not None:
         options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
         if scenario is None and url is None and locustfile is None:
             scenario = "bookinfo-productpage"
         if scenario is not None and calls_grpc_base(scenario):
             base_url = options.mesh.grpc_url  # its methods, on the testbed's gRPC ingress
         labels.insert(0, f"function={testbed}")  # a --label given by the user overrides it
+    if base_url is not None and scenario is None and url is None and locustfile is None:
+        scenario = "bookinfo-productpage"
     plan = build_plan(
         url=url,
         scenario=scenario,
@@ -289,7 +335,7 @@ def run(
         check_locustfile(plan)
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
-    result = execute_run(plan, options)
+    result = execute_run(plan, options) if cluster_mesh is None else cluster_mesh.execute(plan, options)
     terminal.result(summary_table(result))
     for reason in result.validity:
         terminal.warning(reason)
@@ -321,6 +367,54 @@ def _testbed_in_force(function: str, settings: list[str]) -> tuple[LocalTestbedM
     terminal.info(f"testbed: putting {function} in force")
     mesh.apply(function, params)
     return mesh, mesh.ingress_url
+
+
+@dataclass
+class ClusterRun:
+    """A run against a mesh in a cluster: its function applied before, removed after."""
+
+    mesh: KubernetesMesh
+    function: str
+    params: dict[str, str]
+
+    def execute(self, plan: Plan, options: RunOptions) -> RunResult:
+        from ..coordinator.run import execute_run
+
+        in_force = self.mesh.apply(self.function, self.params)
+        terminal.info(_in_force_line(in_force))
+        options.mesh = self.mesh
+        try:
+            return execute_run(plan, options)
+        finally:
+            self.mesh.remove()
+            terminal.info(f"{self.mesh.name}: {self.function} removed from namespace {self.mesh.namespace}")
+
+
+def _cluster_mesh(
+    mesh: str, function: str, settings: list[str], namespace: str, ingress: str | None, kubeconfig: str | None
+) -> ClusterRun:
+    """The mesh in the cluster and the function's parameters, checked before anything is applied."""
+    from ..coordinator.mesh import KubernetesMesh
+    from ..errors import FunctionNotSupported
+    from .testbed_cmd import settings_from_pairs
+
+    if not ingress:
+        raise UsageError(f"--mesh {mesh}: give the URL of its ingress gateway in front of BookInfo (--ingress URL)")
+    params = settings_from_pairs(settings)
+    cluster_mesh = KubernetesMesh(mesh, namespace=namespace, kubeconfig=kubeconfig, ingress_url=ingress)
+    support = cluster_mesh.support(function, params)  # an unknown function or a bad parameter: UsageError
+    if not support.applicable:
+        raise FunctionNotSupported(support)
+    return ClusterRun(cluster_mesh, function, params)
+
+
+def _in_force_line(in_force: InForce) -> str:
+    line = f"{in_force.function} in force after {in_force.waited_s:.1f}s"
+    if in_force.confirmed:
+        line += f" (confirmed: {', '.join(in_force.confirmed)})"
+    if in_force.unconfirmed:
+        line += f"; applied, no status to confirm: {', '.join(in_force.unconfirmed)}"
+    return line
 
 
 def build_plan(

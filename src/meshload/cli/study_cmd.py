@@ -24,12 +24,13 @@ import typer
 from .. import terminal
 from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
-from .k8s_options import ResultsTtlOption, results_ttl_s
-from .options import option
+from .k8s_options import KubeconfigOption, ResultsTtlOption, results_ttl_s
+from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from rich.table import Table
 
+    from ..coordinator.mesh import MeshAdapter
     from ..coordinator.study import StudyProgress
     from ..results.aa_calibration import AACalibration
     from ..results.compare import CellSummary
@@ -145,6 +146,9 @@ def study(
         ),
     ] = False,
     results_ttl: ResultsTtlOption = None,
+    kubeconfig: KubeconfigOption = None,
+    prometheus: PrometheusOption = None,
+    prometheus_step: PrometheusStepOption = DEFAULT_PROMETHEUS_STEP_S,
     store: StoreOption = None,
     history: HistoryOption = True,
 ) -> None:
@@ -154,6 +158,7 @@ def study(
     from ..scenarios.durations import format_duration
 
     ttl_s = results_ttl_s(results_ttl)
+    source = prometheus_source(prometheus, prometheus_step)
     plan = load_plan(
         plan_file,
         quick=quick,
@@ -211,6 +216,8 @@ def study(
         on_round=on_round,
         pin_cpus=pin_cpus,
         results_ttl_s=ttl_s,
+        prometheus=source,
+        mesh=_cluster_mesh(plan, kubeconfig),
     )
     try:
         result = run_study(plan, options)
@@ -273,6 +280,17 @@ def load_plan(
             f"--calibrate-function: {calibrate_function!r} is not a testbed function; use one of: {', '.join(PROFILES)}"
         )
     return plan.as_calibration(calibrate_function)
+
+
+def _cluster_mesh(plan: StudyPlan, kubeconfig: str | None) -> MeshAdapter | None:
+    """The plan's `target: {mesh, namespace, ingress}` as the mesh's adapter (None: the local testbed)."""
+    from ..coordinator.mesh import KubernetesMesh
+    from ..scenarios.study_plan import MeshTarget
+
+    target = plan.target
+    if not isinstance(target, MeshTarget):
+        return None
+    return KubernetesMesh(target.mesh, namespace=target.namespace, ingress_url=target.ingress, kubeconfig=kubeconfig)
 
 
 def _overrides(

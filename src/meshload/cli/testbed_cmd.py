@@ -152,6 +152,8 @@ def _print_status(report: dict[str, Any]) -> None:
         f"function   {report['function']}" + "".join(f" {k}={v}" for k, v in sorted(report["params"].items())),
         f"topology   {report['topology']}",
         f"grpc       {report['grpc']['address']} {report['grpc']['service']}",
+        f"metrics    {report.get('metrics_url') or '(none: started by an older meshload)'}"
+        "  (cAdvisor names: container_cpu_usage_seconds_total, container_memory_working_set_bytes)",
     ]
     for process in report["processes"]:
         ports = " ".join(f"{name}={port}" for name, port in process["ports"].items())

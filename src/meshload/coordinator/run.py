@@ -38,6 +38,7 @@ from .run_folders import create_run_folder, reap_leftovers
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
+    from .mesh.prometheus import PrometheusSource
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class RunOptions:
     metrics_address: str = "127.0.0.1"  # where it listens (0.0.0.0 in a pod, for the cluster's Prometheus)
     live: bool = True  # progress on stderr
     mesh: MeshAdapter | None = None  # sampled over the measured window
+    prometheus: PrometheusSource | None = None  # read the mesh's CPU and memory from this Prometheus
     placement: Placement = "auto"  # auto: idle fleet workers if any, else local processes
     run_id: str | None = None  # None: a new id from the time and a random suffix
     kubernetes: KubernetesFleet | None = None  # placement k8s: the fleet (None: from the environment)
@@ -270,7 +272,8 @@ class _Coordinator:
                     continue
                 if now >= next_live_s:
                     next_live_s = now + LIVE_EVERY_S
-                    self.live.update(self.aggregator.snapshot())
+                    summaries = self.aggregator.live_summaries() if self.live.wants_summaries else None
+                    self.live.update(self.aggregator.snapshot(), summaries)
                 if self.lost and self.options.on_worker_loss == "abort":
                     self._abort()
                     break
@@ -348,6 +351,8 @@ class _Coordinator:
         for record in records:
             if not self.aggregator.add(record):
                 self.duplicates += 1
+            else:
+                self.live.record(record)
             liveness = self.liveness.get(record.worker_id)
             if liveness is not None:
                 liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
@@ -433,9 +438,19 @@ class _Coordinator:
         if mesh is None:
             return
         if self._sampler is None and self._mesh_usage is None and now >= measured_start_s:
+            if self.options.prometheus is not None:
+                from .mesh.prometheus import PrometheusMesh
+
+                mesh = PrometheusMesh(mesh, self.options.prometheus)
             self._sampler = mesh.start_sampling()
         elif self._sampler is not None and now >= measured_end_s:
-            self._stop_sampling()
+            close_window = getattr(self._sampler, "close_window", None)
+            if close_window is not None:
+                # Prometheus is read once the run is collected: waiting for its next scrape here
+                # would hold up the records and the heartbeats.
+                close_window()
+            else:
+                self._stop_sampling()
 
     def _stop_sampling(self) -> None:
         sampler, self._sampler = self._sampler, None

@@ -44,10 +44,11 @@ from ..scenarios.study_plan import StudyCell, StudyPlan, placeholder_base_url
 from ..worker.engine_process import check_before_load
 from .cpu_pinning import CpuPinning, CpuSplit, pin_process_tree, plan_pinning
 from .local_workers import cut_lifeline, spawn_worker, stop_workers
-from .mesh.base import MeshAdapter
+from .mesh.base import MeshAdapter, SupportLevel
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
+    from .mesh.prometheus import PrometheusSource
 
 #: What a cell costs beyond its warm-up, measured part and settle time: applying the function
 #: (0.3-0.5 s), the run's common start lead (1 s), collecting the last records and writing the run's
@@ -84,6 +85,8 @@ class StudyOptions:
     kubernetes: KubernetesFleet | None = None
     # With `redis_url`: how long each cell's files stay in that Redis (`meshload results get`); 0: not kept.
     results_ttl_s: float = DEFAULT_RESULTS_TTL_S
+    # Read each cell's mesh CPU and memory from this Prometheus (None: the mesh's own sampler).
+    prometheus: PrometheusSource | None = None
 
 
 @dataclass
@@ -173,6 +176,11 @@ def check_functions(plan: StudyPlan, mesh: MeshAdapter) -> None:
             try:
                 PROFILES[function.name].resolve(function.params)
             except TestbedFailure as exc:
+                raise PlanError(f"functions: {exc}; fix the study plan") from exc
+        else:  # a mesh that cannot express the function is a "not supported" cell, a bad parameter an error
+            try:
+                mesh.support(function.name, dict(function.params))
+            except UsageError as exc:
                 raise PlanError(f"functions: {exc}; fix the study plan") from exc
 
 
@@ -336,6 +344,8 @@ class StudySession:
             raise PlanError(f"scenario {self.plan.scenario}: {self.mesh.name} offers no gRPC ingress to send it to")
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         cleanup = self._cleanup
+        if self.local_testbed is None:
+            cleanup.callback(self.mesh.remove)  # what meshload applied in the cluster goes with the study
         if self.own_testbed is not None:
             before = self.own_testbed.status()
             if before.get("running"):
@@ -426,6 +436,7 @@ class StudySession:
             out_dir=run_dir,
             live=False,
             mesh=self.mesh,
+            prometheus=self.options.prometheus,
             placement="k8s" if self.plan.kubernetes_workers else "fleet" if self.workers is not None else "auto",
             kubernetes=self.options.kubernetes,
             # Not kept in a private Redis, which goes with the study.
@@ -457,9 +468,17 @@ class StudySession:
         )
 
     def refusal(self, cell: StudyCell) -> str:
-        """Why the cell's function cannot be put in force in the cell's topology ("" when it can)."""
+        """Why the cell's function cannot be put in force in the cell's topology, or by a mesh in a
+        cluster that cannot express it or already has it in its baseline ("" when it can)."""
         topology = cell.function.topology
-        if topology is None or self.local_testbed is None:
+        if self.local_testbed is None:
+            support = self.mesh.support(cell.function.name, dict(cell.function.params))
+            if support.applicable:
+                return ""
+            if support.level is SupportLevel.IN_BASELINE:
+                return f"{self.mesh.name}: already in its baseline ({support.reason})"
+            return f"{self.mesh.name}: {support.reason}"
+        if topology is None:
             return ""
         support = self.local_testbed.support(cell.function.name, dict(cell.function.params), topology)
         return "" if support.applicable else support.reason

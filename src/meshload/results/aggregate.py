@@ -64,6 +64,19 @@ class LiveFigures:
     in_warmup: bool  # no measured record has arrived yet
 
 
+@dataclass(frozen=True)
+class LatencySummary:
+    """One latency distribution so far as a Prometheus summary: {quantile: seconds}, count, sum."""
+
+    quantiles: dict[float, float]
+    count: int
+    sum_s: float
+
+
+#: Quantiles of the live latency summaries (as fractions, Prometheus's `quantile` label).
+LIVE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
+
+
 @dataclass
 class _Worker:
     summary: WorkerSummary
@@ -198,6 +211,25 @@ class RunAggregator:
             workers_finished=sum(1 for w in self._workers.values() if w.finished),
             in_warmup=in_warmup,
         )
+
+    def live_summaries(self, quantiles: tuple[float, ...] = LIVE_QUANTILES) -> dict[str, LatencySummary]:
+        """ "corrected", "uncorrected" latency and "schedule_lag" so far, for a Prometheus endpoint:
+        the measured part (the warm-up's corrected latency while in it, as `snapshot` shows)."""
+        in_warmup = self._corrected.total_count == 0
+        histograms = {
+            "corrected": self._warmup_corrected if in_warmup else self._corrected,
+            "uncorrected": self._uncorrected,
+            "schedule_lag": self._lag,
+        }
+        summaries = {}
+        for name, histogram in histograms.items():
+            values = histogram.values_at_percentiles([100.0 * q for q in quantiles]) if histogram.total_count else {}
+            summaries[name] = LatencySummary(
+                quantiles={q: values.get(100.0 * q, 0) / 1e6 for q in quantiles},
+                count=histogram.total_count,
+                sum_s=histogram.sum_us() / 1e6 if histogram.total_count else 0.0,
+            )
+        return summaries
 
     def result(
         self,

@@ -5,7 +5,8 @@ repetitions, each one run ("cell") with the function alone in force, then each f
 its baseline. The file form (YAML or JSON):
 
     name: study-quick
-    target: testbed              # the local testbed (BookInfo behind HAProxy sidecars)
+    target: testbed              # the local testbed (BookInfo behind HAProxy sidecars), or a mesh in a
+                                 # cluster: {mesh: istio, namespace: bookinfo, ingress: http://gateway}
     scenario: bookinfo-productpage   # a built-in scenario or a plan file (relative URLs)
     arrival: poisson             # open loop: constant | poisson
     load_levels: [20, 40]        # requests per second, all workers together
@@ -171,12 +172,21 @@ class StudyCell:
         return f"{self.order:03d}-{self.function.arm_name}-{self.rate:g}rps-r{self.repetition}"
 
 
+class MeshTarget(_Strict):
+    """BookInfo on a mesh in a Kubernetes cluster: each cell's function is applied there by the mesh's
+    adapter (`meshload.coordinator.mesh`), the load goes to `ingress`."""
+
+    mesh: Literal["istio", "linkerd", "consul"]
+    namespace: str = Field("bookinfo", min_length=1)
+    ingress: str = Field(min_length=1, pattern=r"^https?://")
+
+
 class StudyPlan(_Strict):
     """Everything that defines a study; `cells()` gives its runs in their order."""
 
     name: str = "study"
     description: str = ""
-    target: Literal["testbed"] = "testbed"
+    target: Literal["testbed"] | MeshTarget = "testbed"
     # A built-in scenario's name or a plan file; its relative URLs are joined to the target's ingress,
     # and its load, duration and warm-up are replaced by the study's.
     scenario: str = DEFAULT_SCENARIO
@@ -332,7 +342,7 @@ class StudyFile(_Strict):
 
     name: str | None = None
     description: str = ""
-    target: Literal["testbed"] = "testbed"
+    target: str | dict[str, object] = "testbed"  # checked by `_target`, for a message that says what fits
     scenario: str = DEFAULT_SCENARIO
     arrival: Literal["constant", "poisson"] = "poisson"
     load_levels: list[float] = Field(min_length=1)
@@ -388,9 +398,26 @@ def load_study_plan(
     return _to_study_plan(entry, document, path, check_targets)
 
 
+TARGET_FORMS = "testbed, or a mesh in a cluster: {mesh: istio|linkerd|consul, namespace: NS, ingress: http://URL}"
+
+
+def _target(entry: StudyFile, document: SourceDocument) -> Literal["testbed"] | MeshTarget:
+    if entry.target == "testbed":
+        return "testbed"
+    if isinstance(entry.target, str):
+        raise document.error(("target",), f"{entry.target!r} is not a target; use {TARGET_FORMS}")
+    try:
+        return MeshTarget.model_validate(entry.target)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        where = ("target", *problem["loc"])
+        raise document.error(where, f"{problem['msg']}; the target is {TARGET_FORMS}") from exc
+
+
 def _to_study_plan(
     entry: StudyFile, document: SourceDocument, path: Path, check_targets: TargetsCheck | None
 ) -> StudyPlan:
+    target = _target(entry, document)
     functions = [
         FunctionSpec(name=f)
         if isinstance(f, str)
@@ -426,7 +453,7 @@ def _to_study_plan(
         plan = StudyPlan(
             name=entry.name or path.stem,
             description=entry.description,
-            target=entry.target,
+            target=target,
             scenario=scenario,
             arrival=entry.arrival,
             load_levels=tuple(levels),

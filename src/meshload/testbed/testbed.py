@@ -24,6 +24,7 @@ from typing import Any
 from . import app_admin, processes, proxies
 from .certs import ensure_identities
 from .errors import TestbedFailure
+from .exporter import EXPORTER_KIND
 from .haproxy_config import LUA_DELAY, Identity, MeshSetting
 from .processes import ProcessRecord
 from .profiles import profile_named
@@ -97,6 +98,13 @@ def _grpc_address(state: dict) -> str:
     return f"127.0.0.1:{ports.ingress_grpc}"
 
 
+def _metrics_url(state: dict) -> str:
+    """The exporter's endpoint (cAdvisor-named CPU and memory of every process); "" for a testbed
+    started before it had one."""
+    port = Ports.from_json(state["ports"]).exporter
+    return f"http://127.0.0.1:{port}/metrics" if port else ""
+
+
 def _topology(state: dict) -> str:
     return state.get("topology", DEFAULT_TOPOLOGY)
 
@@ -130,6 +138,8 @@ def _process_ports(record: ProcessRecord, ports: Ports, topology: str) -> dict[s
         return {"http": own.app, **({"grpc": own.grpc} if own.grpc else {})}
     if record.kind == "ingress":
         return {"http": ports.ingress, "grpc": ports.ingress_grpc}
+    if record.kind == EXPORTER_KIND:
+        return {"metrics": ports.exporter}
     place = next((p for p in proxy_places(topology) if p.name == record.name), None)
     if place is None:  # a proxy of the topology before, finishing what it serves
         return {}
@@ -228,6 +238,8 @@ class Testbed:
         state = self.folder.load()
         found: dict[str, list[int]] = {"app": [], "sidecar": [], "ingress": []}
         for record in _records(state) if state else []:
+            if record.kind == EXPORTER_KIND:
+                continue  # meshload's own observer, not part of the mesh
             role = "sidecar" if record.kind == "node-proxy" else record.kind
             found.setdefault(role, []).append(record.pid)
         return found
@@ -268,6 +280,7 @@ class Testbed:
             "params": state["params"],
             "topology": topology,
             "ingress_url": _ingress_url(state),
+            "metrics_url": _metrics_url(state),
             "grpc": {
                 "address": _grpc_address(state),
                 "service": RATINGS_SERVICE,
@@ -336,7 +349,7 @@ class Testbed:
         mark = uuid.uuid4().hex
         listeners = {instance.name: _listening_socket() for instance in ALL_INSTANCES}
         grpc_instances = instances_of(GRPC_SERVICE)
-        free = iter(_free_ports(2 * len(ALL_INSTANCES) + len(grpc_instances) + 2 + len(NODES)))
+        free = iter(_free_ports(2 * len(ALL_INSTANCES) + len(grpc_instances) + 3 + len(NODES)))
         ports = Ports(
             instances={
                 instance.name: InstancePorts(
@@ -350,6 +363,7 @@ class Testbed:
             ingress=next(free),
             ingress_grpc=next(free),
             nodes={node: next(free) for node in NODES},
+            exporter=next(free),
         )
         state: dict[str, Any] = {
             "mark": mark,
@@ -392,6 +406,7 @@ class Testbed:
                 state["processes"].append(record.to_json())
                 self.folder.save(state)
                 sock.close()
+            self._start_exporter(state, ports.exporter)
             # certificates are made while the applications import their modules
             self._identities()
             (self.folder.config_dir / "faults.lua").write_text(LUA_DELAY)
@@ -404,6 +419,19 @@ class Testbed:
         finally:
             for sock in listeners.values():
                 sock.close()
+
+    def _start_exporter(self, state: dict, port: int) -> None:
+        argv = [sys.executable, "-m", "meshload.testbed.exporter", "--state-dir", str(self.folder.root)]
+        record, child = processes.spawn(
+            [*argv, "--port", str(port)],
+            name="metrics-exporter",
+            kind=EXPORTER_KIND,
+            mark=state["mark"],
+            log_path=self.folder.log("metrics-exporter"),
+        )
+        self._children.append(child)
+        state["processes"].append(record.to_json())
+        self.folder.save(state)
 
     def _identities(self) -> dict[str, Identity]:
         return ensure_identities(self.folder.certs_dir, [*SERVICES, GRPC_SERVICE, *NODES, INGRESS_NAME])

@@ -167,6 +167,7 @@ class Ports:
     ingress: int
     ingress_grpc: int = 0
     nodes: dict[str, int] = field(default_factory=dict)  # each node proxy's outbound port
+    exporter: int = 0  # the metrics exporter's HTTP port (0: a testbed started before it had one)
 
     def outbound_of(self, topology: str, instance: Instance) -> int:
         """Where `instance` sends its calls in a proxied topology: its sidecar, or its node's proxy."""
@@ -177,6 +178,7 @@ class Ports:
             "ingress": self.ingress,
             "ingress_grpc": self.ingress_grpc,
             "nodes": dict(self.nodes),
+            "exporter": self.exporter,
             "instances": {name: vars(ports) for name, ports in self.instances.items()},
         }
 
@@ -187,4 +189,5 @@ class Ports:
             ingress=int(data["ingress"]),
             ingress_grpc=int(data.get("ingress_grpc", 0)),
             nodes={name: int(port) for name, port in data.get("nodes", {}).items()},
+            exporter=int(data.get("exporter", 0)),
         )

@@ -1,6 +1,9 @@
 """Meshes the coordinator drives: the local testbed (`local`) and Istio, Linkerd and Consul in a
 Kubernetes cluster (`kubernetes_mesh` over the `istio`, `linkerd` and `consul` modules).
 
+`prometheus` reads the CPU and memory of any of them from a Prometheus server (cAdvisor metrics; the local
+testbed exports the same names).
+
 Importing this package does not load the Kubernetes client: `cluster` imports it when a cluster is
 first used, so `meshload mesh render` works without it (the `k8s` extra).
 """

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ...errors import UsageError
 from ...testbed import PROFILES, Profile, TestbedFailure
-from ...testbed.profiles import ALL_SERVICES, Param  # the testbed's package does not export these (yet)
+from ...testbed.profiles import ALL_SERVICES  # the testbed's package does not export these (yet)
 from ...testbed.topology import INSTANCES, SERVICE_PORT, SERVICES
 
 INGRESS = "ingress"  # the caller of productpage
@@ -20,26 +20,8 @@ INGRESS = "ingress"  # the caller of productpage
 NAMESPACE = "bookinfo"
 PORT = SERVICE_PORT
 
-# The traffic split over reviews' versions, expressed mesh-neutrally as a Gateway API HTTPRoute.
-_TRAFFIC_SPLIT = Profile(
-    "traffic-split",
-    "callers split a service's requests over its versions by weight",
-    {
-        "service": Param(
-            "reviews", "the service whose versions share its traffic", kind="choice", choices=("reviews",)
-        ),
-        "weights": Param("80,10,10", "relative weights of the versions v1,v2,v3, comma-separated"),
-    },
-)
-
-
-def _profiles() -> dict[str, Profile]:
-    profiles = dict(PROFILES)
-    profiles.setdefault(_TRAFFIC_SPLIT.name, _TRAFFIC_SPLIT)
-    return profiles
-
-
-MESH_PROFILES: dict[str, Profile] = _profiles()
+# traffic-split (a Gateway API HTTPRoute in a cluster) is one of the testbed's profiles too: one definition.
+MESH_PROFILES: dict[str, Profile] = dict(PROFILES)
 FUNCTIONS: tuple[str, ...] = tuple(MESH_PROFILES)
 # The functions the mesh modules render; any other testbed profile (`none`, and profiles for services
 # k8s/bookinfo does not deploy) is answered "not supported" with its reason.

@@ -90,6 +90,8 @@ class KubernetesMesh:
         self._context = context
         self._ingress_url = ingress_url
         self._current: Rendering | None = None
+        # The status objects had when this process last changed them (see `_status_predates_change`).
+        self._status_before_change: dict[tuple[str, str, str, str], Object] = {}
 
     @property
     def cluster(self) -> Cluster:
@@ -129,8 +131,12 @@ class KubernetesMesh:
         """Put `function` in force alone and wait for it (the mesh's status, else `probe`)."""
         rendering = self.render(function, params)
         existing = self._clear(keep=rendering)
+        self._status_before_change = {}
         for manifest in rendering.manifests:
-            self.cluster.apply(manifest.body, existing.get(manifest.key))
+            current = existing.get(manifest.key)
+            written = self.cluster.apply(manifest.body, current)
+            if current is not None and written is not current and current.get("status"):
+                self._status_before_change[manifest.key] = current["status"]
         for patch in rendering.patches:
             self._apply_patch(patch, rendering.function)
         self._current = rendering
@@ -215,6 +221,10 @@ class KubernetesMesh:
             current = found.get(key)
             if current is None:
                 states.append(ObjectState(f"{kind} {namespace}/{name}", Readiness.PENDING, "missing"))
+            elif _status_predates_change(current, self._status_before_change.get(key)):
+                states.append(
+                    ObjectState(f"{kind} {namespace}/{name}", Readiness.PENDING, "status from before the change")
+                )
             else:
                 states.append(object_state(current))
         return states
@@ -231,8 +241,8 @@ class KubernetesMesh:
 
 class ClusterFactsSampling:
     """The mesh's identity over a measured window: SMP `mesh_config`'s mesh type, builds and mTLS, read
-    from the cluster when the window opens. CPU and memory come from Prometheus (the resource sampler
-    is not part of this adapter); until then the component figures stay empty (count 0)."""
+    from the cluster when the window opens. CPU and memory come from Prometheus (`--prometheus`:
+    `prometheus.PrometheusMesh` wraps this sampler); without it the component figures stay empty (count 0)."""
 
     def __init__(self, mesh: KubernetesMesh) -> None:
         self._mesh = mesh
@@ -249,3 +259,12 @@ class ClusterFactsSampling:
             proxy_version=self._facts.proxy_build,
             mesh_version=self._facts.mesh_build,
         )
+
+
+def _status_predates_change(current: Object, status_before: Object | None) -> bool:
+    """consul-k8s writes its Synced condition without an observedGeneration, and a spec change leaves
+    the old condition in place until the controller syncs again (rewriting `lastSyncedTime`): a status
+    exactly as it was before meshload changed the object says nothing about the change yet."""
+    if status_before is None or not str(current.get("apiVersion", "")).startswith("consul.hashicorp.com/"):
+        return False
+    return current.get("status") == status_before
