@@ -18,17 +18,24 @@ being published).
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from redis.typing import EncodableT, FieldT
 
+from meshload.coordinator import run as coordinator_run
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
 from meshload.coordinator.redis_server import PrivateRedis
 from meshload.coordinator.run import RunConnection, RunOptions, _Coordinator
+from meshload.pipeline import collector as collector_module
 from meshload.pipeline import wire
+from meshload.results import aggregate as aggregate_module
+from meshload.results.aggregate import RunAggregator
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
 from meshload.scenarios.plan import OpenLoop, Plan, Target
@@ -95,7 +102,59 @@ def publish(redis_url: str, workers: int, seconds: int, start_at: float) -> None
     client.close()
 
 
-def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
+class Steps:
+    """CPU time (this thread's) spent in each step of the coordinator, each call's own time only:
+    a step called inside another is taken off the outer one, so the steps add up to their sum."""
+
+    def __init__(self) -> None:
+        self.cpu_ns: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self._inner_ns = [0]  # per open call: time spent in steps called from it
+
+    def wrap(self, step: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        self.cpu_ns.setdefault(step, 0)
+        self.calls.setdefault(step, 0)
+        clock = time.thread_time_ns
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._inner_ns.append(0)
+            started = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent = clock() - started
+                inner = self._inner_ns.pop()
+                self._inner_ns[-1] += spent
+                self.cpu_ns[step] += spent - inner
+                self.calls[step] += 1
+
+        return timed
+
+    def patch(self, owner: Any, name: str, step: str) -> None:
+        setattr(owner, name, self.wrap(step, getattr(owner, name)))
+
+
+def instrument(steps: Steps, client: Any) -> None:
+    """Time the coordinator's steps: the Redis round trips (client side: sending, waiting is not CPU,
+    parsing the reply), decoding, merging, the percentile passes and the live view."""
+    for command in ("xreadgroup", "xack", "xautoclaim"):
+        steps.patch(client, command, "redis: read + ack records")
+    for command in ("hgetall", "set"):
+        steps.patch(client, command, "redis: heartbeats + own key")
+    steps.patch(collector_module, "decode_record", "decode records (msgspec)")
+    steps.patch(aggregate_module, "decode_counts", "decode histograms")
+    steps.patch(RunAggregator, "add", "merge (counters, add counts)")
+    steps.patch(LatencyHistogram, "values_at_percentiles", "percentile passes")
+    steps.patch(RunAggregator, "snapshot", "live view (snapshot + update)")
+    steps.patch(LiveView, "update", "live view (snapshot + update)")
+    steps.patch(_Coordinator, "_look_at_heartbeats", "heartbeat check")
+    steps.patch(_Coordinator, "_all_accounted_for", "loop: who is unfinished")
+    steps.patch(RunAggregator, "result", "final result")
+    steps.patch(coordinator_run._Coordinator, "run", "other (loop, collector, liveness)")
+
+
+def collect(redis_url: str, workers: int, seconds: int, steps: Steps | None = None) -> dict[str, float]:
     """The coordinator side, the real loop of `coordinator.run`; its CPU use and wall time."""
     plan = Plan(
         targets=(Target(url="http://127.0.0.1:9/"),),
@@ -108,6 +167,11 @@ def collect(redis_url: str, workers: int, seconds: int) -> dict[str, float]:
     live = LiveView(workers_total=workers, run_id=RUN_ID, show=False)
     options = RunOptions(workers=workers, live=False, placement="fleet")  # simulated: not capped by CPUs
     coordinator = _Coordinator(plan, options, RunConnection(RUN_ID, client, redis_url, keys), fleet, live)
+    # The synthetic fleet accepts its shares at once (real workers answer their assignment).
+    accepted = wire.encode(wire.Answer(accepted=True))
+    client.hset(keys.answers, mapping=dict.fromkeys(fleet.ids, accepted))
+    if steps is not None:
+        instrument(steps, client)
     started_wall = time.monotonic()
     started_cpu = time.process_time()
     result = coordinator.run()
@@ -130,8 +194,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--redis", default=None, help="Redis URL (default: a private redis-server)")
+    parser.add_argument("--steps", action="store_true", help="a second, instrumented run: CPU per step")
     args = parser.parse_args()
 
+    figures = run_once(args)
+    report(args, figures)
+    if args.steps:
+        steps = Steps()
+        figures = run_once(args, steps)
+        print(f"\ninstrumented run, CPU per step ({figures['cpu_s']:.2f} s in all, timers included):")
+        report_steps(steps, figures["wall_s"])
+
+
+def run_once(args: argparse.Namespace, steps: Steps | None = None) -> dict[str, float]:
+    """One run: the synthetic fleet in a child process, the coordinator here."""
     private = None
     redis_url = args.redis
     if redis_url is None:
@@ -145,11 +221,23 @@ def main() -> None:
         publisher.start()
         while time.time() < start_at:
             time.sleep(0.01)
-        figures = collect(redis_url, args.workers, args.seconds)
+        figures = collect(redis_url, args.workers, args.seconds, steps)
         publisher.join(30)
     finally:
         if private is not None:
             private.stop()
+    return figures
+
+
+def report_steps(steps: Steps, wall_s: float) -> None:
+    print(f"  {'step':<36}{'calls':>9}{'CPU s':>8}{'% core':>8}{'us/call':>9}")
+    for step, cpu_ns in sorted(steps.cpu_ns.items(), key=lambda item: -item[1]):
+        calls = steps.calls[step]
+        per_call = cpu_ns / calls / 1000 if calls else 0.0
+        print(f"  {step:<36}{calls:>9}{cpu_ns / 1e9:>8.2f}{100 * cpu_ns / 1e9 / wall_s:>8.2f}{per_call:>9.1f}")
+
+
+def report(args: argparse.Namespace, figures: dict[str, float]) -> None:
     kept_up = (
         figures["merged"] == figures["expected"] and figures["lost"] == 0 and figures["wall_s"] < args.seconds + 1.5
     )

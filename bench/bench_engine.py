@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -218,11 +219,12 @@ def meshload_child(args: argparse.Namespace) -> None:
     from meshload.worker.engines import pick_engine
     from meshload.worker.standalone import collect_records
 
+    trace = trace_sends() if args.lag_trace else None
     load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
     pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
     cpu_before = psutil.Process().cpu_times()
-    records, outcomes = collect_records(plan, workers=1)
+    records, outcomes = collect_records(plan, workers=1, interval_s=args.interval)
     cpu_after = psutil.Process().cpu_times()
     lag = LatencyHistogram()
     corrected = LatencyHistogram()
@@ -232,9 +234,11 @@ def meshload_child(args: argparse.Namespace) -> None:
     full = [r for r in records if not r.final]
     sent_full = sum(r.sent for r in full)
     seconds_full = sum(r.duration_s for r in full)
+    around_cuts = lag_around_cuts(trace, args.interval) if trace is not None else {}
     print(
         json.dumps(
             {
+                **around_cuts,
                 "completed": outcomes[0].completed,
                 "errors": outcomes[0].errors,
                 "engine_cpu_s": outcomes[0].cpu_seconds,
@@ -250,20 +254,129 @@ def meshload_child(args: argparse.Namespace) -> None:
     )
 
 
+def meshload_command(url: str, seconds: float, rate: float = 0, interval_s: float = 1.0) -> list[str]:
+    return [
+        sys.executable,
+        __file__,
+        "--child",
+        "--url",
+        url,
+        "--seconds",
+        str(seconds),
+        "--rate",
+        str(rate),
+        "--interval",
+        str(interval_s),
+    ]
+
+
+#: Sends planned this soon after an interval cut count as "around the cut".
+CUT_WINDOW_NS = 5_000_000
+
+
+def trace_sends() -> dict[str, Any]:
+    """Every response's planned and actual send instants, and the run's start (for the lag around cuts).
+
+    The recorder's hot path gets one more Python call: the same in any version compared."""
+    from array import array
+
+    from meshload.worker.engines.runner import EngineRunner
+    from meshload.worker.recorder import IntervalRecorder
+
+    trace: dict[str, Any] = {"planned": array("q"), "sent": array("q"), "start_ns": 0}
+    record_response = IntervalRecorder.record_response
+    runner_init = EngineRunner.__init__
+
+    def traced(self: IntervalRecorder, planned_ns: int, sent_ns: int, done_ns: int, status: int) -> None:
+        trace["planned"].append(planned_ns)
+        trace["sent"].append(sent_ns)
+        record_response(self, planned_ns, sent_ns, done_ns, status)
+
+    def init(self: EngineRunner, *args: Any, **kwargs: Any) -> None:
+        runner_init(self, *args, **kwargs)
+        trace["start_ns"] = self.start_ns
+
+    IntervalRecorder.record_response = traced  # type: ignore[method-assign]
+    EngineRunner.__init__ = init  # type: ignore[method-assign]
+    time_cut_steps(trace)
+    return trace
+
+
+def time_cut_steps(trace: dict[str, Any]) -> None:
+    """The loop's CPU time (this thread's, so a neighbour's burst does not count) in each uninterrupted
+    piece of an interval cut, and in each fold the hot path does when the response buffer is full."""
+    from meshload.worker import recorder as recorder_module
+    from meshload.worker.engines import http1_runner, runner
+
+    trace["cut_steps_ns"], trace["cuts_ns"], trace["folds_ns"] = [], [], []
+    clock = time.thread_time_ns
+
+    def timed(function: Any, into: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                trace[into].append(clock() - started)
+
+        return call
+
+    def timed_steps(make_steps: Any) -> Any:
+        def steps(*args: Any) -> Any:
+            iterator = iter(make_steps(*args))
+            while True:
+                started = clock()
+                try:
+                    next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    trace["cut_steps_ns"].append(clock() - started)
+                yield
+
+        return steps
+
+    fold = recorder_module.IntervalRecorder.fold
+    recorder_module.IntervalRecorder.fold = timed(fold, "folds_ns")  # type: ignore[method-assign]
+    fold_step = getattr(recorder_module.IntervalRecorder, "_fold_step", None)
+    if fold_step is not None:  # a version that folds a full buffer in steps: each step is a piece
+        recorder_module.IntervalRecorder._fold_step = timed(fold_step, "folds_ns")  # type: ignore[method-assign]
+    pending = getattr(recorder_module, "PendingRecord", None)
+    if pending is None:  # a version that cuts in one piece
+        runner.EngineRunner._emit = timed(runner.EngineRunner._emit, "cuts_ns")  # type: ignore[method-assign]
+        return
+    recorder_module.IntervalRecorder.detach = timed(recorder_module.IntervalRecorder.detach, "cut_steps_ns")  # type: ignore[method-assign]
+    pending.steps = timed_steps(pending.steps)
+    for cls in (runner.EngineRunner, http1_runner.Http1Runner):
+        cls._before_cut_steps = timed_steps(cls._before_cut_steps)  # type: ignore[method-assign]
+
+
+def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float]:
+    """Schedule lag of the sends planned within `CUT_WINDOW_NS` after an interval cut, and of the rest."""
+    import numpy as np
+
+    planned = np.frombuffer(trace["planned"], dtype=np.int64)
+    lag_us = (np.frombuffer(trace["sent"], dtype=np.int64) - planned) / 1000
+    since_cut_ns = (planned - trace["start_ns"]) % round(interval_s * 1e9)
+    # The first instants of the run follow its start, not a cut.
+    near = (since_cut_ns < CUT_WINDOW_NS) & (planned - trace["start_ns"] >= round(interval_s * 1e9))
+    figures: dict[str, float] = {"sends_near_cuts": int(near.sum())}
+    steps_us = np.asarray(trace["cut_steps_ns"] or trace["cuts_ns"] or [0]) / 1000
+    figures["cut_longest_piece_us"] = float(steps_us.max())
+    figures["cut_pieces"] = len(steps_us)
+    figures["cuts_total_us"] = float(steps_us.sum())
+    folds_us = np.asarray(trace["folds_ns"] or [0]) / 1000
+    figures["hot_path_folds"] = len(trace["folds_ns"])
+    figures["hot_path_fold_longest_us"] = float(folds_us.max())
+    for name, part in (("near_cuts", lag_us[near]), ("elsewhere", lag_us[~near])):
+        if part.size:
+            figures[f"lag_{name}_p99_us"] = float(np.percentile(part, 99))
+            figures[f"lag_{name}_max_us"] = float(part.max())
+    return figures
+
+
 def run_meshload(url: str, seconds: float, rate: float = 0) -> tuple[dict, float]:
-    out, process_cpu_s = run_measured(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            "--url",
-            url,
-            "--seconds",
-            str(seconds),
-            "--rate",
-            str(rate),
-        ]
-    )
+    out, process_cpu_s = run_measured(meshload_command(url, seconds, rate))
     return json.loads(out.strip().splitlines()[-1]), process_cpu_s
 
 
@@ -294,10 +407,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="alternating wrk/meshload rounds (median kept)")
-    parser.add_argument("--only", choices=["closed", "open"], default=None)
+    parser.add_argument("--only", choices=["closed", "open", "instructions", "cuts"], default=None)
+    parser.add_argument(
+        "--valgrind-seconds",
+        default="2,6",
+        help="instructions: the short and the long run whose difference counts (seconds, under valgrind)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--lag-trace", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cuts-rate", type=float, default=30_000, help="cuts: the open loop's rate")
     args = parser.parse_args()
     if args.child:
         meshload_child(args)
@@ -329,6 +450,11 @@ def main() -> None:
                     f"{row.tool:<26}{row.rate:>12,.0f}{row.cpu_us_per_request:>12.1f}"
                     f"{row.cpu_us_per_request / wrk_cpu:>8.2f}  {row.note}"
                 )
+        if args.only in (None, "instructions"):
+            short_s, long_s = (float(part) for part in args.valgrind_seconds.split(","))
+            bench_instructions(nginx.url, short_s, long_s, workdir)
+        if args.only in (None, "cuts"):
+            bench_cuts(nginx.url, args.seconds, args.cuts_rate)
         if args.only in (None, "open"):
             print(f"\nopen loop, one worker, {args.seconds:g} s:")
             figures, _ = run_meshload(nginx.url, args.seconds, OPEN_LOOP_RATE)
@@ -343,6 +469,146 @@ def main() -> None:
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_cuts(url: str, seconds: float, rate: float) -> None:
+    """Whether interval cuts show in the schedule lag: open loop, sends just after a cut beside the rest."""
+    out, _ = run_measured([*meshload_command(url, seconds, rate), "--lag-trace"])
+    figures = json.loads(out.strip().splitlines()[-1])
+    print(f"\ninterval cuts and the schedule lag, open loop at {rate:,.0f} rps, {seconds:g} s:")
+    for name, label in (("near_cuts", f"planned < {CUT_WINDOW_NS / 1e6:g} ms after a cut"), ("elsewhere", "the rest")):
+        print(
+            f"  {label:<32} lag p99 {figures.get(f'lag_{name}_p99_us', float('nan')):>8.0f} us, "
+            f"max {figures.get(f'lag_{name}_max_us', float('nan')):>8.0f} us"
+        )
+    print(
+        f"  ({figures['sends_near_cuts']:,} sends near cuts; schedule lag p99 overall {figures['lag_p99_ms']:.3f} ms)"
+    )
+    print(
+        f"  the loop's CPU in the cuts: {figures['cuts_total_us']:,.0f} us in {figures['cut_pieces']} pieces, "
+        f"the longest {figures['cut_longest_piece_us']:,.0f} us; folds of a full buffer (or their steps): "
+        f"{figures['hot_path_folds']}, the longest {figures['hot_path_fold_longest_us']:,.0f} us"
+    )
+
+
+# -- instructions and system calls per request -----------------------------------------------------
+
+#: The system calls of a request loop (the rest, at start-up, cancels out between the two runs).
+LOOP_SYSCALLS = ("read", "write", "readv", "writev", "recvfrom", "sendto", "epoll_wait", "epoll_pwait", "epoll_ctl")
+
+
+@dataclass
+class Counted:
+    """What one run under valgrind or strace counted, and the requests it completed."""
+
+    requests: int
+    instructions: int = 0
+    syscalls: dict[str, int] | None = None
+
+
+def wrk_requests(out: str) -> int:
+    match = re.search(r"(\d+) requests in", out)
+    assert match, out
+    return int(match.group(1))
+
+
+def meshload_requests(out: str) -> int:
+    figures = next(line for line in reversed(out.splitlines()) if line.startswith("{"))
+    return int(json.loads(figures)["completed"])
+
+
+def run_counted(prefix: list[str], command: list[str]) -> str:
+    """Run `command` under `prefix` (valgrind, strace) on the generator's CPU; stdout and stderr."""
+    done = subprocess.run(
+        [*pinned(GENERATOR_CPU), *prefix, *command], capture_output=True, text=True, timeout=900, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(prefix[:1] + command[:2])} failed ({done.returncode}): {done.stderr[-500:]}")
+    return done.stdout + done.stderr
+
+
+def callgrind(command: list[str], requests_of: Any, workdir: Path, *options: str) -> Counted:
+    """User-space instructions of `command` (callgrind's Ir; the kernel's work in system calls is not
+    counted) and the requests it completed."""
+    out = run_counted(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.%p", *options], command
+    )
+    match = re.search(r"Collected : (\d+)", out)
+    assert match, out[-2000:]
+    return Counted(requests_of(out), instructions=int(match.group(1)))
+
+
+def strace_counts(command: list[str], requests_of: Any, workdir: Path) -> Counted:
+    """System calls of `command` and its threads (`strace -c -f`), by name."""
+    summary = workdir / "strace.txt"
+    out = run_counted(["strace", "-f", "-c", "-o", str(summary)], command)
+    calls: dict[str, int] = {}
+    for line in summary.read_text().splitlines():
+        fields = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(fields) >= 5 and fields[-1] != "total" and fields[3].isdigit():
+            calls[fields[-1]] = int(fields[3])
+    return Counted(requests_of(out), syscalls=calls)
+
+
+def marginal(short: Counted, long: Counted, value: Any) -> float:
+    """Per request, between a short and a long run: start-up and shutdown cancel out."""
+    requests = long.requests - short.requests
+    if requests <= 0:
+        return float("nan")
+    return (value(long) - value(short)) / requests
+
+
+def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -> None:
+    """Instructions and system calls per request, meshload's closed loop beside wrk's, both counted
+    rather than timed: callgrind counts the same instructions however busy the machine is."""
+    if shutil.which("valgrind") is None or shutil.which("strace") is None:
+        print("\ninstructions per request: needs valgrind and strace (apt-get install valgrind strace)")
+        return
+    long_interval_s = long_s + 10  # one interval: the cuts' cost is then a fixed cost that cancels out
+
+    def wrk(seconds: float) -> list[str]:
+        return ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", url]
+
+    def meshload(seconds: float, interval_s: float = long_interval_s) -> list[str]:
+        return meshload_command(url, seconds, 0, interval_s)
+
+    # Only meshload's event loop is counted (interpreter start-up and imports are not part of a run);
+    # wrk's binary has no symbols to select by, and both are taken as the difference of two runs anyway.
+    loop_only = "--toggle-collect=uv_run"
+    wrk_runs = [callgrind(wrk(s), wrk_requests, workdir) for s in (short_s, long_s)]
+    ml_runs = [callgrind(meshload(s), meshload_requests, workdir, loop_only) for s in (short_s, long_s)]
+    with_cuts = callgrind(meshload(long_s, 1.0), meshload_requests, workdir, loop_only)
+
+    def instructions(counted: Counted) -> float:
+        return counted.instructions
+
+    wrk_ir = marginal(wrk_runs[0], wrk_runs[1], instructions)
+    ml_ir = marginal(ml_runs[0], ml_runs[1], instructions)
+    # The cuts of one-second intervals: what the long run with them costs beyond its requests.
+    cuts = math.floor(long_s) - 1
+    cut_ir = (
+        with_cuts.instructions - ml_runs[1].instructions - ml_ir * (with_cuts.requests - ml_runs[1].requests)
+    ) / max(cuts, 1)
+    print(
+        f"\ninstructions per request, closed loop x{CONNECTIONS} "
+        f"(callgrind, user space; {long_s:g} s run minus {short_s:g} s run):"
+    )
+    print(f"  wrk       {wrk_ir:>9,.0f} Ir/req  ({wrk_runs[1].requests:,} requests under valgrind)")
+    print(f"  meshload  {ml_ir:>9,.0f} Ir/req  ({ml_runs[1].requests:,} requests under valgrind, full recording)")
+    print(f"  ratio     {ml_ir / wrk_ir:>9.2f} x wrk")
+    print(f"  one interval cut (fold, encode 3 histograms, record): {cut_ir:,.0f} Ir")
+
+    wrk_calls = [strace_counts(wrk(s), wrk_requests, workdir) for s in (short_s, long_s)]
+    ml_calls = [strace_counts(meshload(s, 1.0), meshload_requests, workdir) for s in (short_s, long_s)]
+    print(f"system calls per request (strace -c -f; {long_s:g} s run minus {short_s:g} s run):")
+    for name, runs in (("wrk", wrk_calls), ("meshload", ml_calls)):
+        names = sorted({n for run in runs for n in (run.syscalls or {})})
+        per_call = {n: marginal(runs[0], runs[1], lambda c, n=n: (c.syscalls or {}).get(n, 0)) for n in names}
+        loop_total = sum(v for n, v in per_call.items() if n in LOOP_SYSCALLS)
+        total = sum(per_call.values())
+        top = ", ".join(f"{n} {v:.2f}" for n, v in sorted(per_call.items(), key=lambda kv: -kv[1])[:5] if v >= 0.005)
+        print(f"  {name:<9} {total:>6.2f} in all, {loop_total:.2f} in the request loop  ({top})")
 
 
 def search_highest_rate(url: str, seconds: float = 3.0, tries: int = 2) -> None:

@@ -13,6 +13,7 @@ from meshload.results.histogram import (
     LOWEST_DISCERNIBLE_US,
     SIGNIFICANT_FIGURES,
     LatencyHistogram,
+    StretchCounts,
     decode_counts,
 )
 
@@ -123,6 +124,34 @@ def test_merged_worker_histograms_equal_one_histogram_of_all_samples(rng: np.ran
     # Averaging the workers' p99s would be wrong by far: the merge is not that.
     average_p99 = np.mean([histogram_of(s).value_at_percentile(99) for s in workers])
     assert abs(one.value_at_percentile(99) - average_p99) > 0.05 * average_p99
+
+
+def test_stretch_counts_answer_as_the_full_histogram_of_the_same_blobs(rng: np.random.Generator) -> None:
+    # Stretches that overlap, lie apart (below and above what is kept), an empty one and a foreign
+    # one: the kept stretch grows both ways and every percentile is the full histogram's.
+    parts = [
+        rng.lognormal(np.log(500.0), 0.4, 800).astype(np.int64),
+        rng.lognormal(np.log(50_000.0), 0.2, 300).astype(np.int64),
+        rng.integers(1, 40, 200),
+        np.zeros(0, dtype=np.int64),
+        rng.lognormal(np.log(800.0), 1.5, 1000).astype(np.int64),
+    ]
+    full = LatencyHistogram()
+    stretch = StretchCounts()
+    assert stretch.value_at_percentile(99) == 0
+    for values in parts:
+        blob = histogram_of(values).encode()
+        full.decode_and_add(blob)
+        stretch.add_counts(decode_counts(blob))
+    foreign = HdrHistogram(1, 3_600_000_000, 2)
+    foreign.record_value(2_000_000, 3)
+    full.decode_and_add(foreign.encode())
+    stretch.add_counts(decode_counts(foreign.encode()))
+
+    assert stretch.total_count == full.total_count
+    assert stretch.counts.size < full.counts_array().size // 2
+    for percentile in CHECKED_PERCENTILES:
+        assert stretch.value_at_percentile(percentile) == full.value_at_percentile(percentile)
 
 
 def test_out_of_range_values_are_clamped_and_counted() -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, decode_record, encode_record
+from meshload.worker.cpu import process_cpu_seconds
 from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
 
 MS = 1_000_000  # ns
@@ -57,8 +61,72 @@ def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> No
 
 def test_cpu_seconds_are_this_processes_own() -> None:
     recorder = IntervalRecorder(worker_id="w")
+    # Burn CPU inside the interval until the process clock (which ticks every 10 ms or so) has seen it.
+    started = process_cpu_seconds()
     total = 0
-    for i in range(300_000):  # burn a little CPU inside the interval
-        total += i * i
+    while process_cpu_seconds() - started < 0.02:
+        for i in range(10_000):
+            total += i * i
     record = recorder.cut(offset_s=0.0, duration_s=1.0, start_unix_ms=0)
-    assert 0 < record.cpu_seconds < 5 and total > 0
+    assert 0.02 <= record.cpu_seconds < 5 and total > 0
+
+
+def _record_many(recorder: IntervalRecorder, first: int, count: int) -> None:
+    """`count` responses, each 1-5 ms late (some over the late threshold) and with its own latency."""
+    for i in range(first, first + count):
+        planned = i * 10 * MS
+        sent = planned + (i % 5) * 300_000
+        recorder.record_response(planned, sent, sent + (1 + i % 7) * MS, 200 if i % 3 else 500)
+
+
+def _figures(record: IntervalRecord) -> tuple[Any, ...]:
+    return (
+        record.completed,
+        record.late,
+        record.status_codes,
+        LatencyHistogram.decode(record.latency_corrected).counts_array().tolist(),
+        LatencyHistogram.decode(record.latency_uncorrected).counts_array().tolist(),
+        LatencyHistogram.decode(record.schedule_lag).counts_array().tolist(),
+    )
+
+
+def test_cuts_in_steps_and_deferred_folds_give_the_records_of_a_cut_at_once() -> None:
+    # The same responses through a recorder that cuts at once, and through one whose full buffers
+    # fold in deferred steps and whose cuts detach, one of them while a full buffer is half folded.
+    plain = IntervalRecorder(worker_id="w", capacity=16)
+    stepped = IntervalRecorder(worker_id="w", capacity=16)
+    deferred: list[Callable[[], None]] = []
+    stepped.defer = deferred.append
+
+    def run_deferred(steps: int) -> None:
+        for _ in range(steps):
+            if deferred:
+                deferred.pop(0)()
+
+    options: dict[str, Any] = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
+    _record_many(plain, 0, 20)
+    _record_many(stepped, 0, 20)  # a full buffer (16) folding in deferred steps, 4 more buffered
+    run_deferred(1)
+    expected = [plain.cut(**options)]
+    pending = stepped.detach(**options)  # takes the half-folded buffer over
+    _record_many(plain, 20, 20)
+    _record_many(stepped, 20, 16)  # full while the spare is still the cut's: folded at once
+    steps = sum(1 for _ in pending.steps())
+    assert steps >= 3 and pending.done
+    _record_many(stepped, 36, 20)  # full again, now folding in steps
+    _record_many(plain, 40, 16)
+    run_deferred(2)
+    expected.append(plain.cut(**options))
+    stepped_records = [pending.record, stepped.detach(**options).finish()]
+    run_deferred(100)  # what is left scheduled finds nothing to do
+
+    for ours, theirs in zip(stepped_records, expected, strict=True):
+        assert _figures(ours) == _figures(theirs)
+    assert [r.completed for r in stepped_records] == [20, 36]
+    assert stepped.total_completed == plain.total_completed == 56
+    assert all(r.late and len(r.status_codes) == 2 for r in stepped_records)
+    # One pending record at a time.
+    second = stepped.detach(**options)
+    with pytest.raises(RuntimeError, match="not finished"):
+        stepped.detach(**options)
+    second.finish()

@@ -83,7 +83,11 @@ class LatencyHistogram:
             values = np.clip(values, 0, highest)
             low, high = max(low, 0), min(high, highest)
         indexes = counts_indexes(self._hdr, values)
-        self._counts += np.bincount(indexes, minlength=self._counts.size).astype(self._counts.dtype, copy=False)
+        # Only the stretch of counters the batch covers (the indexes grow with the values): a batch of
+        # a few thousand latencies touches a few thousand counters, not all of them.
+        first = int(counts_indexes(self._hdr, np.array([low], dtype=np.int64))[0])
+        stretch = np.bincount(indexes - first)
+        self._counts[first : first + stretch.size] += stretch.astype(self._counts.dtype, copy=False)
         hdr = self._hdr
         hdr.total_count += int(values.size)
         hdr.min_value = min(hdr.min_value, low)
@@ -274,6 +278,59 @@ class DecodedCounts:
 
 
 _EMPTY_COUNTS = DecodedCounts(0, np.zeros(0, dtype=np.uint64), 0)
+
+
+class StretchCounts:
+    """Decoded counts added up over only the stretch of counters they cover.
+
+    For histograms kept by the thousand, such as each worker's schedule lag over a run: a few
+    kilobytes each where a `LatencyHistogram` holds its whole counter array (188 KB), and nothing to
+    build up front. Percentiles have `LatencyHistogram`'s semantics."""
+
+    __slots__ = ("counts", "start_index", "total_count")
+
+    def __init__(self) -> None:
+        self.start_index = 0
+        self.counts = np.zeros(0, dtype=np.uint64)
+        self.total_count = 0
+
+    def add_counts(self, decoded: DecodedCounts) -> None:
+        if decoded.total_count == 0:
+            return
+        if decoded.foreign is not None:
+            decoded = _stretch_of(decoded.foreign)
+        start, counts = decoded.start_index, decoded.counts
+        if self.counts.size == 0:
+            self.start_index, self.counts = start, counts.astype(np.uint64, copy=True)
+        else:
+            low = min(self.start_index, start)
+            high = max(self.start_index + self.counts.size, start + counts.size)
+            if low != self.start_index or high != self.start_index + self.counts.size:
+                grown = np.zeros(high - low, dtype=np.uint64)
+                grown[self.start_index - low : self.start_index - low + self.counts.size] = self.counts
+                self.start_index, self.counts = low, grown
+            self.counts[start - low : start - low + counts.size] += counts
+        self.total_count += decoded.total_count
+
+    def value_at_percentile(self, percentile: float) -> int:
+        """As `LatencyHistogram.value_at_percentile` over the same counts (0 when empty)."""
+        if self.total_count == 0:
+            return 0
+        clamped = min(max(percentile, 0.0), 100.0)
+        target = max(int((clamped / 100.0) * self.total_count + 0.5), 1)
+        index = self.start_index + int(np.searchsorted(np.cumsum(self.counts), target, side="left"))
+        _, lowest, highest = _index_tables(_scratch_reference())
+        return int((highest if clamped > 0 else lowest)[index])
+
+
+def _stretch_of(histogram: LatencyHistogram) -> DecodedCounts:
+    """A histogram's non-empty stretch of counters as `DecodedCounts`."""
+    counts = histogram.counts_array()
+    nonzero = np.flatnonzero(counts)
+    if nonzero.size == 0:
+        return _EMPTY_COUNTS
+    low, high = int(nonzero[0]), int(nonzero[-1])
+    return DecodedCounts(low, counts[low : high + 1].astype(np.uint64), histogram.total_count)
 
 
 def decode_counts(encoded: str | bytes) -> DecodedCounts:

@@ -1,8 +1,14 @@
 """Per-interval recording of one worker's requests, cut into `IntervalRecord`s.
 
-The hot path (`record_response`) only writes four integers into preallocated `array.array`s. The
-arrays are folded into three HDR histograms with one numpy batch per fold: when they fill up, and at
-every interval cut. Nothing grows with the number of requests: memory is fixed by `capacity`.
+The hot path (`record_response`) only stores four integers into preallocated lists (a list store is
+the cheapest there is; an `array.array` converts each integer on the way in, which costs more than
+converting the lot with numpy at the fold). The lists are folded into three HDR histograms with one
+numpy batch per fold: when they fill up, and at every interval cut. Nothing grows with the number of
+requests: memory is fixed by `capacity`.
+
+An engine on an event loop cuts in two parts (`detach`, then `PendingRecord.steps`): the interval's
+buffers and histograms are swapped with a spare set at once, and the slow part (folding, encoding)
+runs afterwards in small steps the loop interleaves with its sends, so a cut never holds a send up.
 
 Every request ends exactly one way: a response (any HTTP status, or any gRPC status, recorded in the
 latency histograms) or an error of one of `ERROR_KINDS` (counted, kept out of the latency histograms).
@@ -12,7 +18,7 @@ Statuses are small integers on the hot path; a record names them by their number
 
 from __future__ import annotations
 
-from array import array
+from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
 
@@ -22,8 +28,9 @@ from .cpu import process_cpu_seconds
 
 #: A send this far behind its planned instant counts as `late` (the generator's own accuracy goal).
 LATE_THRESHOLD_US = 1_000
-#: Responses buffered between folds. Small enough that one fold costs well under a millisecond.
-DEFAULT_CAPACITY = 8_192
+#: Responses buffered between folds: small enough that each step of a fold costs a fraction of a
+#: millisecond, large enough that what a fold costs whatever its size stays a few ns per response.
+DEFAULT_CAPACITY = 4_096
 #: HTTP status codes are counted in a table of this size; anything above goes to the last slot.
 _STATUS_SLOTS = 1_000
 
@@ -49,11 +56,7 @@ class IntervalRecorder:
         self.run_id = run_id
         self.clock_offset_ms = clock_offset_ms
         self.capacity = capacity
-        zeros = bytes(8 * capacity)
-        self._planned_ns = array("q", zeros)
-        self._sent_ns = array("q", zeros)
-        self._done_ns = array("q", zeros)
-        self._status = array("H", bytes(2 * capacity))
+        self._planned_ns, self._sent_ns, self._done_ns, self._status = _buffers(capacity)
         self.count = 0  # responses buffered since the last fold
         # Counters the engine increments directly (plain attributes: the cheapest update there is).
         self.sent = 0
@@ -71,6 +74,16 @@ class IntervalRecorder:
         self._connect_us_max = 0
         self._seq = 0
         self._cpu_mark_s = process_cpu_seconds()
+        # What `detach` swaps in: buffers and histograms as above, given back by the pending record
+        # once it has been finished (allocated once: building a histogram is slow).
+        self._spare: _Set | None = _Set(
+            _buffers(capacity), (LatencyHistogram(), LatencyHistogram(), LatencyHistogram())
+        )
+        #: Set by an engine on an event loop (its `call_soon`): a full buffer is then folded in steps the
+        #: loop takes between its callbacks, while recording goes on into a spare buffer.
+        self.defer: Callable[[Callable[[], None]], object] | None = None
+        self._spare_buffers: _Buffers | None = _buffers(capacity)
+        self._folding: Generator[None, None, int] | None = None  # a full buffer being folded in steps
         # Totals over all cuts, for the engine's outcome.
         self.total_completed = 0
         self.total_sent = 0
@@ -86,11 +99,11 @@ class IntervalRecorder:
         self._planned_ns[i] = planned_ns
         self._sent_ns[i] = sent_ns
         self._done_ns[i] = done_ns
-        self._status[i] = status if status < _STATUS_SLOTS else _STATUS_SLOTS - 1
+        self._status[i] = status
         i += 1
         self.count = i
         if i == self.capacity:
-            self.fold()
+            self._full()
 
     # -- slow paths --------------------------------------------------------------------------------
 
@@ -118,29 +131,64 @@ class IntervalRecorder:
         self.missed += count
         self._errors["not_sent"] += count
 
+    def _full(self) -> None:
+        """The buffer is full: fold it in deferred steps if the engine can run them, else now."""
+        spare = self._spare_buffers
+        if self.defer is None or spare is None or type(self).fold is not IntervalRecorder.fold:
+            self.fold()
+            return
+        n = self.count
+        full = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
+        self._planned_ns, self._sent_ns, self._done_ns, self._status = spare
+        self._spare_buffers = None
+        self.count = 0
+        self._completed += n
+        histograms = (self.corrected, self.uncorrected, self.lag)
+        self._folding = self._fold_aside(n, full, histograms, self._status_counts)
+        self.defer(self._fold_step)
+
+    def _fold_aside(
+        self,
+        n: int,
+        full: _Buffers,
+        histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram],
+        status_counts: np.ndarray,
+    ) -> Generator[None, None, int]:
+        # The histograms and counts are those of the interval the responses belong to, bound now.
+        late = yield from _fold_steps(n, full, histograms, status_counts, self.late_threshold_us)
+        self._spare_buffers = full
+        return late
+
+    def _fold_step(self) -> None:
+        folding = self._folding
+        if folding is None:
+            return  # finished already, or taken over by a cut
+        try:
+            next(folding)
+        except StopIteration as end:
+            self._folding = None
+            self._late += int(end.value)
+            return
+        assert self.defer is not None
+        self.defer(self._fold_step)
+
     def fold(self) -> None:
         """Move the buffered responses into the histograms (one numpy batch each)."""
+        folding, self._folding = self._folding, None
+        if folding is not None:
+            self._late += _exhaust(folding)
         n = self.count
         if n == 0:
             return
-        planned, sent, done = self._buffered_ns(n)
-        lag_us = (sent - planned) // 1000
-        self.corrected.record_batch((done - planned) // 1000)
-        self.uncorrected.record_batch((done - sent) // 1000)
-        self.lag.record_batch(lag_us)
-        self._late += int(np.count_nonzero(lag_us > self.late_threshold_us))
-        statuses = np.frombuffer(self._status, dtype=np.uint16, count=n)
-        self._status_counts += np.bincount(statuses, minlength=_STATUS_SLOTS)
+        buffers = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
+        histograms = (self.corrected, self.uncorrected, self.lag)
+        self._late += _exhaust(_fold_steps(n, buffers, histograms, self._status_counts, self.late_threshold_us))
         self._completed += n
         self.count = 0
 
     def _buffered_ns(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Views of the first `n` buffered (planned, sent, done) instants, monotonic ns."""
-        return (
-            np.frombuffer(self._planned_ns, dtype=np.int64, count=n),
-            np.frombuffer(self._sent_ns, dtype=np.int64, count=n),
-            np.frombuffer(self._done_ns, dtype=np.int64, count=n),
-        )
+        """The first `n` buffered (planned, sent, done) instants, monotonic ns."""
+        return _instants(n, (self._planned_ns, self._sent_ns, self._done_ns, self._status))
 
     def cut(
         self,
@@ -153,40 +201,72 @@ class IntervalRecorder:
     ) -> IntervalRecord:
         """The record of everything since the previous cut; then start afresh."""
         self.fold()
+        return self.detach(
+            offset_s=offset_s, duration_s=duration_s, start_unix_ms=start_unix_ms, warmup=warmup, final=final
+        ).finish()
+
+    def detach(
+        self,
+        *,
+        offset_s: float,
+        duration_s: float,
+        start_unix_ms: int,
+        warmup: bool = False,
+        final: bool = False,
+    ) -> PendingRecord:
+        """Close the interval at once, in constant time: its buffered responses and histograms move
+        to the returned `PendingRecord` (recording goes on into a spare set); its record is made by
+        the pending record's steps. One pending record at a time: finish it before the next cut."""
+        spare = self._spare
+        if spare is None:
+            raise RuntimeError("the previous interval's pending record is not finished yet")
+        if type(self).fold is not IntervalRecorder.fold:
+            self.fold()  # a subclass folds more than the histograms: not in steps
+        self._spare = None
+        folding, self._folding = self._folding, None  # a full buffer of this interval still folding
         cpu_now_s = process_cpu_seconds()
         cpu_s = cpu_now_s - self._cpu_mark_s
         self._cpu_mark_s = cpu_now_s
-        codes = np.flatnonzero(self._status_counts)
-        record = IntervalRecord(
-            worker_id=self.worker_id,
-            seq=self._seq,
-            run_id=self.run_id,
-            offset_s=offset_s,
-            duration_s=duration_s,
-            start_unix_ms=start_unix_ms,
-            warmup=warmup,
-            sent=self.sent,
-            completed=self._completed,
-            status_codes={self._status_name(int(code)): int(self._status_counts[code]) for code in codes},
-            errors={kind: n for kind, n in self._errors.items() if n},
-            bytes_received=self.bytes_received,
-            late=self._late,
-            missed=self.missed,
-            cpu_seconds=round(cpu_s, 6),
-            clock_offset_ms=self.clock_offset_ms,
-            latency_corrected=self.corrected.encode(),
-            latency_uncorrected=self.uncorrected.encode(),
-            schedule_lag=self.lag.encode(),
-            # Values beyond the histograms' range (in any of the three): the validity check flags them.
-            clamped=self.corrected.clamped + self.uncorrected.clamped + self.lag.clamped,
-            connects=self._connects,
-            connect_us_total=self._connect_us_total,
-            connect_us_max=self._connect_us_max,
-            final=final,
+        n = self.count
+        pending = PendingRecord(
+            self,
+            folding,
+            n,
+            _Set(
+                (self._planned_ns, self._sent_ns, self._done_ns, self._status),
+                (self.corrected, self.uncorrected, self.lag),
+            ),
+            IntervalRecord(
+                worker_id=self.worker_id,
+                seq=self._seq,
+                run_id=self.run_id,
+                offset_s=offset_s,
+                duration_s=duration_s,
+                start_unix_ms=start_unix_ms,
+                warmup=warmup,
+                sent=self.sent,
+                completed=self._completed + n,
+                errors={kind: count for kind, count in self._errors.items() if count},
+                bytes_received=self.bytes_received,
+                missed=self.missed,
+                cpu_seconds=round(cpu_s, 6),
+                clock_offset_ms=self.clock_offset_ms,
+                connects=self._connects,
+                connect_us_total=self._connect_us_total,
+                connect_us_max=self._connect_us_max,
+                final=final,
+            ),
+            self._status_counts,
+            self._late,
         )
+        self._completed += n
         self._add_to_totals(cpu_s)
+        (self._planned_ns, self._sent_ns, self._done_ns, self._status) = spare.buffers
+        self.corrected, self.uncorrected, self.lag = spare.histograms
+        self._status_counts = np.zeros(_STATUS_SLOTS, dtype=np.int64)
+        self.count = 0
         self._reset_interval()
-        return record
+        return pending
 
     def _status_name(self, code: int) -> str:
         names = self.status_names
@@ -208,8 +288,136 @@ class IntervalRecorder:
         self._completed = 0
         self._late = 0
         self._connects = self._connect_us_total = self._connect_us_max = 0
-        self._status_counts[:] = 0
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
-        self.corrected.reset()
-        self.uncorrected.reset()
-        self.lag.reset()
+
+
+_Buffers = tuple[list[int], list[int], list[int], list[int]]  # planned, sent, done instants (ns), statuses
+
+
+def _buffers(capacity: int) -> _Buffers:
+    return [0] * capacity, [0] * capacity, [0] * capacity, [0] * capacity
+
+
+def _instants(n: int, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first `n` buffered (planned, sent, done) instants as arrays, monotonic ns."""
+    return _array(n, buffers[0]), _array(n, buffers[1]), _array(n, buffers[2])
+
+
+def _array(n: int, values: list[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64, count=n)
+
+
+def _statuses(n: int, buffers: _Buffers) -> np.ndarray:
+    """The first `n` buffered statuses; those beyond the table go to its last slot."""
+    return np.minimum(_array(n, buffers[3]), _STATUS_SLOTS - 1)
+
+
+class _Set:
+    """One interval's buffers and its corrected, uncorrected and lag histograms."""
+
+    __slots__ = ("buffers", "histograms")
+
+    def __init__(self, buffers: _Buffers, histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram]):
+        self.buffers = buffers
+        self.histograms = histograms
+
+
+class PendingRecord:
+    """A detached interval: `steps()` folds what it still buffers and encodes its histograms, a little
+    per step (each well under a millisecond); then `record` is complete and the buffers and histograms
+    go back to the recorder, emptied, as its spare set."""
+
+    def __init__(
+        self,
+        recorder: IntervalRecorder,
+        folding: Generator[None, None, int] | None,
+        buffered: int,
+        detached: _Set,
+        record: IntervalRecord,
+        status_counts: np.ndarray,
+        late: int,
+    ) -> None:
+        self.record = record
+        self.done = False
+        self._steps = self._make(recorder, folding, buffered, detached, status_counts, late)
+
+    def steps(self) -> Iterator[None]:
+        """Yields between the steps; when exhausted, `record` is complete."""
+        return self._steps
+
+    def finish(self) -> IntervalRecord:
+        """Take the remaining steps now; the complete record."""
+        for _ in self._steps:
+            pass
+        return self.record
+
+    def _make(
+        self,
+        recorder: IntervalRecorder,
+        folding: Generator[None, None, int] | None,
+        n: int,
+        detached: _Set,
+        status_counts: np.ndarray,
+        late: int,
+    ) -> Iterator[None]:
+        corrected, uncorrected, lag = detached.histograms
+        if folding is not None:
+            late += yield from folding
+            yield
+        if n:
+            late += yield from _fold_steps(
+                n, detached.buffers, detached.histograms, status_counts, recorder.late_threshold_us
+            )
+            yield
+        record = self.record
+        record.late = late
+        codes = np.flatnonzero(status_counts)
+        record.status_codes = {recorder._status_name(int(code)): int(status_counts[code]) for code in codes}
+        record.latency_corrected = corrected.encode()
+        yield
+        record.latency_uncorrected = uncorrected.encode()
+        yield
+        record.schedule_lag = lag.encode()
+        yield
+        # Values beyond the histograms' range (in any of the three): the validity check flags them.
+        record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
+        for histogram in detached.histograms:
+            histogram.reset()
+        recorder._spare = detached
+        self.done = True
+
+
+def _fold_steps(
+    n: int,
+    buffers: _Buffers,
+    histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram],
+    status_counts: np.ndarray,
+    late_threshold_us: int,
+) -> Generator[None, None, int]:
+    """Fold `n` buffered responses into the histograms and status counts in steps of about a
+    conversion and a histogram batch each; returns how many were sent late."""
+    corrected, uncorrected, lag = histograms
+    planned = _array(n, buffers[0])
+    yield
+    done = _array(n, buffers[2])
+    yield
+    corrected.record_batch((done - planned) // 1000)
+    yield
+    sent = _array(n, buffers[1])
+    yield
+    uncorrected.record_batch((done - sent) // 1000)
+    yield
+    lag_us = (sent - planned) // 1000
+    lag.record_batch(lag_us)
+    yield
+    status_counts += np.bincount(_statuses(n, buffers), minlength=_STATUS_SLOTS)
+    return int(np.count_nonzero(lag_us > late_threshold_us))
+
+
+def _exhaust(steps: Generator[None, None, int]) -> int:
+    """Take every step now; the value the steps return."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return int(end.value)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from time import monotonic_ns
 from typing import Any
 
 from ...scenarios.plan import ClosedLoop, Plan
 from ...scenarios.schedule import WorkerShare
 from ..intervals import interval_cuts_s, is_warmup
-from ..recorder import IntervalRecorder
+from ..recorder import IntervalRecorder, PendingRecord
 from .base import EngineJob, EngineOutcome, RecordSink
 from .pacing import wait_for_due
 
@@ -49,12 +49,14 @@ class EngineRunner:
             clock_offset_ms=job.clock_offset_ms,
             status_names=self.status_names,
         )
+        self.recorder.defer = self.loop.call_soon  # full buffers are folded between the loop's callbacks
         self.stop_event = stop
         self.stopped_early = False
         self.connections_opened = 0
         # Wall-clock anchor of the start instant, for the records' timestamps.
         self.start_unix_ms = time.time() * 1000.0 - (monotonic_ns() - job.start_ns) / 1e6
         self._interval_start_s = 0.0
+        self._pending: PendingRecord | None = None  # a cut whose steps are under way
         self._records = 0
         self._failure: BaseException | None = None
 
@@ -80,6 +82,11 @@ class EngineRunner:
     def _before_cut(self) -> None:
         """Bring the recorder's counters up to date just before a record is cut."""
 
+    def _before_cut_steps(self) -> Iterator[None]:
+        """`_before_cut` in steps the loop can interleave with its sends (by default, one)."""
+        self._before_cut()
+        yield
+
     def _attempted(self) -> int:
         """`EngineOutcome.attempted`; by default the requests that ended."""
         recorder = self.recorder
@@ -100,6 +107,7 @@ class EngineRunner:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            self._finish_pending()
             await self._shutdown()
         if self._failure is not None:
             raise self._failure
@@ -145,10 +153,30 @@ class EngineRunner:
     # -- intervals ----------------------------------------------------------------------------
 
     async def _cut_intervals(self) -> None:
+        """Cut on time, off the path that paces the sends: the interval is detached at once and its
+        record made in small steps, the loop sending what falls due in between."""
         for cut_s in interval_cuts_s(self.plan.total_s, self.plan.warmup_s, self.interval_s):
             await wait_for_due(self.start_ns + round(cut_s * 1e9))
-            self._emit(self._interval_start_s, cut_s - self._interval_start_s, final=False)
+            offset_s, duration_s = self._interval_start_s, cut_s - self._interval_start_s
+            for _ in self._before_cut_steps():
+                await asyncio.sleep(0)
+            self._pending = self.recorder.detach(
+                offset_s=offset_s,
+                duration_s=duration_s,
+                start_unix_ms=round(self.start_unix_ms + offset_s * 1000.0),
+                warmup=is_warmup(offset_s + duration_s, self.plan.warmup_s),
+            )
             self._interval_start_s = cut_s
+            for _ in self._pending.steps():
+                await asyncio.sleep(0)
+            self._finish_pending()
+
+    def _finish_pending(self) -> None:
+        """Complete the cut under way, if any (the run may end in the middle of one), and hand it on."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._records += 1
+            self.sink(pending.finish())
 
     def _emit(self, offset_s: float, duration_s: float, *, final: bool) -> None:
         self._before_cut()
