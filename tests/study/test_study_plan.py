@@ -18,7 +18,9 @@ from meshload.coordinator.study import (
 from meshload.errors import PlanError
 from meshload.results.study_budget import study_targets
 from meshload.scenarios.plan import OpenLoop
-from meshload.scenarios.study_plan import FunctionSpec, StudyPlan, load_study_plan
+from meshload.scenarios.study_arms import FunctionSpec
+from meshload.scenarios.study_file import load_study_plan
+from meshload.scenarios.study_plan import StudyPlan
 
 FUNCTIONS = ("none", "sidecar", "mtls", "retries", "timeout", "rate-limit")
 

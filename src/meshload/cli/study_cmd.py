@@ -283,7 +283,7 @@ def load_plan(
     """The study to run: the plan file or built-in study with the command line's overrides, as an
     A/A study with `calibrate`."""
     from ..results.study_budget import study_targets
-    from ..scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
+    from ..scenarios.study_file import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
 
     if quick and plan_file is not None:
         raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")
