@@ -32,7 +32,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from meshload.coordinator.study import StudyOptions, StudySession
+from meshload.coordinator.study import StudyOptions
+from meshload.coordinator.study_session import StudySession
 from meshload.errors import MeshloadError
 from meshload.results.compare import CellSummary
 from meshload.scenarios.study_file import DEFAULT_STUDY, load_study_plan

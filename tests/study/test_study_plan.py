@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshload.coordinator.study import (
+from meshload.coordinator.study_timing import (
     CELL_OVERHEAD_S,
     TESTBED_START_S,
     budget_rounds,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from meshload.coordinator.mesh.local import LocalTestbedMesh
-from meshload.coordinator.study import check_functions
+from meshload.coordinator.study_mesh import check_functions
 from meshload.errors import PlanError
 from meshload.scenarios.study_file import load_study_plan
 

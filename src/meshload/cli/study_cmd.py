@@ -29,7 +29,7 @@ from .study_tables import print_study_summary
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from ..coordinator.mesh import MeshAdapter
-    from ..coordinator.study import StudyProgress
+    from ..coordinator.study_timing import StudyProgress
     from ..results.compare import CellSummary
     from ..results.study_budget import RoundDecision
     from ..scenarios.study_plan import StudyCell, StudyPlan
@@ -137,7 +137,7 @@ def study(
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
     from ..coordinator.cpu_pinning import plan_pinning
-    from ..coordinator.study import StudyOptions, check_budget, estimated_duration_s, run_study
+    from ..coordinator.study import StudyOptions, run_study
     from ..scenarios.durations import format_duration
 
     ttl_s = results_ttl_s(results_ttl)
@@ -149,9 +149,8 @@ def study(
         calibrate=calibrate,
         calibrate_function=calibrate_function,
     )
-    check_budget(plan, private_redis=redis_url is None)
+    estimate_s = _checked_estimate_s(plan, private_redis=redis_url is None)
     out_dir = _out_dir(out, plan.name)
-    estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     _announce(plan, estimate_s, out_dir)
     terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")
 
@@ -230,6 +229,14 @@ def study(
         return
     print_study_summary(result)
     terminal.result(f"index.html: {index_path}")
+
+
+def _checked_estimate_s(plan: StudyPlan, *, private_redis: bool) -> float:
+    """The study's estimated duration, once its budget is known to hold at least one round."""
+    from ..coordinator.study_timing import check_budget, estimated_duration_s
+
+    check_budget(plan, private_redis=private_redis)
+    return estimated_duration_s(plan, private_redis=private_redis)
 
 
 def _out_dir(out: Path | None, plan_name: str) -> Path:
@@ -328,7 +335,7 @@ def _overrides(
 
 def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
     """What the study will run and how long it will take, before it starts."""
-    from ..coordinator.study import budget_rounds, round_estimate_s
+    from ..coordinator.study_timing import budget_rounds, round_estimate_s
     from ..scenarios.durations import format_duration
 
     finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
