@@ -32,10 +32,12 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from meshload.coordinator.study import StudyOptions, StudySession
+from meshload.coordinator.study import StudyOptions
+from meshload.coordinator.study_session import StudySession
 from meshload.errors import MeshloadError
 from meshload.results.compare import CellSummary
-from meshload.scenarios.study_plan import DEFAULT_STUDY, StudyCell, StudyPlan, load_study_plan
+from meshload.scenarios.study_file import DEFAULT_STUDY, load_study_plan
+from meshload.scenarios.study_plan import StudyCell, StudyPlan
 
 DEFAULT_RATES = (50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0)
 

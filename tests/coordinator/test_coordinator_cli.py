@@ -15,7 +15,7 @@ import pytest
 from tests.support.redis_server import RedisServer
 
 from meshload.coordinator.live import LiveView, progress_line
-from meshload.results.aggregate import LiveFigures
+from meshload.results.live_figures import LiveFigures
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -194,8 +194,8 @@ def _figures(**changes: Any) -> LiveFigures:
 def test_live_figures_reach_prometheus_and_the_progress_line() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from meshload.results.aggregate import LatencySummary
     from meshload.results.interval import IntervalRecord
+    from meshload.results.live_figures import LatencySummary
 
     line = progress_line(_figures(), workers_total=3)
     for part in ("3.0s/10s", "rate 250/s", "p50 1.25 ms", "p99 7.50 ms", "errors 3", "workers 2/3", "(1 lost)"):

@@ -19,7 +19,7 @@ from meshload.history.store import open_store
 from meshload.results.compare import CellSummary
 from meshload.results.outputs import write_run_outputs, write_study_outputs
 from meshload.results.study_result import StudyResult
-from meshload.scenarios.study_plan import QUICK_STUDY, load_study_plan
+from meshload.scenarios.study_file import QUICK_STUDY, load_study_plan
 
 pytestmark = pytest.mark.timeout(120)
 

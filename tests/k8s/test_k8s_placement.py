@@ -302,7 +302,7 @@ def test_a_study_with_workers_k8s_n_scales_the_fleet_once_for_all_its_cells(
     kube_fleet: KubeFleet, http_server, tmp_path: Path
 ) -> None:
     from meshload.coordinator.study import StudyOptions, run_study
-    from meshload.scenarios.study_plan import load_study_plan
+    from meshload.scenarios.study_file import load_study_plan
 
     target = http_server("ok")
     plan_file = tmp_path / "study.yaml"

@@ -21,8 +21,8 @@ from tests.support.prometheus_server import PrometheusServer
 
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.mesh.prometheus import selectors_for
-from meshload.results.aggregate import LatencySummary, LiveFigures
 from meshload.results.interval import IntervalRecord
+from meshload.results.live_figures import LatencySummary, LiveFigures
 from meshload.testbed.exporter import TestbedCollector
 from meshload.testbed.state import StateFolder
 

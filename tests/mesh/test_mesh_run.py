@@ -132,7 +132,7 @@ def test_a_study_plan_targets_a_mesh_in_a_cluster_and_marks_what_it_cannot_expre
 )
 def test_a_bad_study_target_is_one_line_naming_the_forms(target: str, message: str, tmp_path: Path) -> None:
     from meshload.errors import PlanError
-    from meshload.scenarios.study_plan import load_study_plan
+    from meshload.scenarios.study_file import load_study_plan
 
     plan = tmp_path / "plan.yaml"
     plan.write_text(f"target: {target}\nload_levels: [20]\nduration: 1s\nfunctions: [sidecar]\n")

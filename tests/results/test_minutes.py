@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meshload.results.aggregate import RunAggregator, SeqSet
+from meshload.results.aggregate import RunAggregator
 from meshload.results.hlog import IntervalLogSpool, read_interval_log, write_interval_log
+from meshload.results.worker_records import SeqSet
 
 from .conftest import RUN_ID, MakeRecord, histogram_of, make_plan
 

@@ -103,7 +103,8 @@ def test_report_rerenders_a_study_and_prints_where_it_is(
 def study_folder(tmp_path: Path, make_run) -> Path:
     from meshload.results.compare import CellSummary
     from meshload.results.study_result import StudyResult
-    from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
+    from meshload.scenarios.study_arms import FunctionSpec
+    from meshload.scenarios.study_plan import StudyPlan
 
     plan = StudyPlan(
         load_levels=(20.0,),

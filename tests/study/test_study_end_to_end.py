@@ -181,7 +181,8 @@ def test_an_interrupted_study_keeps_its_cells_and_leaves_a_running_testbed_as_it
     from meshload.coordinator.cpu_pinning import CpuSplit, available_cpus, thread_affinities
     from meshload.coordinator.mesh.local import LocalTestbedMesh
     from meshload.coordinator.study import StudyOptions, run_study
-    from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
+    from meshload.scenarios.study_arms import FunctionSpec
+    from meshload.scenarios.study_plan import StudyPlan
 
     plan = StudyPlan(
         name="interrupted",

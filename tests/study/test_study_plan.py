@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from meshload.coordinator.study import (
+from meshload.coordinator.study_timing import (
     CELL_OVERHEAD_S,
     TESTBED_START_S,
     budget_rounds,
@@ -18,7 +18,9 @@ from meshload.coordinator.study import (
 from meshload.errors import PlanError
 from meshload.results.study_budget import study_targets
 from meshload.scenarios.plan import OpenLoop
-from meshload.scenarios.study_plan import FunctionSpec, StudyPlan, load_study_plan
+from meshload.scenarios.study_arms import FunctionSpec
+from meshload.scenarios.study_file import load_study_plan
+from meshload.scenarios.study_plan import StudyPlan
 
 FUNCTIONS = ("none", "sidecar", "mtls", "retries", "timeout", "rate-limit")
 

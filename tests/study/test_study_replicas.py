@@ -12,7 +12,8 @@ from meshload.results.outputs import write_study_outputs
 from meshload.results.study_html import replica_rows
 from meshload.results.study_json import load_study
 from meshload.results.study_result import StudyResult
-from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
+from meshload.scenarios.study_arms import FunctionSpec
+from meshload.scenarios.study_plan import StudyPlan
 
 from .conftest import MakeRun
 

@@ -19,7 +19,8 @@ from meshload.results.study_html import render_study_html, worst_lag_second
 from meshload.results.study_json import load_study
 from meshload.results.study_result import StudyResult
 from meshload.results.synthetic_study import MODEL_PROFILES, synthetic_cells
-from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
+from meshload.scenarios.study_arms import FunctionSpec
+from meshload.scenarios.study_plan import StudyPlan
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from meshload.coordinator.mesh.local import LocalTestbedMesh
-from meshload.coordinator.study import check_functions
+from meshload.coordinator.study_mesh import check_functions
 from meshload.errors import PlanError
-from meshload.scenarios.study_plan import load_study_plan
+from meshload.scenarios.study_file import load_study_plan
 
 TOPOLOGIES = ("sidecar", "per-node", "ingress-only")
 PLAN = """\

@@ -10,7 +10,8 @@ from meshload.results.histogram import LatencyHistogram
 from meshload.results.run_result import ComponentUsage, MeshUsage, RunResult, TimePoint
 from meshload.results.study_result import StudyResult
 from meshload.scenarios.plan import OpenLoop, Plan, Target
-from meshload.scenarios.study_plan import FunctionSpec, StudyPlan
+from meshload.scenarios.study_arms import FunctionSpec
+from meshload.scenarios.study_plan import StudyPlan
 
 
 def study_run(

@@ -48,7 +48,7 @@ def report(
 def _report_study(folder: Path, *, as_json: bool) -> None:
     from ..results.outputs import write_study_outputs
     from ..results.study_json import load_study, study_document
-    from .study_cmd import print_study_summary
+    from .study_tables import print_study_summary
 
     try:
         study = load_study(folder)

@@ -4,7 +4,7 @@ Runs every function of a study plan (the built-in default, `--quick`, or a file)
 in blocks (one repetition at one load level, every function once, shuffled); compares each function
 with its baseline within blocks; writes each cell's run folder, `study.json` and `index.html`, and
 prints a summary table (the paired change with its interval, or how large a change it rules out), the
-study's resolution, its targets, and where `index.html` is.
+study's resolution, its targets (`study_tables`), and where `index.html` is.
 
 `--calibrate` runs the plan as an A/A study (one function as both arms) and reports the intervals'
 false-positive rate and coverage on this machine; `--budget` with `--target-halfwidth` keeps adding
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,32 +25,16 @@ from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
 from .k8s_options import KubeconfigOption, ResultsTtlOption, results_ttl_s
 from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
+from .study_tables import print_study_summary
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
-    from rich.table import Table
-
     from ..coordinator.mesh import MeshAdapter
-    from ..coordinator.study import StudyProgress
-    from ..results.aa_calibration import AACalibration
+    from ..coordinator.study_timing import StudyProgress
     from ..results.compare import CellSummary
-    from ..results.paired import PairedComparison
-    from ..results.resolution import ResolutionRow
-    from ..results.study_budget import RoundDecision, TargetRow
-    from ..results.study_html import ReplicaRow
-    from ..results.study_result import StudyResult
+    from ..results.study_budget import RoundDecision
     from ..scenarios.study_plan import StudyCell, StudyPlan
 
 DEFAULT_STUDIES_DIR = Path("studies")
-#: Columns of the summary table (metric key, heading); index.html has every metric.
-SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("p50_ms", "Δp50 ms"),
-    ("p99_ms", "Δp99 ms"),
-    ("p99.9_ms", "Δp99.9 ms"),
-    ("error_rate_pct", "Δerrors %"),
-    ("proxy_cpu_mcores_per_krps", "Δproxy CPU mcores/krps"),
-)
-#: The metrics of the resolution table on the terminal (index.html has every metric).
-RESOLUTION_METRICS = ("p50_ms", "p99_ms", "proxy_cpu_mcores_per_krps")
 
 
 def study(
@@ -154,7 +137,7 @@ def study(
 ) -> None:
     """Measure what each traffic-control function costs against its baseline, with 95% intervals."""
     from ..coordinator.cpu_pinning import plan_pinning
-    from ..coordinator.study import StudyOptions, check_budget, estimated_duration_s, run_study
+    from ..coordinator.study import StudyOptions, run_study
     from ..scenarios.durations import format_duration
 
     ttl_s = results_ttl_s(results_ttl)
@@ -166,9 +149,8 @@ def study(
         calibrate=calibrate,
         calibrate_function=calibrate_function,
     )
-    check_budget(plan, private_redis=redis_url is None)
+    estimate_s = _checked_estimate_s(plan, private_redis=redis_url is None)
     out_dir = _out_dir(out, plan.name)
-    estimate_s = estimated_duration_s(plan, private_redis=redis_url is None)
     _announce(plan, estimate_s, out_dir)
     terminal.info(f"CPUs: {plan_pinning(plan.workers, enabled=pin_cpus).note}")
 
@@ -249,6 +231,14 @@ def study(
     terminal.result(f"index.html: {index_path}")
 
 
+def _checked_estimate_s(plan: StudyPlan, *, private_redis: bool) -> float:
+    """The study's estimated duration, once its budget is known to hold at least one round."""
+    from ..coordinator.study_timing import check_budget, estimated_duration_s
+
+    check_budget(plan, private_redis=private_redis)
+    return estimated_duration_s(plan, private_redis=private_redis)
+
+
 def _out_dir(out: Path | None, plan_name: str) -> Path:
     """The study's folder (given, or a new one under studies/), checked before the testbed or any
     worker starts: a folder the results cannot go to is one line now, not a lost study later."""
@@ -283,7 +273,7 @@ def load_plan(
     """The study to run: the plan file or built-in study with the command line's overrides, as an
     A/A study with `calibrate`."""
     from ..results.study_budget import study_targets
-    from ..scenarios.study_plan import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
+    from ..scenarios.study_file import DEFAULT_STUDY, QUICK_STUDY, load_study_plan
 
     if quick and plan_file is not None:
         raise UsageError("give a study plan or --quick, not both (--quick is the built-in study-quick)")
@@ -345,7 +335,7 @@ def _overrides(
 
 def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
     """What the study will run and how long it will take, before it starts."""
-    from ..coordinator.study import budget_rounds, round_estimate_s
+    from ..coordinator.study_timing import budget_rounds, round_estimate_s
     from ..scenarios.durations import format_duration
 
     finish = time.strftime("%H:%M UTC", time.gmtime(time.time() + estimate_s))
@@ -374,159 +364,6 @@ def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
     terminal.info(
         f"estimated duration {format_duration(round(estimate_s))} (until about {finish}; a round of blocks about "
         f"{format_duration(round(round_estimate_s(plan)))}); results in {out_dir}"
-    )
-
-
-def print_study_summary(result: StudyResult) -> None:
-    """The comparisons as a table on stdout, then the resolution, the targets, the calibration, and
-    the notes on intervals and any invalid cells."""
-    from ..results.paired import paired_interval_note
-    from ..results.study_html import replica_rows
-
-    comparisons = result.comparisons()
-    terminal.table(paired_table(comparisons, title=f"study {result.plan.name}: change against the baseline"))
-    terminal.info(
-        "* interval excludes 0; n.s.: no significant difference, and the interval rules out a change beyond ±x. "
-        + paired_interval_note(result.blocks_done)
-    )
-    resolution = result.resolution(comparisons)
-    if resolution:
-        terminal.table(resolution_table(resolution))
-    targets = result.targets(comparisons)
-    if targets:
-        _print_targets(targets, result)
-    calibration = result.calibration()
-    if calibration is not None:
-        _print_calibration(calibration)
-    elif result.plan.calibrate:
-        terminal.warning("the A/A calibration needs at least 2 blocks per load level")
-    if any(c.uses_invalid_cells for c in comparisons):
-        terminal.warning("! marks a change that includes invalid cells (fewer than 2 blocks had both cells valid)")
-    balancing = replica_rows(result)
-    if balancing:
-        terminal.table(replica_table(balancing))
-    for arm, reason in result.not_supported().items():
-        terminal.info(f"{arm}: not supported, its cells skipped ({reason})")
-    invalid = [cell for cell in result.cells if not cell.valid and not cell.not_supported]
-    if invalid:
-        terminal.warning(
-            f"{len(invalid)} of {len(result.cells)} cells invalid: their blocks are left out of the comparisons "
-            "that keep 2 or more blocks without them (see index.html)"
-        )
-    if not result.complete:
-        terminal.warning(f"the study is incomplete: {len(result.cells)} of {result.planned_cells} cells ran")
-
-
-def replica_table(rows: Sequence[ReplicaRow]) -> Table:
-    """Each arm's share of requests per replica, and its latency, one row per arm, load level and service."""
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title="requests per replica (counted by the replicas) and latency", box=box.SQUARE)
-    for heading in ("function", "rps", "service", "share per replica", "p50 ms", "p99 ms"):
-        table.add_column(heading, justify="right" if heading in ("rps", "p50 ms", "p99 ms") else "left")
-    for row in rows:
-        shares = "  ".join(f"{name} {100 * share:.1f}%" for name, share in row.shares.items())
-        table.add_row(row.function, f"{row.rate:g}", row.service, shares, f"{row.p50_ms:.2f}", f"{row.p99_ms:.2f}")
-    return table
-
-
-def paired_table(comparisons: Sequence[PairedComparison], *, title: str) -> Table:
-    """A rich table: one row per function and load level, each paired change over its 95% interval,
-    or, when not significant, over how large a change it rules out."""
-    from rich import box
-    from rich.table import Table
-
-    from ..results.charts import format_value
-    from ..results.study_html import comparison_table as rows_of
-
-    table = Table(title=title, show_lines=True, box=box.SQUARE)
-    table.add_column("function", overflow="fold")
-    table.add_column("vs", overflow="fold")
-    table.add_column("rps", justify="right")
-    for _, heading in SUMMARY_COLUMNS:
-        table.add_column(heading, justify="right", overflow="fold")
-    for row in rows_of(comparisons):
-        cells = []
-        for key, _ in SUMMARY_COLUMNS:
-            found = row.cells.get(key)
-            if found is None:
-                cells.append("–")
-                continue
-            mark = ("*" if found.significant else "") + ("!" if found.uses_invalid_cells else "")
-            change = ("+" if found.change > 0 else "") + format_value(found.change)
-            if found.low is None or found.high is None:
-                cells.append(f"{change}{mark}\n(1 block)")
-                continue
-            interval = f"[{format_value(found.low, 2)},{format_value(found.high, 2)}]"
-            if found.sd_blocks == 0 and not found.significant:
-                interval = "(no spread)"
-            elif not found.significant and found.rules_out_beyond is not None:
-                interval += f"\nn.s. <±{format_value(found.rules_out_beyond, 2)}"
-            cells.append(f"{change}{mark}\n{interval}")
-        table.add_row(row.function, row.baseline, f"{row.rate:g}", *cells)
-    return table
-
-
-def resolution_table(rows: Sequence[ResolutionRow]) -> Table:
-    """The smallest change the study calls significant (and detects with 80% power) per load level."""
-    from rich import box
-    from rich.table import Table
-
-    from ..results.charts import format_value
-    from ..results.compare import METRIC_BY_KEY
-
-    table = Table(
-        title="resolution: the smallest change called significant / detected with 80% power, any function",
-        box=box.SQUARE,
-    )
-    table.add_column("rps", justify="right")
-    table.add_column("blocks", justify="right")
-    shown = [key for key in RESOLUTION_METRICS if any(row.metric == key for row in rows)]
-    for key in shown:
-        table.add_column(f"Δ{METRIC_BY_KEY[key].label} {METRIC_BY_KEY[key].unit}", justify="right")
-    for rate in sorted({row.rate for row in rows}):
-        at_rate = {row.metric: row for row in rows if row.rate == rate}
-        figures = []
-        for key in shown:
-            row = at_rate.get(key)
-            figures.append(
-                f"±{format_value(row.detectable_change, 2)} / ±{format_value(row.detectable_change_80, 2)}"
-                if row is not None
-                else "–"
-            )
-        blocks = min(row.n_blocks for row in at_rate.values())
-        table.add_row(f"{rate:g}", str(blocks), *figures)
-    return table
-
-
-def _print_targets(targets: Sequence[TargetRow], result: StudyResult) -> None:
-    if result.budget is not None and result.budget.stop_reason:
-        terminal.info(f"budget: stopped, {result.budget.stop_reason}")
-    for target in targets:
-        line = f"target {target.written}: {'reached' if target.reached else 'NOT reached'}, {target.why}"
-        if target.reached:
-            terminal.info(line)
-        else:
-            terminal.warning(line)
-
-
-def _print_calibration(calibration: AACalibration) -> None:
-    fp, coverage = calibration.false_positives, calibration.coverage
-    fp_text = (
-        f"{100 * fp.count / fp.total:.1f}% [{100 * fp.low:.1f}, {100 * fp.high:.1f}]" if fp.total else "no comparison"
-    )
-    coverage_text = (
-        f"{100 * coverage.count / coverage.total:.1f}% [{100 * coverage.low:.1f}, {100 * coverage.high:.1f}]"
-        if coverage.total
-        else "no sub-study"
-    )
-    terminal.result(
-        f"A/A calibration ({calibration.arm_a} vs {calibration.arm_b}): false positives {fp_text} "
-        f"({fp.count} of {fp.total} comparisons called significant; nominal "
-        f"{100 * calibration.nominal_false_positive_rate:.0f}%); coverage of {calibration.sub_study_blocks}-block "
-        f"intervals {coverage_text} ({coverage.count} of {coverage.total} sub-studies; nominal "
-        f"{100 * calibration.confidence:.0f}%)"
     )
 
 

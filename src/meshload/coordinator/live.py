@@ -14,8 +14,9 @@ from rich.text import Text
 
 from .. import terminal
 from ..errors import UsageError
-from ..results.aggregate import LatencySummary, LiveFigures, failed_requests
+from ..results.aggregate import failed_requests
 from ..results.interval import ERROR_KINDS, IntervalRecord
+from ..results.live_figures import LatencySummary, LiveFigures
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric

@@ -17,53 +17,44 @@ One Redis serves every cell (a private redis-server unless a URL is given), and 
 long-lived local workers serve every cell too, so a cell pays only for its run, not for starting
 Redis and an interpreter again. Where the machine has the CPUs for it, the generator and the local
 mesh are kept on separate CPUs (`cpu_pinning`).
+
+This module is the study's loop of rounds and its budget; one cell runs in a `study_session`
+(functions put in force by `study_mesh`, on `study_workers`), and `study_timing` estimates the
+study's duration and keeps its progress.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..errors import PlanError, RunError, TestbedError, UsageError
-from ..interrupts import Interrupted
+from ..errors import UsageError
 from ..pipeline.wire import DEFAULT_RESULTS_TTL_S
 from ..results.compare import CellSummary
 from ..results.outputs import write_study_outputs
 from ..results.study_budget import RoundDecision
 from ..results.study_result import StudyResult
-from ..scenarios.durations import format_duration
-from ..scenarios.files import calls_grpc_base
-from ..scenarios.study_plan import StudyCell, StudyPlan, placeholder_base_url
-from ..worker.engine_process import check_before_load
-from .cpu_pinning import CpuPinning, CpuSplit, pin_process_tree, plan_pinning
-from .local_workers import cut_lifeline, spawn_worker, stop_workers
-from .mesh.base import MeshAdapter, SupportLevel
+from ..scenarios.study_plan import StudyCell, StudyPlan
+from .cpu_pinning import CpuSplit
+from .mesh.base import MeshAdapter
+from .study_session import StudySession
+from .study_timing import (
+    BUDGET_FINISH_S,
+    StudyProgress,
+    budget_rounds,
+    cell_estimate_s,
+    check_budget,
+    estimated_duration_s,
+)
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
     from .mesh.prometheus import PrometheusSource
-
-#: What a cell costs beyond its warm-up, measured part and settle time: applying the function
-#: (0.3-0.5 s), the run's common start lead (1 s), collecting the last records and writing the run's
-#: files. Measured 1.6 s per cell on the local testbed, 2 cores shared with other work.
-CELL_OVERHEAD_S = 2.0
-#: Starting and stopping the local testbed once per study.
-TESTBED_START_S = 5.0
-#: With a Redis given by the user there are no study-long workers: each cell starts its own.
-WORKER_START_S = 1.5
-#: Scheduling priority of the study's workers (below 0: ahead of the testbed's processes).
-WORKER_NICENESS = -5
-#: Kept free at the end of a budget for the last files and stopping the testbed.
-BUDGET_FINISH_S = 5.0
 
 
 @dataclass
@@ -89,101 +80,6 @@ class StudyOptions:
     results_ttl_s: float = DEFAULT_RESULTS_TTL_S
     # Read each cell's mesh CPU and memory from this Prometheus (None: the mesh's own sampler).
     prometheus: PrometheusSource | None = None
-
-
-@dataclass
-class StudyProgress:
-    """Where a running study is: for progress lines and an honest time-to-go."""
-
-    total: int
-    done: int = 0
-    started_monotonic_s: float = field(default_factory=time.monotonic)
-    cell_s: float = 0.0  # planned seconds of a cell, overhead included
-    budget_s: float | None = None  # a budgeted study ends by then, whatever its cell count says
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started_monotonic_s
-
-    @property
-    def remaining_s(self) -> float:
-        """Time to go, from the cells measured so far (the planned estimate before the first)."""
-        left = self.total - self.done
-        estimate = left * (self.cell_s if self.done == 0 else self.elapsed_s / self.done)
-        if self.budget_s is not None:
-            estimate = min(estimate, max(self.budget_s - self.elapsed_s, 0.0))
-        return estimate
-
-
-def cell_estimate_s(plan: StudyPlan, *, private_redis: bool = True) -> float:
-    """What one cell takes: its load, the settle time and each cell's overhead."""
-    return plan.cell_s + plan.settle_s + CELL_OVERHEAD_S + (0.0 if private_redis else WORKER_START_S)
-
-
-def round_estimate_s(plan: StudyPlan, *, private_redis: bool = True) -> float:
-    """What one round (a block at every load level) takes."""
-    return plan.cells_per_round * cell_estimate_s(plan, private_redis=private_redis)
-
-
-def budget_rounds(plan: StudyPlan, *, with_testbed: bool = True, private_redis: bool = True) -> int:
-    """How many rounds fit in the plan's budget at the estimated round duration (at least 1)."""
-    if plan.budget_s is None:
-        return plan.repetitions
-    usable_s = plan.budget_s - BUDGET_FINISH_S - (TESTBED_START_S if with_testbed else 0.0)
-    return max(int(usable_s // round_estimate_s(plan, private_redis=private_redis)), 1)
-
-
-def estimated_duration_s(plan: StudyPlan, *, with_testbed: bool = True, private_redis: bool = True) -> float:
-    """How long the study will take: its cells' load plus each cell's overhead, plus the testbed; for
-    a budgeted study, the rounds that fit in the budget (it stops earlier when every target is met)."""
-    rounds = budget_rounds(plan, with_testbed=with_testbed, private_redis=private_redis)
-    return rounds * round_estimate_s(plan, private_redis=private_redis) + (TESTBED_START_S if with_testbed else 0.0)
-
-
-def check_budget(plan: StudyPlan, *, private_redis: bool = True) -> None:
-    """Refuse a budget that cannot hold even one round of blocks, before anything starts."""
-    if plan.budget_s is None:
-        return
-    needed_s = round_estimate_s(plan, private_redis=private_redis) + TESTBED_START_S + BUDGET_FINISH_S
-    if plan.budget_s < needed_s:
-        raise PlanError(
-            f"budget {format_duration(plan.budget_s)} is shorter than one round of blocks "
-            f"({plan.cells_per_round} cells, about {format_duration(round(needed_s))} with the testbed's start); "
-            "give a longer budget, or fewer functions or load levels"
-        )
-
-
-def check_functions(plan: StudyPlan, mesh: MeshAdapter) -> None:
-    """Refuse a plan naming a function the mesh cannot apply (or, on the local testbed, a parameter
-    it does not take), before any cell runs rather than in the middle of the study."""
-    from .mesh.local import LocalTestbedMesh
-
-    offered = mesh.functions()
-    if plan.topologies:
-        if not isinstance(mesh, LocalTestbedMesh):
-            raise PlanError(f"topologies: {mesh.name} has no topologies to switch; remove topologies: from the plan")
-        from ..testbed import TOPOLOGIES
-
-        for topology in plan.topologies:
-            if topology not in TOPOLOGIES:
-                raise PlanError(f"topologies: {topology!r} is not a testbed topology; use {', '.join(TOPOLOGIES)}")
-    for function in plan.functions:
-        if function.name not in offered:
-            raise PlanError(
-                f"function {function.name!r} is not offered by {mesh.name}; use one of: {', '.join(offered)}"
-            )
-        if isinstance(mesh, LocalTestbedMesh):
-            from ..testbed import PROFILES, TestbedFailure
-
-            try:
-                PROFILES[function.name].resolve(function.params)
-            except TestbedFailure as exc:
-                raise PlanError(f"functions: {exc}; fix the study plan") from exc
-        else:  # a mesh that cannot express the function is a "not supported" cell, a bad parameter an error
-            try:
-                mesh.support(function.name, dict(function.params))
-            except UsageError as exc:
-                raise PlanError(f"functions: {exc}; fix the study plan") from exc
 
 
 def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
@@ -289,318 +185,6 @@ def _decide(
         min_blocks=max(min_blocks, plan.repetitions),
     )
     return RoundDecision(rounds_done, round(elapsed_s, 1), decision.add_blocks, decision.reason)
-
-
-# -- the session: mesh, Redis, workers and CPUs for every cell --------------------------------------
-
-
-class StudySession:
-    """What every cell of a study runs on: the mesh (the local testbed unless given), one Redis, the
-    study-long workers (with a private Redis), and the CPU split. A context manager: leaving it
-    stops what it started and puts back what it found (a testbed already running keeps running, with
-    its function of before in force)."""
-
-    def __init__(self, plan: StudyPlan, options: StudyOptions) -> None:
-        from .mesh.local import LocalTestbedMesh
-
-        self.plan = plan
-        self.options = options
-        self.own_testbed: LocalTestbedMesh | None = None
-        mesh = options.mesh
-        if mesh is None:
-            self.own_testbed = mesh = LocalTestbedMesh()
-        self.mesh: MeshAdapter = mesh
-        # Its processes run on this machine, so they can be pinned (whoever started it).
-        self.local_testbed = mesh if isinstance(mesh, LocalTestbedMesh) else None
-        self.pinning: CpuPinning = plan_pinning(
-            plan.workers,
-            enabled=options.pin_cpus,
-            local_mesh=self.local_testbed is not None,
-            split=options.cpu_split,
-        )
-        self.redis_url = options.redis_url or ""
-        self.grpc_scenario = False
-        self.workers: StudyWorkers | None = None
-        self._cleanup = ExitStack()
-
-    def __enter__(self) -> StudySession:
-        try:
-            self._start()
-        except BaseException:
-            self._cleanup.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._cleanup.close()
-
-    def _start(self) -> None:
-        check_functions(self.plan, self.mesh)
-        # A cell's locustfile, imported once before any cell runs (the host is not used by the check).
-        check_before_load(self.plan.cell_plan(self.plan.cells()[0], placeholder_base_url(self.plan.scenario)))
-        # A scenario of gRPC methods goes to the mesh's gRPC ingress, any other to its HTTP one.
-        self.grpc_scenario = calls_grpc_base(self.plan.scenario)
-        if self.grpc_scenario and not hasattr(type(self.mesh), "grpc_url"):
-            raise PlanError(f"scenario {self.plan.scenario}: {self.mesh.name} offers no gRPC ingress to send it to")
-        self.options.out_dir.mkdir(parents=True, exist_ok=True)
-        cleanup = self._cleanup
-        if self.local_testbed is None:
-            cleanup.callback(self.mesh.remove)  # what meshload applied in the cluster goes with the study
-        if self.own_testbed is not None:
-            before = self.own_testbed.status()
-            if before.get("running"):
-                # Someone's testbed was up already: leave it up, with its function back in force.
-                cleanup.callback(
-                    self.own_testbed.apply, before["function"], before.get("params"), before.get("topology")
-                )
-            else:
-                # The first cell's apply() starts the testbed; stop it whatever happens.
-                cleanup.callback(self.own_testbed.down)
-        split = self.pinning.split
-        if split is not None:
-            # The coordinator merges the workers' records: it belongs to the generator's side. Left
-            # as it was found afterwards, and so is a testbed that outlives the study.
-            own = os.sched_getaffinity(0)
-            cleanup.callback(self._pin_testbed, own)
-            cleanup.callback(pin_process_tree, os.getpid(), own)
-            pin_process_tree(os.getpid(), split.generator)
-        if self.options.redis_url is None:
-            from .redis_server import PrivateRedis
-
-            redis_server = PrivateRedis()
-            self.redis_url = redis_server.start()
-            cleanup.callback(redis_server.stop)
-            if split is not None:
-                pin_process_tree(_redis_pid(self.redis_url), split.generator)
-            self.workers = StudyWorkers(
-                self.redis_url,
-                self.plan.workers,
-                self.options.out_dir / "workers",
-                cpus=split.generator if split is not None else None,
-            )
-            cleanup.callback(self.workers.stop)
-            self.workers.start()
-        if self.options.kubernetes is not None:
-            from .k8s_placement import fleet_held
-
-            # Scaled once for the whole study (each cell then waits for its idle workers).
-            cleanup.enter_context(fleet_held(self.plan.workers, self.options.kubernetes))
-
-    def apply(self, cell: StudyCell) -> None:
-        """Put the cell's function in force (and its processes on the mesh's CPUs), then settle."""
-        _apply(self.mesh, cell)
-        self.pin_mesh()
-        if self.plan.settle_s:
-            time.sleep(self.plan.settle_s)
-
-    def pin_mesh(self) -> None:
-        """Put every process of the local testbed on the mesh's CPUs (its proxies restart on apply)."""
-        if self.pinning.split is not None:
-            self._pin_testbed(self.pinning.split.mesh)
-
-    def mesh_pids(self) -> list[int]:
-        """The local testbed's processes (none for a mesh elsewhere)."""
-        if self.local_testbed is None:
-            return []
-        return [pid for pids in self.local_testbed.testbed.pids_by_kind().values() for pid in pids]
-
-    def _pin_testbed(self, cpus: Iterable[int]) -> None:
-        for pid in self.mesh_pids():
-            pin_process_tree(pid, cpus)
-
-    def run_cell(self, cell: StudyCell, out_dir: Path) -> CellSummary:
-        """Apply the cell's function and run it; a failed run is kept as an invalid cell with its
-        reason and no figures, so one failure does not throw away the rest of the study."""
-        from .run import RunOptions, execute_run
-
-        arm = cell.function.arm_name
-        refusal = self.refusal(cell)
-        if refusal:
-            # Not a failure: the function has no meaning there. Kept, marked, and left out of every comparison.
-            return CellSummary(
-                function=arm,
-                rate=cell.rate,
-                repetition=cell.repetition,
-                order=cell.order,
-                run_id="",
-                valid=False,
-                validity=[f"not supported: {refusal}"],
-                topology=cell.function.topology or "",
-                not_supported=refusal,
-            )
-        self.apply(cell)
-        run_dir = out_dir / "runs" / cell.slug
-        run_options = RunOptions(
-            workers=self.plan.workers,
-            redis_url=self.redis_url,
-            out_dir=run_dir,
-            live=False,
-            mesh=self.mesh,
-            prometheus=self.options.prometheus,
-            placement="k8s" if self.plan.kubernetes_workers else "fleet" if self.workers is not None else "auto",
-            kubernetes=self.options.kubernetes,
-            # Not kept in a private Redis, which goes with the study.
-            results_ttl_s=self.options.results_ttl_s if self.options.redis_url is not None else 0.0,
-        )
-        try:
-            if self.workers is not None:
-                self.workers.wait_until_idle()
-            result = execute_run(self.plan.cell_plan(cell, self.base_url()), run_options)
-            if result.interrupted:
-                # The study stops here; this cell's figures stay in its folder, not among the cells.
-                raise Interrupted(signal.Signals[result.interrupted])
-        except RunError as exc:
-            return CellSummary(
-                function=arm,
-                rate=cell.rate,
-                repetition=cell.repetition,
-                order=cell.order,
-                run_id="",
-                valid=False,
-                validity=[f"the run failed: {exc}"],
-                topology=cell.function.topology or "",
-            )
-        return CellSummary.from_run(
-            result,
-            function=arm,
-            topology=cell.function.topology or "",
-            rate=cell.rate,
-            repetition=cell.repetition,
-            order=cell.order,
-            run_dir=str(run_dir.relative_to(out_dir)),
-        )
-
-    def refusal(self, cell: StudyCell) -> str:
-        """Why the cell's function cannot be put in force in the cell's topology, or by a mesh in a
-        cluster that cannot express it or already has it in its baseline ("" when it can)."""
-        topology = cell.function.topology
-        if self.local_testbed is None:
-            support = self.mesh.support(cell.function.name, dict(cell.function.params))
-            if support.applicable:
-                return ""
-            if support.level is SupportLevel.IN_BASELINE:
-                return f"{self.mesh.name}: already in its baseline ({support.reason})"
-            return f"{self.mesh.name}: {support.reason}"
-        if topology is None:
-            return ""
-        support = self.local_testbed.support(cell.function.name, dict(cell.function.params), topology)
-        return "" if support.applicable else support.reason
-
-    def base_url(self) -> str:
-        """Where the cell's scenario is sent: the mesh's gRPC ingress for gRPC methods, else its HTTP one."""
-        if not self.grpc_scenario:
-            return self.mesh.ingress_url
-        return str(self.mesh.grpc_url)  # type: ignore[attr-defined]  # checked when the session started
-
-
-def _redis_pid(redis_url: str) -> int:
-    import redis
-
-    with redis.Redis.from_url(redis_url) as client:
-        return int(client.info("server")["process_id"])
-
-
-def _apply(mesh: MeshAdapter, cell: StudyCell) -> None:
-    """Put the cell's function in force; a mesh that failed half way is restarted and tried once more.
-
-    On a shared machine a local proxy can lose a race for its port while restarting; a clean restart
-    of the testbed then gives it new ones. A second failure is the user's to see.
-    """
-    from .mesh.local import LocalTestbedMesh
-
-    def apply() -> None:
-        if isinstance(mesh, LocalTestbedMesh):
-            mesh.apply(cell.function.name, dict(cell.function.params), cell.function.topology)
-        else:
-            mesh.apply(cell.function.name, dict(cell.function.params))
-
-    try:
-        apply()
-    except TestbedError:
-        down = getattr(mesh, "down", None)
-        if down is None:
-            raise
-        down()
-        apply()
-
-
-# -- workers -----------------------------------------------------------------------------------
-
-
-class StudyWorkers:
-    """Long-lived local workers serving every cell of a study from the study's private Redis.
-
-    A worker spawned per cell would cost each cell its interpreter start (about 1.5 s on 2 busy
-    cores); these start once, go back to idle after each run, and are stopped with the study. A
-    worker that died is started again before the next cell.
-    """
-
-    #: How long workers may take to start, or to become idle again after a run.
-    READY_TIMEOUT_S = 30.0
-    #: A worker whose study stopped giving it work leaves by itself after this long.
-    IDLE_TIMEOUT_S = 120.0
-
-    def __init__(self, redis_url: str, count: int, log_dir: Path, *, cpus: tuple[int, ...] | None = None) -> None:
-        self.redis_url = redis_url
-        self.ids = [f"study-{os.getpid()}-w{index}" for index in range(count)]
-        self.log_dir = log_dir
-        self.cpus = cpus  # the generator's CPUs, when the study pins them
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self) -> None:
-        for worker_id in self.ids:
-            self._spawn(worker_id)
-        self.wait_until_idle()
-
-    def _spawn(self, worker_id: str) -> None:
-        previous = self._processes.get(worker_id)
-        if previous is not None:
-            cut_lifeline(previous)  # it exited; its lifeline goes with it
-        # The generator shares the cores with the mesh it measures; when it is scheduled late, its
-        # lag lands in every corrected latency. Ahead of the proxies, it sends on time.
-        self._processes[worker_id] = spawn_worker(
-            self.redis_url,
-            worker_id,
-            self.log_dir / f"{worker_id}.log",
-            once=False,
-            idle_timeout_s=self.IDLE_TIMEOUT_S,
-            exit_with_parent=True,  # the study's Redis is private: workers leave with the study
-            niceness=WORKER_NICENESS,
-        )
-        if self.cpus is not None:
-            # Pinned as soon as it exists: the threads it starts later inherit the CPUs.
-            pin_process_tree(self._processes[worker_id].pid, self.cpus)
-
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes.values()]
-
-    def wait_until_idle(self) -> None:
-        """Block until every worker is registered and idle (restarting any that exited)."""
-        import redis
-
-        from .placement import idle_fleet_workers
-
-        deadline = time.monotonic() + self.READY_TIMEOUT_S
-        with redis.Redis.from_url(self.redis_url) as client:
-            while True:
-                for worker_id, process in list(self._processes.items()):
-                    if process.poll() is not None:
-                        self._spawn(worker_id)
-                idle = set(idle_fleet_workers(client))
-                if idle.issuperset(self.ids):
-                    return
-                if time.monotonic() > deadline:
-                    raise RunError(
-                        f"the study's workers were not ready within {self.READY_TIMEOUT_S:g}s; "
-                        f"see the logs in {self.log_dir}"
-                    )
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        stop_workers(self._processes.values())
-        self._processes.clear()
 
 
 # -- environment --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ generator's self-check, the run's outputs (SMP, Fortio, interval log, HTML repor
 statistics (paired comparisons, their resolution, A/A calibration, the half-width stopping rule)."""
 
 from .aa_calibration import AACalibration, calibrate_aa
-from .aggregate import LiveFigures, RunAggregator, failed_requests
+from .aggregate import RunAggregator, failed_requests
 from .compare import (
     CellSummary,
     Comparison,
@@ -19,6 +19,7 @@ from .headline import Estimate, headline_figures
 from .histogram import REPORTED_PERCENTILES, DecodedCounts, LatencyHistogram, decode_counts
 from .hlog import read_interval_log, write_interval_log
 from .interval import ERROR_KINDS, IntervalRecord, decode_record, encode_record
+from .live_figures import LiveFigures
 from .outputs import load_run_result, write_run_outputs, write_study_outputs
 from .paired import PairedComparison
 from .report_html import render_report

@@ -18,23 +18,22 @@ which stays for the whole run. The cumulative histograms are exact whatever the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 
 import msgspec
 
 from ..scenarios.plan import Plan
-from .histogram import DecodedCounts, LatencyHistogram, StretchCounts, decode_counts
+from .histogram import DecodedCounts, LatencyHistogram, decode_counts
 from .hlog import IntervalLogSpool
 from .interval import IntervalRecord, NameInterval, is_failed_status
-from .minutes import MINUTE_PERCENTILES, MINUTE_S, Minute
-from .run_result import MeshUsage, MinutePoint, NameSummary, RunResult, TimePoint, WorkerSummary
-from .seconds import LAG_PERCENTILES, SECOND_PERCENTILES, Second
+from .live_figures import LIVE_QUANTILES, LatencySummary, LiveFigures, latency_summaries
+from .minutes import MINUTE_S, Minute
+from .run_assembly import copy_name, minute_points, timeseries, worker_summaries
+from .run_result import MeshUsage, NameSummary, RunResult, WorkerSummary
+from .seconds import SECOND_PERCENTILES, SECOND_S, Second
 from .validity import judge
+from .worker_records import WorkerRecords
 
-#: Timeseries step: records are merged into whole seconds after the run's common start.
-SECOND_S = 1.0
 #: Seconds behind the newest one whose merged histogram stays dense (late records are cheap there).
 OPEN_SECONDS = 3
 #: Seconds kept per second behind the newest (10 minutes); older ones live on in their minute.
@@ -53,76 +52,6 @@ def failed_requests(status_codes: dict[str, int], errors: dict[str, int]) -> int
     """Requests that failed from the client's view: transport errors plus HTTP statuses >= 400 and
     gRPC statuses other than OK."""
     return sum(errors.values()) + sum(count for code, count in status_codes.items() if is_failed_status(code))
-
-
-@dataclass(frozen=True)
-class LiveFigures:
-    """What a live view shows once a second; cheap to compute at any moment of the run."""
-
-    elapsed_s: float  # the furthest interval end any worker reported, after the common start
-    total_s: float  # warm-up + measured duration of the plan
-    rate: float  # completed responses per second in the last complete second
-    sent_rate: float  # sends per second in that second
-    p50_ms: float  # corrected latency so far (the measured part; the warm-up while in it)
-    p99_ms: float
-    lag_p99_ms: float  # schedule lag so far
-    completed: int  # responses so far, warm-up included
-    errors: int  # failed requests so far, warm-up included
-    workers_alive: int
-    workers_lost: int
-    workers_finished: int  # workers whose final record has arrived
-    in_warmup: bool  # no measured record has arrived yet
-
-
-class SeqSet:
-    """The seqs of a worker's records seen so far, in constant memory for a run's length: every seq
-    below `below` was seen, and the few seen out of order above it are kept one by one."""
-
-    __slots__ = ("above", "below")
-
-    def __init__(self) -> None:
-        self.below = 0
-        self.above: set[int] = set()
-
-    def __contains__(self, seq: int) -> bool:
-        return seq < self.below or seq in self.above
-
-    @property
-    def gaps(self) -> int:
-        """Seqs below the highest seen that were never seen."""
-        highest = max(self.above) if self.above else self.below - 1
-        return highest + 1 - self.below - len(self.above)
-
-    def add(self, seq: int) -> None:
-        if seq != self.below:
-            self.above.add(seq)
-            return
-        self.below += 1
-        while self.below in self.above:
-            self.above.remove(self.below)
-            self.below += 1
-
-
-@dataclass(frozen=True)
-class LatencySummary:
-    """One latency distribution so far as a Prometheus summary: {quantile: seconds}, count, sum."""
-
-    quantiles: dict[float, float]
-    count: int
-    sum_s: float
-
-
-#: Quantiles of the live latency summaries (as fractions, Prometheus's `quantile` label).
-LIVE_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
-
-
-@dataclass
-class _Worker:
-    summary: WorkerSummary
-    # Only the stretch of counters its records cover: a fleet of 1,000 workers costs no 188 MB.
-    lag: StretchCounts = field(default_factory=StretchCounts)
-    seqs: SeqSet = field(default_factory=SeqSet)
-    finished: bool = False
 
 
 class RunAggregator:
@@ -148,7 +77,7 @@ class RunAggregator:
         self._records: list[IntervalRecord] = []
         self.log_spool = log_spool  # given: the interval log goes to disk, not into `_records`
         self._records_dropped = 0
-        self._workers: dict[str, _Worker] = {}
+        self._workers: dict[str, WorkerRecords] = {}
         self._seconds: dict[int, Second] = {}
         self._newest_second = -1
         self._per_second_window = per_second_window_s
@@ -206,7 +135,7 @@ class RunAggregator:
             worker.finished = True
 
         failed = failed_requests(record.status_codes, record.errors)
-        self._add_to_worker(worker.summary, record, failed)
+        worker.count(record, failed)
         self._add_to_second(record, corrected, lag, failed)
         self._add_to_minute(record, corrected, failed)
         self._elapsed_s = max(self._elapsed_s, record.offset_s + record.duration_s)
@@ -290,15 +219,7 @@ class RunAggregator:
             "uncorrected": self._uncorrected,
             "schedule_lag": self._lag,
         }
-        summaries = {}
-        for name, histogram in histograms.items():
-            values = histogram.values_at_percentiles([100.0 * q for q in quantiles]) if histogram.total_count else {}
-            summaries[name] = LatencySummary(
-                quantiles={q: values.get(100.0 * q, 0) / 1e6 for q in quantiles},
-                count=histogram.total_count,
-                sum_s=histogram.sum_us() / 1e6 if histogram.total_count else 0.0,
-            )
-        return summaries
+        return latency_summaries(histograms, quantiles)
 
     def result(
         self,
@@ -313,21 +234,7 @@ class RunAggregator:
 
         `streams_lost` and `malformed_records` are what the pipeline knows of records that never
         reached this aggregator; the verdict counts them."""
-        hosts = (environment or {}).get("worker_hosts")
-        hosts = hosts if isinstance(hosts, dict) else {}
-        nodes = (environment or {}).get("worker_nodes")
-        nodes = nodes if isinstance(nodes, dict) else {}
-        workers = []
-        for worker in sorted(self._workers.values(), key=lambda w: w.summary.id):
-            summary = dataclasses.replace(worker.summary)
-            summary.host = str(hosts.get(summary.id, summary.host))
-            summary.node = str(nodes.get(summary.id, summary.node))
-            if worker.lag.total_count:
-                summary.lag_p99_ms = worker.lag.value_at_percentile(99.0) / 1000.0
-            summary.finished = worker.finished
-            # Sequences start at 0 and have no holes unless a record never arrived (a Redis restart).
-            summary.missing_records = worker.seqs.gaps
-            workers.append(summary)
+        workers = worker_summaries(self._workers.values(), environment)
         measured_s = self._measured_end_s - self._measured_start_s if self._measured_start_s < math.inf else 0.0
         labels = dict(self.plan.labels)
         if mesh is not None and mesh.function and "function" not in labels:
@@ -352,8 +259,8 @@ class RunAggregator:
             warmup_completed=self._warmup_completed,
             warmup_s=(self._warmup_end_s - self._warmup_start_s) if self._warmup_start_s < math.inf else 0.0,
             workers=workers,
-            timeseries=self._timeseries(),
-            minutes=self._minute_points(),
+            timeseries=timeseries(self._seconds),
+            minutes=minute_points(self._minutes),
             max_clock_offset_ms=self._max_clock_offset_ms,
             mesh=mesh,
             labels=labels,
@@ -367,32 +274,18 @@ class RunAggregator:
             connect_ms_total=self._connect_us_total / 1000.0,
             connect_ms_max=self._connect_us_max / 1000.0,
             environment=dict(environment or {}),
-            by_name={name: _copy_name(summary) for name, summary in sorted(self._names.items())},
+            by_name={name: copy_name(summary) for name, summary in sorted(self._names.items())},
         )
         judge(result)
         return result
 
     # -- inside ----------------------------------------------------------------------------------
 
-    def _worker(self, worker_id: str) -> _Worker:
+    def _worker(self, worker_id: str) -> WorkerRecords:
         worker = self._workers.get(worker_id)
         if worker is None:
-            worker = self._workers[worker_id] = _Worker(WorkerSummary(id=worker_id))
+            worker = self._workers[worker_id] = WorkerRecords(WorkerSummary(id=worker_id))
         return worker
-
-    @staticmethod
-    def _add_to_worker(summary: WorkerSummary, record: IntervalRecord, failed: int) -> None:
-        summary.records += 1
-        summary.cpu_seconds += record.cpu_seconds
-        # The newest measurement of the offset is the one that describes the worker now.
-        summary.clock_offset_ms = record.clock_offset_ms
-        if not record.warmup:
-            # Warm-up intervals carry start-up work (connections, imports) and are not measured.
-            if record.duration_s > 0:
-                summary.max_cpu_fraction = max(summary.max_cpu_fraction, record.cpu_seconds / record.duration_s)
-            summary.requests += record.completed
-            summary.sent += record.sent
-            summary.errors += failed
 
     def _add_measured(
         self, record: IntervalRecord, corrected: DecodedCounts, uncorrected: DecodedCounts, lag: DecodedCounts
@@ -510,51 +403,6 @@ class RunAggregator:
                 return second
         return self._seconds.get(newest - 1)
 
-    def _timeseries(self) -> list[TimePoint]:
-        points = []
-        for index in sorted(self._seconds):
-            second = self._seconds[index]
-            span_s = second.end_s if second.end_s > 0 else SECOND_S
-            p50_us, p99_us = (second.percentiles_us()[p] for p in SECOND_PERCENTILES)
-            lag_p99_us, lag_max_us = (second.lag_percentiles_us()[p] for p in LAG_PERCENTILES)
-            points.append(
-                TimePoint(
-                    offset_s=index * SECOND_S,
-                    rate=second.completed / span_s,
-                    sent_rate=second.sent / span_s,
-                    errors=second.failed,
-                    p50_ms=p50_us / 1000.0,
-                    p99_ms=p99_us / 1000.0,
-                    warmup=second.warmup,
-                    lag_p99_ms=lag_p99_us / 1000.0,
-                    lag_max_ms=lag_max_us / 1000.0,
-                    late=second.late,
-                )
-            )
-        return points
-
-    def _minute_points(self) -> list[MinutePoint]:
-        points = []
-        for index in sorted(self._minutes):
-            minute = self._minutes[index]
-            span_s = minute.end_s if minute.end_s > 0 else MINUTE_S
-            p50_us, p99_us, p999_us = (minute.percentiles_us()[p] for p in MINUTE_PERCENTILES)
-            points.append(
-                MinutePoint(
-                    offset_s=index * MINUTE_S,
-                    rate=minute.completed / span_s,
-                    sent_rate=minute.sent / span_s,
-                    completed=minute.completed,
-                    errors=minute.failed,
-                    p50_ms=p50_us / 1000.0,
-                    p99_ms=p99_us / 1000.0,
-                    p999_ms=p999_us / 1000.0,
-                    warmup=minute.warmup,
-                    late=minute.late,
-                )
-            )
-        return points
-
     def _keep_for_log(self, record: IntervalRecord) -> None:
         if self.log_spool is not None:
             self.log_spool.add(record)
@@ -575,10 +423,6 @@ def _for_interval_log(record: IntervalRecord) -> IntervalRecord:
 
 def _decode_name(part: NameInterval) -> tuple[NameInterval, DecodedCounts, DecodedCounts]:
     return part, decode_counts(part.latency_corrected), decode_counts(part.latency_uncorrected)
-
-
-def _copy_name(summary: NameSummary) -> NameSummary:
-    return dataclasses.replace(summary, corrected=summary.corrected.copy(), uncorrected=summary.uncorrected.copy())
 
 
 def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:

@@ -29,7 +29,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from ..scenarios.study_plan import usual_baseline
+from ..scenarios.study_arms import usual_baseline
 from .aggregate import failed_requests
 from .histogram import LatencyHistogram
 from .paired import PairedComparison, compare_paired

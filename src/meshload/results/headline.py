@@ -28,10 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aggregate import OFFSET_TOLERANCE_S, SECOND_S, failed_requests
+from .aggregate import OFFSET_TOLERANCE_S, failed_requests
 from .histogram import LatencyHistogram, _index_tables, _scratch_reference, decode_counts
 from .interval import IntervalRecord
 from .run_result import RunResult
+from .seconds import SECOND_S
 
 CONFIDENCE = 0.95
 #: Normal quantile of the two-sided 95% interval.

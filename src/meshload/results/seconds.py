@@ -13,6 +13,8 @@ import numpy as np
 
 from .histogram import DecodedCounts, LatencyHistogram
 
+#: Timeseries step: records are merged into whole seconds after the run's common start.
+SECOND_S = 1.0
 #: Percentiles of the per-second timeseries.
 SECOND_PERCENTILES = (50.0, 99.0)
 #: Percentiles of each second's schedule lag: p99 and the largest (p100).

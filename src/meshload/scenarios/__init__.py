@@ -10,7 +10,9 @@ from .grpc_target import GrpcTarget, parse_grpc_url
 from .options import parse_headers, parse_labels, plan_from_options
 from .plan import Arrival, ClosedLoop, GrpcSchema, LoadModel, LocustUsers, OpenLoop, Plan, Protocol, Stage, Target
 from .schedule import ArrivalSchedule, RateCurve, WorkerShare, split_plan
-from .study_plan import FunctionSpec, StudyCell, StudyPlan, builtin_study, load_study_plan
+from .study_arms import FunctionSpec
+from .study_file import builtin_study, load_study_plan
+from .study_plan import StudyCell, StudyPlan
 from .worker_count import WorkerCount, parse_worker_count
 
 __all__ = [

@@ -46,7 +46,7 @@ from .source import SourceDocument, read_document
 from .validation import plan_error_from
 
 BUILTIN_DIR = Path(__file__).with_name("builtin")
-# Study plans (`study_plan.py`) share the folder; they are not scenarios a run can load.
+# Study plans (`study_file.py`) share the folder; they are not scenarios a run can load.
 _STUDY_PREFIX = "study-"
 _PLAN_SUFFIXES = (".yaml", ".yml", ".json")
 
