@@ -3,8 +3,8 @@
 Synthetic workers (one separate process, so their CPU is not counted) publish realistic interval
 records to a run's Redis stream: WORKERS workers x one record per second, each record carrying three
 HDR histograms with a few hundred distinct values (corrected, uncorrected, schedule lag), plus each
-worker's heartbeat every half second. The coordinator side is the real loop of `coordinator.run`
-(`_Coordinator.run`): `StreamCollector` (XREADGROUP, batched XACK) feeding `RunAggregator`, the
+worker's heartbeat every half second. The coordinator side is the real loop of `coordinator.run_loop`
+(`Coordinator.run`): `StreamCollector` (XREADGROUP, batched XACK) feeding `RunAggregator`, the
 heartbeat check and live snapshot twice a second, and the final `result()`.
 
 The figure: the coordinator's CPU time divided by the wall time, in percent of one core (target:
@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 from redis.typing import EncodableT, FieldT
 
-from meshload.coordinator import run as coordinator_run
+from meshload.coordinator import run_loop
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
 from meshload.coordinator.redis_server import PrivateRedis
-from meshload.coordinator.run import RunConnection, RunOptions, _Coordinator
+from meshload.coordinator.run import RunConnection, RunOptions
+from meshload.coordinator.run_loop import Coordinator
 from meshload.pipeline import collector as collector_module
 from meshload.pipeline import wire
 from meshload.results import aggregate as aggregate_module
@@ -148,14 +149,14 @@ def instrument(steps: Steps, client: Any) -> None:
     steps.patch(LatencyHistogram, "values_at_percentiles", "percentile passes")
     steps.patch(RunAggregator, "snapshot", "live view (snapshot + update)")
     steps.patch(LiveView, "update", "live view (snapshot + update)")
-    steps.patch(_Coordinator, "_look_at_heartbeats", "heartbeat check")
-    steps.patch(_Coordinator, "_all_accounted_for", "loop: who is unfinished")
+    steps.patch(Coordinator, "_look_at_heartbeats", "heartbeat check")
+    steps.patch(Coordinator, "_all_accounted_for", "loop: who is unfinished")
     steps.patch(RunAggregator, "result", "final result")
-    steps.patch(coordinator_run._Coordinator, "run", "other (loop, collector, liveness)")
+    steps.patch(run_loop.Coordinator, "run", "other (loop, collector, liveness)")
 
 
 def collect(redis_url: str, workers: int, seconds: int, steps: Steps | None = None) -> dict[str, float]:
-    """The coordinator side, the real loop of `coordinator.run`; its CPU use and wall time."""
+    """The coordinator side, the real loop of `coordinator.run_loop`; its CPU use and wall time."""
     plan = Plan(
         targets=(Target(url="http://127.0.0.1:9/"),),
         load=OpenLoop(rate=workers * REQUESTS_PER_RECORD),
@@ -166,7 +167,7 @@ def collect(redis_url: str, workers: int, seconds: int, steps: Steps | None = No
     fleet = Workers(ids=[f"w{index:04d}" for index in range(workers)])
     live = LiveView(workers_total=workers, run_id=RUN_ID, show=False)
     options = RunOptions(workers=workers, live=False, placement="fleet")  # simulated: not capped by CPUs
-    coordinator = _Coordinator(plan, options, RunConnection(RUN_ID, client, redis_url, keys), fleet, live)
+    coordinator = Coordinator(plan, options, RunConnection(RUN_ID, client, redis_url, keys), fleet, live)
     # The synthetic fleet accepts its shares at once (real workers answer their assignment).
     accepted = wire.encode(wire.Answer(accepted=True))
     client.hset(keys.answers, mapping=dict.fromkeys(fleet.ids, accepted))

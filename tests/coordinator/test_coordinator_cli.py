@@ -245,7 +245,7 @@ def test_live_figures_reach_prometheus_and_the_progress_line() -> None:
 def test_strict_turns_invalid_and_degraded_runs_into_exit_code_1() -> None:
     from test_coordinator_pipeline import make_record
 
-    from meshload.cli.run_cmd import exit_code_for, summary_table
+    from meshload.cli.run_outcome import exit_code_for, summary_table
     from meshload.results.aggregate import RunAggregator
     from meshload.scenarios.plan import OpenLoop, Plan, Target
 
@@ -271,7 +271,7 @@ def test_strict_turns_invalid_and_degraded_runs_into_exit_code_1() -> None:
 
 
 def test_a_scenario_file_takes_the_command_line_values_as_overrides(tmp_path) -> None:
-    from meshload.cli.run_cmd import build_plan
+    from meshload.cli.run_plan import build_plan
     from meshload.errors import PlanError, UsageError
     from meshload.scenarios.plan import ClosedLoop, OpenLoop
 

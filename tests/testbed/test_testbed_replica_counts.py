@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from meshload.cli.run_cmd import summary_table
+from meshload.cli.run_outcome import summary_table
 from meshload.coordinator.mesh.local import LocalTestbedMesh
 from meshload.coordinator.run import RunOptions, execute_run
 from meshload.results.run_result import RunResult

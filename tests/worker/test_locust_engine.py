@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from tests.support.stall_truth import stall_truth_ms
 
-from meshload.cli.run_cmd import summary_table
+from meshload.cli.run_outcome import summary_table
 from meshload.errors import PlanError
 from meshload.results.aggregate import RunAggregator
 from meshload.scenarios.locustfiles import read_locustfile

@@ -73,7 +73,7 @@ def _report_run(folder: Path, *, as_json: bool) -> None:
     if as_json:
         terminal.result(json.dumps(_run_summary(result), indent=1))
         return
-    from .run_cmd import summary_table
+    from .run_outcome import summary_table
 
     terminal.result(summary_table(result))
     terminal.result(f"report.html: {path.resolve()}")

@@ -42,7 +42,7 @@ def resume(
 ) -> None:
     """Finish a run whose coordinator died: its workers went on; collect everything and write the reports."""
     from ..coordinator.resume import resume_run
-    from .run_cmd import exit_code_for, tell_outcome
+    from .run_outcome import exit_code_for, tell_outcome
 
     terminal.info(f"resuming run {run_id}")
     result, out_dir = resume_run(run_id, redis_url, out_dir=out, live=live)

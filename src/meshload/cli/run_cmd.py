@@ -7,8 +7,6 @@ SIGTERM stopped it (what was measured until then is written, marked interrupted)
 
 from __future__ import annotations
 
-import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -16,6 +14,7 @@ import typer
 
 from .. import interrupts, terminal
 from ..errors import UsageError
+from .find_max_cmd import FIND_MAX_STEP_DURATION, search_max_rate
 from .history_hook import HistoryOption, StoreOption, record_run
 from .k8s_options import (
     K8sDeploymentOption,
@@ -30,21 +29,17 @@ from .k8s_options import (
 )
 from .mesh_cmd import MeshName
 from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
+from .run_mesh import cluster_mesh, testbed_in_force
+from .run_outcome import exit_code_for, tell_outcome
+from .run_plan import Arrival, build_plan, check_locustfile, describe_plan
 
 if TYPE_CHECKING:  # imported when the command runs, so `meshload --help` stays fast
-    from ..coordinator.mesh import InForce, KubernetesMesh
-    from ..coordinator.mesh.local import LocalTestbedMesh
-    from ..coordinator.run import RunOptions
-    from ..results.run_result import RunResult
-    from ..scenarios.plan import Plan
+    from .run_mesh import ClusterRun
 
 DEFAULT_RUNS_DIR = Path("runs")
-#: `--find-max` without `--duration`: how long each step runs.
-FIND_MAX_STEP_DURATION = "10s"
 
 # The command line's words for the choices (typer checks them and lists them in --help); they are
-# the coordinator's and the plan's own (`RunOptions`, `OpenLoop.arrival`), which mypy holds them to.
-Arrival = Literal["constant", "poisson"]
+# the coordinator's own (`RunOptions`), which mypy holds them to. `Arrival` is the plan's (run_plan.py).
 OnWorkerLoss = Literal["continue", "abort"]
 Placement = Literal["auto", "local", "fleet", "k8s"]
 
@@ -329,15 +324,15 @@ def run(
         duration = FIND_MAX_STEP_DURATION  # each step's; a search is many short runs
     base_url = None
     labels = list(label or [])
-    cluster_mesh: ClusterRun | None = None
+    cluster_run: ClusterRun | None = None
     if mesh is not None:
         if testbed is not None:
             raise UsageError("--mesh and --testbed name two meshes; choose one")
-        cluster_mesh = _cluster_mesh(mesh, mesh_function, mesh_set or [], namespace, ingress, kubeconfig)
-        base_url = cluster_mesh.mesh.ingress_url
+        cluster_run = cluster_mesh(mesh, mesh_function, mesh_set or [], namespace, ingress, kubeconfig)
+        base_url = cluster_run.mesh.ingress_url
         labels[:0] = [f"mesh={mesh}", f"function={mesh_function}"]  # a --label given by the user overrides them
     elif testbed is not None:
-        options.mesh, base_url = _testbed_in_force(testbed, testbed_set or [])
+        options.mesh, base_url = testbed_in_force(testbed, testbed_set or [])
         if scenario is None and url is None and locustfile is None:
             scenario = "bookinfo-productpage"
         if scenario is not None and calls_grpc_base(scenario):
@@ -371,12 +366,12 @@ def run(
     if plan.locust is not None:
         check_locustfile(plan)
     if find_max:
-        _find_max(plan, options, slo, errors_budget, precision)
+        search_max_rate(plan, options, slo, errors_budget, precision)
         return
     where = " on Kubernetes" if count.kubernetes else ""
     terminal.info(f"run {run_id}: {describe_plan(plan)}, {count.count} worker(s){where}")
     try:
-        result = execute_run(plan, options) if cluster_mesh is None else cluster_mesh.execute(plan, options)
+        result = execute_run(plan, options) if cluster_run is None else cluster_run.execute(plan, options)
     except Interrupted as exc:
         terminal.error(f"interrupted ({exc.name}) before any load was measured; nothing was written")
         raise typer.Exit(exc.exit_code) from None
@@ -387,263 +382,11 @@ def run(
         raise typer.Exit(code)
 
 
-def tell_outcome(result: RunResult, out_dir: Path) -> None:
-    """The summary on stdout; the verdict's reasons, and how the run ended, on stderr."""
-    terminal.result(summary_table(result))
-    warn_about(result)
-    terminal.info(f"results in {out_dir}")
-    if result.interrupted:
-        terminal.warning(
-            f"the run was INTERRUPTED ({result.interrupted}): what it measured until then is in {out_dir}, "
-            "marked interrupted"
-        )
-
-
-def _find_max(plan: Plan, options: RunOptions, slo: str | None, errors: str | None, precision: float) -> None:
-    """`--find-max`: checked before any load, then the search; exit 1 when no rate met the SLO."""
-    from ..coordinator.find_max import Step, check_searchable, find_max, parse_slo
-
-    if slo is None:
-        raise UsageError("--find-max: give the objective to meet, e.g. --slo 'p99<50ms'")
-    objective = parse_slo(slo, errors)
-    check_searchable(plan, precision)
-    terminal.info(f"find-max {options.run_id}: {objective.describe()}, from {describe_plan(plan)}")
-
-    def show(step: Step) -> None:
-        terminal.info(
-            f"  {step.rate:10.1f} req/s  p{objective.percentile:g} {step.percentile_ms:8.2f} ms  "
-            f"errors {step.error_fraction * 100:6.3f}%  completed {step.completed_fraction * 100:5.1f}%  "
-            + ("pass" if step.passed else "FAIL")
-        )
-
-    knee = find_max(plan, options, objective, precision=precision, on_step=show)
-    if not knee.rate:
-        terminal.warning(f"no rate met {objective.describe()} (the lowest tried failed)")
-        raise typer.Exit(1)
-    bracket = (
-        f"the knee in [{knee.rate:.1f}, {knee.failing_rate:.1f}) req/s"
-        if knee.failing_rate
-        else "no higher rate was found failing"
-    )
-    terminal.result(
-        f"max rate {knee.rate:.1f} req/s meeting {objective.describe()} ({bracket}); steps in {options.out_dir}"
-    )
-
-
 def checkpoint_s(text: str | None) -> float:
     """`--checkpoint` in seconds (0: none)."""
     from ..scenarios.durations import parse_duration_s
 
     return parse_duration_s(text, option="--checkpoint") if text is not None else 0.0
-
-
-def warn_about(result: RunResult) -> None:
-    """The run's validity reasons and verdict, and any mesh memory that kept growing, as warnings."""
-    for reason in result.validity:
-        terminal.warning(reason)
-    if not result.valid:
-        terminal.warning("the run is INVALID: its figures cannot be trusted as a measurement (see above)")
-    elif result.degraded:
-        terminal.warning("the run is DEGRADED: it measured less load or fewer workers than planned")
-    for trend in result.trends:
-        if trend.flagged:
-            terminal.warning(trend.describe())
-
-
-def exit_code_for(result: RunResult, *, strict: bool) -> int:
-    """128 + the signal's number for an interrupted run (130 SIGINT, 143 SIGTERM); 0 for a valid run;
-    1 for an invalid or degraded one when `--strict` was given (else 0)."""
-    if result.interrupted:
-        return 128 + signal.Signals[result.interrupted].value
-    return 1 if strict and (not result.valid or result.degraded) else 0
-
-
-def _testbed_in_force(function: str, settings: list[str]) -> tuple[LocalTestbedMesh, str]:
-    """Start the local testbed if needed and put `function` in force; its mesh adapter and ingress."""
-    from ..coordinator.mesh.local import LocalTestbedMesh
-    from .testbed_cmd import settings_from_pairs
-
-    mesh = LocalTestbedMesh()
-    if function not in mesh.functions():
-        raise UsageError(f"--testbed: {function!r} is not a testbed function; use one of {', '.join(mesh.functions())}")
-    params = settings_from_pairs(settings)
-    terminal.info(f"testbed: putting {function} in force")
-    mesh.apply(function, params)
-    return mesh, mesh.ingress_url
-
-
-@dataclass
-class ClusterRun:
-    """A run against a mesh in a cluster: its function applied before, removed after."""
-
-    mesh: KubernetesMesh
-    function: str
-    params: dict[str, str]
-
-    def execute(self, plan: Plan, options: RunOptions) -> RunResult:
-        from ..coordinator.run import execute_run
-
-        in_force = self.mesh.apply(self.function, self.params)
-        terminal.info(_in_force_line(in_force))
-        options.mesh = self.mesh
-        try:
-            return execute_run(plan, options)
-        finally:
-            self.mesh.remove()
-            terminal.info(f"{self.mesh.name}: {self.function} removed from namespace {self.mesh.namespace}")
-
-
-def _cluster_mesh(
-    mesh: str, function: str, settings: list[str], namespace: str, ingress: str | None, kubeconfig: str | None
-) -> ClusterRun:
-    """The mesh in the cluster and the function's parameters, checked before anything is applied."""
-    from ..coordinator.mesh import KubernetesMesh
-    from ..errors import FunctionNotSupported
-    from .testbed_cmd import settings_from_pairs
-
-    if not ingress:
-        raise UsageError(f"--mesh {mesh}: give the URL of its ingress gateway in front of BookInfo (--ingress URL)")
-    params = settings_from_pairs(settings)
-    cluster_mesh = KubernetesMesh(mesh, namespace=namespace, kubeconfig=kubeconfig, ingress_url=ingress)
-    support = cluster_mesh.support(function, params)  # an unknown function or a bad parameter: UsageError
-    if not support.applicable:
-        raise FunctionNotSupported(support)
-    return ClusterRun(cluster_mesh, function, params)
-
-
-def _in_force_line(in_force: InForce) -> str:
-    line = f"{in_force.function} in force after {in_force.waited_s:.1f}s"
-    if in_force.confirmed:
-        line += f" (confirmed: {', '.join(in_force.confirmed)})"
-    if in_force.unconfirmed:
-        line += f"; applied, no status to confirm: {', '.join(in_force.unconfirmed)}"
-    return line
-
-
-def build_plan(
-    *,
-    url: str | None,
-    scenario: str | None,
-    rate: float | None,
-    concurrency: int | None,
-    duration: str | None,
-    warmup: str | None,
-    connections: int | None,
-    arrival: Arrival | None,
-    method: str | None,
-    headers: list[str],
-    body: str | None,
-    timeout: str | None,
-    labels: list[str],
-    base_url: str | None = None,
-    http2: bool | None = None,
-    streams: int | None = None,
-    proto: list[str] | None = None,
-    import_paths: list[str] | None = None,
-    tls_verify: bool | None = None,
-    ca_file: str | None = None,
-    locustfile: str | None = None,
-) -> Plan:
-    """The run's plan from a URL and options, or from a scenario file with the options as overrides
-    (a URL given with a scenario is the base of the scenario's relative paths)."""
-    from ..scenarios.durations import parse_duration_s
-    from ..scenarios.options import plan_from_options
-
-    def seconds(text: str | None, option: str) -> float | None:
-        return parse_duration_s(text, option=option) if text is not None else None
-
-    return plan_from_options(
-        url,
-        scenario,
-        rate=rate,
-        concurrency=concurrency,
-        duration_s=seconds(duration, "--duration"),
-        warmup_s=seconds(warmup, "--warmup"),
-        arrival=arrival,
-        connections=connections,
-        method=method,
-        headers=headers,
-        body=body,
-        timeout_s=seconds(timeout, "--timeout"),
-        labels=labels,
-        base_url=base_url,
-        http2=http2,
-        streams=streams,
-        proto=proto,
-        import_paths=import_paths,
-        tls_verify=tls_verify,
-        ca_file=ca_file,
-        locustfile=locustfile,
-    )
-
-
-def check_locustfile(plan: Plan) -> None:
-    """Load the plan's locustfile the way a worker does, before anything starts: a file that does not
-    import, or holds no User class, is one UsageError line (what, where, what to do)."""
-    from ..errors import PlanError
-    from ..worker.engine_process import check_before_load
-
-    try:
-        check_before_load(plan)
-    except PlanError as exc:
-        raise UsageError(f"--locustfile: {exc}") from exc
-
-
-def describe_plan(plan: Plan) -> str:
-    from ..scenarios.plan import OpenLoop
-
-    load = plan.load
-    unit, clients = ("tasks/s", "users") if plan.locust is not None else ("req/s", "clients")
-    if isinstance(load, OpenLoop):
-        what = f"{load.rate:g} {unit} {load.arrival}" + (f", {len(load.stages)} stages" if load.stages else "")
-    else:
-        what = f"{load.concurrency} {clients}"
-    warm = f" after {plan.warmup_s:g}s warm-up" if plan.warmup_s else ""
-    if plan.locust is not None:
-        users = f", {plan.max_connections} users/worker" if isinstance(load, OpenLoop) else ""
-        warm += f" from the users of {plan.locust.file}{users}"
-    elif plan.multiplexed:
-        warm += f" over {'gRPC' if plan.protocol == 'grpc' else 'HTTP/2'}, {plan.max_connections} connection(s)/worker"
-    return f"{what} for {plan.duration_s:g}s{warm} to {plan.targets[0].url}" + (
-        f" (+{len(plan.targets) - 1} more targets)" if len(plan.targets) > 1 else ""
-    )
-
-
-def summary_table(result: RunResult) -> str:
-    """A short plain-text summary: totals, latency percentiles, per-worker lines."""
-    percentiles = result.corrected.percentiles_ms()
-    uncorrected = result.uncorrected.percentiles_ms()
-    lines = [
-        f"requests  {result.completed:,} completed, {result.sent:,} sent, {result.error_count:,} errors"
-        + (f", {result.missed:,} never sent" if result.missed else ""),
-        f"rate      {result.actual_rps:,.1f} req/s over {result.measured_s:.1f}s",
-        "latency   " + "  ".join(f"p{key} {value:.2f}" for key, value in percentiles.items()) + "  ms (corrected)",
-        "          " + "  ".join(f"p{key} {value:.2f}" for key, value in uncorrected.items()) + "  ms (uncorrected)",
-    ]
-    if result.connects:
-        lines.append(
-            f"connect   {result.connects:,} connections opened, set-up mean {result.connect_ms_mean:.2f} ms, "
-            f"max {result.connect_ms_max:.2f} ms (the target's cost, apart from the schedule lag)"
-        )
-    if result.status_codes:
-        lines.append("status    " + "  ".join(f"{code}: {count:,}" for code, count in result.status_codes.items()))
-    if result.errors:
-        lines.append("errors    " + "  ".join(f"{kind}: {count:,}" for kind, count in result.errors.items()))
-    failures = sum(part.failures for part in result.by_name.values())
-    if failures:
-        lines.append(f"failures  {failures:,} (the locustfile's own verdicts: failed checks; per name in report.html)")
-    for worker in result.workers:
-        lost = "  LOST" if worker.lost else ""
-        lines.append(
-            f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s, "
-            f"clock offset {worker.clock_offset_ms:+.2f} ms{lost}"
-        )
-    for service, counts in (result.mesh.replicas if result.mesh is not None else {}).items():
-        total = sum(counts.values())
-        shares = "  ".join(f"{name}: {count:,} ({100 * count / total:.1f}%)" for name, count in counts.items())
-        lines.append(f"replicas  {service}: {shares}")
-    lines.append(f"valid     {'yes' if result.valid else 'NO'}" + ("  (degraded)" if result.degraded else ""))
-    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import platform
 import socket
+from collections.abc import Container
 from importlib.metadata import PackageNotFoundError, version
 
 import redis
+
+from ..pipeline import wire
 
 
 def _version_of(package: str) -> str:
@@ -54,3 +57,18 @@ def describe_environment(
     if worker_nodes:
         environment["worker_nodes"] = dict(sorted(worker_nodes.items()))
     return environment
+
+
+def worker_places(client: redis.Redis, worker_ids: Container[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each of the run's workers' host, and its Kubernetes node where it has one (read from the fleet's
+    registry, while every worker is registered)."""
+    hosts: dict[str, str] = {}
+    nodes: dict[str, str] = {}
+    for raw_id, raw_info in client.hgetall(wire.fleet_key()).items():
+        worker_id = wire.reply_text(raw_id)
+        if worker_id in worker_ids:
+            info = wire.decode_worker_info(raw_info)
+            hosts[worker_id] = info.host
+            if info.node:
+                nodes[worker_id] = info.node
+    return hosts, nodes

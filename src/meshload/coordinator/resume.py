@@ -21,7 +21,8 @@ from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
 from .live import LiveView
 from .placement import Workers
-from .run import RunConnection, RunOptions, clear_run_keys, coordinate
+from .run import RunConnection, RunOptions, coordinate
+from .run_keys import clear_run_keys
 
 
 def resume_run(

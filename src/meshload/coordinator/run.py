@@ -1,11 +1,6 @@
-"""One run, coordinated through Redis: get Redis and workers, hand each worker its share and one
-common start instant, collect and merge the interval records, watch the workers' heartbeats, sample
-the mesh over the measured window, and write the reports.
-
-The coordinator is one thread with one loop: every turn it reads the records stream (blocking a
-little), and every heartbeat interval it refreshes its own key and looks at the workers' heartbeats.
-A worker is lost when its heartbeat has not moved for `HEARTBEAT_LIVENESS_S` while Redis answered;
-time during which the coordinator itself could not reach Redis does not count against anyone.
+"""One run, coordinated through Redis: get Redis and workers, then coordinate the run (`run_loop.py`:
+hand each worker its share and one common start instant, collect and merge the interval records,
+watch the workers' heartbeats, sample the mesh over the measured window), and write the reports.
 
 On an external Redis a run is detached: its workers go on without the coordinator, and the run's
 `wire.ResumeInfo` lets `meshload resume` (`resume.py`) reattach the same loop to it (`coordinate` with
@@ -15,12 +10,10 @@ the run (`checkpoints.py`), marked partial.
 
 from __future__ import annotations
 
-import logging
 import shutil
-import time
 import uuid
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -30,62 +23,20 @@ import redis
 from .. import interrupts
 from ..errors import RunError, UsageError
 from ..pipeline import wire
-from ..pipeline.collector import StreamCollector
-from ..results.aggregate import RunAggregator
-from ..results.hlog import IntervalLogSpool
 from ..results.run_result import RunResult
-from ..results.trends import run_trends
 from ..scenarios.plan import Plan
-from ..scenarios.schedule import split_plan
-from .checkpoints import Checkpoints
-from .environment import describe_environment
 from .live import LiveView
 from .local_workers import check_local_worker_count
 from .mesh.base import MeshAdapter
-from .mesh_sampling import MeshSampling
 from .placement import Placement, Workers, place_workers
 from .redis_server import PrivateRedis
 from .run_folders import create_run_folder, reap_leftovers
+from .run_keys import clear_run_keys
+from .run_loop import Coordinator
 
 if TYPE_CHECKING:
     from .k8s_placement import KubernetesFleet
     from .mesh.prometheus import PrometheusSource
-
-log = logging.getLogger(__name__)
-
-#: The common start instant lies this far after the assignments are sent (plus a little per worker),
-#: so every worker has its assignment, its clock offset and its connections before it.
-START_LEAD_S = 1.0
-START_LEAD_PER_WORKER_S = 0.02
-#: How long workers have to answer their assignment (they check it and measure their clock offset).
-ANSWER_TIMEOUT_S = 15.0
-ANSWER_POLL_S = 0.01
-# After a first refusal, how long to wait for the other workers' answers so that one line names them all.
-REFUSAL_GRACE_S = 3.0
-#: How long one read of the records stream blocks.
-READ_BLOCK_MS = 200
-#: After the planned end, workers get the request timeout plus this long to send their final record.
-FINISH_GRACE_S = 10.0
-#: The coordinator gives up when it cannot reach Redis for this long.
-REDIS_OUTAGE_LIMIT_S = 30.0
-#: A gap this long between two successful heartbeat checks means the coordinator could not look:
-#: everyone's silence is forgiven for that gap.
-LOOK_GAP_S = 1.0
-#: How often pending entries of dead consumers are claimed.
-CLAIM_EVERY_S = 5.0
-#: Live figures are recomputed this often (a snapshot costs two percentile passes).
-LIVE_EVERY_S = 0.5
-#: How long the stop key stays, so stragglers of an aborted run still see it.
-STOP_KEY_TTL_MS = 60_000
-#: The interval log's spool in the run's folder, while the run goes on.
-LOG_SPOOL_FILE = ".histograms.hlog.spool"
-#: After an abort, records still arriving are collected for this long.
-ABORT_DRAIN_S = 1.0
-#: After SIGINT/SIGTERM, stopped workers get this long (beyond the request timeout, up to the cap) to
-#: deliver what they measured before the reports are written without them.
-INTERRUPT_DRAIN_S = 2.0
-INTERRUPT_DRAIN_CAP_S = 8.0
-
 
 #: What the coordinator does when a worker is lost: go on with the others (the run is degraded), or
 #: stop every worker and fail the run.
@@ -209,7 +160,7 @@ def coordinate(
 ) -> RunResult:
     """Coordinate the run (from its start, or reattached to it: `resume`), write its reports and keep
     them in Redis; RunError when it was aborted."""
-    coordinator = _Coordinator(plan, options, connection, workers, live, resume=resume)
+    coordinator = Coordinator(plan, options, connection, workers, live, resume=resume)
     if coordinator.aggregator.log_spool is not None:
         stack.callback(coordinator.aggregator.log_spool.close)
     start_mono_s = coordinator.start()
@@ -232,18 +183,6 @@ def coordinate(
     return result
 
 
-def _log_spool(out_dir: Path | None) -> IntervalLogSpool | None:
-    """The interval log of a run with a folder goes to disk as records arrive (flat memory on a long
-    run); a spool left by a coordinator that died is started afresh by `meshload resume`."""
-    if out_dir is None:
-        return None
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return IntervalLogSpool(out_dir / LOG_SPOOL_FILE)
-    except OSError as exc:
-        raise UsageError(f"--out {out_dir}: cannot write there ({exc.strerror}); choose another folder") from exc
-
-
 def described_by_reflection(plan: Plan) -> Plan:
     """A gRPC plan that leaves its methods to server reflection, described now (once, for every
     worker): a server without reflection or a message that does not fit is one line before any load."""
@@ -252,375 +191,3 @@ def described_by_reflection(plan: Plan) -> Plan:
     from ..worker.engines.grpc_reflection import with_reflected_descriptors
 
     return with_reflected_descriptors(plan)
-
-
-def clear_run_keys(client: redis.Redis, keys: wire.RunKeys) -> None:
-    try:
-        pipe = client.pipeline(transaction=False)
-        # The stop key stays a while: a straggler (lost, then back) stops instead of sending on.
-        pipe.set(keys.stop, b"1", px=STOP_KEY_TTL_MS)
-        pipe.delete(keys.records, keys.beats, keys.coordinator, keys.answers, keys.resume)
-        pipe.execute()
-    except wire.TRANSIENT_ERRORS:
-        log.warning("could not remove the keys of run %s from Redis", keys.run_id)
-
-
-@dataclass
-class _Liveness:
-    """What the coordinator knows about one worker's heartbeat."""
-
-    last_beat: int = -1
-    last_change_s: float = field(default_factory=time.monotonic)
-    clock_offset_ms: float = 0.0
-
-
-class _Coordinator:
-    def __init__(
-        self,
-        plan: Plan,
-        options: RunOptions,
-        connection: RunConnection,
-        workers: Workers,
-        live: LiveView,
-        *,
-        resume: wire.ResumeInfo | None = None,
-    ) -> None:
-        self.plan = plan
-        self.options = options
-        self.run_id = run_id = connection.run_id
-        self.client = connection.client
-        self.redis_url = connection.redis_url
-        self.keys = keys = connection.keys
-        self.resume = resume
-        self.workers = workers
-        self.live = live
-        self.aggregator = RunAggregator(plan, run_id, log_spool=_log_spool(options.out_dir))
-        self.aggregator.expect_workers(list(workers.ids))
-        # The same consumer name when resumed: the dead coordinator's pending list is read first.
-        self.collector = StreamCollector(self.client, keys, consumer=f"coordinator-{run_id}")
-        self.checkpoints = Checkpoints(options.out_dir, options.checkpoint_s)
-        self.liveness = {worker_id: _Liveness() for worker_id in workers.ids}
-        self.lost: set[str] = set()
-        self.aborted_reason = ""
-        self.interrupted_by = ""  # the stop signal's name (SIGINT, SIGTERM) when one ended the run
-        self.duplicates = 0
-        self._mesh_sampling: MeshSampling | None = None
-        self._hosts: dict[str, str] = {}
-        self._nodes: dict[str, str] = {}
-        self._last_look_s = time.monotonic()
-        self._unreachable_since: float | None = None
-
-    # -- the run -----------------------------------------------------------------------------
-
-    def run(self) -> RunResult:
-        """The whole run, start to last record (a stop signal is not deferred here: see `coordinate`)."""
-        return self.collect(self.start())
-
-    def start(self) -> float:
-        """Start the run (hand out the shares), or reattach to it; its start instant as a local
-        monotonic second."""
-        self.collector.ensure_group()
-        self._refresh_coordinator_key()
-        self._hosts, self._nodes = self._worker_places()  # now, while every worker is registered
-        if self.resume is None:
-            start_redis_us = self._assign()
-            if self.options.redis_url is not None:
-                self._publish_resume_info(start_redis_us)
-        else:
-            start_redis_us = self.resume.start_redis_us
-            self._replay()
-        own_offset_ms = wire.measure_clock_offset_ms(self.client)
-        return wire.local_monotonic_ns_of(start_redis_us, own_offset_ms) / 1e9
-
-    def collect(self, start_mono_s: float) -> RunResult:
-        """Collect and merge until every worker finished (or was lost, or a stop signal came)."""
-        measured_start_s = start_mono_s + self.plan.warmup_s
-        measured_end_s = start_mono_s + self.plan.total_s
-        deadline_s = measured_end_s + self.plan.timeout_s + FINISH_GRACE_S
-        if self.resume is not None:
-            # Reattached late (after the planned end): the workers' last records still get their time.
-            deadline_s = max(deadline_s, time.monotonic() + self.plan.timeout_s + FINISH_GRACE_S)
-        self._mesh_sampling = MeshSampling(
-            self.options.mesh,
-            run_start_s=start_mono_s,
-            measured_start_s=measured_start_s,
-            measured_end_s=measured_end_s,
-            prometheus=self.options.prometheus,
-        )
-        next_look_s = time.monotonic()
-        next_claim_s = time.monotonic() + CLAIM_EVERY_S
-        next_live_s = time.monotonic()
-        try:
-            while not self._all_accounted_for():
-                signum = interrupts.take()
-                if signum is not None:
-                    self._interrupt(signum)
-                    break
-                now = time.monotonic()
-                self._mesh_sampling.tick(now)
-                if now > deadline_s:
-                    for worker_id in self._unfinished():
-                        self._mark_lost(worker_id, "did not finish in time")
-                    break
-                try:
-                    if now >= next_look_s:
-                        next_look_s = now + wire.HEARTBEAT_INTERVAL_S
-                        self._refresh_coordinator_key()
-                        self._look_at_heartbeats()
-                    if now >= next_claim_s:
-                        next_claim_s = now + CLAIM_EVERY_S
-                        self._merge(self.collector.claim_idle().records)
-                    self._merge(self.collector.collect(READ_BLOCK_MS).records)
-                    self._reachable_again()
-                except wire.TRANSIENT_ERRORS as exc:
-                    self._unreachable(exc)
-                    continue
-                if now >= next_live_s:
-                    next_live_s = now + LIVE_EVERY_S
-                    summaries = self.aggregator.live_summaries() if self.live.wants_summaries else None
-                    self.live.update(self.aggregator.snapshot(), summaries)
-                if self.checkpoints.due(now):
-                    self.checkpoints.write(self._result(partial=True))
-                if self.lost and self.options.on_worker_loss == "abort":
-                    self._abort()
-                    break
-        finally:
-            self._mesh_sampling.stop()
-        return self._result()
-
-    def _result(self, *, partial: bool = False) -> RunResult:
-        sampling = self._mesh_sampling
-        result = self.aggregator.result(
-            mesh=sampling.usage if sampling is not None else None,
-            environment=self._environment(),
-            streams_lost=self.collector.streams_lost,
-            malformed_records=self.collector.malformed,
-            interrupted=self.interrupted_by,
-        )
-        if partial:
-            result.partial = True
-            result.validity.append(
-                f"partial: a checkpoint written {result.measured_s:.0f}s into the measured "
-                f"{self.plan.duration_s:g}s, while the run was still going"
-            )
-        if sampling is not None:
-            result.mesh_minutes = list(sampling.minutes)
-        result.trends = run_trends(result.minutes, result.mesh_minutes)
-        if self.resume is not None:
-            result.environment["resumed"] = True
-            # The stream keeps STREAM_MAXLEN entries: resumed too late, the oldest were trimmed away.
-            for worker_id, missing in sorted(self.aggregator.missing_records().items()):
-                result.degraded = True
-                result.validity.append(f"worker {worker_id}: {missing} records never reached the report")
-        return result
-
-    def _publish_resume_info(self, start_redis_us: int) -> None:
-        """What `meshload resume` needs, should this coordinator die (the workers go on without it)."""
-        info = wire.ResumeInfo(
-            run_id=self.run_id,
-            plan_json=self.plan.model_dump_json(),
-            worker_ids=list(self.workers.ids),
-            start_redis_us=start_redis_us,
-            out_dir=str(self.options.out_dir.resolve()) if self.options.out_dir is not None else "",
-            checkpoint_s=self.options.checkpoint_s,
-            results_ttl_s=self.options.results_ttl_s,
-        )
-        self.client.set(self.keys.resume, wire.encode(info))
-
-    def _replay(self) -> None:
-        """Reattached: merge every record already in the stream (the dead coordinator's went with it)."""
-        for batch in self.collector.replay():
-            self._merge(batch.records)
-        self.live.note(f"reattached to run {self.run_id}: {self.aggregator.snapshot().completed:,} responses so far")
-
-    def _assign(self) -> int:
-        """Hand every worker its share; once all accepted, the common start instant (Redis server
-        clock, Unix microseconds). A refusal ends the run here, before anyone sent anything."""
-        shares = split_plan(self.plan, len(self.workers.ids))
-        plan_json = self.plan.model_dump_json()
-        pipe = self.client.pipeline(transaction=False)
-        for worker_id, share in zip(self.workers.ids, shares, strict=False):
-            assignment = wire.Assignment(
-                run_id=self.run_id,
-                plan_json=plan_json,
-                index=share.index,
-                count=share.count,
-                detached=self.options.redis_url is not None,  # an external Redis outlives this process
-            )
-            pipe.rpush(wire.assignment_key(worker_id), wire.encode(assignment))
-        pipe.execute()
-        self._await_answers()
-        lead_s = START_LEAD_S + START_LEAD_PER_WORKER_S * len(shares)
-        redis_now_us = wire.redis_time_us(self.client)
-        start_redis_us = redis_now_us + int(lead_s * 1_000_000)
-        start = wire.encode(wire.Start(run_id=self.run_id, start_redis_us=start_redis_us))
-        pipe = self.client.pipeline(transaction=False)
-        for worker_id in self.workers.ids:
-            pipe.rpush(wire.assignment_key(worker_id), start)
-        pipe.execute()
-        now = time.monotonic()
-        for liveness in self.liveness.values():
-            liveness.last_change_s = now
-        return start_redis_us
-
-    def _await_answers(self) -> None:
-        """Wait until every worker answered its assignment; RunError if one refused or stayed silent."""
-        deadline = time.monotonic() + ANSWER_TIMEOUT_S
-        refusal_grace_until: float | None = None
-        while True:
-            answers = {
-                wire.reply_text(raw_id): wire.decode_answer(raw)
-                for raw_id, raw in self.client.hgetall(self.keys.answers).items()
-            }
-            refused = {w: a.reason for w, a in sorted(answers.items()) if not a.accepted and w in self.liveness}
-            silent = [w for w in self.workers.ids if w not in answers]
-            exited = [w for w in silent if self.workers.exited(w)]
-            if refused or exited or (silent and time.monotonic() > deadline):
-                # The workers that accepted drop their share: nothing is sent by anyone.
-                self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
-            if refused:
-                # The other workers' answers are moments away: wait briefly so that every refusal is
-                # named in the one line, not just the first to arrive.
-                if refusal_grace_until is None:
-                    refusal_grace_until = time.monotonic() + REFUSAL_GRACE_S
-                if not (silent and not exited and time.monotonic() < refusal_grace_until):
-                    lines = [f"worker {worker} refused the run: {reason}" for worker, reason in refused.items()]
-                    raise RunError("; ".join(lines))
-            elif exited:
-                raise RunError(
-                    f"local worker {exited[0]} exited before the run: {self.workers.last_log_line(exited[0])}"
-                )
-            if not silent:
-                return
-            if time.monotonic() > deadline:
-                raise RunError(
-                    f"worker {silent[0]} did not answer its assignment within {ANSWER_TIMEOUT_S:g}s; is it overloaded?"
-                )
-            self._refresh_coordinator_key()
-            time.sleep(ANSWER_POLL_S)
-
-    def _merge(self, records: list) -> None:
-        for record in records:
-            if not self.aggregator.add(record):
-                self.duplicates += 1
-            else:
-                self.live.record(record)
-            if record.worker_id in self.lost and not self.aborted_reason:
-                # Counted lost while silent (paused, starved), yet it is back: wait for its final record.
-                self.lost.discard(record.worker_id)
-                self.aggregator.mark_returned(record.worker_id)
-                self.live.note(f"worker {record.worker_id} is back; its records are counted")
-            liveness = self.liveness.get(record.worker_id)
-            if liveness is not None:
-                liveness.last_change_s = time.monotonic()  # a record is as good as a heartbeat
-
-    # -- workers -----------------------------------------------------------------------------
-
-    def _unfinished(self) -> list[str]:
-        finished = self.aggregator.finished_workers
-        return [w for w in self.workers.ids if w not in finished and w not in self.lost]
-
-    def _all_accounted_for(self) -> bool:
-        return not self._unfinished()
-
-    def _refresh_coordinator_key(self) -> None:
-        self.client.set(self.keys.coordinator, b"1", px=wire.COORDINATOR_TTL_MS)
-
-    def _look_at_heartbeats(self) -> None:
-        beats = self.client.hgetall(self.keys.beats)
-        now = time.monotonic()
-        if now - self._last_look_s > LOOK_GAP_S:
-            # We could not look for a while (Redis paused, or this process was): nobody's fault.
-            for liveness in self.liveness.values():
-                liveness.last_change_s = now
-        self._last_look_s = now
-        for raw_id, raw_beat in beats.items():
-            beating = self.liveness.get(wire.reply_text(raw_id))
-            if beating is None:
-                continue
-            beat = wire.decode_run_beat(raw_beat)
-            if beat.beat != beating.last_beat:
-                beating.last_beat = beat.beat
-                beating.last_change_s = now
-                beating.clock_offset_ms = beat.clock_offset_ms
-        for worker_id in self._unfinished():
-            silent_s = now - self.liveness[worker_id].last_change_s
-            if silent_s > wire.HEARTBEAT_LIVENESS_S:
-                self._mark_lost(worker_id, f"silent for {silent_s:.1f}s")
-            elif self.workers.exited(worker_id) and silent_s > wire.HEARTBEAT_INTERVAL_S * 2:
-                self._mark_lost(worker_id, f"its process exited: {self.workers.last_log_line(worker_id)}")
-
-    def _mark_lost(self, worker_id: str, why: str) -> None:
-        if worker_id in self.lost:
-            return
-        self.lost.add(worker_id)
-        self.aggregator.mark_lost(worker_id, why)
-        self.live.note(f"worker {worker_id} lost ({why}); its records so far are kept")
-
-    def _abort(self) -> None:
-        lost = ", ".join(sorted(self.lost))
-        self.aborted_reason = f"worker {lost} lost"
-        try:
-            self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
-            drain_until = time.monotonic() + ABORT_DRAIN_S
-            while time.monotonic() < drain_until and self._unfinished():
-                self._merge(self.collector.collect(READ_BLOCK_MS).records)
-        except wire.TRANSIENT_ERRORS as exc:
-            log.warning("Redis unreachable while aborting: %s", exc)
-
-    def _interrupt(self, signum: int) -> None:
-        """Stop every worker and collect what they measured until then (a bounded while)."""
-        self.interrupted_by = interrupts.signal_name(signum)
-        self.live.note(f"{self.interrupted_by}: stopping the workers and collecting what they measured")
-        drain_s = min(self.plan.timeout_s + INTERRUPT_DRAIN_S, INTERRUPT_DRAIN_CAP_S)
-        try:
-            self.client.set(self.keys.stop, b"1", px=STOP_KEY_TTL_MS)
-            drain_until = time.monotonic() + drain_s
-            while time.monotonic() < drain_until and self._unfinished():
-                self._merge(self.collector.collect(READ_BLOCK_MS).records)
-        except wire.TRANSIENT_ERRORS as exc:
-            log.warning("Redis unreachable while stopping on %s: %s", self.interrupted_by, exc)
-
-    # -- Redis outages -----------------------------------------------------------------------
-
-    def _unreachable(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if self._unreachable_since is None:
-            self._unreachable_since = now
-            self.live.note(f"Redis unreachable ({exc}); waiting for it")
-        elif now - self._unreachable_since > REDIS_OUTAGE_LIMIT_S:
-            raise RunError(
-                f"Redis at {wire.redacted(self.redis_url)} was unreachable for {REDIS_OUTAGE_LIMIT_S:g}s; "
-                "the run cannot be collected"
-            ) from exc
-        self.collector.forget_progress()
-        time.sleep(0.1)
-
-    def _reachable_again(self) -> None:
-        if self._unreachable_since is not None:
-            self._unreachable_since = None
-            self.live.note("Redis reachable again")
-
-    # -- where the workers run ----------------------------------------------------------------
-
-    def _worker_places(self) -> tuple[dict[str, str], dict[str, str]]:
-        """Each worker's host, and its Kubernetes node where it has one."""
-        hosts: dict[str, str] = {}
-        nodes: dict[str, str] = {}
-        for raw_id, raw_info in self.client.hgetall(wire.fleet_key()).items():
-            worker_id = wire.reply_text(raw_id)
-            if worker_id in self.liveness:
-                info = wire.decode_worker_info(raw_info)
-                hosts[worker_id] = info.host
-                if info.node:
-                    nodes[worker_id] = info.node
-        return hosts, nodes
-
-    def _environment(self) -> dict[str, object]:
-        try:
-            environment = describe_environment(self.client, self._hosts, self._nodes)
-        except wire.TRANSIENT_ERRORS:
-            environment = describe_environment(None, self._hosts, self._nodes)
-        environment["duplicate_records"] = self.duplicates
-        environment["malformed_records"] = self.collector.malformed
-        return environment

@@ -47,7 +47,7 @@ CHILD_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {"locust": (("gevent", "lo
 #: The environment variable that names the child's end of the frames pipe.
 CHANNEL_FD_ENV = "MESHLOAD_ENGINE_CHANNEL_FD"
 #: How long a child may take to start and prepare its share: within the time a coordinator gives a
-#: worker to answer its assignment (`coordinator.run.ANSWER_TIMEOUT_S`, 15 s).
+#: worker to answer its assignment (`coordinator.assignment.ANSWER_TIMEOUT_S`, 15 s).
 PREPARE_TIMEOUT_S = 12.0
 #: Beyond the plan's end and its request timeout, how long a child may take to send its outcome.
 FINISH_GRACE_S = 30.0
