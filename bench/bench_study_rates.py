@@ -35,7 +35,7 @@ from pathlib import Path
 from meshload.coordinator.study import StudyOptions
 from meshload.coordinator.study_session import StudySession
 from meshload.errors import MeshloadError
-from meshload.results.compare import CellSummary
+from meshload.results.cell_summary import CellSummary
 from meshload.scenarios.study_file import DEFAULT_STUDY, load_study_plan
 from meshload.scenarios.study_plan import StudyCell, StudyPlan
 

@@ -16,7 +16,7 @@ from tests.support.http_servers import ServerHandle, start_server
 from tests.support.synthetic_runs import START_UNIX_MS, make_plan, synthetic_run
 
 from meshload.history.store import open_store
-from meshload.results.compare import CellSummary
+from meshload.results.cell_summary import CellSummary
 from meshload.results.outputs import write_run_outputs, write_study_outputs
 from meshload.results.study_result import StudyResult
 from meshload.scenarios.study_file import QUICK_STUDY, load_study_plan

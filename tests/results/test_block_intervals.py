@@ -14,7 +14,7 @@ from meshload.results.block_intervals import (
     studentized_bootstrap,
     t_interval,
 )
-from meshload.results.compare import CellSummary
+from meshload.results.cell_summary import CellSummary
 from meshload.results.hierarchical import EmpiricalDistribution, hierarchical_bootstrap, resampled_percentiles
 from meshload.results.method_calibration import CALIBRATED_METRICS, Effect, measure_coverage
 from meshload.results.synthetic_study import MODEL_PROFILES, simulate_studies, synthetic_cells

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from meshload.results.block_intervals import t_interval
-from meshload.results.compare import METRIC_BY_KEY, compare_study, compare_study_paired
+from meshload.results.cell_summary import METRIC_BY_KEY
+from meshload.results.compare import compare_study, compare_study_paired
 from meshload.results.paired import PairedComparison, compare_paired, paired_blocks
 from meshload.results.resolution import (
     blocks_for_half_width,

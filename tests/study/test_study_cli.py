@@ -101,7 +101,7 @@ def test_report_rerenders_a_study_and_prints_where_it_is(
 
 @pytest.fixture
 def study_folder(tmp_path: Path, make_run) -> Path:
-    from meshload.results.compare import CellSummary
+    from meshload.results.cell_summary import CellSummary
     from meshload.results.study_result import StudyResult
     from meshload.scenarios.study_arms import FunctionSpec
     from meshload.scenarios.study_plan import StudyPlan

@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meshload.results.compare import (
-    CellSummary,
-    Comparison,
-    bootstrap_mean_difference,
-    compare_studies,
-    compare_study,
-    interval_note,
-    percentile_deltas,
-    run_metrics,
-)
+from meshload.results.bootstrap import bootstrap_mean_difference, interval_note
+from meshload.results.cell_summary import CellSummary, run_metrics
+from meshload.results.compare import Comparison, compare_studies, compare_study, percentile_deltas
 
 TRIALS = 200
 

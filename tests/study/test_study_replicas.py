@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from meshload.history.records import records_from_study
-from meshload.results.compare import CellSummary
+from meshload.results.cell_summary import CellSummary
 from meshload.results.outputs import write_study_outputs
 from meshload.results.study_html import replica_rows
 from meshload.results.study_json import load_study

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from meshload.results.compare import CellSummary
+from meshload.results.cell_summary import CellSummary
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.run_result import ComponentUsage, MeshUsage, RunResult, TimePoint
 from meshload.results.study_result import StudyResult

@@ -61,7 +61,8 @@ def _kind(folder: Path) -> str:
 def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
     from rich.table import Table
 
-    from ..results.compare import percentile_deltas, run_metrics
+    from ..results.cell_summary import run_metrics
+    from ..results.compare import percentile_deltas
     from ..results.outputs import load_run_result
 
     run_a, run_b = load_run_result(a), load_run_result(b)
@@ -94,7 +95,8 @@ def _compare_runs(a: Path, b: Path, *, as_json: bool) -> None:
 
 
 def _compare_studies(a: Path, b: Path, *, as_json: bool) -> None:
-    from ..results.compare import compare_studies, interval_note
+    from ..results.bootstrap import interval_note
+    from ..results.compare import compare_studies
     from ..results.study_json import load_study
 
     study_a, study_b = load_study(a), load_study(b)

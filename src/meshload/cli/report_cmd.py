@@ -80,7 +80,7 @@ def _report_run(folder: Path, *, as_json: bool) -> None:
 
 
 def _run_summary(result: RunResult) -> dict[str, object]:
-    from ..results.compare import run_metrics
+    from ..results.cell_summary import run_metrics
 
     return {
         "run_id": result.run_id,

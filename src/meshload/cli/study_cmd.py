@@ -30,7 +30,7 @@ from .study_tables import print_study_summary
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
     from ..coordinator.mesh import MeshAdapter
     from ..coordinator.study_timing import StudyProgress
-    from ..results.compare import CellSummary
+    from ..results.cell_summary import CellSummary
     from ..results.study_budget import RoundDecision
     from ..scenarios.study_plan import StudyCell, StudyPlan
 

@@ -128,8 +128,8 @@ def resolution_table(rows: Sequence[ResolutionRow]) -> Table:
     from rich import box
     from rich.table import Table
 
+    from ..results.cell_summary import METRIC_BY_KEY
     from ..results.charts import format_value
-    from ..results.compare import METRIC_BY_KEY
 
     table = Table(
         title="resolution: the smallest change called significant / detected with 80% power, any function",

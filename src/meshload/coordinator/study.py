@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..pipeline.wire import DEFAULT_RESULTS_TTL_S
-from ..results.compare import CellSummary
+from ..results.cell_summary import CellSummary
 from ..results.outputs import write_study_outputs
 from ..results.study_budget import RoundDecision
 from ..results.study_result import StudyResult

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import PlanError, RunError
 from ..interrupts import Interrupted
-from ..results.compare import CellSummary
+from ..results.cell_summary import CellSummary
 from ..scenarios.files import calls_grpc_base
 from ..scenarios.study_plan import StudyCell, StudyPlan, placeholder_base_url
 from ..worker.engine_process import check_before_load

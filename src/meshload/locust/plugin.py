@@ -12,6 +12,9 @@ Its part depends on the runner Locust made:
   options Locust sends with every spawn message; it reads the stream, merges, and when the test stops
   waits for every worker's final record and writes the reports.
 
+How each role starts a test's recording is `run_start.py`; the reports of a finished test,
+`run_reports.py`.
+
 Locust fires `test_stop` on the master before the workers have stopped when it quits (`-t` in
 headless mode), so the master finishes in a greenlet of its own and `quitting` waits for it.
 """
@@ -21,41 +24,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import socket
 import sys
-import tempfile
 import time
-import uuid
-import zlib
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import gevent
 import redis
 from locust import __version__ as locust_version
-from locust.runners import STATE_MISSING, LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from ..errors import MeshloadError
 from ..pipeline import wire
 from ..pipeline.publisher import RecordPublisher
-from ..results.histogram import percentile_key
-from ..results.outputs import write_run_outputs
 from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
 from ..worker.locust_events import ENGINE_MARK
-from ..worker.locust_recording import NodeRecording, Share
-from .collection import RunCollection, StreamReader, locust_plan, locust_reference
-from .open_loop import PACERS
+from .collection import locust_reference
 from .options import MeshloadOptions, add_options
+from .run_reports import FinishedRun, summary_line, write_reports
+from .run_start import RUN_OPTION, RunningTest, run_plan, start_local, start_master, start_worker
 
 log = logging.getLogger("meshload.locust")
 
-#: The open-loop schedule starts this long after the test (whose start is the records' origin), so
-#: the workers have the spawn message, their clock offset and their users before the first planned
-#: instant. `--meshload-warmup` of the same length leaves exactly the schedule in the statistics.
-SCHEDULE_LEAD_S = 1.0
 #: After a test stops, how long the master waits for every worker's final record.
 FINAL_RECORDS_TIMEOUT_S = 15.0
 #: Then how long it waits for Locust's own totals to catch up (they travel in Locust's stats reports).
@@ -64,44 +54,8 @@ LOCUST_STATS_SETTLE_S = 2.0
 PUBLISH_CLOSE_TIMEOUT_S = 10.0
 #: How long `quitting` waits for the work still going on (finishing a test, delivering records).
 QUIT_JOIN_TIMEOUT_S = FINAL_RECORDS_TIMEOUT_S + LOCUST_STATS_SETTLE_S + 10.0
-#: The attribute of Locust's parsed options through which the master tells the workers about a test.
-RUN_OPTION = "meshload_run"
 #: Live figures for the web UI are recomputed at most this often.
 LIVE_EVERY_S = 1.0
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-def worker_id_of(index: int) -> str:
-    return f"locust-{index}"
-
-
-@dataclass
-class FinishedRun:
-    """The last test's merged result and where its reports are."""
-
-    run_id: str
-    result: RunResult
-    folder: Path | None
-    files: dict[str, Path] = field(default_factory=dict)
-    temporary: bool = False
-
-
-@dataclass
-class _Test:
-    """The test in progress, as this process sees it."""
-
-    run_id: str
-    start_ns: int
-    options: MeshloadOptions
-    collection: RunCollection | None = None  # local and master
-    reader: StreamReader | None = None  # master
-    node: NodeRecording | None = None  # local and worker
-    publisher: RecordPublisher | None = None  # worker
-    worker_hosts: dict[str, str] = field(default_factory=dict)
-    stopping_ns: int = 0  # when the test began to stop (monotonic), 0 while it runs
 
 
 class MeshloadPlugin:
@@ -111,7 +65,7 @@ class MeshloadPlugin:
         self.environment = environment
         self.runner = runner
         self.options = MeshloadOptions.read(environment.parsed_options)
-        self.test: _Test | None = None
+        self.test: RunningTest | None = None
         self.finishing = False
         self.last: FinishedRun | None = None
         self.peak_users = 0
@@ -228,38 +182,10 @@ class MeshloadPlugin:
         self.redis_url = url
         self._client = wire.open_redis(url)
 
-    def _start_master(self, options: MeshloadOptions) -> _Test:
-        run_id = new_run_id()
-        client = self._client
-        offset_ms = wire.measure_clock_offset_ms(client)
-        start_redis_us = wire.redis_time_us(client)
-        start_ns = wire.local_monotonic_ns_of(start_redis_us, offset_ms)
-        workers = sorted(c.id for c in self.runner.clients.values() if c.state != STATE_MISSING)
-        shares = {client_id: index for index, client_id in enumerate(workers)}
-        worker_ids = {client_id: worker_id_of(self.runner.get_worker_index(client_id)) for client_id in workers}
-        setattr(
-            self.environment.parsed_options,
-            RUN_OPTION,
-            {
-                "run_id": run_id,
-                "redis_url": self.redis_url,
-                "start_redis_us": start_redis_us,
-                "schedule_lead_s": SCHEDULE_LEAD_S,
-                "shares": shares,
-                "share_count": len(shares),
-                "warmup_s": options.warmup_s,
-                "seed": _seed(run_id),
-            },
-        )
-        collection = RunCollection(self._plan(options, 0.0), run_id, start_ns, list(worker_ids.values()))
-        test = _Test(run_id=run_id, start_ns=start_ns, options=options, collection=collection)
-        test.worker_hosts = {worker_ids[c]: c.rsplit("_", 1)[0] for c in workers}
-        test.reader = StreamReader(self.redis_url, wire.RunKeys(run_id), collection)
-        where = wire.redacted(self.redis_url)
-        log.info("meshload: test %s, %d worker(s), records through %s", run_id, len(workers), where)
-        return test
+    def _start_master(self, options: MeshloadOptions) -> RunningTest:
+        return start_master(self.environment, self.runner, self._client, self.redis_url, options)
 
-    def _finish_master(self, test: _Test, stop_ns: int) -> None:
+    def _finish_master(self, test: RunningTest, stop_ns: int) -> None:
         collection, reader = test.collection, test.reader
         assert collection is not None and reader is not None
         try:
@@ -281,48 +207,14 @@ class MeshloadPlugin:
 
     # -- worker ------------------------------------------------------------------------------------
 
-    def _start_worker(self, options: MeshloadOptions) -> _Test | None:
+    def _start_worker(self, options: MeshloadOptions) -> RunningTest | None:
         info = getattr(self.environment.parsed_options, RUN_OPTION, None)
         if not isinstance(info, dict):
             if not self._warned_no_run:
                 log.warning("meshload: the master does not run the meshload plugin; this worker records nothing")
                 self._warned_no_run = True
             return None
-        run_id, url = str(info["run_id"]), str(info["redis_url"])
-        offset_ms = 0.0
-        try:
-            client = wire.open_redis(url)
-            try:
-                offset_ms = wire.measure_clock_offset_ms(client)
-            finally:
-                client.close()
-        except MeshloadError as exc:
-            log.error(
-                "meshload: %s; this worker's records cannot reach the master (start the master with "
-                "--meshload-redis URL reachable from every worker)",
-                exc,
-            )
-        start_ns = wire.local_monotonic_ns_of(int(info["start_redis_us"]), offset_ms)
-        share_index = info["shares"].get(self.runner.client_id)
-        share = Share(int(share_index), int(info["share_count"])) if share_index is not None else None
-        if share is None and PACERS:
-            log.warning("meshload: this worker joined after the test started; its open-loop users stay idle")
-        publisher = RecordPublisher(url, wire.RunKeys(run_id)).start()
-        node = NodeRecording(
-            request_event=self.environment.events.request,
-            worker_id=worker_id_of(self.runner.worker_index),
-            run_id=run_id,
-            start_ns=start_ns,
-            schedule_lead_s=float(info["schedule_lead_s"]),
-            sink=publisher.submit,
-            pacers=PACERS,
-            share=share,
-            warmup_s=float(info["warmup_s"]),
-            clock_offset_ms=offset_ms,
-            seed=int(info["seed"]),
-        )
-        node.start()
-        return _Test(run_id=run_id, start_ns=start_ns, options=options, node=node, publisher=publisher)
+        return start_worker(self.environment, self.runner, options, info)
 
     @staticmethod
     def _close_publisher(publisher: RecordPublisher) -> None:
@@ -331,27 +223,8 @@ class MeshloadPlugin:
 
     # -- local -------------------------------------------------------------------------------------
 
-    def _start_local(self, options: MeshloadOptions) -> _Test:
-        run_id = new_run_id()
-        start_ns = time.monotonic_ns()
-        worker_id = worker_id_of(0)
-        collection = RunCollection(self._plan(options, 0.0), run_id, start_ns, [worker_id])
-        node = NodeRecording(
-            request_event=self.environment.events.request,
-            worker_id=worker_id,
-            run_id=run_id,
-            start_ns=start_ns,
-            schedule_lead_s=SCHEDULE_LEAD_S,
-            sink=collection.add,
-            pacers=PACERS,
-            share=Share(0, 1),
-            warmup_s=options.warmup_s,
-            seed=_seed(run_id),
-        )
-        node.start()
-        test = _Test(run_id=run_id, start_ns=start_ns, options=options, collection=collection, node=node)
-        test.worker_hosts = {worker_id: socket.gethostname()}
-        return test
+    def _start_local(self, options: MeshloadOptions) -> RunningTest:
+        return start_local(self.environment, options)
 
     # -- the result --------------------------------------------------------------------------------
 
@@ -371,22 +244,9 @@ class MeshloadPlugin:
         return result
 
     def _plan(self, options: MeshloadOptions, elapsed_s: float, users: int = 0) -> Plan:
-        environment = self.environment
-        host = environment.host or next((u.host for u in environment.user_classes if getattr(u, "host", None)), "")
-        labels = {"generator": "locust", "locust_users": str(users)}
-        if environment.locustfile:
-            labels["locustfile"] = Path(str(environment.locustfile)).name
-        return locust_plan(
-            host=str(host or ""),
-            pacers=PACERS,
-            users=users,
-            duration_s=elapsed_s - options.warmup_s,
-            warmup_s=options.warmup_s,
-            name=f"locust {labels.get('locustfile', '')}".strip(),
-            labels=labels,
-        )
+        return run_plan(self.environment, options, elapsed_s, users)
 
-    def _conclude(self, test: _Test, stop_ns: int) -> None:
+    def _conclude(self, test: RunningTest, stop_ns: int) -> None:
         """Merge the last figures, write the reports, say what happened."""
         from ..coordinator.environment import describe_environment
 
@@ -398,45 +258,17 @@ class MeshloadPlugin:
         environment["generator"] = f"locust {locust_version} with the meshload plugin ({self.role} mode)"
         environment["locust_users"] = users
         result = collection.result(plan, environment, locust_reference(self.runner.stats.total, locust_version))
-        folder, temporary = test.options.out_dir, False
-        if folder is None and self.environment.web_ui is not None:
-            folder, temporary = Path(tempfile.mkdtemp(prefix=f"meshload-locust-{test.run_id}-")), True
-        files: dict[str, Path] = {}
-        if folder is not None:
-            try:
-                files = write_run_outputs(result, folder)
-            except MeshloadError as exc:
-                log.error("meshload: %s", exc)
-                self.environment.process_exit_code = 1
-        previous, self.last = self.last, FinishedRun(test.run_id, result, folder, files, temporary)
+        finished = write_reports(self.environment, test.run_id, result, test.options)
+        previous, self.last = self.last, finished
         if previous is not None and previous.temporary and previous.folder is not None:
             shutil.rmtree(previous.folder, ignore_errors=True)
-        log.info("meshload: %s", summary_line(result, None if temporary else folder))
+        log.info("meshload: %s", summary_line(result, None if finished.temporary else finished.folder))
         if test.options.strict and (not result.valid or result.degraded):
             self.environment.process_exit_code = 1
 
     def _in_background(self, function: Any, *args: Any) -> None:
         self._background = [g for g in self._background if not g.dead]
         self._background.append(gevent.spawn(function, *args))
-
-
-def summary_line(result: RunResult, folder: Path | None) -> str:
-    """One line on the terminal for a finished test."""
-    corrected = result.corrected.percentiles_ms()
-    percentiles = " ".join(f"p{key} {value:.2f}" for key, value in corrected.items())
-    verdict = "VALID" if result.valid and not result.degraded else ("DEGRADED" if result.valid else "INVALID")
-    reasons = f" ({'; '.join(result.validity)})" if result.validity else ""
-    lag = result.lag.percentiles_ms()[percentile_key(99.0)]
-    where = f"; reports in {folder}" if folder is not None else ""
-    errors = sum(result.errors.values())
-    return (
-        f"{result.completed:,} responses, {errors:,} errors; corrected ms {percentiles}; "
-        f"schedule lag p99 {lag:.2f} ms; {verdict}{reasons}{where}"
-    )
-
-
-def _seed(run_id: str) -> int:
-    return zlib.crc32(run_id.encode())
 
 
 _PLUGIN: list[MeshloadPlugin] = []

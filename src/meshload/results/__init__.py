@@ -4,15 +4,9 @@ statistics (paired comparisons, their resolution, A/A calibration, the half-widt
 
 from .aa_calibration import AACalibration, calibrate_aa
 from .aggregate import RunAggregator, failed_requests
-from .compare import (
-    CellSummary,
-    Comparison,
-    bootstrap_mean_difference,
-    compare_studies,
-    compare_study,
-    compare_study_paired,
-    run_metrics,
-)
+from .bootstrap import bootstrap_mean_difference
+from .cell_summary import CellSummary, run_metrics
+from .compare import Comparison, compare_studies, compare_study, compare_study_paired
 from .fortio import fortio_document
 from .halfwidth_targets import HalfWidthTarget, parse_halfwidth_targets
 from .headline import Estimate, headline_figures

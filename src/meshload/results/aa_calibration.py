@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .block_intervals import t_interval
-from .compare import CONFIDENCE, METRICS, CellSummary, Metric, compare_study_paired
+from .bootstrap import CONFIDENCE
+from .cell_summary import METRICS, CellSummary, Metric
+from .compare import compare_study_paired
 from .paired import MIN_BLOCKS_FOR_INTERVAL, PairedComparison
 
 #: Sub-studies drawn per metric and load level when there are more subsets than this.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..scenarios.durations import duration_ns
-from .compare import METRIC_BY_KEY
+from .cell_summary import METRIC_BY_KEY
 
 OPTION = "--target-halfwidth"
 #: Short names people write, beside the metrics' own keys.
@@ -37,7 +37,7 @@ _EXAMPLE = "write e.g. p50=0.05ms,p99=0.5ms"
 class HalfWidthTarget:
     """The widest 95% interval half-width wanted for one metric, in the metric's unit."""
 
-    metric: str  # a key of `compare.METRICS`
+    metric: str  # a key of `cell_summary.METRICS`
     half_width: float
     written: str  # the entry as the user wrote it, for reports ("p50=0.05ms")
 

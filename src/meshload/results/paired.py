@@ -38,7 +38,7 @@ from .block_intervals import t_interval
 from .resolution import detectable_change, detectable_change_with_power
 
 if TYPE_CHECKING:
-    from .compare import CellSummary, Metric
+    from .cell_summary import CellSummary, Metric
 
 #: The method named in reports.
 PAIRED_METHOD = "paired t interval over blocks (function - baseline within each repetition x load level)"

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..scenarios.durations import format_duration
+from .cell_summary import METRIC_BY_KEY
 from .charts import format_value
-from .compare import METRIC_BY_KEY
 from .halfwidth_targets import HalfWidthTarget, parse_halfwidth_targets
 from .paired import PairedComparison
 from .sequential import target_status

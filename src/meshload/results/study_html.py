@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from .cell_summary import METRIC_BY_KEY, METRICS, CellSummary
 from .charts import (
     PALETTE,
     Bar,
@@ -26,7 +27,6 @@ from .charts import (
     schedule_lag_chart,
     spectrum_series,
 )
-from .compare import METRIC_BY_KEY, METRICS, CellSummary
 from .pages import render_page
 from .paired import PairedComparison
 from .study_json import study_document

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..scenarios.study_plan import StudyPlan
 from .aa_calibration import AACalibration
-from .compare import BOOTSTRAP_RESAMPLES, CONFIDENCE, METRICS, CellSummary
+from .bootstrap import BOOTSTRAP_RESAMPLES, CONFIDENCE
+from .cell_summary import METRICS, CellSummary
 from .paired import PAIRED_METHOD, PairedComparison, paired_interval_note
 from .study_budget import BudgetOutcome
 from .study_result import StudyResult

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from ..scenarios.study_plan import StudyPlan
 from .aa_calibration import AACalibration, calibrate_aa
-from .compare import CellSummary, Comparison, compare_study, compare_study_paired, trusted_cells
+from .cell_summary import CellSummary
+from .compare import Comparison, compare_study, compare_study_paired, trusted_cells
 from .histogram import LatencyHistogram
 from .paired import MIN_BLOCKS_FOR_INTERVAL, PairedComparison
 from .resolution import ResolutionRow, study_resolution

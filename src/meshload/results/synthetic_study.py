@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compare import COMPARED_PERCENTILES, CellSummary
+from .cell_summary import COMPARED_PERCENTILES, CellSummary
 from .hierarchical import percentile_rank
 from .histogram import LatencyHistogram
 

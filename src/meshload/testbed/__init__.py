@@ -21,6 +21,8 @@ of meshload, so it runs on its own: `Testbed(state_dir).up("mtls", topology="per
     certs.py          the testbed CA and workload certificates (mtls)
     ratings_proto.py  the ratings.v1 gRPC protocol, loaded from the shipped protos/ratings.proto
     testbed.py        up / apply / set_topology / down / status / grpc_calls
+    startup.py        the applications' ports and command lines, waiting until BookInfo answers
+    inspection.py     status: health, entry points, each process's ports, calls per replica
 """
 
 from .errors import TestbedFailure
