@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+import meshload
 from meshload.testbed import Testbed, TestbedFailure
 from meshload.testbed.processes import marked_processes
 
@@ -33,6 +34,7 @@ _CLI = "import sys; from meshload.cli import main; main(sys.argv[1:])"
 _CONTROLLER = """
 import sys, time
 from pathlib import Path
+import meshload
 from meshload.testbed import Testbed, TestbedFailure
 Testbed(Path(sys.argv[1])).up("sidecar")
 print("up", flush=True)
@@ -75,6 +77,16 @@ def test_up_is_quick_and_down_leaves_nothing(tmp_path):
         assert bed.is_running() and _saved(bed)["mark"] != old_mark
         assert marked_processes(old_mark) == []
         assert fetch(f"{bed.ingress_url}/api/v1/products/0").status == 200
+        # A testbed started by another meshload release (its apps speak that release's admin
+        # protocol) is restarted by `up`, not reused.
+        state = _saved(bed)
+        older_mark = state["mark"]
+        bed.folder.save({**state, "meshload_version": "0.0.1"})
+        bed.up("sidecar")
+        assert _saved(bed)["mark"] != older_mark and _saved(bed)["meshload_version"] == meshload.__version__
+        assert marked_processes(older_mark) == []
+        served = bed.served_by_replica()["reviews"]  # the new apps answer this release's admin protocol
+        assert set(served) == {"reviews-v1", "reviews-v2", "reviews-v3"} and sum(served.values()) <= 3
     finally:
         mark = _saved(bed)["mark"]
         pids = _recorded_pids(bed.folder.root)

@@ -11,6 +11,7 @@ straight at each other) while the old proxies finish what they serve.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from . import app_admin, inspection, processes, proxies
 from .certs import ensure_identities
 from .errors import TestbedFailure
@@ -44,6 +46,8 @@ from .topology import (
     modes_of,
     proxy_of,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _resolve(function: str, params: dict[str, str] | None, topology: str) -> dict[str, str]:
@@ -171,6 +175,12 @@ class Testbed:
             )
         with self.folder.locked():
             state = self.folder.load()
+            if state is not None and healthy(state) and state.get("meshload_version") != __version__:
+                # Started by another meshload: its processes speak that version's admin protocol.
+                started_by = state.get("meshload_version", "an earlier release")
+                log.warning("the running testbed was started by meshload %s; restarting it", started_by)
+                self._stop_locked(state)
+                state = None
             if state is not None and healthy(state):
                 chosen = topology or topology_of(state)
                 self._apply_locked(state, function, _resolve(function, params, chosen), chosen)
@@ -215,6 +225,7 @@ class Testbed:
         )
         state: dict[str, Any] = {
             "mark": mark,
+            "meshload_version": __version__,
             "function": function,
             "params": values,
             "topology": topology,
