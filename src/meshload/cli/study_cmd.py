@@ -216,7 +216,7 @@ def study(
         on_cell_start=on_cell_start,
         on_round=on_round,
         on_knee_arm=knee_arm_line(plan),
-        on_knee_step=knee_step_line,
+        on_knee_step=knee_step_line(plan),
         pin_cpus=pin_cpus,
         results_ttl_s=ttl_s,
         prometheus=source,

@@ -50,9 +50,18 @@ def knee_arm_line(plan: StudyPlan) -> Callable[[FunctionSpec], None]:
     return show
 
 
-def knee_step_line(function: FunctionSpec, step: Step) -> None:
+def knee_step_line(plan: StudyPlan) -> Callable[[FunctionSpec, Step], None]:
     """After each step: its rate, percentile, errors, what completed, and its verdict."""
-    terminal.info(
-        f"    {step.rate:10.1f} req/s  p {step.percentile_ms:8.2f} ms  errors {step.error_fraction * 100:6.3f}%  "
-        f"completed {step.completed_fraction * 100:5.1f}%  " + ("pass" if step.passed else "FAIL")
-    )
+    from ..scenarios.slo import parse_slo
+
+    spec = plan.find_max
+    percentile = parse_slo(spec.slo).percentile if spec is not None else 99.0
+
+    def show(function: FunctionSpec, step: Step) -> None:
+        terminal.info(
+            f"    {step.rate:10.1f} req/s  p{percentile:g} {step.percentile_ms:8.2f} ms  "
+            f"errors {step.error_fraction * 100:6.3f}%  completed {step.completed_fraction * 100:5.1f}%  "
+            + ("pass" if step.passed else "FAIL")
+        )
+
+    return show
