@@ -126,3 +126,29 @@ def test_the_capacity_table_compares_each_knee_with_its_baseline_and_survives_st
     again = load_study(tmp_path)
     assert again.capacity == study.capacity
     assert again.capacity_lines() == study.capacity_lines()
+
+
+def test_the_search_tries_its_bound_and_stops_there_when_it_passes() -> None:
+    from tests.support.study_runs import study_run
+
+    from meshload.coordinator.find_max import KneeSearch
+    from meshload.scenarios.plan import Plan, Target
+    from meshload.scenarios.slo import parse_slo
+
+    tried: list[float] = []
+
+    def run_step(plan: Plan, folder: Path | None) -> object:
+        rate = plan.load.rate  # type: ignore[union-attr]
+        tried.append(rate)
+        return study_run(seed=len(tried), rate=rate, count=int(rate * 2))
+
+    def search(start: float) -> tuple[float, float]:
+        tried.clear()
+        plan = Plan(targets=(Target(url="http://127.0.0.1:9/"),), load=OpenLoop(rate=start), duration_s=2.0)
+        knee = KneeSearch(plan, parse_slo("p99<50ms"), run_step, max_rate=300.0).run()  # type: ignore[arg-type]
+        return knee.bracket
+
+    # Every rate passes: doubling stops at the bound, which is tried and is the answer.
+    assert search(100.0) == (300.0, 0.0) and tried == [100.0, 200.0, 300.0]
+    # A first rate above the bound starts at it.
+    assert search(500.0) == (300.0, 0.0) and tried == [300.0]

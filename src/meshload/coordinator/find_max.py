@@ -132,15 +132,16 @@ class KneeSearch:
         self.result = KneeResult(slo=slo, rate=0.0, failing_rate=0.0)
 
     def run(self) -> KneeResult:
-        rate = self.plan.load.rate if isinstance(self.plan.load, OpenLoop) else 1.0
+        rate = min(self.plan.load.rate if isinstance(self.plan.load, OpenLoop) else 1.0, self.max_rate)
         passing, failing = 0.0, 0.0
-        # Bracket: double until a step fails, or halve until one passes.
+        # Bracket: double until a step fails, or halve until one passes; the bound itself is the
+        # last rate tried upwards (passing there: no failing rate up to it).
         while (not passing or not failing) and len(self.result.steps) < MAX_STEPS:
             if self._passes(rate):
                 passing = rate
-                if rate * 2 > self.max_rate:
+                if not failing and rate >= self.max_rate:
                     break
-                rate = rate * 2 if not failing else (rate + failing) / 2
+                rate = min(rate * 2, self.max_rate) if not failing else (rate + failing) / 2
             else:
                 failing = rate
                 rate = rate / 2 if not passing else (passing + rate) / 2
