@@ -122,9 +122,12 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
         try:
             _run_rounds(plan, study, session, options, started_s)
             if plan.find_max is not None:
-                study.capacity = search_knees(
+                knees = search_knees(
                     plan, session, options.out_dir, on_arm=options.on_knee_arm, on_step=options.on_knee_step
                 )
+                for row in knees:
+                    study.capacity.append(row)
+                    write_study_outputs(study, options.out_dir, html=False)
         finally:
             # Before the session stops anything: the files are written whatever happened.
             study.finish(environment_after=_load_average())

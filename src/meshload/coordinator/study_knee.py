@@ -9,7 +9,7 @@ cannot be put in force there is kept, marked "not supported", like its cells.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,17 +44,14 @@ def search_knees(
     out_dir: Path,
     on_arm: Callable[[FunctionSpec], None] | None = None,
     on_step: Callable[[FunctionSpec, Step], None] | None = None,
-) -> list[CapacityRow]:
-    """Every arm's knee, in the plan's order (`on_arm` before each search, `on_step` after each step)."""
-    spec = plan.find_max
-    assert spec is not None
+) -> Iterator[CapacityRow]:
+    """Every arm's knee, in the plan's order, each as soon as it is found (so an interrupted study
+    keeps those it found); `on_arm` before each search, `on_step` after each step."""
     slo = knee_objective(plan)
-    rows = []
     for order, function in enumerate(plan.functions):
         if on_arm is not None:
             on_arm(function)
-        rows.append(_search_arm(plan, session, out_dir, function, slo, order, on_step))
-    return rows
+        yield _search_arm(plan, session, out_dir, function, slo, order, on_step)
 
 
 def _search_arm(
