@@ -8,10 +8,11 @@ import json
 import pytest
 from tests.support.http_servers import start_server
 
-from meshload.coordinator.find_max import FIND_MAX_FILE, Slo, find_max, parse_slo
+from meshload.coordinator.find_max import FIND_MAX_FILE, find_max
 from meshload.coordinator.run import RunOptions
 from meshload.errors import UsageError
 from meshload.scenarios.plan import ClosedLoop, OpenLoop, Plan, Target
+from meshload.scenarios.slo import Slo, parse_slo
 
 pytestmark = pytest.mark.timeout(400)
 

@@ -22,7 +22,8 @@ FIND_MAX_STEP_DURATION = "10s"
 
 def search_max_rate(plan: Plan, options: RunOptions, slo: str | None, errors: str | None, precision: float) -> None:
     """`--find-max`: checked before any load, then the search; exit 1 when no rate met the SLO."""
-    from ..coordinator.find_max import Step, check_searchable, find_max, parse_slo
+    from ..coordinator.find_max import Step, check_searchable, find_max
+    from ..scenarios.slo import parse_slo
 
     if slo is None:
         raise UsageError("--find-max: give the objective to meet, e.g. --slo 'p99<50ms'")

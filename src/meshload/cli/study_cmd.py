@@ -25,6 +25,7 @@ from ..errors import UsageError
 from .history_hook import HistoryOption, StoreOption, record_study
 from .k8s_options import KubeconfigOption, ResultsTtlOption, results_ttl_s
 from .options import DEFAULT_PROMETHEUS_STEP_S, PrometheusOption, PrometheusStepOption, option, prometheus_source
+from .study_knee_lines import check_knee_asked, describe_knee, knee_arm_line, knee_overrides, knee_step_line
 from .study_tables import print_study_summary
 
 if TYPE_CHECKING:  # imported lazily at run time, so `meshload --help` stays fast
@@ -128,6 +129,23 @@ def study(
             "--json", env="STUDY_JSON", help="At the end, print the comparisons as JSON on stdout instead of the table."
         ),
     ] = False,
+    find_max: Annotated[
+        bool,
+        option(
+            "--find-max",
+            env="STUDY_FIND_MAX",
+            help="After the latency cells, search each function's knee: the highest rate meeting --slo "
+            "(and --errors); or find_max: in the plan.",
+        ),
+    ] = False,
+    slo: Annotated[
+        str | None,
+        option("--slo", env="STUDY_SLO", help="With --find-max: the latency objective, e.g. 'p99<50ms'."),
+    ] = None,
+    errors: Annotated[
+        str | None,
+        option("--errors", env="STUDY_ERRORS", help="With --find-max: the error budget, e.g. '<0.1%'."),
+    ] = None,
     results_ttl: ResultsTtlOption = None,
     kubeconfig: KubeconfigOption = None,
     prometheus: PrometheusOption = None,
@@ -145,10 +163,14 @@ def study(
     plan = load_plan(
         plan_file,
         quick=quick,
-        overrides=_overrides(repetitions, duration, warmup, load_levels, budget, target_halfwidth),
+        overrides={
+            **_overrides(repetitions, duration, warmup, load_levels, budget, target_halfwidth),
+            **knee_overrides(find_max, slo, errors),
+        },
         calibrate=calibrate,
         calibrate_function=calibrate_function,
     )
+    check_knee_asked(plan, find_max=find_max)
     estimate_s = _checked_estimate_s(plan, private_redis=redis_url is None)
     out_dir = _out_dir(out, plan.name)
     _announce(plan, estimate_s, out_dir)
@@ -193,6 +215,8 @@ def study(
         on_cell=on_cell,
         on_cell_start=on_cell_start,
         on_round=on_round,
+        on_knee_arm=knee_arm_line(plan),
+        on_knee_step=knee_step_line(plan),
         pin_cpus=pin_cpus,
         results_ttl_s=ttl_s,
         prometheus=source,
@@ -266,7 +290,7 @@ def load_plan(
     plan_file: Path | None,
     *,
     quick: bool,
-    overrides: dict[str, object],
+    overrides: dict[str | tuple[str, ...], object],
     calibrate: bool = False,
     calibrate_function: str = "sidecar",
 ) -> StudyPlan:
@@ -310,10 +334,10 @@ def _overrides(
     load_levels: str | None,
     budget: str | None,
     target_halfwidth: str | None,
-) -> dict[str, object]:
+) -> dict[str | tuple[str, ...], object]:
     from ..results.halfwidth_targets import parse_halfwidth_targets
 
-    overrides: dict[str, object] = {}
+    overrides: dict[str | tuple[str, ...], object] = {}
     if repetitions is not None:
         overrides["repetitions"] = repetitions
     if duration is not None:
@@ -361,6 +385,11 @@ def _announce(plan: StudyPlan, estimate_s: float, out_dir: Path) -> None:
         f"({', '.join(f'{r:g}' for r in plan.load_levels)} rps) x {blocks} "
         f"of {plan.warmup_s:g}s warm-up + {plan.duration_s:g}s measured"
     )
+    if plan.find_max is not None:
+        terminal.info(
+            f"then each function's capacity: the highest rate meeting {describe_knee(plan)}, in steps of "
+            f"{plan.find_max.step_s:g}s (not counted in the estimate)"
+        )
     terminal.info(
         f"estimated duration {format_duration(round(estimate_s))} (until about {finish}; a round of blocks about "
         f"{format_duration(round(round_estimate_s(plan)))}); results in {out_dir}"

@@ -1,7 +1,7 @@
 """The end of `meshload study` on the terminal: the comparisons as a table (the paired change with
-its interval, or how large a change it rules out), the study's resolution, its targets, its A/A
-calibration, the requests per replica, and notes on invalid or skipped cells. `meshload report`
-prints the same for a study folder."""
+its interval, or how large a change it rules out), each arm's capacity (`find_max:`), the study's
+resolution, its targets, its A/A calibration, the requests per replica, and notes on invalid or
+skipped cells. `meshload report` prints the same for a study folder."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def print_study_summary(result: StudyResult) -> None:
         "* interval excludes 0; n.s.: no significant difference, and the interval rules out a change beyond ±x. "
         + paired_interval_note(result.blocks_done)
     )
+    if result.capacity:
+        _print_capacity(result)
     resolution = result.resolution(comparisons)
     if resolution:
         terminal.table(resolution_table(resolution))
@@ -153,6 +155,15 @@ def resolution_table(rows: Sequence[ResolutionRow]) -> Table:
         blocks = min(row.n_blocks for row in at_rate.values())
         table.add_row(f"{rate:g}", str(blocks), *figures)
     return table
+
+
+def _print_capacity(result: StudyResult) -> None:
+    """Each arm's knee: "mtls: 1,850 req/s [1,850, 1,950), -12.0% vs sidecar"."""
+    spec = result.plan.find_max
+    objective = f"{spec.slo}" + (f", errors {spec.errors}" if spec.errors else "") if spec is not None else ""
+    terminal.info(f"capacity: the highest rate meeting {objective} [passing, failing)")
+    for line in result.capacity_lines():
+        terminal.result(f"  {line.describe()}")
 
 
 def _print_targets(targets: Sequence[TargetRow], result: StudyResult) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..errors import RunError, UsageError
 from ..results.aggregate import failed_requests
 from ..results.run_result import RunResult
 from ..scenarios.plan import OpenLoop, Plan
+from ..scenarios.slo import Slo
 from .run import RunOptions, execute_run, new_run_id
 
 log = logging.getLogger(__name__)
@@ -38,36 +38,6 @@ KEPT_UP_FRACTION = 0.95
 MAX_STEPS = 40
 #: The file the search writes into the output folder.
 FIND_MAX_FILE = "find_max.json"
-
-_SLO = re.compile(r"^\s*p(?P<percentile>\d+(?:\.\d+)?)\s*<\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>us|ms|s)\s*$")
-_ERRORS = re.compile(r"^\s*<\s*(?P<value>\d+(?:\.\d+)?)\s*%\s*$")
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-@dataclass(frozen=True)
-class Slo:
-    """What a step must meet: a latency percentile under a bound, and failed requests under a share."""
-
-    percentile: float
-    latency_ms: float
-    max_error_fraction: float = 0.0
-
-    def describe(self) -> str:
-        return f"p{self.percentile:g}<{self.latency_ms:g}ms, errors<{self.max_error_fraction * 100:g}%"
-
-
-def parse_slo(latency: str, errors: str | None = None) -> Slo:
-    """`--slo 'p99<50ms'` and `--errors '<0.1%'`; a bad value is one UsageError line."""
-    match = _SLO.match(latency)
-    if match is None or not 0 < float(match["percentile"]) < 100:
-        raise UsageError(f"--slo: {latency!r} is not a latency objective; use e.g. 'p99<50ms' or 'p99.9<200ms'")
-    max_errors = 0.0
-    if errors is not None:
-        error_match = _ERRORS.match(errors)
-        if error_match is None or float(error_match["value"]) >= 100:
-            raise UsageError(f"--errors: {errors!r} is not an error budget; use e.g. '<0.1%'")
-        max_errors = float(error_match["value"]) / 100.0
-    return Slo(float(match["percentile"]), float(match["value"]) * _UNIT_MS[match["unit"]], max_errors)
 
 
 @dataclass(frozen=True)
@@ -162,15 +132,16 @@ class KneeSearch:
         self.result = KneeResult(slo=slo, rate=0.0, failing_rate=0.0)
 
     def run(self) -> KneeResult:
-        rate = self.plan.load.rate if isinstance(self.plan.load, OpenLoop) else 1.0
+        rate = min(self.plan.load.rate if isinstance(self.plan.load, OpenLoop) else 1.0, self.max_rate)
         passing, failing = 0.0, 0.0
-        # Bracket: double until a step fails, or halve until one passes.
+        # Bracket: double until a step fails, or halve until one passes; the bound itself is the
+        # last rate tried upwards (passing there: no failing rate up to it).
         while (not passing or not failing) and len(self.result.steps) < MAX_STEPS:
             if self._passes(rate):
                 passing = rate
-                if rate * 2 > self.max_rate:
+                if not failing and rate >= self.max_rate:
                     break
-                rate = rate * 2 if not failing else (rate + failing) / 2
+                rate = min(rate * 2, self.max_rate) if not failing else (rate + failing) / 2
             else:
                 failing = rate
                 rate = rate / 2 if not passing else (passing + rate) / 2

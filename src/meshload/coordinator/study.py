@@ -6,7 +6,8 @@ there is not run, its cell marked "not supported"), given a moment to settle, an
 against its ingress (its gRPC ingress for a scenario of gRPC methods); the run's SMP files go into the cell's
 own folder. After every cell `study.json` is rewritten, so an interrupted study keeps what it
 measured. At the end each function is compared with its baseline within blocks (`results.paired`)
-and `index.html` is written.
+and `index.html` is written. A plan with `find_max:` then searches each arm's knee, the highest
+rate meeting its objective (`study_knee`), and reports it as a capacity table.
 
 A study runs in rounds: one repetition at every load level (a block per level). Without a time budget
 it runs the plan's repetitions. With one (`budget`), after each round `results.sequential` decides
@@ -42,6 +43,7 @@ from ..results.study_result import StudyResult
 from ..scenarios.study_plan import StudyCell, StudyPlan
 from .cpu_pinning import CpuSplit
 from .mesh.base import MeshAdapter
+from .study_knee import knee_objective, search_knees
 from .study_session import StudySession
 from .study_timing import (
     BUDGET_FINISH_S,
@@ -53,6 +55,8 @@ from .study_timing import (
 )
 
 if TYPE_CHECKING:
+    from ..scenarios.study_arms import FunctionSpec
+    from .find_max import Step
     from .k8s_placement import KubernetesFleet
     from .mesh.prometheus import PrometheusSource
 
@@ -80,6 +84,9 @@ class StudyOptions:
     results_ttl_s: float = DEFAULT_RESULTS_TTL_S
     # Read each cell's mesh CPU and memory from this Prometheus (None: the mesh's own sampler).
     prometheus: PrometheusSource | None = None
+    # A plan with `find_max:`: called before each arm's knee search, and after each of its steps.
+    on_knee_arm: Callable[[FunctionSpec], None] | None = None
+    on_knee_step: Callable[[FunctionSpec, Step], None] | None = None
 
 
 def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
@@ -100,6 +107,8 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
         options = dataclasses.replace(options, kubernetes=options.kubernetes or KubernetesFleet.from_environment())
     started_s, started_unix_ms = time.monotonic(), int(time.time() * 1000)
     check_budget(plan, private_redis=options.redis_url is None)
+    if plan.find_max is not None:
+        knee_objective(plan)  # a bad objective is one line before any load
     reap_leftovers()
     with StudySession(plan, options) as session:
         study = StudyResult.start(
@@ -112,6 +121,13 @@ def run_study(plan: StudyPlan, options: StudyOptions) -> StudyResult:
             study.rounds = 1  # a budgeted study adds its rounds one at a time
         try:
             _run_rounds(plan, study, session, options, started_s)
+            if plan.find_max is not None:
+                knees = search_knees(
+                    plan, session, options.out_dir, on_arm=options.on_knee_arm, on_step=options.on_knee_step
+                )
+                for row in knees:
+                    study.capacity.append(row)
+                    write_study_outputs(study, options.out_dir, html=False)
         finally:
             # Before the session stops anything: the files are written whatever happened.
             study.finish(environment_after=_load_average())

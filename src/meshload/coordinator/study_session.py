@@ -25,6 +25,8 @@ from .study_mesh import apply_function, check_functions
 from .study_workers import StudyWorkers
 
 if TYPE_CHECKING:
+    from ..results.run_result import RunResult
+    from ..scenarios.plan import Plan
     from .study import StudyOptions
 
 
@@ -147,8 +149,6 @@ class StudySession:
     def run_cell(self, cell: StudyCell, out_dir: Path) -> CellSummary:
         """Apply the cell's function and run it; a failed run is kept as an invalid cell with its
         reason and no figures, so one failure does not throw away the rest of the study."""
-        from .run import RunOptions, execute_run
-
         arm = cell.function.arm_name
         refusal = self.refusal(cell)
         if refusal:
@@ -166,25 +166,8 @@ class StudySession:
             )
         self.apply(cell)
         run_dir = out_dir / "runs" / cell.slug
-        run_options = RunOptions(
-            workers=self.plan.workers,
-            redis_url=self.redis_url,
-            out_dir=run_dir,
-            live=False,
-            mesh=self.mesh,
-            prometheus=self.options.prometheus,
-            placement="k8s" if self.plan.kubernetes_workers else "fleet" if self.workers is not None else "auto",
-            kubernetes=self.options.kubernetes,
-            # Not kept in a private Redis, which goes with the study.
-            results_ttl_s=self.options.results_ttl_s if self.options.redis_url is not None else 0.0,
-        )
         try:
-            if self.workers is not None:
-                self.workers.wait_until_idle()
-            result = execute_run(self.plan.cell_plan(cell, self.base_url()), run_options)
-            if result.interrupted:
-                # The study stops here; this cell's figures stay in its folder, not among the cells.
-                raise Interrupted(signal.Signals[result.interrupted])
+            result = self.execute(self.plan.cell_plan(cell, self.base_url()), run_dir)
         except RunError as exc:
             return CellSummary(
                 function=arm,
@@ -205,6 +188,30 @@ class StudySession:
             order=cell.order,
             run_dir=str(run_dir.relative_to(out_dir)),
         )
+
+    def execute(self, plan: Plan, run_dir: Path | None) -> RunResult:
+        """One run on the study's Redis and workers, its files in `run_dir`; an interrupted run
+        stops the study (its figures stay in its folder)."""
+        from .run import RunOptions, execute_run
+
+        run_options = RunOptions(
+            workers=self.plan.workers,
+            redis_url=self.redis_url,
+            out_dir=run_dir,
+            live=False,
+            mesh=self.mesh,
+            prometheus=self.options.prometheus,
+            placement="k8s" if self.plan.kubernetes_workers else "fleet" if self.workers is not None else "auto",
+            kubernetes=self.options.kubernetes,
+            # Not kept in a private Redis, which goes with the study.
+            results_ttl_s=self.options.results_ttl_s if self.options.redis_url is not None else 0.0,
+        )
+        if self.workers is not None:
+            self.workers.wait_until_idle()
+        result = execute_run(plan, run_options)
+        if result.interrupted:
+            raise Interrupted(signal.Signals[result.interrupted])
+        return result
 
     def refusal(self, cell: StudyCell) -> str:
         """Why the cell's function cannot be put in force in the cell's topology, or by a mesh in a

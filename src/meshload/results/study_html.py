@@ -2,10 +2,10 @@
 charts are inline SVG from `charts`). It holds the targets and how far the study got (budgeted
 studies), the A/A calibration (A/A studies), a table of functions x metrics (the paired change
 against the baseline with its 95% interval, and for a change not called significant, how large a
-change the interval rules out), the study's resolution per load level and metric, the latency
-percentile spectrum of every function at each load level, the overhead with its interval per function
-and load level, the proxy CPU per 1,000 requests per second, and the generator's schedule lag in every
-second of the study.
+change the interval rules out), each function's capacity (a plan with `find_max:`), the study's
+resolution per load level and metric, the latency percentile spectrum of every function at each load
+level, the overhead with its interval per function and load level, the proxy CPU per 1,000 requests
+per second, and the generator's schedule lag in every second of the study.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def render_study_html(
         replica_svgs=replica_charts(study),
         topology_of={f.arm_name: f.topology or "" for f in plan.functions},
         not_supported=study.not_supported(),
+        capacity=study.capacity_lines(),
         lag_svg=study_lag_chart(study, colours),
         colours=colours,
         invalid=[cell for cell in study.cells if not cell.valid and not cell.not_supported],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from ..scenarios.study_plan import StudyPlan
@@ -17,6 +17,7 @@ from .bootstrap import BOOTSTRAP_RESAMPLES, CONFIDENCE
 from .cell_summary import METRICS, CellSummary
 from .paired import PAIRED_METHOD, PairedComparison, paired_interval_note
 from .study_budget import BudgetOutcome
+from .study_capacity import CapacityRow
 from .study_result import StudyResult
 
 STUDY_FILE = "study.json"
@@ -75,8 +76,31 @@ def study_document(
         "targets": [asdict(row) for row in study.targets(comparisons)],
         "budget": asdict(study.budget) if study.budget is not None else None,
         "calibration": calibration_entry(calibration) if calibration is not None else None,
+        "capacity": _capacity(study),
         "unpaired_comparisons": _unpaired(study) if unpaired else None,
         "cells": [asdict(cell) for cell in study.cells],
+    }
+
+
+def _capacity(study: StudyResult) -> dict[str, object] | None:
+    """Each arm's knee with its bracket and its change against its baseline's (None: not searched)."""
+    spec = study.plan.find_max
+    if spec is None:
+        return None
+    rows = {row.function: row for row in study.capacity}
+    return {
+        "slo": spec.slo,
+        "errors": spec.errors,
+        "rows": [
+            {
+                **asdict(rows[line.function]),
+                "bracket": [line.rate, line.failing_rate],
+                "baseline": line.baseline,
+                "change_pct": line.change_pct,
+                "text": line.describe(),
+            }
+            for line in study.capacity_lines()
+        ],
     }
 
 
@@ -173,4 +197,11 @@ def load_study(out_dir: Path) -> StudyResult:
         rounds=int(document.get("repetitions", 0)),
         budget=BudgetOutcome.from_dict(budget) if budget else None,
         estimated_duration_s=float(document.get("estimated_duration_s", 0.0)),
+        capacity=[_capacity_row(row) for row in (document.get("capacity") or {}).get("rows", [])],
     )
+
+
+def _capacity_row(entry: dict[str, object]) -> CapacityRow:
+    """A row of study.json's capacity table read back (the derived keys are computed again)."""
+    names = {f.name for f in fields(CapacityRow)}
+    return CapacityRow(**{key: value for key, value in entry.items() if key in names})  # type: ignore[arg-type]

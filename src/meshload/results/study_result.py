@@ -18,6 +18,7 @@ from .paired import MIN_BLOCKS_FOR_INTERVAL, PairedComparison
 from .resolution import ResolutionRow, study_resolution
 from .sequential import MIN_BLOCKS_BEFORE_STOP
 from .study_budget import BudgetOutcome, TargetRow, study_targets, target_rows
+from .study_capacity import CapacityLine, CapacityRow, capacity_lines
 
 
 @dataclass
@@ -34,6 +35,8 @@ class StudyResult:
     rounds: int = 0
     budget: BudgetOutcome | None = None
     estimated_duration_s: float = 0.0  # what the study said it would take before it started
+    # Each arm's knee, when the plan asks for it (`find_max:`), in the plan's order.
+    capacity: list[CapacityRow] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.rounds == 0:
@@ -101,6 +104,10 @@ class StudyResult:
             return None
         first, second = (f.arm_name for f in self.plan.functions)
         return calibrate_aa(self.cells, first, second, sub_study_blocks=calibration_sub_study_blocks(self.blocks_done))
+
+    def capacity_lines(self) -> list[CapacityLine]:
+        """The capacity table: each arm's knee and its change against its baseline's."""
+        return capacity_lines(self.capacity, self.plan.baselines())
 
     def arm(self, function: str, rate: float) -> tuple[list[CellSummary], bool]:
         """The cells of one function at one load level that the statistics use, and whether they

@@ -22,6 +22,9 @@ PlanError naming the file and line. The file form (YAML or JSON):
     # Optional: a time budget; blocks are added while an interval is wider than its target.
     budget: 15m
     target_halfwidth: p50=0.05ms,p99=0.5ms
+    # Optional: after the latency cells, each arm's knee (the highest rate meeting the objective),
+    # searched in steps of `step` from `start` (default: the highest load level), never above `max`.
+    find_max: {slo: p99<50ms, errors: <0.1%, precision: 0.05, step: 5s}
 """
 
 from __future__ import annotations
@@ -34,9 +37,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import PlanError, UsageError
 from .file_format import Seconds, Text
+from .slo import parse_slo
 from .source import SourceDocument, read_document
 from .study_arms import FunctionSpec, arms_in_topologies, functions_problem
-from .study_plan import DEFAULT_SCENARIO, TARGETS_NEED_BUDGET, MeshTarget, StudyPlan, placeholder_base_url
+from .study_plan import (
+    DEFAULT_SCENARIO,
+    TARGETS_NEED_BUDGET,
+    KneeSpec,
+    MeshTarget,
+    StudyPlan,
+    placeholder_base_url,
+)
 from .validation import plan_error_from
 from .worker_count import parse_worker_count
 
@@ -59,6 +70,18 @@ class FunctionEntry(_Strict):
     connections: int | None = Field(None, ge=1)
 
 
+class KneeEntry(_Strict):
+    """`find_max:` in the file's key names (`StudyPlan.find_max` once checked)."""
+
+    slo: str = Field(min_length=1)
+    errors: str | None = None
+    precision: float = Field(0.05, gt=0, lt=1)
+    step: Seconds = Field(5.0, gt=0)
+    start: float | None = Field(None, gt=0)
+    max: float | None = Field(None, gt=0)
+    repeats: int = Field(3, ge=1)
+
+
 class StudyFile(_Strict):
     """A study plan file, in the file's own key names (so errors point at the right line)."""
 
@@ -79,6 +102,7 @@ class StudyFile(_Strict):
     target_halfwidth: str | None = None
     calibrate: bool = False
     topologies: list[str] = []
+    find_max: KneeEntry | None = None
 
 
 #: Checks `target_halfwidth` text, raising ValueError or UsageError with the reason (given by the
@@ -100,11 +124,14 @@ def builtin_study(name: str) -> Path:
 
 
 def load_study_plan(
-    path: Path | str, overrides: dict[str, object] | None = None, *, check_targets: TargetsCheck | None = None
+    path: Path | str,
+    overrides: dict[str | tuple[str, ...], object] | None = None,
+    *,
+    check_targets: TargetsCheck | None = None,
 ) -> StudyPlan:
     """Read and check a study plan file (or a built-in study's name); a problem is one PlanError
     naming the file and line. `overrides` (file key names) come from the command line;
-    `check_targets` checks `target_halfwidth`."""
+    `check_targets` checks `target_halfwidth`; a tuple key sets a nested key (("find_max", "slo"))."""
     path = Path(path)
     if not path.exists() and len(path.parts) == 1 and path.suffix.lower() not in (".yaml", ".yml", ".json"):
         path = builtin_study(str(path))
@@ -112,7 +139,7 @@ def load_study_plan(
     if not isinstance(document.data, dict):
         raise document.error((), "must be a mapping (functions, load_levels, duration, ...)")
     for key, value in (overrides or {}).items():
-        document.set_from((key,), value, "the command line")
+        document.set_from(key if isinstance(key, tuple) else (key,), value, "the command line")
     try:
         entry = StudyFile.model_validate(document.data)
     except ValidationError as exc:
@@ -166,6 +193,7 @@ def _to_study_plan(
                 check_targets(entry.target_halfwidth)
             except (ValueError, UsageError) as exc:
                 raise document.error(("target_halfwidth",), str(exc)) from exc
+    knee = _knee(entry, document)
     scenario = _scenario_source(entry.scenario, path)
     try:
         workers = parse_worker_count(entry.workers)
@@ -191,6 +219,7 @@ def _to_study_plan(
             target_halfwidth=entry.target_halfwidth or "",
             calibrate=entry.calibrate,
             topologies=tuple(entry.topologies),
+            find_max=knee,
         )
     except ValidationError as exc:  # a rule of StudyPlan that the file model does not repeat
         raise document.error((), exc.errors(include_url=False)[0]["msg"]) from exc
@@ -200,6 +229,29 @@ def _to_study_plan(
     except PlanError as exc:
         raise document.error(("scenario",), str(exc)) from exc
     return plan
+
+
+def _knee(entry: StudyFile, document: SourceDocument) -> KneeSpec | None:
+    """`find_max:` checked: its objective's text (the rest is checked by its model)."""
+    knee = entry.find_max
+    if knee is None:
+        return None
+    if entry.calibrate:
+        raise document.error(("find_max",), "an A/A study measures no capacity; remove find_max: or calibrate:")
+    try:
+        parse_slo(knee.slo, knee.errors, names=("find_max.slo", "find_max.errors"))
+    except UsageError as exc:
+        key = "slo" if str(exc).startswith("find_max.slo") else "errors"
+        raise document.error(("find_max", key), str(exc).split(": ", 1)[1]) from exc
+    return KneeSpec(
+        slo=knee.slo,
+        errors=knee.errors,
+        precision=knee.precision,
+        step_s=knee.step,
+        start_rps=knee.start,
+        max_rps=knee.max,
+        repeats=knee.repeats,
+    )
 
 
 def _topology_arms(entry: StudyFile, document: SourceDocument, functions: list[FunctionSpec]) -> list[FunctionSpec]:

@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .files import calls_grpc_base, load_plan_file
-from .plan import Plan
+from .plan import OpenLoop, Plan
 from .study_arms import FunctionSpec, functions_problem, usual_baseline
 
 DEFAULT_SCENARIO = "bookinfo-productpage"
@@ -62,6 +62,19 @@ class MeshTarget(_Strict):
     ingress: str = Field(min_length=1, pattern=r"^https?://")
 
 
+class KneeSpec(_Strict):
+    """`find_max:` of a study: after the latency cells, each arm's knee (the highest open-loop rate
+    meeting `slo` and `errors`) is searched with its function in force (`coordinator.study_knee`)."""
+
+    slo: str = Field(min_length=1)  # "p99<50ms" (`scenarios.slo`)
+    errors: str | None = None  # "<0.1%"; None: no failed request allowed
+    precision: float = Field(0.05, gt=0, lt=1)  # the bracket's width, as a share of its low end
+    step_s: float = Field(5.0, gt=0)  # measured part of each step (the study's warm-up before it)
+    start_rps: float | None = Field(None, gt=0)  # the first rate tried; None: the highest load level
+    max_rps: float | None = Field(None, gt=0)  # no rate above it is tried; None: no bound
+    repeats: int = Field(3, ge=1)  # runs of a rate whose verdict is close to the line
+
+
 class StudyPlan(_Strict):
     """Everything that defines a study; `cells()` gives its runs in their order."""
 
@@ -94,6 +107,8 @@ class StudyPlan(_Strict):
     # The testbed topologies the study runs every function in (its arms are then "function@topology",
     # see `arms_in_topologies`); empty: the one in force.
     topologies: tuple[str, ...] = ()
+    # Each arm's knee, searched after the latency cells (None: not searched).
+    find_max: KneeSpec | None = None
 
     @field_validator("load_levels")
     @classmethod
@@ -203,6 +218,24 @@ class StudyPlan(_Strict):
             "order": str(cell.order),
         }
         return plan.model_copy(update={"labels": labels})
+
+
+def knee_plan(plan: StudyPlan, function: FunctionSpec, base_url: str) -> Plan:
+    """The plan of an arm's knee search: a cell of the arm at the first rate tried, for the study's
+    warm-up and the search's step, with constant arrivals (a step fails when fewer requests than
+    planned completed; Poisson arrivals would fail it by chance)."""
+    assert plan.find_max is not None
+    spec = plan.find_max
+    rate = spec.start_rps if spec.start_rps is not None else max(plan.load_levels)
+    cell_plan = plan.cell_plan(StudyCell(function, rate, 1, 0), base_url)
+    return cell_plan.model_copy(
+        update={
+            "name": f"{plan.name}/knee-{function.arm_name}",
+            "load": OpenLoop(rate=rate, arrival="constant"),
+            "duration_s": spec.step_s,
+            "labels": {**cell_plan.labels, "knee": "true"},
+        }
+    )
 
 
 def placeholder_base_url(scenario: str) -> str:
