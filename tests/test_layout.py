@@ -1,6 +1,7 @@
 """The layout's import rules (DESIGN.md, "Layout"), read from every module's imports: which folder of
 meshload may import which. The top-level modules beside the folders (`errors`, `terminal`,
-`interrupts`) import nothing of meshload and every folder may use them."""
+`interrupts`) import nothing of meshload and every folder may use them, as it may the package's own
+`__version__`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import meshload
 
 PACKAGE = Path(meshload.__file__).parent
 TOP_LEVEL = {"errors", "terminal", "interrupts"}
+PACKAGE_ATTRIBUTES = {"__version__"}
 #: Folder -> the folders of meshload its modules may import.
 MAY_IMPORT: dict[str, set[str]] = {
     "scenarios": set(),
@@ -60,7 +62,7 @@ def test_each_folder_imports_only_what_the_layout_allows(folder: str) -> None:
     modules = sorted((PACKAGE / folder).rglob("*.py")) if (PACKAGE / folder).is_dir() else []
     if folder in ("scenarios", "results", "pipeline", "worker", "testbed", "coordinator"):
         assert modules, f"meshload/{folder} has no modules"
-    allowed = MAY_IMPORT[folder] | TOP_LEVEL | {folder}
+    allowed = MAY_IMPORT[folder] | TOP_LEVEL | PACKAGE_ATTRIBUTES | {folder}
     wrong = {
         str(path.relative_to(PACKAGE)): sorted(_meshload_imports(path) - allowed)
         for path in modules
