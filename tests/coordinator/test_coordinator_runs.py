@@ -150,7 +150,10 @@ def test_two_local_workers_on_a_private_redis_count_every_request_and_write_the_
     window_s = mesh.windows[0][1] - mesh.windows[0][0]
     assert plan.duration_s - 0.3 < window_s < plan.duration_s + 0.5
     assert result.mesh is not None and result.mesh.applications.count == 1
-    assert result.mesh.applications.cpu_mcores > 0 and result.mesh.applications.mem_mb > 0
+    # The server's memory is there; its CPU over 2 s may be under the kernel's 10 ms accounting tick (a
+    # few µs per request), so only its sign is checked here: the sampler's CPU figures are checked
+    # against Prometheus's on the testbed (tests/mesh/test_prometheus_sampler.py).
+    assert result.mesh.applications.cpu_mcores >= 0 and result.mesh.applications.mem_mb > 0
     assert smp["mesh_config"]["profile"] == "none"
     # The private redis-server and the worker processes are gone.
     leftovers = [p.name() for p in psutil.Process().children(recursive=True) if p.pid != http_server.process.pid]
