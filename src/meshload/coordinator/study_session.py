@@ -149,39 +149,19 @@ class StudySession:
     def run_cell(self, cell: StudyCell, out_dir: Path) -> CellSummary:
         """Apply the cell's function and run it; a failed run is kept as an invalid cell with its
         reason and no figures, so one failure does not throw away the rest of the study."""
-        arm = cell.function.arm_name
         refusal = self.refusal(cell)
         if refusal:
             # Not a failure: the function has no meaning there. Kept, marked, and left out of every comparison.
-            return CellSummary(
-                function=arm,
-                rate=cell.rate,
-                repetition=cell.repetition,
-                order=cell.order,
-                run_id="",
-                valid=False,
-                validity=[f"not supported: {refusal}"],
-                topology=cell.function.topology or "",
-                not_supported=refusal,
-            )
+            return _without_figures(cell, f"not supported: {refusal}", not_supported=refusal)
         self.apply(cell)
         run_dir = out_dir / "runs" / cell.slug
         try:
             result = self.execute(self.plan.cell_plan(cell, self.base_url()), run_dir)
         except RunError as exc:
-            return CellSummary(
-                function=arm,
-                rate=cell.rate,
-                repetition=cell.repetition,
-                order=cell.order,
-                run_id="",
-                valid=False,
-                validity=[f"the run failed: {exc}"],
-                topology=cell.function.topology or "",
-            )
+            return _without_figures(cell, f"the run failed: {exc}")
         return CellSummary.from_run(
             result,
-            function=arm,
+            function=cell.function.arm_name,
             topology=cell.function.topology or "",
             rate=cell.rate,
             repetition=cell.repetition,
@@ -241,3 +221,18 @@ def _redis_pid(redis_url: str) -> int:
 
     with redis.Redis.from_url(redis_url) as client:
         return int(client.info("server")["process_id"])
+
+
+def _without_figures(cell: StudyCell, reason: str, *, not_supported: str = "") -> CellSummary:
+    """A cell kept with its reason and no figures: it did not run, or its run failed."""
+    return CellSummary(
+        function=cell.function.arm_name,
+        rate=cell.rate,
+        repetition=cell.repetition,
+        order=cell.order,
+        run_id="",
+        valid=False,
+        validity=[reason],
+        topology=cell.function.topology or "",
+        not_supported=not_supported,
+    )
