@@ -92,6 +92,18 @@ def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], 
         peak = max(s[index] for s in during)
         growth = (last[index] - first[index]) / first[index] * 100 if first[index] else math.nan
         print(f"{label:12}{first[index]:>11.1f} MB{last[index]:>11.1f} MB{peak:>7.1f} MB{growth:>9.1f}%")
+    # The coordinator keeps the last 10 minutes per second (then per minute): its memory fills that
+    # window first, so growth is also shown from the 11th minute, when the window is full.
+    settled = [s for s in during if s[0] >= 11 * 60]
+    if len(settled) >= 2:
+        for label, index in (("coordinator", 1), ("worker", 2)):
+            start, end = settled[0][index], settled[-1][index]
+            growth = (end - start) / start * 100 if start else math.nan
+            print(f"{label} from minute 11: {start:.1f} MB -> {end:.1f} MB, growth {growth:.1f}%")
+    print(
+        "RSS every 5 min (coordinator / worker, MB): "
+        + ", ".join(f"{s[0] / 60:.0f}m {s[1]:.1f}/{s[2]:.1f}" for s in samples if int(s[0]) % 300 < SAMPLE_EVERY_S)
+    )
     minutes = block["minutes"]
     expected = math.ceil((WARMUP_S + args.minutes * 60) / 60)
     full = [m for m in minutes[:-1] if not m["warmup"]]
