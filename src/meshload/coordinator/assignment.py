@@ -71,6 +71,7 @@ def _await_answers(client: redis.Redis, keys: wire.RunKeys, workers: Workers, ke
     ours = set(workers.ids)
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
     refusal_grace_until: float | None = None
+    stop_signalled = False
     while True:
         answers = {
             wire.reply_text(raw_id): wire.decode_answer(raw) for raw_id, raw in client.hgetall(keys.answers).items()
@@ -78,9 +79,10 @@ def _await_answers(client: redis.Redis, keys: wire.RunKeys, workers: Workers, ke
         refused = {w: a.reason for w, a in sorted(answers.items()) if not a.accepted and w in ours}
         silent = [w for w in workers.ids if w not in answers]
         exited = [w for w in silent if workers.exited(w)]
-        if refused or exited or (silent and time.monotonic() > deadline):
+        if not stop_signalled and (refused or exited or (silent and time.monotonic() > deadline)):
             # The workers that accepted drop their share: nothing is sent by anyone.
             signal_stop(client, keys)
+            stop_signalled = True
         if refused:
             # The other workers' answers are moments away: wait briefly so that every refusal is
             # named in the one line, not just the first to arrive.
