@@ -175,13 +175,13 @@ class Testbed:
             )
         with self.folder.locked():
             state = self.folder.load()
-            if state is not None and healthy(state) and state.get("meshload_version") != __version__:
+            reusable = state is not None and healthy(state)
+            if state is not None and reusable and state.get("meshload_version") != __version__:
                 # Started by another meshload: its processes speak that version's admin protocol.
                 started_by = state.get("meshload_version", "an earlier release")
                 log.warning("the running testbed was started by meshload %s; restarting it", started_by)
-                self._stop_locked(state)
-                state = None
-            if state is not None and healthy(state):
+                reusable = False
+            if state is not None and reusable:
                 chosen = topology or topology_of(state)
                 self._apply_locked(state, function, _resolve(function, params, chosen), chosen)
                 for service, mode in (app_modes or {}).items():
@@ -190,7 +190,7 @@ class Testbed:
             chosen = topology or DEFAULT_TOPOLOGY
             values = _resolve(function, params, chosen)
             if state is not None:
-                self._stop_locked(state)  # a half-dead testbed: clear it out first
+                self._stop_locked(state)  # a half-dead testbed, or another release's: clear it out first
             self._up_locked(function, values, chosen, app_modes or {}, fault_scale, ready_timeout_s)
 
     def _up_locked(
