@@ -7,8 +7,8 @@ own epoll with nanosecond resolution; `DueTimer` wraps one. Elsewhere it falls b
 `SPIN_WINDOW_NS` before the instant, then one loop pass at a time.
 
 An instant closer than `SPIN_NS` is not slept for: the loop keeps polling (one non-blocking pass at a
-time, I/O flowing) until it comes. A sleep and its wake-up cost the process 10-40 µs of CPU (more on a
-virtual machine, where an idle core's wake-up goes through the hypervisor), so a wait that short costs
+time, I/O flowing) until it comes. A sleep and its wake-up cost the process 25-35 µs of CPU on the
+virtual machines this was measured on (an idle core's wake-up goes through the hypervisor), so a wait that short costs
 no more spent polling than slept through; and at tens of thousands of sends per second, where the gaps
 are shorter than a wake-up, sleeping per send is what held one worker near 25,000 per second.
 The passes that found nothing to do are counted (`IdleSink.spin_ns`), so that the CPU they burn is
