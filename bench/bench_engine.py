@@ -11,8 +11,9 @@ conditions whatever else the machine runs.
 
 For each: requests/s and CPU microseconds per request (user+system CPU of the generator's process,
 read from psutil, divided by completed requests), and the ratio to wrk's. Then the open loop: meshload
-at 20,000 rps on one worker (achieved rate, schedule-lag p99), and a search for the highest rate one
-worker holds with schedule-lag p99 under 1 ms and the achieved rate within 1%.
+at 50,000 rps on one worker (achieved rate, schedule-lag p99, CPU with and without the polling for
+near instants, memory and garbage collections), and a search for the highest rate one worker holds
+with schedule-lag p99 under 1 ms and the achieved rate within 1%.
 
     python bench/bench_engine.py [--seconds 5] [--skip-search]
 """
@@ -20,6 +21,7 @@ worker holds with schedule-lag p99 under 1 ms and the achieved rate within 1%.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -38,7 +40,7 @@ from typing import Any
 import psutil
 
 CONNECTIONS = 32
-OPEN_LOOP_RATE = 20_000
+OPEN_LOOP_RATE = 50_000
 LAG_P99_LIMIT_MS = 1.0
 RATE_TOLERANCE = 0.01
 SERVER_CPU, GENERATOR_CPU = 0, 1
@@ -224,7 +226,14 @@ def meshload_child(args: argparse.Namespace) -> None:
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
     pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
     cpu_before = psutil.Process().cpu_times()
+    blocks_before = sys.getallocatedblocks()
+    collections_before = [generation["collections"] for generation in gc.get_stats()]
     records, outcomes = collect_records(plan, workers=1, interval_s=args.interval)
+    collections = [
+        generation["collections"] - before
+        for generation, before in zip(gc.get_stats(), collections_before, strict=True)
+    ]
+    blocks_after = sys.getallocatedblocks()
     cpu_after = psutil.Process().cpu_times()
     lag = LatencyHistogram()
     corrected = LatencyHistogram()
@@ -242,6 +251,11 @@ def meshload_child(args: argparse.Namespace) -> None:
                 "completed": outcomes[0].completed,
                 "errors": outcomes[0].errors,
                 "engine_cpu_s": outcomes[0].cpu_seconds,
+                "spin_s": outcomes[0].spin_seconds,
+                # Objects still allocated after the run that were not before (its records are kept:
+                # a few per interval), and the garbage collector's passes per generation during it.
+                "blocks_kept": blocks_after - blocks_before,
+                "gc_collections": collections,
                 "run_cpu_s": (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
                 "elapsed_s": outcomes[0].elapsed_s,
                 "lag_p99_ms": lag.value_at_percentile(99) / 1000,
@@ -456,19 +470,40 @@ def main() -> None:
         if args.only in (None, "cuts"):
             bench_cuts(nginx.url, args.seconds, args.cuts_rate)
         if args.only in (None, "open"):
-            print(f"\nopen loop, one worker, {args.seconds:g} s:")
-            figures, _ = run_meshload(nginx.url, args.seconds, OPEN_LOOP_RATE)
-            print(
-                f"  {OPEN_LOOP_RATE:,} rps planned: sent {figures['sent_rate_full_intervals']:,.0f}/s, "
-                f"lag p99 {figures['lag_p99_ms']:.3f} ms, p99.9 {figures['lag_p999_ms']:.3f} ms, "
-                f"late {figures['late']}, CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%} of a core, "
-                f"holds: {open_loop_holds(figures, OPEN_LOOP_RATE)}"
-            )
-            if not args.skip_search:
-                search_highest_rate(nginx.url)
+            bench_open_loop(nginx.url, args.seconds, search=not args.skip_search)
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_open_loop(url: str, seconds: float, *, search: bool) -> None:
+    """The open loop at the target rate beside wrk's closed loop on the same nginx, then the search."""
+    reference = bench_wrk(url, seconds)
+    print(f"\nopen loop, one worker, {seconds:g} s (wrk closed loop: {reference.cpu_us_per_request:.1f} us/req):")
+    figures, _ = run_meshload(url, seconds, OPEN_LOOP_RATE)
+    busy_s = figures["run_cpu_s"] - figures["spin_s"]
+    completed = max(figures["completed"], 1)
+    print(
+        f"  {OPEN_LOOP_RATE:,} rps planned: sent {figures['sent_rate_full_intervals']:,.0f}/s, "
+        f"lag p99 {figures['lag_p99_ms']:.3f} ms, p99.9 {figures['lag_p999_ms']:.3f} ms, late {figures['late']}, "
+        f"holds: {open_loop_holds(figures, OPEN_LOOP_RATE)}\n"
+        f"  CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%} of a core, of it polling for near instants "
+        f"{figures['spin_s'] / figures['elapsed_s']:.0%}; busy {busy_s * 1e6 / completed:.1f} us/req = "
+        f"{busy_s * 1e6 / completed / reference.cpu_us_per_request:.2f}x wrk's closed loop\n"
+        f"  garbage collections per generation during the run: {figures['gc_collections']}"
+    )
+    # What a run keeps grows with its intervals (their records), never with its requests: a run twice
+    # as long keeps about as many more objects as it has more records.
+    longer, _ = run_meshload(url, 2 * seconds, OPEN_LOOP_RATE)
+    more_requests = longer["completed"] - figures["completed"]
+    more_objects = longer["blocks_kept"] - figures["blocks_kept"]
+    print(
+        f"  memory: objects still allocated after the run: {figures['blocks_kept']:,} ({seconds:g} s), "
+        f"{longer['blocks_kept']:,} ({2 * seconds:g} s): {more_objects:+,} for {more_requests:+,} requests "
+        f"= {more_objects / max(more_requests, 1):.4f} per request"
+    )
+    if search:
+        search_highest_rate(url)
 
 
 def bench_cuts(url: str, seconds: float, rate: float) -> None:
@@ -616,8 +651,8 @@ def search_highest_rate(url: str, seconds: float = 3.0, tries: int = 2) -> None:
 
     Each rate gets up to `tries` runs and holds if one of them does: on a shared machine a
     neighbour's burst can stall any single run; every run is printed."""
-    low, high = 5_000.0, 80_000.0
-    while high - low > 2_500:
+    low, high = 10_000.0, 160_000.0
+    while high - low > 5_000:
         rate = round((low + high) / 2, -2)
         holds = False
         for _ in range(tries):
@@ -626,6 +661,7 @@ def search_highest_rate(url: str, seconds: float = 3.0, tries: int = 2) -> None:
             print(
                 f"  {rate:>8,.0f} rps: sent {figures['sent_rate_full_intervals']:>8,.0f}/s, "
                 f"lag p99 {figures['lag_p99_ms']:.3f} ms, CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%}"
+                f" (busy {(figures['run_cpu_s'] - figures['spin_s']) / figures['elapsed_s']:.0%})"
                 f" -> {'holds' if holds else 'falls behind'}"
             )
             if holds:

@@ -254,3 +254,21 @@ def test_each_second_carries_its_own_schedule_lag_so_a_stall_is_placed_in_time(m
     assert points[3.0].late == 91 and points[2.0].late == 2 and points[1.0].late == 9
     worst = max(points.values(), key=lambda p: p.lag_p99_ms)
     assert worst.offset_s == 3.0 and worst.lag_p99_ms > 50 * points[2.0].lag_p99_ms
+
+
+def test_polling_for_near_instants_is_waiting_not_load(make_record: MakeRecord) -> None:
+    # A worker at a high open-loop rate polls instead of sleeping (worker.engines.pacing): its process
+    # uses a whole core, but only the part that was not polling counts toward saturation.
+    aggregator = RunAggregator(make_plan(), RUN_ID)
+    for seq in range(5):
+        aggregator.add(make_record("worker-0", seq, cpu_seconds=1.0, spin_seconds=0.45))
+    aggregator.add(make_record("worker-1", 0, cpu_seconds=0.98, spin_seconds=0.02))
+
+    result = aggregator.result()
+
+    polling, busy = result.workers
+    assert polling.max_cpu_fraction == pytest.approx(0.55)
+    assert polling.cpu_seconds == pytest.approx(5.0) and polling.spin_seconds == pytest.approx(2.25)
+    assert busy.max_cpu_fraction == pytest.approx(0.96)
+    assert any(reason.cause == "cpu-saturated" and "worker-1" in reason.message for reason in result.reasons)
+    assert not any("worker-0" in reason.message for reason in result.reasons if reason.cause == "cpu-saturated")

@@ -104,3 +104,17 @@ def test_every_planned_instant_of_other_arrival_processes_is_sent_once(http_serv
         assert expected == 600  # (200 + 1000) / 2 rps over 1 s
     else:
         assert abs(expected - 600) < 4 * 600**0.5  # Poisson: within 4 standard deviations
+
+
+def test_at_a_rate_beyond_sleeping_the_worker_polls_and_counts_the_polling_apart(http_server) -> None:
+    # 25,000 rps plans a send every 40 us, nearer than a sleep is worth (pacing.SPIN_NS): the loop
+    # polls for them, and the records say how much of the worker's CPU was that polling.
+    server = http_server("ok")
+    run = measure(open_plan(server.url, 25_000, 1.0))
+
+    assert run.outcome.attempted == 25_000
+    assert run.sent + run.missed == 25_000
+    assert run.outcome.spin_seconds > 0
+    assert sum(r.spin_seconds for r in run.records) == pytest.approx(run.outcome.spin_seconds, abs=1e-5)
+    for record in run.records:
+        assert 0 <= record.spin_seconds <= record.cpu_seconds

@@ -61,6 +61,92 @@ def test_due_timer_wakes_on_time_never_early_and_follows_re_arming(monkeypatch, 
     assert statistics.median(lateness_ns) < MEDIAN_LATE_LIMIT_NS[kernel_timer]
 
 
+class _IdleSink:
+    spin_ns = 0
+
+
+def _spin_through(near_ns: int, firings: int, work_per_pass_ns: int = 0) -> tuple[list[int], int, int, int]:
+    """Arm `firings` instants, each `near_ns` after the previous firing, while (optionally) another
+    callback busy-works `work_per_pass_ns` in every loop pass. Returns the lateness of each firing, the
+    idle time the timer counted, the wall time, and how often the kernel timer was set."""
+    lateness: list[int] = []
+    sink = _IdleSink()
+    settimes = 0
+
+    async def main() -> int:
+        nonlocal settimes
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        due = [0]
+
+        def on_due() -> None:
+            lateness.append(time.monotonic_ns() - due[0])
+            if len(lateness) == firings:
+                done.set()
+            else:
+                due[0] = time.monotonic_ns() + near_ns
+                timer.arm(due[0])
+
+        def work() -> None:
+            until = time.monotonic_ns() + work_per_pass_ns
+            while time.monotonic_ns() < until:
+                pass
+            if not done.is_set():
+                loop.call_soon(work)
+
+        timer = pacing.DueTimer(loop, on_due, sink)
+        settime = timer._settime
+
+        def counted_settime(*args: object) -> int:
+            nonlocal settimes
+            settimes += 1
+            return settime(*args)
+
+        timer._settime = counted_settime
+        if work_per_pass_ns:
+            loop.call_soon(work)
+        start_ns = time.monotonic_ns()
+        due[0] = start_ns + near_ns
+        timer.arm(due[0])
+        await asyncio.wait_for(done.wait(), 30)
+        timer.close()
+        return time.monotonic_ns() - start_ns
+
+    wall_ns = uvloop.run(main())
+    return lateness, sink.spin_ns, wall_ns, settimes
+
+
+@pytest.mark.skipif(pacing._TIMERFD is None, reason="no timerfd: every instant is polled for")
+def test_a_near_instant_is_polled_for_not_slept_for_and_the_idle_polling_is_counted() -> None:
+    # 20,000 instants 30 us apart (what 33,000 sends per second asks): no kernel timer is set, none
+    # fires early, and the polling passes that found nothing to do are counted as idle time.
+    lateness, spin_ns, wall_ns, settimes = _spin_through(30_000, 20_000)
+    assert settimes == 0
+    assert len(lateness) == 20_000
+    assert min(lateness) >= 0, "fired before the armed instant"
+    assert statistics.median(lateness) < MEDIAN_LATE_LIMIT_NS[True]
+    assert 0 < spin_ns <= wall_ns
+
+
+@pytest.mark.skipif(pacing._TIMERFD is None, reason="no timerfd: every instant is polled for")
+def test_work_done_between_the_polls_is_not_counted_as_idle() -> None:
+    # Every loop pass also runs 200 us of other work (responses, in a real run): the passes are never
+    # empty, so nearly all of the wall time is work and at most a ceiling per pass counts as idle.
+    lateness, spin_ns, wall_ns, _ = _spin_through(30_000, 300, work_per_pass_ns=200_000)
+    assert len(lateness) == 300
+    assert min(lateness) >= 0
+    assert spin_ns <= 0.1 * wall_ns, f"{spin_ns / 1e6:.1f} ms of {wall_ns / 1e6:.1f} ms counted idle"
+
+
+@pytest.mark.skipif(pacing._TIMERFD is None, reason="no timerfd: every instant is polled for")
+def test_a_far_instant_after_near_ones_goes_back_to_the_kernel_timer() -> None:
+    # 5 ms apart: far beyond the polling window, every instant is slept for with the kernel timer.
+    lateness, spin_ns, _, settimes = _spin_through(5_000_000, 50)
+    assert settimes >= 50
+    assert min(lateness) >= 0
+    assert spin_ns <= 50 * pacing.IDLE_PASS_CEILING_NS  # at most the last pass before each firing
+
+
 @pytest.mark.parametrize("loop_model", ["open", "closed"])
 def test_a_stop_from_another_thread_ends_the_run_early_with_a_final_record(http_server, loop_model) -> None:
     """What a worker's heartbeat thread does when the coordinator stops the run."""

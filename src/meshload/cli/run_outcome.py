@@ -71,8 +71,10 @@ def summary_table(result: RunResult) -> str:
         lines.append(f"failures  {failures:,} (the locustfile's own verdicts: failed checks; per name in report.html)")
     for worker in result.workers:
         lost = "  LOST" if worker.lost else ""
+        # Polling for near planned instants burns CPU without being load: say how much of it was that.
+        spin = f" ({worker.spin_seconds:.2f}s polling for sends)" if worker.spin_seconds >= 0.01 else ""
         lines.append(
-            f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s, "
+            f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s{spin}, "
             f"clock offset {worker.clock_offset_ms:+.2f} ms{lost}"
         )
     for service, counts in (result.mesh.replicas if result.mesh is not None else {}).items():

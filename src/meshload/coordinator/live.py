@@ -47,7 +47,7 @@ class PrometheusLive:
         meshload_request_errors_total{worker, kind}     transport errors by kind (connect_refused, timeout, ...)
         meshload_failed_requests_total{worker}          transport errors plus failed statuses (>= 400, not OK)
         meshload_sends_late_total{worker}, meshload_sends_missed_total{worker}
-        meshload_worker_cpu_seconds_total{worker}
+        meshload_worker_cpu_seconds_total{worker}, meshload_worker_spin_seconds_total{worker}
         meshload_latency_seconds{latency="corrected"|"uncorrected", quantile}   summaries of the measured
         meshload_schedule_lag_seconds{quantile}                                 part (warm-up while in it)
         meshload_elapsed_seconds, meshload_planned_seconds, meshload_warmup (1 in the warm-up)
@@ -98,6 +98,7 @@ class PrometheusLive:
             _add(counters["sends_late"], (worker,), record.late)
             _add(counters["sends_missed"], (worker,), record.missed)
             _add(counters["worker_cpu_seconds"], (worker,), record.cpu_seconds)
+            _add(counters["worker_spin_seconds"], (worker,), record.spin_seconds)
 
     def update(self, figures: LiveFigures, summaries: dict[str, LatencySummary] | None = None) -> None:
         with self._lock:
@@ -155,6 +156,11 @@ _COUNTERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("sends_late", ("worker",), "Sends whose schedule lag exceeded the late threshold"),
     ("sends_missed", ("worker",), "Planned sends never made"),
     ("worker_cpu_seconds", ("worker",), "User plus system CPU of the worker process"),
+    (
+        "worker_spin_seconds",
+        ("worker",),
+        "Of the worker's CPU, polling for planned instants too near to sleep for (waiting, not load)",
+    ),
 )
 
 

@@ -91,6 +91,9 @@ class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     missed: int = 0  # planned sends that were never made
     clamped: int = 0  # latencies above the histograms' range, recorded at its top
     cpu_seconds: float = 0.0  # user+system CPU of the worker process in this interval
+    # Of `cpu_seconds`, the loop passes that only polled for a planned instant too near to sleep for:
+    # waiting, not the generator's load (see `worker.engines.pacing`).
+    spin_seconds: float = 0.0
     clock_offset_ms: float = 0.0  # worker clock minus Redis server clock, as last measured
     # Standard HdrHistogram base64 blobs, microseconds:
     latency_corrected: str = ""  # planned instant -> response complete

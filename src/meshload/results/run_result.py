@@ -28,13 +28,14 @@ class WorkerSummary:
     sent: int = 0
     errors: int = 0
     cpu_seconds: float = 0.0
+    spin_seconds: float = 0.0  # of cpu_seconds, polling for planned instants too near to sleep for
     clock_offset_ms: float = 0.0
     lost: bool = False  # went silent during the run; its records up to then are kept
     records: int = 0  # interval records received
     host: str = ""  # the machine (in Kubernetes, the pod) the worker ran on
     node: str = ""  # in Kubernetes, the node of its pod
     lag_p99_ms: float = 0.0
-    max_cpu_fraction: float = 0.0  # the busiest interval's CPU use, as a fraction of one core
+    max_cpu_fraction: float = 0.0  # the busiest interval's CPU use (polling excluded), as a fraction of one core
     lost_reason: str = ""  # why it was counted lost ("silent for 3.2s", "its process exited: ...")
     returned: bool = False  # was counted lost (silent: paused, overloaded), then its records came again
     finished: bool = False  # its final record arrived

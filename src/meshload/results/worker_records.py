@@ -55,12 +55,15 @@ class WorkerRecords:
         summary = self.summary
         summary.records += 1
         summary.cpu_seconds += record.cpu_seconds
+        summary.spin_seconds += record.spin_seconds
         # The newest measurement of the offset is the one that describes the worker now.
         summary.clock_offset_ms = record.clock_offset_ms
         if not record.warmup:
             # Warm-up intervals carry start-up work (connections, imports) and are not measured.
             if record.duration_s > 0:
-                summary.max_cpu_fraction = max(summary.max_cpu_fraction, record.cpu_seconds / record.duration_s)
+                # Polling for an instant too near to sleep for is waiting, not load (worker.engines.pacing).
+                busy_s = record.cpu_seconds - record.spin_seconds
+                summary.max_cpu_fraction = max(summary.max_cpu_fraction, busy_s / record.duration_s)
             summary.requests += record.completed
             summary.sent += record.sent
             summary.errors += failed

@@ -62,6 +62,9 @@ class IntervalRecorder:
         self.sent = 0
         self.bytes_received = 0
         self.missed = 0
+        # Loop passes spent polling for a planned instant too near to sleep for (`pacing.DueTimer`).
+        self.spin_ns = 0
+        self._spin_mark_ns = 0
         self.corrected = LatencyHistogram()
         self.uncorrected = LatencyHistogram()
         self.lag = LatencyHistogram()
@@ -90,6 +93,7 @@ class IntervalRecorder:
         self.total_missed = 0
         self.total_errors = dict.fromkeys(ERROR_KINDS, 0)
         self.total_cpu_s = 0.0
+        self.total_spin_s = 0.0
 
     # -- hot path ----------------------------------------------------------------------------------
 
@@ -227,6 +231,8 @@ class IntervalRecorder:
         cpu_now_s = process_cpu_seconds()
         cpu_s = cpu_now_s - self._cpu_mark_s
         self._cpu_mark_s = cpu_now_s
+        spin_s = (self.spin_ns - self._spin_mark_ns) / 1e9
+        self._spin_mark_ns = self.spin_ns
         n = self.count
         pending = PendingRecord(
             self,
@@ -250,6 +256,7 @@ class IntervalRecorder:
                 bytes_received=self.bytes_received,
                 missed=self.missed,
                 cpu_seconds=round(cpu_s, 6),
+                spin_seconds=round(min(spin_s, cpu_s), 6),
                 clock_offset_ms=self.clock_offset_ms,
                 connects=self._connects,
                 connect_us_total=self._connect_us_total,
@@ -260,7 +267,7 @@ class IntervalRecorder:
             self._late,
         )
         self._completed += n
-        self._add_to_totals(cpu_s)
+        self._add_to_totals(cpu_s, spin_s)
         (self._planned_ns, self._sent_ns, self._done_ns, self._status) = spare.buffers
         self.corrected, self.uncorrected, self.lag = spare.histograms
         self._status_counts = np.zeros(_STATUS_SLOTS, dtype=np.int64)
@@ -272,13 +279,14 @@ class IntervalRecorder:
         names = self.status_names
         return names[code] if code < len(names) else str(code)
 
-    def _add_to_totals(self, cpu_s: float) -> None:
+    def _add_to_totals(self, cpu_s: float, spin_s: float) -> None:
         self.total_completed += self._completed
         self.total_sent += self.sent
         self.total_missed += self.missed
         for kind, n in self._errors.items():
             self.total_errors[kind] += n
         self.total_cpu_s += cpu_s
+        self.total_spin_s += spin_s
 
     def _reset_interval(self) -> None:
         self._seq += 1

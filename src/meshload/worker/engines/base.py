@@ -74,6 +74,7 @@ class EngineOutcome:
     errors: dict[str, int] = field(default_factory=dict)  # kinds with a non-zero count
     records: int = 0
     cpu_seconds: float = 0.0
+    spin_seconds: float = 0.0  # of cpu_seconds, polling for planned instants too near to sleep for
     elapsed_s: float = 0.0  # start instant to the final record
     connections_opened: int = 0
 
@@ -90,6 +91,7 @@ class EngineOutcome:
             errors={kind: n for kind, n in recorder.total_errors.items() if n},
             records=records,
             cpu_seconds=recorder.total_cpu_s,
+            spin_seconds=recorder.total_spin_s,
             elapsed_s=elapsed_s,
             connections_opened=connections_opened,
         )

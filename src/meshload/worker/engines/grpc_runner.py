@@ -167,7 +167,9 @@ class GrpcOpenLoopRunner(GrpcRunner):
 
     def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
         super().__init__(job, stop)
-        self.instants = PlannedInstants(self.loop, self.share.schedule(), self.start_ns, self._start_call)
+        self.instants = PlannedInstants(
+            self.loop, self.share.schedule(), self.start_ns, self._start_call, self.recorder
+        )
 
     def _attempted(self) -> int:
         return self.instants.dispatched

@@ -266,7 +266,7 @@ class H2Runner(EngineRunner):
 class H2OpenLoopRunner(H2Runner):
     def __init__(self, job: EngineJob, stop: asyncio.Event | None) -> None:
         super().__init__(job, stop)
-        self.instants = PlannedInstants(self.loop, self.share.schedule(), self.start_ns, self.dispatch)
+        self.instants = PlannedInstants(self.loop, self.share.schedule(), self.start_ns, self.dispatch, self.recorder)
 
     def _attempted(self) -> int:
         return self.instants.dispatched

@@ -98,7 +98,7 @@ class OpenLoopRunner(Http1Runner):
         self.schedule_done = False
         self.accepting_sends = True  # false once pending sends are abandoned
         self.sending_finished = asyncio.Event()  # the schedule is dispatched (or the run stopped)
-        self.timer = DueTimer(self.loop, self._on_timer)
+        self.timer = DueTimer(self.loop, self._on_timer, self.recorder)
 
     def _attempted(self) -> int:
         return self.dispatched

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from time import monotonic_ns
 
 from ...scenarios.schedule import ArrivalSchedule
-from .pacing import DueTimer
+from .pacing import DueTimer, IdleSink
 
 #: How far ahead the arrival schedule is materialised.
 PLAN_CHUNK_S = 0.05
@@ -32,6 +32,7 @@ class PlannedInstants:
         schedule: ArrivalSchedule,
         start_ns: int,
         dispatch: Callable[[int], None],
+        idle_sink: IdleSink | None = None,
     ) -> None:
         self.schedule = schedule
         self.start_ns = start_ns
@@ -43,7 +44,7 @@ class PlannedInstants:
         self._batch: list[int] = []  # planned instants, absolute monotonic ns
         self._batch_i = 0
         self._stopped = False
-        self._timer = DueTimer(loop, self._on_timer)
+        self._timer = DueTimer(loop, self._on_timer, idle_sink)
 
     async def run(self) -> None:
         """Dispatch every instant as it comes due; return once the last is dispatched (or at `stop()`)."""
