@@ -15,7 +15,8 @@ at 50,000 rps on one worker (achieved rate, schedule-lag p99, CPU with and witho
 near instants, memory and garbage collections), and a search for the highest rate one worker holds
 with schedule-lag p99 under 1 ms and the achieved rate within 1%.
 
-    python bench/bench_engine.py [--seconds 5] [--skip-search]
+    python bench/bench_engine.py [--seconds 5] [--skip-search] [--only closed|open|instructions|cuts]
+                                 [--arrival poisson]
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ OPEN_LOOP_RATE = 50_000
 LAG_P99_LIMIT_MS = 1.0
 RATE_TOLERANCE = 0.01
 SERVER_CPU, GENERATOR_CPU = 0, 1
+#: The open loop's arrival process (`--arrival`), handed to every child run.
+ARRIVAL = ["constant"]
 
 NGINX_CONF = """
 worker_processes 1;
@@ -222,7 +225,9 @@ def meshload_child(args: argparse.Namespace) -> None:
     from meshload.worker.standalone import collect_records
 
     trace = trace_sends() if args.lag_trace else None
-    load = {"kind": "closed", "concurrency": CONNECTIONS} if args.rate == 0 else {"kind": "open", "rate": args.rate}
+    load: dict[str, Any] = {"kind": "closed", "concurrency": CONNECTIONS}
+    if args.rate:
+        load = {"kind": "open", "rate": args.rate, "arrival": args.arrival}
     plan = Plan(targets=[{"url": args.url}], load=load, duration_s=args.seconds)
     pick_engine(plan)  # imports the engine's modules: interpreter start-up, not the run's CPU
     cpu_before = psutil.Process().cpu_times()
@@ -281,6 +286,8 @@ def meshload_command(url: str, seconds: float, rate: float = 0, interval_s: floa
         str(rate),
         "--interval",
         str(interval_s),
+        "--arrival",
+        ARRIVAL[0],
     ]
 
 
@@ -433,7 +440,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--lag-trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cuts-rate", type=float, default=30_000, help="cuts: the open loop's rate")
+    parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
     args = parser.parse_args()
+    ARRIVAL[0] = args.arrival
     if args.child:
         meshload_child(args)
         return
@@ -479,7 +488,10 @@ def main() -> None:
 def bench_open_loop(url: str, seconds: float, *, search: bool) -> None:
     """The open loop at the target rate beside wrk's closed loop on the same nginx, then the search."""
     reference = bench_wrk(url, seconds)
-    print(f"\nopen loop, one worker, {seconds:g} s (wrk closed loop: {reference.cpu_us_per_request:.1f} us/req):")
+    print(
+        f"\nopen loop, {ARRIVAL[0]} arrivals, one worker, {seconds:g} s "
+        f"(wrk closed loop: {reference.cpu_us_per_request:.1f} us/req):"
+    )
     figures, _ = run_meshload(url, seconds, OPEN_LOOP_RATE)
     busy_s = figures["run_cpu_s"] - figures["spin_s"]
     completed = max(figures["completed"], 1)

@@ -381,6 +381,7 @@ class PendingRecord:
         record.late = late
         codes = np.flatnonzero(status_counts)
         record.status_codes = {recorder._status_name(int(code)): int(status_counts[code]) for code in codes}
+        yield
         record.latency_corrected = corrected.encode()
         yield
         record.latency_uncorrected = uncorrected.encode()
@@ -391,6 +392,7 @@ class PendingRecord:
         record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
         for histogram in detached.histograms:
             histogram.reset()
+            yield
         recorder._spare = detached
         self.done = True
 

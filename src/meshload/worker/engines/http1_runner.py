@@ -23,7 +23,7 @@ SWEEP_INTERVAL_S = 0.05
 #: exactly, and the TIME_WAIT stays on its side); we close only if it has not within this time.
 SERVER_CLOSE_GRACE_S = 1.0
 #: Connections whose received bytes are collected per step of an interval cut.
-BYTES_SLICE = 64
+BYTES_SLICE = 8
 #: Poll period while draining in-flight requests after the last send.
 DRAIN_POLL_S = 0.005
 
