@@ -8,11 +8,11 @@ own epoll with nanosecond resolution; `DueTimer` wraps one. Elsewhere it falls b
 
 An instant closer than `SPIN_NS` is not slept for: the loop keeps polling (one non-blocking pass at a
 time, I/O flowing) until it comes. A sleep and its wake-up cost the process 25-35 µs of CPU on the
-virtual machines this was measured on (an idle core's wake-up goes through the hypervisor), so a wait that short costs
-no more spent polling than slept through; and at tens of thousands of sends per second, where the gaps
-are shorter than a wake-up, sleeping per send is what held one worker near 25,000 per second.
-The passes that found nothing to do are counted (`IdleSink.spin_ns`), so that the CPU they burn is
-not read as the generator's own load.
+virtual machines this was measured on (an idle core's wake-up goes through the hypervisor), so a wait
+that short costs no more polled than slept through; and at tens of thousands of sends per second,
+where the gaps are shorter than a wake-up, sleeping per send is what held one worker near 25,000 per
+second. The passes that found nothing to do are counted (`IdleSink.spin_ns`), so that the CPU they
+burn is not read as the generator's own load.
 """
 
 from __future__ import annotations
