@@ -272,3 +272,16 @@ def test_polling_for_near_instants_is_waiting_not_load(make_record: MakeRecord) 
     assert busy.max_cpu_fraction == pytest.approx(0.96)
     assert any(reason.cause == "cpu-saturated" and "worker-1" in reason.message for reason in result.reasons)
     assert not any("worker-0" in reason.message for reason in result.reasons if reason.cause == "cpu-saturated")
+
+
+def test_a_final_record_too_short_for_the_cpu_clock_does_not_read_as_saturation(make_record: MakeRecord) -> None:
+    # Process CPU is counted in 10 ms ticks: a 21 ms final record with two of them is not 95 % busy.
+    aggregator = RunAggregator(make_plan(), RUN_ID)
+    for seq in range(4):
+        aggregator.add(make_record("worker-0", seq, cpu_seconds=0.3))
+    aggregator.add(make_record("worker-0", 4, duration_s=0.021, cpu_seconds=0.02, final=True))
+
+    result = aggregator.result()
+
+    assert result.workers[0].max_cpu_fraction == pytest.approx(0.3)
+    assert not any(reason.cause == "cpu-saturated" for reason in result.reasons)

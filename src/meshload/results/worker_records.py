@@ -10,6 +10,10 @@ from .histogram import StretchCounts
 from .interval import IntervalRecord
 from .run_result import WorkerSummary
 
+#: Intervals shorter than this do not count toward a worker's busiest CPU: the kernel counts process
+#: CPU in 10 ms ticks, so a final record of 21 ms holding two ticks would read as 95 % of a core.
+CPU_JUDGED_MIN_S = 0.25
+
 
 class SeqSet:
     """The seqs of a worker's records seen so far, in constant memory for a run's length: every seq
@@ -60,7 +64,7 @@ class WorkerRecords:
         summary.clock_offset_ms = record.clock_offset_ms
         if not record.warmup:
             # Warm-up intervals carry start-up work (connections, imports) and are not measured.
-            if record.duration_s > 0:
+            if record.duration_s >= CPU_JUDGED_MIN_S:
                 # Polling for an instant too near to sleep for is waiting, not load (worker.engines.pacing).
                 busy_s = record.cpu_seconds - record.spin_seconds
                 summary.max_cpu_fraction = max(summary.max_cpu_fraction, busy_s / record.duration_s)
