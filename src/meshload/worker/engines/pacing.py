@@ -80,8 +80,6 @@ class DueTimer:
         loop: asyncio.AbstractEventLoop,
         callback: Callable[[], None],
         idle_sink: IdleSink | None = None,
-        *,
-        spin_ns: int = SPIN_NS,
     ) -> None:
         self._loop = loop
         self._callback = callback
@@ -90,7 +88,6 @@ class DueTimer:
         self._due_ns = 0
         self._armed = False  # a wake-up is pending for `_due_ns`
         self._wake = asyncio.Event()
-        self._spin_ns = spin_ns
         self._spinning = False  # a polling pass (`_spin`) is scheduled
         self._fd_armed = False  # the timerfd holds an instant
         self._idle_sink = idle_sink
@@ -120,7 +117,7 @@ class DueTimer:
         self._armed = True
         if self._fd < 0:
             self._wake.set()
-        elif due_ns - monotonic_ns() <= self._spin_ns:
+        elif due_ns - monotonic_ns() <= SPIN_NS:
             if self._fd_armed:
                 self._set_fd(0)  # disarm: the poll takes over
             if not self._spinning:
