@@ -45,8 +45,6 @@ OPEN_LOOP_RATE = 50_000
 LAG_P99_LIMIT_MS = 1.0
 RATE_TOLERANCE = 0.01
 SERVER_CPU, GENERATOR_CPU = 0, 1
-#: The open loop's arrival process (`--arrival`), handed to every child run.
-ARRIVAL = ["constant"]
 
 NGINX_CONF = """
 worker_processes 1;
@@ -273,7 +271,9 @@ def meshload_child(args: argparse.Namespace) -> None:
     )
 
 
-def meshload_command(url: str, seconds: float, rate: float = 0, interval_s: float = 1.0) -> list[str]:
+def meshload_command(
+    url: str, seconds: float, rate: float = 0, interval_s: float = 1.0, arrival: str = "constant"
+) -> list[str]:
     return [
         sys.executable,
         __file__,
@@ -287,7 +287,7 @@ def meshload_command(url: str, seconds: float, rate: float = 0, interval_s: floa
         "--interval",
         str(interval_s),
         "--arrival",
-        ARRIVAL[0],
+        arrival,
     ]
 
 
@@ -396,8 +396,8 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float
     return figures
 
 
-def run_meshload(url: str, seconds: float, rate: float = 0) -> tuple[dict, float]:
-    out, process_cpu_s = run_measured(meshload_command(url, seconds, rate))
+def run_meshload(url: str, seconds: float, rate: float = 0, arrival: str = "constant") -> tuple[dict, float]:
+    out, process_cpu_s = run_measured(meshload_command(url, seconds, rate, arrival=arrival))
     return json.loads(out.strip().splitlines()[-1]), process_cpu_s
 
 
@@ -442,7 +442,6 @@ def main() -> None:
     parser.add_argument("--cuts-rate", type=float, default=30_000, help="cuts: the open loop's rate")
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
     args = parser.parse_args()
-    ARRIVAL[0] = args.arrival
     if args.child:
         meshload_child(args)
         return
@@ -479,20 +478,20 @@ def main() -> None:
         if args.only in (None, "cuts"):
             bench_cuts(nginx.url, args.seconds, args.cuts_rate)
         if args.only in (None, "open"):
-            bench_open_loop(nginx.url, args.seconds, search=not args.skip_search)
+            bench_open_loop(nginx.url, args.seconds, args.arrival, search=not args.skip_search)
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def bench_open_loop(url: str, seconds: float, *, search: bool) -> None:
+def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> None:
     """The open loop at the target rate beside wrk's closed loop on the same nginx, then the search."""
     reference = bench_wrk(url, seconds)
     print(
-        f"\nopen loop, {ARRIVAL[0]} arrivals, one worker, {seconds:g} s "
+        f"\nopen loop, {arrival} arrivals, one worker, {seconds:g} s "
         f"(wrk closed loop: {reference.cpu_us_per_request:.1f} us/req):"
     )
-    figures, _ = run_meshload(url, seconds, OPEN_LOOP_RATE)
+    figures, _ = run_meshload(url, seconds, OPEN_LOOP_RATE, arrival)
     busy_s = figures["run_cpu_s"] - figures["spin_s"]
     completed = max(figures["completed"], 1)
     print(
@@ -506,7 +505,7 @@ def bench_open_loop(url: str, seconds: float, *, search: bool) -> None:
     )
     # What a run keeps grows with its intervals (their records), never with its requests: a run twice
     # as long keeps about as many more objects as it has more records.
-    longer, _ = run_meshload(url, 2 * seconds, OPEN_LOOP_RATE)
+    longer, _ = run_meshload(url, 2 * seconds, OPEN_LOOP_RATE, arrival)
     more_requests = longer["completed"] - figures["completed"]
     more_objects = longer["blocks_kept"] - figures["blocks_kept"]
     print(
@@ -515,7 +514,7 @@ def bench_open_loop(url: str, seconds: float, *, search: bool) -> None:
         f"= {more_objects / max(more_requests, 1):.4f} per request"
     )
     if search:
-        search_highest_rate(url)
+        search_highest_rate(url, arrival)
 
 
 def bench_cuts(url: str, seconds: float, rate: float) -> None:
@@ -658,7 +657,7 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
         print(f"  {name:<9} {total:>6.2f} in all, {loop_total:.2f} in the request loop  ({top})")
 
 
-def search_highest_rate(url: str, seconds: float = 3.0, tries: int = 2) -> None:
+def search_highest_rate(url: str, arrival: str, seconds: float = 3.0, tries: int = 2) -> None:
     """Bisect the highest rate with lag p99 < 1 ms and the rate held within 1%.
 
     Each rate gets up to `tries` runs and holds if one of them does: on a shared machine a
@@ -668,7 +667,7 @@ def search_highest_rate(url: str, seconds: float = 3.0, tries: int = 2) -> None:
         rate = round((low + high) / 2, -2)
         holds = False
         for _ in range(tries):
-            figures, _ = run_meshload(url, seconds, rate)
+            figures, _ = run_meshload(url, seconds, rate, arrival)
             holds = open_loop_holds(figures, rate)
             print(
                 f"  {rate:>8,.0f} rps: sent {figures['sent_rate_full_intervals']:>8,.0f}/s, "
