@@ -6,18 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.cli_errors import one_error_line
 
 from meshload.cli import main
 from meshload.results.outputs import write_study_outputs
-
-
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 @pytest.fixture(autouse=True)
@@ -33,21 +25,21 @@ def test_bad_study_input_is_one_line_before_anything_starts(
     plan = tmp_path / "plan.yaml"
     plan.write_text("load_levels: [10]\nduration: 3x\nfunctions: [none]\n")
     assert (
-        _fails(["study", str(plan)], capsys)
+        one_error_line(["study", str(plan)], capsys)
         == f'error: {plan}:2: duration: "3x" is not a duration; use e.g. 30s, 5m, 1h'
     )
-    assert "not both" in _fails(["study", str(plan), "--quick"], capsys)
-    assert "--load-levels" in _fails(["study", "--quick", "--load-levels", "fast,slow"], capsys)
-    assert "command line" in _fails(["study", "--quick", "--repetitions", "0"], capsys)
+    assert "not both" in one_error_line(["study", str(plan), "--quick"], capsys)
+    assert "--load-levels" in one_error_line(["study", "--quick", "--load-levels", "fast,slow"], capsys)
+    assert "command line" in one_error_line(["study", "--quick", "--repetitions", "0"], capsys)
 
     out = tmp_path / "out"
     plan.write_text("load_levels: [10]\nduration: 3s\nfunctions: [none, sidecar, warp-drive]\n")
-    message = _fails(["study", str(plan), "--out", str(out)], capsys)
+    message = one_error_line(["study", str(plan), "--out", str(out)], capsys)
     assert "'warp-drive' is not offered by testbed-haproxy" in message and "mtls" in message
     plan.write_text(
         "load_levels: [10]\nduration: 3s\nfunctions: [none, sidecar, {name: rate-limit, params: {rps: 5}}]\n"
     )
-    message = _fails(["study", str(plan), "--out", str(out)], capsys)
+    message = one_error_line(["study", str(plan), "--out", str(out)], capsys)
     assert "rate-limit" in message and "'rps'" in message and "limit_rps" in message
     # Refused before the testbed or the output folder were touched.
     assert not out.exists() and not (private_testbed_dir / "state.json").exists()
@@ -58,17 +50,17 @@ def test_bad_budget_targets_and_calibration_are_one_line_before_anything_starts(
 ) -> None:
     out = tmp_path / "out"
     quick = ["study", "--quick", "--out", str(out)]
-    message = _fails([*quick, "--budget", "10m", "--target-halfwidth", "p50=0.05"], capsys)
+    message = one_error_line([*quick, "--budget", "10m", "--target-halfwidth", "p50=0.05"], capsys)
     assert message.startswith("error: --target-halfwidth:") and "needs a unit" in message
-    message = _fails([*quick, "--budget", "10m", "--target-halfwidth", "p50=1ms,p50=2ms"], capsys)
+    message = one_error_line([*quick, "--budget", "10m", "--target-halfwidth", "p50=1ms,p50=2ms"], capsys)
     assert "given twice" in message
-    message = _fails([*quick, "--target-halfwidth", "p50=1ms"], capsys)
+    message = one_error_line([*quick, "--target-halfwidth", "p50=1ms"], capsys)
     assert "needs a time budget" in message and "command line" in message
-    message = _fails([*quick, "--budget", "20s"], capsys)
+    message = one_error_line([*quick, "--budget", "20s"], capsys)
     assert "shorter than one round of blocks" in message and "8 cells" in message
-    message = _fails([*quick, "--budget", "later"], capsys)
+    message = one_error_line([*quick, "--budget", "later"], capsys)
     assert "budget" in message and "later" in message
-    message = _fails([*quick, "--calibrate", "--calibrate-function", "warp-drive"], capsys)
+    message = one_error_line([*quick, "--calibrate", "--calibrate-function", "warp-drive"], capsys)
     assert message.startswith("error: --calibrate-function:") and "sidecar" in message
     assert not out.exists() and not (private_testbed_dir / "state.json").exists()
 
@@ -78,11 +70,11 @@ def test_report_and_compare_refuse_folders_they_cannot_read(
 ) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "neither a study folder" in _fails(["report", str(empty)], capsys)
-    assert "neither a study folder" in _fails(["compare", str(study_folder), str(empty)], capsys)
+    assert "neither a study folder" in one_error_line(["report", str(empty)], capsys)
+    assert "neither a study folder" in one_error_line(["compare", str(study_folder), str(empty)], capsys)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "study.json").write_text("{}")
-    assert "not a readable meshload study" in _fails(["report", str(tmp_path / "broken")], capsys)
+    assert "not a readable meshload study" in one_error_line(["report", str(tmp_path / "broken")], capsys)
 
 
 def test_report_rerenders_a_study_and_prints_where_it_is(

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.cli_errors import one_error_line
 
-from meshload.cli import main
 from meshload.errors import PlanError
 from meshload.results.study_capacity import CapacityRow
 from meshload.results.study_json import load_study, study_document, write_study_json
@@ -79,15 +79,6 @@ def test_an_aa_study_measures_no_capacity(tmp_path: Path) -> None:
         load_study_plan(path)
 
 
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
 def test_find_max_on_the_command_line_is_checked_before_anything_starts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,11 +87,11 @@ def test_find_max_on_the_command_line_is_checked_before_anything_starts(
     out = tmp_path / "out"
     plan = _plan_file(tmp_path, PLAN.rsplit("find_max", 1)[0])
     base = ["study", str(plan), "--out", str(out)]
-    assert "--find-max: give the objective to meet" in _fails([*base, "--find-max"], capsys)
-    assert "add --find-max" in _fails([*base, "--slo", "p99<50ms"], capsys)
-    line = _fails([*base, "--find-max", "--slo", "p99 under 50ms"], capsys)
+    assert "--find-max: give the objective to meet" in one_error_line([*base, "--find-max"], capsys)
+    assert "add --find-max" in one_error_line([*base, "--slo", "p99<50ms"], capsys)
+    line = one_error_line([*base, "--find-max", "--slo", "p99 under 50ms"], capsys)
     assert "find_max.slo: 'p99 under 50ms' is not a latency objective" in line and "command line" in line
-    assert "find_max.errors: '1%' is not an error budget" in _fails(
+    assert "find_max.errors: '1%' is not an error budget" in one_error_line(
         [*base, "--find-max", "--slo", "p99<50ms", "--errors", "1%"], capsys
     )
     # Nothing started, nothing written.
