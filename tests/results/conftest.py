@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,19 @@ def histogram_of(values_us: np.ndarray) -> LatencyHistogram:
     histogram = LatencyHistogram()
     histogram.record_batch(np.asarray(values_us, dtype=np.int64))
     return histogram
+
+
+@pytest.fixture
+def no_cyclic_collector() -> Iterator[None]:
+    """Only reference counting frees objects (as in a long run that seldom gets a full collection)."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @pytest.fixture

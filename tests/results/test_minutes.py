@@ -4,6 +4,10 @@ out-of-order records included), and the cumulative histograms are untouched by t
 
 from __future__ import annotations
 
+import tracemalloc
+from pathlib import Path
+
+import msgspec
 import numpy as np
 import pytest
 
@@ -11,7 +15,7 @@ from meshload.results.aggregate import RunAggregator
 from meshload.results.hlog import IntervalLogSpool, read_interval_log, write_interval_log
 from meshload.results.worker_records import SeqSet
 
-from .conftest import RUN_ID, MakeRecord, histogram_of, make_plan
+from .conftest import RUN_ID, START_UNIX_MS, MakeRecord, histogram_of, make_plan
 
 WORKERS = ("w0", "w1")
 SECONDS = 200  # three minutes and a bit, with a 30-second window
@@ -72,6 +76,36 @@ def test_memory_holds_the_window_and_the_minutes_not_every_second(make_record: M
         size > 0 for size in counters[-50:-4]
     )  # (the newest are dense yet)
     assert len(aggregator.result().timeseries) == SECONDS
+
+
+def test_results_taken_during_a_long_run_leave_nothing_behind(
+    make_record: MakeRecord, no_cyclic_collector: None, tmp_path: Path
+) -> None:
+    # A soak's coordinator takes a result at every checkpoint, and it seldom gets a full collection:
+    # what a result copies (its histograms, ~200 KB of counters each) must go when the result goes.
+    spool = IntervalLogSpool(tmp_path / "spool")  # as with --out: the interval log is not in memory
+    aggregator = RunAggregator(make_plan(), RUN_ID, per_second_window_s=30, log_spool=spool)
+    shapes = [make_record("w", seq, completed=50) for seq in range(8)]  # blobs reused: encoding is slow
+    for seq in range(SECONDS):
+        for index, worker in enumerate(WORKERS):
+            shape = shapes[(2 * seq + index) % len(shapes)]
+            start_ms = START_UNIX_MS + seq * 1000
+            aggregator.add(
+                msgspec.structs.replace(shape, worker_id=worker, seq=seq, offset_s=float(seq), start_unix_ms=start_ms)
+            )
+    aggregator.result()  # whatever a first result makes once
+    checkpoints = 5
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(checkpoints):
+            assert aggregator.result().completed > 0
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        spool.close()
+
+    assert grown < 20_000  # each result's copies were 600 KB
 
 
 def test_seq_set_remembers_every_seq_in_little_memory() -> None:

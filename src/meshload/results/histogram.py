@@ -17,6 +17,7 @@ import binascii
 import ctypes
 import sys
 import threading
+import weakref
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class LatencyHistogram:
     __slots__ = ("_counts", "_hdr", "_highest_of_index", "_lowest_of_index", "_value_of_index", "clamped")
 
     def __init__(self, hdr: HdrHistogram | None = None) -> None:
-        self._hdr = (
+        self._hdr = _without_cycle(
             hdr if hdr is not None else HdrHistogram(LOWEST_DISCERNIBLE_US, HIGHEST_TRACKABLE_US, SIGNIFICANT_FIGURES)
         )
         # A numpy view on hdrh's ctypes counter array: writes here are what hdrh encodes.
@@ -251,6 +252,20 @@ class LatencyHistogram:
     def _median_of_index(self) -> np.ndarray:
         # HdrHistogram's median equivalent value: lowest + half the range, in integer arithmetic.
         return self._lowest_of_index + ((self._highest_of_index - self._lowest_of_index + 1) >> 1)
+
+
+def _without_cycle(hdr: HdrHistogram) -> HdrHistogram:
+    """`hdr` with its encoder pointing back at it weakly, so that reference counting frees it.
+
+    hdrh's encoder holds its histogram (`hdr.encoder.histogram is hdr`): a reference cycle, so every
+    dropped histogram's ~200 KB of counters waited for a full pass of the cyclic collector. A long
+    run's coordinator makes few lasting objects and so hardly ever gets one: the three copies each
+    checkpoint's result takes piled up, 0.6 MB every 5 minutes. The encoder is only reached through
+    its histogram, so the weak reference back is always alive when used."""
+    encoder = hdr.encoder
+    if not isinstance(encoder.histogram, weakref.ProxyType):
+        encoder.histogram = weakref.proxy(hdr)
+    return hdr
 
 
 @dataclass(frozen=True, slots=True)
