@@ -1,10 +1,11 @@
 """Per-interval recording of one worker's requests, cut into `IntervalRecord`s.
 
-The hot path (`record_response`) only stores four integers into preallocated lists (a list store is
-the cheapest there is; an `array.array` converts each integer on the way in, which costs more than
-converting the lot with numpy at the fold). The lists are folded into three HDR histograms with one
-numpy batch per fold: when they fill up, and at every interval cut. Nothing grows with the number of
-requests: memory is fixed by `capacity`.
+The hot path (`record_response`) only stores four integers into preallocated `array.array`s. A store
+there converts the integer to a machine word (about 16 ns more than a list store), which is what numpy
+would otherwise spend converting a list at the fold, all at once: with the conversion spread over the
+requests, a fold is numpy arithmetic on views of the arrays, in steps of some tens of microseconds.
+The arrays are folded into three HDR histograms with one numpy batch per fold: when they fill up, and
+at every interval cut. Nothing grows with the number of requests: memory is fixed by `capacity`.
 
 An engine on an event loop cuts in two parts (`detach`, then `PendingRecord.steps`): the interval's
 buffers and histograms are swapped with a spare set at once, and the slow part (folding, encoding)
@@ -18,6 +19,7 @@ Statuses are small integers on the hot path; a record names them by their number
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Generator, Iterator
 
 import numpy as np
@@ -300,11 +302,15 @@ class IntervalRecorder:
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
 
 
-_Buffers = tuple[list[int], list[int], list[int], list[int]]  # planned, sent, done instants (ns), statuses
+_Buffers = tuple[array, array, array, array]  # planned, sent, done instants (ns), statuses: int64 each
 
 
 def _buffers(capacity: int) -> _Buffers:
-    return [0] * capacity, [0] * capacity, [0] * capacity, [0] * capacity
+    return _zeros(capacity), _zeros(capacity), _zeros(capacity), _zeros(capacity)
+
+
+def _zeros(capacity: int) -> array:
+    return array("q", bytes(8 * capacity))
 
 
 def _instants(n: int, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -312,8 +318,9 @@ def _instants(n: int, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray, np.nda
     return _array(n, buffers[0]), _array(n, buffers[1]), _array(n, buffers[2])
 
 
-def _array(n: int, values: list[int]) -> np.ndarray:
-    return np.fromiter(values, dtype=np.int64, count=n)
+def _array(n: int, values: array) -> np.ndarray:
+    """A view of the first `n` values: no copy (the buffer is not reused until its fold is done)."""
+    return np.frombuffer(values, dtype=np.int64, count=n)
 
 
 def _statuses(n: int, buffers: _Buffers) -> np.ndarray:
@@ -383,11 +390,11 @@ class PendingRecord:
         codes = np.flatnonzero(status_counts)
         record.status_codes = {recorder._status_name(int(code)): int(status_counts[code]) for code in codes}
         yield
-        record.latency_corrected = corrected.encode()
+        record.latency_corrected = yield from corrected.encode_steps()
         yield
-        record.latency_uncorrected = uncorrected.encode()
+        record.latency_uncorrected = yield from uncorrected.encode_steps()
         yield
-        record.schedule_lag = lag.encode()
+        record.schedule_lag = yield from lag.encode_steps()
         yield
         # Values beyond the histograms' range (in any of the three): the validity check flags them.
         record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
@@ -405,16 +412,11 @@ def _fold_steps(
     status_counts: np.ndarray,
     late_threshold_us: int,
 ) -> Generator[None, None, int]:
-    """Fold `n` buffered responses into the histograms and status counts in steps of about a
-    conversion and a histogram batch each; returns how many were sent late."""
+    """Fold `n` buffered responses into the histograms and status counts in steps of one histogram
+    batch each; returns how many were sent late."""
     corrected, uncorrected, lag = histograms
-    planned = _array(n, buffers[0])
-    yield
-    done = _array(n, buffers[2])
-    yield
+    planned, sent, done = _instants(n, buffers)
     corrected.record_batch((done - planned) // 1000)
-    yield
-    sent = _array(n, buffers[1])
     yield
     uncorrected.record_batch((done - sent) // 1000)
     yield
