@@ -104,6 +104,21 @@ def test_our_encoding_carries_hdrhs_payload_byte_for_byte(rng: np.random.Generat
         assert LatencyHistogram.decode(ours).counts_array().tolist() == histogram.counts_array().tolist()
 
 
+def test_an_encoding_compresses_a_bounded_number_of_bytes_per_step(rng: np.random.Generator) -> None:
+    histogram = histogram_of(rng.lognormal(np.log(300.0), 2.0, 50_000).astype(np.int64))
+    steps = histogram.encode_steps()
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            blob = end.value
+            break
+        taken += 1
+    assert blob == histogram.encode()
+    assert taken >= len(payload_of(blob)) // ENCODE_STEP_BYTES >= 2
+
+
 def payload_of(blob: str | bytes) -> bytes:
     """The decompressed payload of a V2 blob (after its 8-byte compression header)."""
     return zlib.decompress(base64.b64decode(blob)[8:])
