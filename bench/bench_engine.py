@@ -330,21 +330,32 @@ def time_cut_steps(trace: dict[str, Any]) -> None:
     from meshload.worker.engines import http1_runner, runner
 
     trace["cut_steps_ns"], trace["cuts_ns"], trace["folds_ns"] = [], [], []
+    # Each piece's CPU by kind: "function" or "steps#n" (the n-th step of a stepped function).
+    trace["pieces"] = {}
     clock = time.thread_time_ns
 
+    def keep(into: str, kind: str, took_ns: int) -> None:
+        trace[into].append(took_ns)
+        trace["pieces"].setdefault(kind, []).append(took_ns)
+
     def timed(function: Any, into: str) -> Any:
+        kind = function.__qualname__
+
         def call(*args: Any, **kwargs: Any) -> Any:
             started = clock()
             try:
                 return function(*args, **kwargs)
             finally:
-                trace[into].append(clock() - started)
+                keep(into, kind, clock() - started)
 
         return call
 
     def timed_steps(make_steps: Any) -> Any:
+        kind = make_steps.__qualname__
+
         def steps(*args: Any) -> Any:
             iterator = iter(make_steps(*args))
+            step = 0
             while True:
                 started = clock()
                 try:
@@ -352,7 +363,8 @@ def time_cut_steps(trace: dict[str, Any]) -> None:
                 except StopIteration:
                     return
                 finally:
-                    trace["cut_steps_ns"].append(clock() - started)
+                    keep("cut_steps_ns", f"{kind}#{step}", clock() - started)
+                    step += 1
                 yield
 
         return steps
@@ -372,6 +384,12 @@ def time_cut_steps(trace: dict[str, Any]) -> None:
         cls._before_cut_steps = timed_steps(cls._before_cut_steps)  # type: ignore[method-assign]
 
 
+def piece_order(kind: str) -> tuple[str, int]:
+    """ "PendingRecord.steps#10" after "PendingRecord.steps#9"."""
+    name, _, step = kind.partition("#")
+    return name, int(step or 0)
+
+
 def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float]:
     """Schedule lag of the sends planned within `CUT_WINDOW_NS` after an interval cut, and of the rest."""
     import numpy as np
@@ -389,6 +407,10 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float
     folds_us = np.asarray(trace["folds_ns"] or [0]) / 1000
     figures["hot_path_folds"] = len(trace["folds_ns"])
     figures["hot_path_fold_longest_us"] = float(folds_us.max())
+    figures["pieces"] = {
+        kind: [len(took), float(np.median(took)) / 1000, float(np.max(took)) / 1000]
+        for kind, took in sorted(trace["pieces"].items(), key=lambda item: piece_order(item[0]))
+    }
     for name, part in (("near_cuts", lag_us[near]), ("elsewhere", lag_us[~near])):
         if part.size:
             figures[f"lag_{name}_p99_us"] = float(np.percentile(part, 99))
@@ -535,6 +557,9 @@ def bench_cuts(url: str, seconds: float, rate: float) -> None:
         f"the longest {figures['cut_longest_piece_us']:,.0f} us; folds of a full buffer (or their steps): "
         f"{figures['hot_path_folds']}, the longest {figures['hot_path_fold_longest_us']:,.0f} us"
     )
+    print("  each kind of piece (the loop's CPU): count, median and longest, us")
+    for kind, (count, median_us, longest_us) in figures["pieces"].items():
+        print(f"    {kind:<44} {count:>5} {median_us:>8.1f} {longest_us:>8.1f}")
 
 
 # -- instructions and system calls per request -----------------------------------------------------

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import weakref
+import zlib
 
 import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
 from meshload.results.histogram import (
+    ENCODE_STEP_BYTES,
     HIGHEST_TRACKABLE_US,
     LOWEST_DISCERNIBLE_US,
     SIGNIFICANT_FIGURES,
+    SMALL_VALUES,
     LatencyHistogram,
     StretchCounts,
     decode_counts,
@@ -62,6 +66,63 @@ def test_hdrh_decodes_ours_and_agrees_on_every_count(rng: np.random.Generator) -
         LatencyHistogram.decode(single.encode()).counts_array().tolist()
         == histogram_of(values[:500]).counts_array().tolist()
     )
+
+
+def test_small_values_and_batches_over_them_land_in_hdrhs_own_counters(rng: np.random.Generator) -> None:
+    # Small values take their counter from a table; a batch with any larger value is computed.
+    hdr = HdrHistogram(LOWEST_DISCERNIBLE_US, HIGHEST_TRACKABLE_US, SIGNIFICANT_FIGURES)
+    every_small = np.arange(SMALL_VALUES, dtype=np.int64)
+    ours = histogram_of(every_small)
+    expected = np.zeros_like(ours.counts_array())
+    for value in every_small.tolist():
+        expected[hdr.get_counts_array_index(value)] += 1
+    assert np.array_equal(ours.counts_array(), expected)
+
+    mixed = np.concatenate([rng.integers(0, SMALL_VALUES, 2_000), [SMALL_VALUES, SMALL_VALUES + 513]])
+    one_by_one = HdrHistogram(LOWEST_DISCERNIBLE_US, HIGHEST_TRACKABLE_US, SIGNIFICANT_FIGURES)
+    for value in mixed.tolist():
+        one_by_one.record_value(value)
+    assert LatencyHistogram.decode(one_by_one.encode()).counts_array().tolist() == (
+        histogram_of(mixed).counts_array().tolist()
+    )
+
+
+def test_our_encoding_carries_hdrhs_payload_byte_for_byte(rng: np.random.Generator) -> None:
+    histograms = [
+        LatencyHistogram(),
+        histogram_of(np.array([5], dtype=np.int64)),
+        # A payload of several compression steps.
+        histogram_of(rng.lognormal(np.log(300.0), 2.0, 50_000).astype(np.int64)),
+        histogram_of(np.concatenate([rng.integers(1, 1_000, 500), [HIGHEST_TRACKABLE_US]])),
+    ]
+    assert len(payload_of(histograms[2].hdr.encode())) > 2 * ENCODE_STEP_BYTES
+    for histogram in histograms * 2:  # twice: the reused buffer holds nothing of the previous one
+        ours = histogram.encode()
+        # Only the zlib level differs from hdrh's: the header and the payload are the same bytes.
+        assert base64.b64decode(ours)[:4] == base64.b64decode(histogram.hdr.encode())[:4]
+        assert payload_of(ours) == payload_of(histogram.hdr.encode())
+        assert HdrHistogram.decode(ours.encode("ascii")).get_total_count() == histogram.total_count
+        assert LatencyHistogram.decode(ours).counts_array().tolist() == histogram.counts_array().tolist()
+
+
+def test_an_encoding_compresses_a_bounded_number_of_bytes_per_step(rng: np.random.Generator) -> None:
+    histogram = histogram_of(rng.lognormal(np.log(300.0), 2.0, 50_000).astype(np.int64))
+    steps = histogram.encode_steps()
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            blob = end.value
+            break
+        taken += 1
+    assert blob == histogram.encode()
+    assert taken >= len(payload_of(blob)) // ENCODE_STEP_BYTES >= 2
+
+
+def payload_of(blob: str | bytes) -> bytes:
+    """The decompressed payload of a V2 blob (after its 8-byte compression header)."""
+    return zlib.decompress(base64.b64decode(blob)[8:])
 
 
 def test_golden_hdrh_blob_decodes_in_ours() -> None:

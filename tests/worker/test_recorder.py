@@ -10,7 +10,7 @@ import pytest
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, decode_record, encode_record
 from meshload.worker.cpu import process_cpu_seconds
-from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
+from meshload.worker.recorder import CONVERSION_STEP, LATE_THRESHOLD_US, IntervalRecorder
 
 MS = 1_000_000  # ns
 
@@ -88,6 +88,26 @@ def _figures(record: IntervalRecord) -> tuple[Any, ...]:
         LatencyHistogram.decode(record.latency_uncorrected).counts_array().tolist(),
         LatencyHistogram.decode(record.schedule_lag).counts_array().tolist(),
     )
+
+
+def test_a_full_buffer_folds_a_bounded_number_of_values_per_step() -> None:
+    # Each step of a deferred fold converts at most CONVERSION_STEP buffered values (and does one
+    # histogram batch at most), so no step holds a send up for long however large the buffer.
+    capacity = 3 * CONVERSION_STEP + 5
+    plain = IntervalRecorder(worker_id="w", capacity=capacity)
+    stepped = IntervalRecorder(worker_id="w", capacity=capacity)
+    deferred: list[Callable[[], None]] = []
+    stepped.defer = deferred.append
+    _record_many(plain, 0, capacity)
+    _record_many(stepped, 0, capacity)
+    steps = 0
+    while deferred:
+        deferred.pop(0)()
+        steps += 1
+    # Four buffers (planned, done, sent, statuses) of four conversion steps each.
+    assert steps >= 4 * 4
+    options: dict[str, Any] = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
+    assert _figures(stepped.cut(**options)) == _figures(plain.cut(**options))
 
 
 def test_cuts_in_steps_and_deferred_folds_give_the_records_of_a_cut_at_once() -> None:

@@ -2,9 +2,9 @@
 
 The hot path (`record_response`) only stores four integers into preallocated lists (a list store is
 the cheapest there is; an `array.array` converts each integer on the way in, which costs more than
-converting the lot with numpy at the fold). The lists are folded into three HDR histograms with one
-numpy batch per fold: when they fill up, and at every interval cut. Nothing grows with the number of
-requests: memory is fixed by `capacity`.
+converting the lot with numpy at the fold: 6 % more instructions per request in all). The lists are
+folded into three HDR histograms with one numpy batch per fold: when they fill up, and at every
+interval cut. Nothing grows with the number of requests: memory is fixed by `capacity`.
 
 An engine on an event loop cuts in two parts (`detach`, then `PendingRecord.steps`): the interval's
 buffers and histograms are swapped with a spare set at once, and the slow part (folding, encoding)
@@ -31,6 +31,8 @@ LATE_THRESHOLD_US = 1_000
 #: Responses buffered between folds: small enough that each step of a fold costs a fraction of a
 #: millisecond, large enough that what a fold costs whatever its size stays a few ns per response.
 DEFAULT_CAPACITY = 4_096
+#: Buffered integers converted to an array per step of a fold (about 15 µs of the loop's time).
+CONVERSION_STEP = 1_024
 #: HTTP status codes are counted in a table of this size; anything above goes to the last slot.
 _STATUS_SLOTS = 1_000
 
@@ -316,11 +318,6 @@ def _array(n: int, values: list[int]) -> np.ndarray:
     return np.fromiter(values, dtype=np.int64, count=n)
 
 
-def _statuses(n: int, buffers: _Buffers) -> np.ndarray:
-    """The first `n` buffered statuses; those beyond the table go to its last slot."""
-    return np.minimum(_array(n, buffers[3]), _STATUS_SLOTS - 1)
-
-
 class _Set:
     """One interval's buffers and its corrected, uncorrected and lag histograms."""
 
@@ -383,11 +380,11 @@ class PendingRecord:
         codes = np.flatnonzero(status_counts)
         record.status_codes = {recorder._status_name(int(code)): int(status_counts[code]) for code in codes}
         yield
-        record.latency_corrected = corrected.encode()
+        record.latency_corrected = yield from corrected.encode_steps()
         yield
-        record.latency_uncorrected = uncorrected.encode()
+        record.latency_uncorrected = yield from uncorrected.encode_steps()
         yield
-        record.schedule_lag = lag.encode()
+        record.schedule_lag = yield from lag.encode_steps()
         yield
         # Values beyond the histograms' range (in any of the three): the validity check flags them.
         record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
@@ -405,24 +402,34 @@ def _fold_steps(
     status_counts: np.ndarray,
     late_threshold_us: int,
 ) -> Generator[None, None, int]:
-    """Fold `n` buffered responses into the histograms and status counts in steps of about a
-    conversion and a histogram batch each; returns how many were sent late."""
+    """Fold `n` buffered responses into the histograms and status counts in steps of one conversion
+    of `CONVERSION_STEP` integers or one histogram batch each; returns how many were sent late."""
     corrected, uncorrected, lag = histograms
-    planned = _array(n, buffers[0])
-    yield
-    done = _array(n, buffers[2])
-    yield
+    planned = yield from _converted(n, buffers[0])
+    done = yield from _converted(n, buffers[2])
     corrected.record_batch((done - planned) // 1000)
     yield
-    sent = _array(n, buffers[1])
-    yield
+    sent = yield from _converted(n, buffers[1])
     uncorrected.record_batch((done - sent) // 1000)
     yield
     lag_us = (sent - planned) // 1000
     lag.record_batch(lag_us)
     yield
-    status_counts += np.bincount(_statuses(n, buffers), minlength=_STATUS_SLOTS)
+    statuses = yield from _converted(n, buffers[3])
+    status_counts += np.bincount(np.minimum(statuses, _STATUS_SLOTS - 1), minlength=_STATUS_SLOTS)
     return int(np.count_nonzero(lag_us > late_threshold_us))
+
+
+def _converted(n: int, values: list[int]) -> Generator[None, None, np.ndarray]:
+    """The first `n` values as an array, converted `CONVERSION_STEP` at a time (a step each). The
+    steps share one iterator over the list: slicing it per step would copy its references."""
+    converted = np.empty(n, dtype=np.int64)
+    remaining = iter(values)
+    for start in range(0, n, CONVERSION_STEP):
+        count = min(CONVERSION_STEP, n - start)
+        converted[start : start + count] = np.fromiter(remaining, dtype=np.int64, count=count)
+        yield
+    return converted
 
 
 def _exhaust(steps: Generator[None, None, int]) -> int:
