@@ -14,6 +14,7 @@ Instants are planned from the run's start, never from the previous send, so noth
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,7 @@ class RateCurve:
         self.counts_at = np.concatenate(([0.0], np.cumsum(segment_counts)))
         self._last_segment = len(self.rates) - 2
         # One constant rate, the common case: Λ⁻¹(u) = u / rate, a single array operation.
-        self._steady_rate = float(self.rates[0]) if len(self.rates) == 2 and self._slopes[0] == 0 else None
+        self.steady_rate = float(self.rates[0]) if len(self.rates) == 2 and self._slopes[0] == 0 else None
 
     @property
     def total_count(self) -> float:
@@ -64,8 +65,8 @@ class RateCurve:
 
     def time_of_counts(self, u: np.ndarray) -> np.ndarray:
         """Λ⁻¹(u) for an array of counts (each below `total_count`)."""
-        if self._steady_rate is not None:
-            return u / self._steady_rate
+        if self.steady_rate is not None:
+            return u / self.steady_rate
         # ndarray methods rather than np.clip & co.: this runs on every chunk an engine takes.
         segment = self.counts_at.searchsorted(u, side="right") - 1
         segment = segment.clip(0, self._last_segment)
@@ -134,6 +135,9 @@ class ArrivalSchedule:
         self._count = share.count
         self._poisson = plan.load.arrival == "poisson"
         self._end_count = self._curve.total_count
+        # One constant rate and evenly spaced arrivals: each chunk is computed directly (see `_take_steady`).
+        steady_rate = self._curve.steady_rate
+        self._steady_rate = steady_rate if steady_rate and not self._poisson else None
         if self._poisson:
             self._rng = np.random.default_rng([plan.seed, share.index, share.count])
             self._pending = np.empty(0, dtype=np.float64)  # counts drawn, not yet handed out
@@ -151,6 +155,8 @@ class ArrivalSchedule:
         """Planned instants (ns after start) strictly before `t_s`, not handed out before."""
         if self.exhausted:
             return np.empty(0, dtype=np.int64)
+        if self._steady_rate is not None:
+            return self._take_steady(t_s, self._steady_rate)
         u_limit = self._curve.counts_at_time(t_s)
         # A small margin against rounding in Λ and Λ⁻¹; whatever falls at or after t_s is given back.
         counts = self._counts_up_to(min(u_limit * (1.0 + 1e-9) + self._count, self._end_count))
@@ -160,6 +166,19 @@ class ArrivalSchedule:
         if self._no_more_counts() and not self._has_pending():
             self.exhausted = True
         return np.round(times[keep] * 1e9).astype(np.int64)
+
+    def _take_steady(self, t_s: float, rate: float) -> np.ndarray:
+        """`take_until` at one constant rate: arrival i is at i / rate, so the chunk is this worker's
+        indexes below t_s · rate, in four array operations. An engine takes a chunk every few tens of
+        milliseconds, between two sends, with the loop's caches cold: there each array operation
+        costs several times what it does in a loop of them, so their number is what counts."""
+        stop = math.ceil(min(t_s * rate, self._end_count))
+        first, step = self._next_index, self._count
+        indexes = np.arange(first, max(stop, first), step, dtype=np.int64)
+        self._next_index = first + len(indexes) * step
+        if self._next_index >= self._end_count:
+            self.exhausted = True
+        return np.rint(indexes * (1e9 / rate)).astype(np.int64)
 
     # Count-space bookkeeping, constant and Poisson.
 

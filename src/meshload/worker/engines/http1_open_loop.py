@@ -21,9 +21,8 @@ from .base import EngineJob
 from .http1_runner import DRAIN_POLL_S, Http1Runner
 from .http_connection import HttpConnection
 from .pacing import DueTimer
+from .planned_instants import HORIZON_START_S, take_chunk
 
-#: How far ahead the arrival schedule is materialised (bounded memory at any rate).
-PLAN_CHUNK_S = 0.05
 #: Connections opened per origin before the start instant, so the first sends find one: at least
 #: this many, and one more per `PREWARM_RATE_PER_CONNECTION` planned requests per second.
 PREWARM_CONNECTIONS = 4
@@ -90,7 +89,7 @@ class OpenLoopRunner(Http1Runner):
         cap = max(1, self.plan.max_connections // len(self.origins))
         self.pools = [Pool(i, cap) for i in range(len(self.origins))]
         self.schedule: ArrivalSchedule = self.share.schedule()
-        self.horizon_s = 0.0
+        self.horizon_s = HORIZON_START_S
         self.batch: list[int] = []  # planned instants, absolute monotonic ns
         self.batch_i = 0
         self.next_due_ns = _NEVER
@@ -148,17 +147,9 @@ class OpenLoopRunner(Http1Runner):
 
     def _refill(self) -> bool:
         """Load the next chunk of planned instants; False when the schedule is exhausted."""
-        schedule = self.schedule
-        while not schedule.exhausted:
-            self.horizon_s += PLAN_CHUNK_S
-            instants = schedule.take_until(self.horizon_s)
-            if len(instants):
-                self.batch = (instants + self.start_ns).tolist()
-                self.batch_i = 0
-                return True
-        self.batch = []
+        self.batch, self.horizon_s = take_chunk(self.schedule, self.horizon_s, self.start_ns)
         self.batch_i = 0
-        return False
+        return bool(self.batch)
 
     def send_due(self, now_ns: int) -> None:
         """Dispatch every planned instant up to `now_ns`."""
