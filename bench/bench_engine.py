@@ -390,7 +390,7 @@ def piece_order(kind: str) -> tuple[str, int]:
     return name, int(step or 0)
 
 
-def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float]:
+def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, Any]:
     """Schedule lag of the sends planned within `CUT_WINDOW_NS` after an interval cut, and of the rest."""
     import numpy as np
 
@@ -399,7 +399,7 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, float
     since_cut_ns = (planned - trace["start_ns"]) % round(interval_s * 1e9)
     # The first instants of the run follow its start, not a cut.
     near = (since_cut_ns < CUT_WINDOW_NS) & (planned - trace["start_ns"] >= round(interval_s * 1e9))
-    figures: dict[str, float] = {"sends_near_cuts": int(near.sum())}
+    figures: dict[str, Any] = {"sends_near_cuts": int(near.sum())}
     steps_us = np.asarray(trace["cut_steps_ns"] or trace["cuts_ns"] or [0]) / 1000
     figures["cut_longest_piece_us"] = float(steps_us.max())
     figures["cut_pieces"] = len(steps_us)
