@@ -16,7 +16,7 @@ near instants, memory and garbage collections), and a search for the highest rat
 with schedule-lag p99 under 1 ms and the achieved rate within 1%.
 
     python bench/bench_engine.py [--seconds 5] [--skip-search] [--only closed|open|instructions|cuts]
-                                 [--arrival poisson]
+                                 [--arrival poisson] [--cuts-rate 30000] [--cuts-rounds 2]
 """
 
 from __future__ import annotations
@@ -260,6 +260,8 @@ def meshload_child(args: argparse.Namespace) -> None:
                 "blocks_kept": blocks_after - blocks_before,
                 "gc_collections": collections,
                 "run_cpu_s": (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
+                "fold_cpu_s": (cpu_after.children_user + cpu_after.children_system)
+                - (cpu_before.children_user + cpu_before.children_system),
                 "elapsed_s": outcomes[0].elapsed_s,
                 "lag_p99_ms": lag.value_at_percentile(99) / 1000,
                 "lag_p999_ms": lag.value_at_percentile(99.9) / 1000,
@@ -376,12 +378,26 @@ def time_cut_steps(trace: dict[str, Any]) -> None:
         recorder_module.IntervalRecorder._fold_step = timed(fold_step, "folds_ns")  # type: ignore[method-assign]
     pending = getattr(recorder_module, "PendingRecord", None)
     if pending is None:  # a version that cuts in one piece
-        runner.EngineRunner._emit = timed(runner.EngineRunner._emit, "cuts_ns")  # type: ignore[method-assign]
+        emit = runner.EngineRunner.__dict__["_emit"]
+        setattr(runner.EngineRunner, "_emit", timed(emit, "cuts_ns"))  # noqa: B010 - absent from this version
         return
     recorder_module.IntervalRecorder.detach = timed(recorder_module.IntervalRecorder.detach, "cut_steps_ns")  # type: ignore[method-assign]
+    time_fold_process_pieces(timed)
     pending.steps = timed_steps(pending.steps)
     for cls in (runner.EngineRunner, http1_runner.Http1Runner):
         cls._before_cut_steps = timed_steps(cls._before_cut_steps)  # type: ignore[method-assign]
+
+
+def time_fold_process_pieces(timed: Any) -> None:
+    """With the fold process, a cut's pieces on the loop: the detach, and its record coming back
+    (decoded on the loop)."""
+    try:
+        from meshload.worker.fold_channel import FoldChannel
+        from meshload.worker.offloaded_recorder import OffloadedRecorder
+    except ImportError:  # a version without the fold process
+        return
+    OffloadedRecorder.detach = timed(OffloadedRecorder.detach, "cut_steps_ns")  # type: ignore[method-assign]
+    FoldChannel._data_received = timed(FoldChannel._data_received, "cut_steps_ns")  # type: ignore[method-assign]
 
 
 def piece_order(kind: str) -> tuple[str, int]:
@@ -396,9 +412,12 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, Any]:
 
     planned = np.frombuffer(trace["planned"], dtype=np.int64)
     lag_us = (np.frombuffer(trace["sent"], dtype=np.int64) - planned) / 1000
+    # The first interval is left out of every group: it follows the start (connections opening, the
+    # fold process starting up), not a cut.
+    after_first = planned - trace["start_ns"] >= round(interval_s * 1e9)
+    planned, lag_us = planned[after_first], lag_us[after_first]
     since_cut_ns = (planned - trace["start_ns"]) % round(interval_s * 1e9)
-    # The first instants of the run follow its start, not a cut.
-    near = (since_cut_ns < CUT_WINDOW_NS) & (planned - trace["start_ns"] >= round(interval_s * 1e9))
+    near = since_cut_ns < CUT_WINDOW_NS
     figures: dict[str, Any] = {"sends_near_cuts": int(near.sum())}
     steps_us = np.asarray(trace["cut_steps_ns"] or trace["cuts_ns"] or [0]) / 1000
     figures["cut_longest_piece_us"] = float(steps_us.max())
@@ -479,6 +498,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--lag-trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cuts-rate", type=float, default=30_000, help="cuts: the open loop's rate")
+    parser.add_argument("--cuts-rounds", type=int, default=2, help="cuts: rounds of each mode, alternating")
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
     args = parser.parse_args()
     if args.child:
@@ -515,7 +535,7 @@ def main() -> None:
             short_s, long_s = (float(part) for part in args.valgrind_seconds.split(","))
             bench_instructions(nginx.url, short_s, long_s, workdir)
         if args.only in (None, "cuts"):
-            bench_cuts(nginx.url, args.seconds, args.cuts_rate)
+            bench_cuts(nginx.url, args.seconds, args.cuts_rate, args.cuts_rounds)
         if args.only in (None, "open"):
             bench_open_loop(nginx.url, args.seconds, args.arrival, search=not args.skip_search)
     finally:
@@ -556,33 +576,49 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
         search_highest_rate(url, arrival)
 
 
-def bench_cuts(url: str, seconds: float, rate: float) -> None:
-    """Whether interval cuts show in the schedule lag: open loop, sends just after a cut beside the rest."""
-    out, _ = run_measured([*meshload_command(url, seconds, rate), "--lag-trace"])
-    figures = json.loads(out.strip().splitlines()[-1])
-    print(f"\ninterval cuts and the schedule lag, open loop at {rate:,.0f} rps, {seconds:g} s:")
+#: How a cut is made in each compared mode (`MESHLOAD_FOLD_PROCESS`): on the engine's loop in small
+#: pieces, or with the histograms folded and encoded in the worker's fold process.
+CUT_MODES = (("never", "on the loop"), ("always", "fold process"))
+
+
+def bench_cuts(url: str, seconds: float, rate: float, rounds: int) -> None:
+    """Whether interval cuts show in the schedule lag: open loop, sends just after a cut beside the rest,
+    with the cut on the engine's loop and with the histograms in the fold process, alternating."""
+    print(f"\ninterval cuts and the schedule lag, open loop at {rate:,.0f} rps, {seconds:g} s, {rounds} round(s):")
     window_ms = f"{CUT_WINDOW_NS / 1e6:g} ms"
-    for name, label in (
-        ("near_cuts", f"planned < {window_ms} after a cut"),
-        ("near_chunks", f"< {window_ms} after a chunk (no cut)"),
-        ("elsewhere", "the rest"),
-    ):
+    runs = []
+    for round_i in range(rounds):
+        for mode, label in CUT_MODES:
+            env = {**os.environ, "MESHLOAD_FOLD_PROCESS": mode}
+            out, _ = run_measured([*meshload_command(url, seconds, rate), "--lag-trace"], env=env)
+            runs.append((round_i, label, json.loads(out.strip().splitlines()[-1])))
+    for round_i, label, figures in runs:
+        print(f"\n round {round_i + 1}, histograms {label}:")
+        for name, group in (
+            ("near_cuts", f"planned < {window_ms} after a cut"),
+            ("near_chunks", f"< {window_ms} after a chunk (no cut)"),
+            ("elsewhere", "the rest"),
+        ):
+            print(
+                f"  {group:<32} lag p90 {figures.get(f'lag_{name}_p90_us', float('nan')):>6.0f} us, "
+                f"p99 {figures.get(f'lag_{name}_p99_us', float('nan')):>6.0f} us, "
+                f"max {figures.get(f'lag_{name}_max_us', float('nan')):>8.0f} us"
+            )
         print(
-            f"  {label:<32} lag p90 {figures.get(f'lag_{name}_p90_us', float('nan')):>6.0f} us, "
-            f"p99 {figures.get(f'lag_{name}_p99_us', float('nan')):>6.0f} us, "
-            f"max {figures.get(f'lag_{name}_max_us', float('nan')):>8.0f} us"
+            f"  ({figures['sends_near_cuts']:,} sends near cuts; schedule lag p99 overall "
+            f"{figures['lag_p99_ms']:.3f} ms; sent {figures['sent_rate_full_intervals']:,.0f}/s)"
         )
-    print(
-        f"  ({figures['sends_near_cuts']:,} sends near cuts; schedule lag p99 overall {figures['lag_p99_ms']:.3f} ms)"
-    )
-    print(
-        f"  the loop's CPU in the cuts: {figures['cuts_total_us']:,.0f} us in {figures['cut_pieces']} pieces, "
-        f"the longest {figures['cut_longest_piece_us']:,.0f} us; folds of a full buffer (or their steps): "
-        f"{figures['hot_path_folds']}, the longest {figures['hot_path_fold_longest_us']:,.0f} us"
-    )
-    print("  each kind of piece (the loop's CPU): count, median and longest, us")
-    for kind, (count, median_us, longest_us) in figures["pieces"].items():
-        print(f"    {kind:<44} {count:>5} {median_us:>8.1f} {longest_us:>8.1f}")
+        print(
+            f"  the loop's CPU in the cuts: {figures['cuts_total_us']:,.0f} us in {figures['cut_pieces']} pieces, "
+            f"the longest {figures['cut_longest_piece_us']:,.0f} us; folds of a full buffer (or their steps): "
+            f"{figures['hot_path_folds']}, the longest {figures['hot_path_fold_longest_us']:,.0f} us"
+        )
+        print(
+            f"  CPU: the engine's process {figures['run_cpu_s']:.2f} s, its fold process {figures['fold_cpu_s']:.2f} s"
+        )
+        print("  each kind of piece (the loop's CPU): count, median and longest, us")
+        for kind, (count, median_us, longest_us) in figures["pieces"].items():
+            print(f"    {kind:<44} {count:>5} {median_us:>8.1f} {longest_us:>8.1f}")
 
 
 # -- instructions and system calls per request -----------------------------------------------------
@@ -611,21 +647,28 @@ def meshload_requests(out: str) -> int:
     return int(json.loads(figures)["completed"])
 
 
-def run_counted(prefix: list[str], command: list[str]) -> str:
+def run_counted(prefix: list[str], command: list[str], env: dict[str, str] | None = None) -> str:
     """Run `command` under `prefix` (valgrind, strace) on the generator's CPU; stdout and stderr."""
     done = subprocess.run(
-        [*pinned(GENERATOR_CPU), *prefix, *command], capture_output=True, text=True, timeout=900, check=False
+        [*pinned(GENERATOR_CPU), *prefix, *command],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(prefix[:1] + command[:2])} failed ({done.returncode}): {done.stderr[-500:]}")
     return done.stdout + done.stderr
 
 
-def callgrind(command: list[str], requests_of: Any, workdir: Path, *options: str) -> Counted:
+def callgrind(
+    command: list[str], requests_of: Any, workdir: Path, *options: str, env: dict[str, str] | None = None
+) -> Counted:
     """User-space instructions of `command` (callgrind's Ir; the kernel's work in system calls is not
-    counted) and the requests it completed."""
+    counted; its child processes are not followed) and the requests it completed."""
     out = run_counted(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.%p", *options], command
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.%p", *options], command, env
     )
     match = re.search(r"Collected : (\d+)", out)
     assert match, out[-2000:]
@@ -671,27 +714,41 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
     # wrk's binary has no symbols to select by, and both are taken as the difference of two runs anyway.
     loop_only = "--toggle-collect=uv_run"
     wrk_runs = [callgrind(wrk(s), wrk_requests, workdir) for s in (short_s, long_s)]
-    ml_runs = [callgrind(meshload(s), meshload_requests, workdir, loop_only) for s in (short_s, long_s)]
-    with_cuts = callgrind(meshload(long_s, 1.0), meshload_requests, workdir, loop_only)
 
     def instructions(counted: Counted) -> float:
         return counted.instructions
 
     wrk_ir = marginal(wrk_runs[0], wrk_runs[1], instructions)
-    ml_ir = marginal(ml_runs[0], ml_runs[1], instructions)
-    # The cuts of one-second intervals: what the long run with them costs beyond its requests.
+
+    def loop_figures(mode: str) -> tuple[float, Counted]:
+        """The loop's instructions per request, histograms folded `mode` (`MESHLOAD_FOLD_PROCESS`: on
+        the loop, or in the fold process, whose instructions are not counted)."""
+        env = {"MESHLOAD_FOLD_PROCESS": mode}
+        runs = [callgrind(meshload(s), meshload_requests, workdir, loop_only, env=env) for s in (short_s, long_s)]
+        return marginal(runs[0], runs[1], instructions), runs[1]
+
+    ml_ir, ml_long = loop_figures("never")
+    aside_ir, _ = loop_figures("always")
+    # The cuts of one-second intervals: what the long run with them costs beyond its requests. (With the
+    # fold process, a cut's cost depends on a buffer filling within an interval, which the rate under
+    # valgrind does not do: `--only cuts` times its pieces instead.)
+    with_cuts = callgrind(meshload(long_s, 1.0), meshload_requests, workdir, loop_only)
     cuts = math.floor(long_s) - 1
-    cut_ir = (
-        with_cuts.instructions - ml_runs[1].instructions - ml_ir * (with_cuts.requests - ml_runs[1].requests)
-    ) / max(cuts, 1)
+    cut_ir = (with_cuts.instructions - ml_long.instructions - ml_ir * (with_cuts.requests - ml_long.requests)) / max(
+        cuts, 1
+    )
     print(
         f"\ninstructions per request, closed loop x{CONNECTIONS} "
         f"(callgrind, user space; {long_s:g} s run minus {short_s:g} s run):"
     )
     print(f"  wrk       {wrk_ir:>9,.0f} Ir/req  ({wrk_runs[1].requests:,} requests under valgrind)")
-    print(f"  meshload  {ml_ir:>9,.0f} Ir/req  ({ml_runs[1].requests:,} requests under valgrind, full recording)")
+    print(f"  meshload  {ml_ir:>9,.0f} Ir/req  ({ml_long.requests:,} requests under valgrind, full recording)")
     print(f"  ratio     {ml_ir / wrk_ir:>9.2f} x wrk")
     print(f"  one interval cut (fold, encode 3 histograms, record): {cut_ir:,.0f} Ir")
+    print(
+        f"  with the fold process (MESHLOAD_FOLD_PROCESS=always), the loop's part: {aside_ir:,.0f} Ir/req "
+        f"({aside_ir / wrk_ir:.2f} x wrk)"
+    )
 
     wrk_calls = [strace_counts(wrk(s), wrk_requests, workdir) for s in (short_s, long_s)]
     ml_calls = [strace_counts(meshload(s, 1.0), meshload_requests, workdir) for s in (short_s, long_s)]

@@ -73,6 +73,8 @@ def summary_table(result: RunResult) -> str:
         lost = "  LOST" if worker.lost else ""
         # Polling for near planned instants burns CPU without being load: say how much of it was that.
         spin = f" ({worker.spin_seconds:.2f}s polling for sends)" if worker.spin_seconds >= 0.01 else ""
+        if worker.fold_cpu_seconds >= 0.01:
+            spin += f", fold process cpu {worker.fold_cpu_seconds:.2f}s"
         lines.append(
             f"worker    {worker.id}: {worker.requests:,} requests, cpu {worker.cpu_seconds:.2f}s{spin}, "
             f"clock offset {worker.clock_offset_ms:+.2f} ms{lost}"

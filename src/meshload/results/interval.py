@@ -94,6 +94,9 @@ class IntervalRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Of `cpu_seconds`, the loop passes that only polled for a planned instant too near to sleep for:
     # waiting, not the generator's load (see `worker.engines.pacing`).
     spin_seconds: float = 0.0
+    # CPU of the worker's fold process in this interval (an engine at a high rate folds its histograms
+    # there, on another core: not part of `cpu_seconds`, the process that paces the sends).
+    fold_cpu_seconds: float = 0.0
     clock_offset_ms: float = 0.0  # worker clock minus Redis server clock, as last measured
     # Standard HdrHistogram base64 blobs, microseconds:
     latency_corrected: str = ""  # planned instant -> response complete

@@ -65,7 +65,6 @@ def write_run_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
         "hlog": out_dir / HLOG_FILE,
         "report": out_dir / REPORT_FILE,
     }
-    _write_text(paths["smp"], json.dumps(smp_document(result), indent=2, allow_nan=False) + "\n")
     _write_text(paths["fortio"], json.dumps(fortio_document(result), indent=2, allow_nan=False) + "\n")
     partial_log = paths["hlog"].with_name(HLOG_FILE + ".part")
     if result.log_spool is not None:
@@ -74,6 +73,8 @@ def write_run_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
         write_interval_log(result.records, partial_log)
     os.replace(partial_log, paths["hlog"])
     _write_text(paths["report"], render_report(result))
+    # Last: a folder with smp.json in it is whole (a checkpoint's reader, or `--resume`, relies on it).
+    _write_text(paths["smp"], json.dumps(smp_document(result), indent=2, allow_nan=False) + "\n")
     return paths
 
 

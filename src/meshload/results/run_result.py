@@ -29,6 +29,7 @@ class WorkerSummary:
     errors: int = 0
     cpu_seconds: float = 0.0
     spin_seconds: float = 0.0  # of cpu_seconds, polling for planned instants too near to sleep for
+    fold_cpu_seconds: float = 0.0  # its fold process's CPU, apart from cpu_seconds (see IntervalRecord)
     clock_offset_ms: float = 0.0
     lost: bool = False  # went silent during the run; its records up to then are kept
     records: int = 0  # interval records received

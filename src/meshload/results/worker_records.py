@@ -60,6 +60,7 @@ class WorkerRecords:
         summary.records += 1
         summary.cpu_seconds += record.cpu_seconds
         summary.spin_seconds += record.spin_seconds
+        summary.fold_cpu_seconds += record.fold_cpu_seconds
         # The newest measurement of the offset is the one that describes the worker now.
         summary.clock_offset_ms = record.clock_offset_ms
         if not record.warmup:

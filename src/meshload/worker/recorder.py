@@ -9,6 +9,8 @@ interval cut. Nothing grows with the number of requests: memory is fixed by `cap
 An engine on an event loop cuts in two parts (`detach`, then `PendingRecord.steps`): the interval's
 buffers and histograms are swapped with a spare set at once, and the slow part (folding, encoding)
 runs afterwards in small steps the loop interleaves with its sends, so a cut never holds a send up.
+At high rates `OffloadedRecorder` (`worker.offloaded_recorder`) leaves the folding and encoding to the
+worker's fold process.
 
 Every request ends exactly one way: a response (any HTTP status, or any gRPC status, recorded in the
 latency histograms) or an error of one of `ERROR_KINDS` (counted, kept out of the latency histograms).
@@ -18,7 +20,7 @@ Statuses are small integers on the hot path; a record names them by their number
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 import numpy as np
 
@@ -70,7 +72,7 @@ class IntervalRecorder:
         self.corrected = LatencyHistogram()
         self.uncorrected = LatencyHistogram()
         self.lag = LatencyHistogram()
-        self._status_counts = np.zeros(_STATUS_SLOTS, dtype=np.int64)
+        self._status_counts = new_status_counts()
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
         self._completed = 0
         self._late = 0
@@ -121,9 +123,12 @@ class IntervalRecorder:
         self._errors[kind] += 1
         if sent_ns:
             lag_us = max(sent_ns - planned_ns, 0) // 1000
-            self.lag.record(lag_us)
+            self._record_error_lag(lag_us)
             if lag_us > self.late_threshold_us:
                 self._late += 1
+
+    def _record_error_lag(self, lag_us: int) -> None:
+        self.lag.record(lag_us)
 
     def record_connect(self, took_ns: int) -> None:
         """A connection set up in `took_ns` (connect and TLS handshake): its own figure, not lag."""
@@ -149,19 +154,18 @@ class IntervalRecorder:
         self._spare_buffers = None
         self.count = 0
         self._completed += n
-        histograms = (self.corrected, self.uncorrected, self.lag)
-        self._folding = self._fold_aside(n, full, histograms, self._status_counts)
+        # The histograms and counts are those of the interval the responses belong to, bound now.
+        self._folding = self._fold_aside(full, self._buffer_fold_steps(n, full))
         self.defer(self._fold_step)
 
-    def _fold_aside(
-        self,
-        n: int,
-        full: _Buffers,
-        histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram],
-        status_counts: np.ndarray,
-    ) -> Generator[None, None, int]:
-        # The histograms and counts are those of the interval the responses belong to, bound now.
-        late = yield from _fold_steps(n, full, histograms, status_counts, self.late_threshold_us)
+    def _buffer_fold_steps(self, n: int, buffers: _Buffers) -> Generator[None, None, int]:
+        """The steps that fold `n` responses of `buffers` into the current interval (bound at the
+        call); they return how many were sent late."""
+        histograms = (self.corrected, self.uncorrected, self.lag)
+        return _fold_steps(n, buffers, histograms, self._status_counts, self.late_threshold_us)
+
+    def _fold_aside(self, full: _Buffers, steps: Generator[None, None, int]) -> Generator[None, None, int]:
+        late = yield from steps
         self._spare_buffers = full
         return late
 
@@ -182,13 +186,12 @@ class IntervalRecorder:
         """Move the buffered responses into the histograms (one numpy batch each)."""
         folding, self._folding = self._folding, None
         if folding is not None:
-            self._late += _exhaust(folding)
+            self._late += exhaust(folding)
         n = self.count
         if n == 0:
             return
         buffers = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
-        histograms = (self.corrected, self.uncorrected, self.lag)
-        self._late += _exhaust(_fold_steps(n, buffers, histograms, self._status_counts, self.late_threshold_us))
+        self._late += exhaust(self._buffer_fold_steps(n, buffers))
         self._completed += n
         self.count = 0
 
@@ -230,12 +233,6 @@ class IntervalRecorder:
             self.fold()  # a subclass folds more than the histograms: not in steps
         self._spare = None
         folding, self._folding = self._folding, None  # a full buffer of this interval still folding
-        cpu_now_s = process_cpu_seconds()
-        cpu_s = cpu_now_s - self._cpu_mark_s
-        self._cpu_mark_s = cpu_now_s
-        # The polling is part of the CPU; the CPU clock's 10 ms ticks can make a short interval's read less.
-        spin_s = min((self.spin_ns - self._spin_mark_ns) / 1e9, cpu_s)
-        self._spin_mark_ns = self.spin_ns
         n = self.count
         pending = PendingRecord(
             self,
@@ -245,42 +242,54 @@ class IntervalRecorder:
                 (self._planned_ns, self._sent_ns, self._done_ns, self._status),
                 (self.corrected, self.uncorrected, self.lag),
             ),
-            IntervalRecord(
-                worker_id=self.worker_id,
-                seq=self._seq,
-                run_id=self.run_id,
-                offset_s=offset_s,
-                duration_s=duration_s,
-                start_unix_ms=start_unix_ms,
-                warmup=warmup,
-                sent=self.sent,
-                completed=self._completed + n,
-                errors={kind: count for kind, count in self._errors.items() if count},
-                bytes_received=self.bytes_received,
-                missed=self.missed,
-                cpu_seconds=round(cpu_s, 6),
-                spin_seconds=round(spin_s, 6),
-                clock_offset_ms=self.clock_offset_ms,
-                connects=self._connects,
-                connect_us_total=self._connect_us_total,
-                connect_us_max=self._connect_us_max,
-                final=final,
+            self._close_interval(
+                n, offset_s=offset_s, duration_s=duration_s, start_unix_ms=start_unix_ms, warmup=warmup, final=final
             ),
             self._status_counts,
             self._late,
         )
-        self._completed += n
-        self._add_to_totals(cpu_s, spin_s)
+        self._reset_interval()
         (self._planned_ns, self._sent_ns, self._done_ns, self._status) = spare.buffers
         self.corrected, self.uncorrected, self.lag = spare.histograms
-        self._status_counts = np.zeros(_STATUS_SLOTS, dtype=np.int64)
+        self._status_counts = new_status_counts()
         self.count = 0
-        self._reset_interval()
         return pending
 
-    def _status_name(self, code: int) -> str:
-        names = self.status_names
-        return names[code] if code < len(names) else str(code)
+    def _close_interval(
+        self, n: int, *, offset_s: float, duration_s: float, start_unix_ms: int, warmup: bool, final: bool
+    ) -> IntervalRecord:
+        """The interval's record, counters filled in and its histograms still to come, `n` responses
+        still buffered; the interval's counts go to the totals (the caller resets them after)."""
+        cpu_now_s = process_cpu_seconds()
+        cpu_s = cpu_now_s - self._cpu_mark_s
+        self._cpu_mark_s = cpu_now_s
+        # The polling is part of the CPU; the CPU clock's 10 ms ticks can make a short interval's read less.
+        spin_s = min((self.spin_ns - self._spin_mark_ns) / 1e9, cpu_s)
+        self._spin_mark_ns = self.spin_ns
+        record = IntervalRecord(
+            worker_id=self.worker_id,
+            seq=self._seq,
+            run_id=self.run_id,
+            offset_s=offset_s,
+            duration_s=duration_s,
+            start_unix_ms=start_unix_ms,
+            warmup=warmup,
+            sent=self.sent,
+            completed=self._completed + n,
+            errors={kind: count for kind, count in self._errors.items() if count},
+            bytes_received=self.bytes_received,
+            missed=self.missed,
+            cpu_seconds=round(cpu_s, 6),
+            spin_seconds=round(spin_s, 6),
+            clock_offset_ms=self.clock_offset_ms,
+            connects=self._connects,
+            connect_us_total=self._connect_us_total,
+            connect_us_max=self._connect_us_max,
+            final=final,
+        )
+        self._completed += n
+        self._add_to_totals(cpu_s, spin_s)
+        return record
 
     def _add_to_totals(self, cpu_s: float, spin_s: float) -> None:
         self.total_completed += self._completed
@@ -357,6 +366,22 @@ class PendingRecord:
             pass
         return self.record
 
+    @property
+    def ready(self) -> bool:
+        """Whether `record` is complete."""
+        return self.done
+
+    def result(self) -> IntervalRecord:
+        """The complete record (once `ready`)."""
+        return self.record
+
+    def when_ready(self, callback: Callable[[], object]) -> None:
+        """Call `callback` (on the loop) once `record` is complete; here, that is after the steps."""
+
+    async def completed(self, *, now: bool = True) -> IntervalRecord:
+        """The complete record, once the remaining steps are taken (here: at once, `now` or not)."""
+        return self.finish()
+
     def _make(
         self,
         recorder: IntervalRecorder,
@@ -366,7 +391,6 @@ class PendingRecord:
         status_counts: np.ndarray,
         late: int,
     ) -> Iterator[None]:
-        corrected, uncorrected, lag = detached.histograms
         if folding is not None:
             late += yield from folding
             yield
@@ -375,24 +399,41 @@ class PendingRecord:
                 n, detached.buffers, detached.histograms, status_counts, recorder.late_threshold_us
             )
             yield
-        record = self.record
-        record.late = late
-        codes = np.flatnonzero(status_counts)
-        record.status_codes = {recorder._status_name(int(code)): int(status_counts[code]) for code in codes}
-        yield
-        record.latency_corrected = yield from corrected.encode_steps()
-        yield
-        record.latency_uncorrected = yield from uncorrected.encode_steps()
-        yield
-        record.schedule_lag = yield from lag.encode_steps()
-        yield
-        # Values beyond the histograms' range (in any of the three): the validity check flags them.
-        record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
-        for histogram in detached.histograms:
-            histogram.reset()
-            yield
+        yield from completion_steps(self.record, detached.histograms, status_counts, late, recorder.status_names)
         recorder._spare = detached
         self.done = True
+
+
+def completion_steps(
+    record: IntervalRecord,
+    histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram],
+    status_counts: np.ndarray,
+    late: int,
+    status_names: tuple[str, ...],
+) -> Iterator[None]:
+    """Complete `record` from its interval's folded histograms and counts, in steps of at most one
+    histogram's 2 KB of compression; the histograms are emptied for the next use."""
+    corrected, uncorrected, lag = histograms
+    record.late = late
+    codes = np.flatnonzero(status_counts)
+    record.status_codes = {_status_name(status_names, int(code)): int(status_counts[code]) for code in codes}
+    yield
+    record.latency_corrected = yield from corrected.encode_steps()
+    yield
+    record.latency_uncorrected = yield from uncorrected.encode_steps()
+    yield
+    record.schedule_lag = yield from lag.encode_steps()
+    yield
+    # Values beyond the histograms' range (in any of the three): the validity check flags them.
+    record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
+    for histogram in histograms:
+        histogram.reset()
+        yield
+
+
+def _status_name(names: tuple[str, ...], code: int) -> str:
+    """How a record names status `code`: `names[code]`, or (none given) the number itself."""
+    return names[code] if code < len(names) else str(code)
 
 
 def _fold_steps(
@@ -404,35 +445,60 @@ def _fold_steps(
 ) -> Generator[None, None, int]:
     """Fold `n` buffered responses into the histograms and status counts in steps of one conversion
     of `CONVERSION_STEP` integers or one histogram batch each; returns how many were sent late."""
-    corrected, uncorrected, lag = histograms
     planned = yield from _converted(n, buffers[0])
     done = yield from _converted(n, buffers[2])
+    sent = yield from _converted(n, buffers[1])
+    statuses = yield from _converted(n, buffers[3])
+    return (yield from fold_instants_steps(planned, sent, done, statuses, histograms, status_counts, late_threshold_us))
+
+
+def fold_instants_steps(
+    planned: np.ndarray,
+    sent: np.ndarray,
+    done: np.ndarray,
+    statuses: np.ndarray,
+    histograms: tuple[LatencyHistogram, LatencyHistogram, LatencyHistogram],
+    status_counts: np.ndarray,
+    late_threshold_us: int,
+) -> Generator[None, None, int]:
+    """Fold responses given as arrays of their (planned, sent, done) instants (monotonic ns) and
+    statuses, one histogram batch per step; returns how many were sent late."""
+    corrected, uncorrected, lag = histograms
     corrected.record_batch((done - planned) // 1000)
     yield
-    sent = yield from _converted(n, buffers[1])
     uncorrected.record_batch((done - sent) // 1000)
     yield
     lag_us = (sent - planned) // 1000
     lag.record_batch(lag_us)
     yield
-    statuses = yield from _converted(n, buffers[3])
     status_counts += np.bincount(np.minimum(statuses, _STATUS_SLOTS - 1), minlength=_STATUS_SLOTS)
     return int(np.count_nonzero(lag_us > late_threshold_us))
 
 
 def _converted(n: int, values: list[int]) -> Generator[None, None, np.ndarray]:
-    """The first `n` values as an array, converted `CONVERSION_STEP` at a time (a step each). The
-    steps share one iterator over the list: slicing it per step would copy its references."""
+    """The first `n` values as an array, converted `CONVERSION_STEP` at a time (a step each)."""
     converted = np.empty(n, dtype=np.int64)
-    remaining = iter(values)
-    for start in range(0, n, CONVERSION_STEP):
-        count = min(CONVERSION_STEP, n - start)
-        converted[start : start + count] = np.fromiter(remaining, dtype=np.int64, count=count)
-        yield
+    yield from convert_steps(values, converted)
     return converted
 
 
-def _exhaust(steps: Generator[None, None, int]) -> int:
+def convert_steps(values: Iterable[int], into: np.ndarray) -> Iterator[None]:
+    """Fill `into` with the first `len(into)` values, `CONVERSION_STEP` at a time (a step each). The
+    steps share one iterator over the values: slicing a list per step would copy its references."""
+    n = len(into)
+    remaining = iter(values)
+    for start in range(0, n, CONVERSION_STEP):
+        count = min(CONVERSION_STEP, n - start)
+        into[start : start + count] = np.fromiter(remaining, dtype=np.int64, count=count)
+        yield
+
+
+def new_status_counts() -> np.ndarray:
+    """An interval's count of each status, all zero (statuses past the last slot share it)."""
+    return np.zeros(_STATUS_SLOTS, dtype=np.int64)
+
+
+def exhaust(steps: Generator[None, None, int]) -> int:
     """Take every step now; the value the steps return."""
     while True:
         try:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import deque
 from collections.abc import Coroutine, Iterator
 from time import monotonic_ns
 from typing import Any
 
 from ...scenarios.plan import ClosedLoop, Plan
 from ...scenarios.schedule import WorkerShare
+from ..fold_channel import FoldChannel
 from ..intervals import interval_cuts_s, is_warmup
-from ..recorder import IntervalRecorder, PendingRecord
+from ..offloaded_recorder import OffloadedRecorder, wants_fold_process
+from ..recorder import LATE_THRESHOLD_US, IntervalRecorder, PendingRecord
 from .base import EngineJob, EngineOutcome, RecordSink
 from .pacing import wait_for_due
 
@@ -43,12 +46,21 @@ class EngineRunner:
         self.end_ns = job.start_ns + round(plan.total_s * 1e9)
         self.sink: RecordSink = job.sink
         self.interval_s = job.interval_s
-        self.recorder = IntervalRecorder(
-            worker_id=job.worker_id,
-            run_id=job.run_id,
-            clock_offset_ms=job.clock_offset_ms,
-            status_names=self.status_names,
-        )
+        settings: dict[str, Any] = {
+            "worker_id": job.worker_id,
+            "run_id": job.run_id,
+            "clock_offset_ms": job.clock_offset_ms,
+            "status_names": self.status_names,
+        }
+        #: At high rates the histograms are folded in a process of their own, off the pacing path.
+        self.fold_channel: FoldChannel | None = None
+        if wants_fold_process(share):
+            self.fold_channel = FoldChannel(
+                status_names=self.status_names, late_threshold_us=LATE_THRESHOLD_US, on_failure=self._fail
+            )
+            self.recorder: IntervalRecorder = OffloadedRecorder(self.fold_channel, **settings)
+        else:
+            self.recorder = IntervalRecorder(**settings)
         self.recorder.defer = self.loop.call_soon  # full buffers are folded between the loop's callbacks
         self.stop_event = stop
         self.stopped_early = False
@@ -56,7 +68,8 @@ class EngineRunner:
         # Wall-clock anchor of the start instant, for the records' timestamps.
         self.start_unix_ms = time.time() * 1000.0 - (monotonic_ns() - job.start_ns) / 1e6
         self._interval_start_s = 0.0
-        self._pending: PendingRecord | None = None  # a cut whose steps are under way
+        # Cuts whose records are not complete or not handed on yet, oldest first.
+        self._unsent: deque[PendingRecord] = deque()
         self._records = 0
         self._failure: BaseException | None = None
 
@@ -98,6 +111,18 @@ class EngineRunner:
         # Everything alive now (modules, the plan, pydantic's schemas) stays alive for the run: move it
         # out of the collector's sight, so a full collection does not rescan it during the hot loop.
         gc.freeze()
+        channel = self.fold_channel
+        if channel is not None:
+            await channel.start()
+        try:
+            end_s = await self._run_and_finish()
+        finally:
+            if channel is not None:
+                await channel.close()
+        return self._outcome(end_s)
+
+    async def _run_and_finish(self) -> float:
+        """The run up to its final record; the end instant, seconds after the start."""
         background = [self.spawn(job) for job in self._background()]
         if self.stop_event is not None and self.stop_event.is_set():
             self.stop_now()  # stopped before it began: nothing is sent
@@ -107,13 +132,24 @@ class EngineRunner:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            self._finish_pending()
-            await self._shutdown()
+            try:
+                await self._finish_pending()
+            finally:
+                await self._shutdown()
         if self._failure is not None:
             raise self._failure
         end_s = (monotonic_ns() - self.start_ns) / 1e9
-        self._emit(self._interval_start_s, max(end_s - self._interval_start_s, 0.0), final=True)
-        return self._outcome(end_s)
+        offset_s = self._interval_start_s
+        self._before_cut()
+        pending = self.recorder.detach(
+            offset_s=offset_s,
+            duration_s=max(end_s - offset_s, 0.0),
+            start_unix_ms=round(self.start_unix_ms + offset_s * 1000.0),
+            final=True,
+        )
+        self._records += 1
+        self.sink(await pending.completed())
+        return end_s
 
     def spawn(self, job: Job) -> asyncio.Task[None]:
         """Run `job` as a task of this run: if it fails, the run stops and `run()` raises the error."""
@@ -125,7 +161,12 @@ class EngineRunner:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None and self._failure is None:
+        if exc is not None:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Something the run depends on failed: stop, and have `run()` raise `exc` (the first one)."""
+        if self._failure is None:
             self._failure = exc
             self.stop_now()
 
@@ -154,41 +195,38 @@ class EngineRunner:
 
     async def _cut_intervals(self) -> None:
         """Cut on time, off the path that paces the sends: the interval is detached at once and its
-        record made in small steps, the loop sending what falls due in between."""
+        record made in small steps, the loop sending what falls due in between (or made by the fold
+        process); records are handed on in order as they complete."""
         for cut_s in interval_cuts_s(self.plan.total_s, self.plan.warmup_s, self.interval_s):
             await wait_for_due(self.start_ns + round(cut_s * 1e9))
             offset_s, duration_s = self._interval_start_s, cut_s - self._interval_start_s
             for _ in self._before_cut_steps():
                 await asyncio.sleep(0)
-            self._pending = self.recorder.detach(
+            pending = self.recorder.detach(
                 offset_s=offset_s,
                 duration_s=duration_s,
                 start_unix_ms=round(self.start_unix_ms + offset_s * 1000.0),
                 warmup=is_warmup(offset_s + duration_s, self.plan.warmup_s),
             )
             self._interval_start_s = cut_s
-            for _ in self._pending.steps():
+            self._unsent.append(pending)
+            pending.when_ready(self._hand_on_ready)
+            for _ in pending.steps():
                 await asyncio.sleep(0)
-            self._finish_pending()
+            self._hand_on_ready()
 
-    def _finish_pending(self) -> None:
-        """Complete the cut under way, if any (the run may end in the middle of one), and hand it on."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+    def _hand_on_ready(self) -> None:
+        """Hand the complete records on to the sink, oldest first, up to the first one not complete."""
+        unsent = self._unsent
+        while unsent and unsent[0].ready:
             self._records += 1
-            self.sink(pending.finish())
+            self.sink(unsent.popleft().result())
 
-    def _emit(self, offset_s: float, duration_s: float, *, final: bool) -> None:
-        self._before_cut()
-        record = self.recorder.cut(
-            offset_s=offset_s,
-            duration_s=duration_s,
-            start_unix_ms=round(self.start_unix_ms + offset_s * 1000.0),
-            warmup=not final and is_warmup(offset_s + duration_s, self.plan.warmup_s),
-            final=final,
-        )
-        self._records += 1
-        self.sink(record)
+    async def _finish_pending(self) -> None:
+        """Complete the cuts still under way (the run may end in the middle of one) and hand them on."""
+        for pending in list(self._unsent):
+            await pending.completed(now=True)
+        self._hand_on_ready()
 
 
 def think_time(plan: Plan) -> tuple[float, int]:

@@ -1,0 +1,200 @@
+"""Recording whose histograms are folded in the worker's fold process (`worker.fold_process`).
+
+On the engine's loop an `OffloadedRecorder` does what an `IntervalRecorder` does up to the arrays:
+the hot path stores four integers per response into lists, and a full buffer is converted to int64
+arrays in steps of `CONVERSION_STEP` integers between the loop's callbacks. Then, instead of
+histogram batches, status counts and three compressions, the arrays go to the fold process. A cut
+is a boundary in the buffer: its responses go with the buffer when it is full, then its counters,
+and its complete record comes back on the loop. Every response is folded once, into its interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Generator
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from ..errors import RunError
+from ..results.interval import IntervalRecord
+from ..scenarios.plan import OpenLoop
+from ..scenarios.schedule import WorkerShare
+from .fold_channel import FoldChannel
+from .fold_frames import encode_cut
+from .recorder import IntervalRecorder, PendingRecord, _Buffers, convert_steps, exhaust
+
+
+class _Cut:
+    """A closed interval whose last responses are still in the buffer, before row `row`."""
+
+    __slots__ = ("error_lags_us", "record", "row", "seq")
+
+    def __init__(self, row: int, seq: int, record: IntervalRecord, error_lags_us: list[int]) -> None:
+        self.row = row
+        self.seq = seq
+        self.record = record
+        self.error_lags_us = error_lags_us
+
+
+class OffloadedRecorder(IntervalRecorder):
+    """An `IntervalRecorder` that leaves its histograms to the fold process behind `channel`.
+
+    A cut costs the loop no conversion: the interval's last responses stay in the buffer, which goes
+    on filling with the next interval's behind a boundary, and are sent with it when it is full (then
+    the cut's counters follow). An interval's record thus comes back within the time the buffer takes
+    to fill; at a rate too low to fill it within an interval, the next cut sends it at once."""
+
+    def __init__(self, channel: FoldChannel, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.channel = channel
+        # Lags (µs) of the requests that ended in an error after being sent, since the last cut.
+        self._error_lags_us: list[int] = []
+        self._cuts: list[_Cut] = []  # the closed intervals whose last responses are in the buffer
+        self._counted = 0  # buffered responses already counted in a closed interval's `completed`
+
+    def _record_error_lag(self, lag_us: int) -> None:
+        self._error_lags_us.append(lag_us)
+
+    def _full(self) -> None:
+        """The buffer is full: send it in steps between the loop's callbacks (or now, see `fold`)."""
+        spare = self._spare_buffers
+        if self.defer is None or spare is None:
+            self.fold()
+            return
+        self._spare_buffers = None
+        self._folding = self._take(spare)
+        self.defer(self._fold_step)
+
+    def fold(self) -> None:
+        """Send everything buffered now (after what is being sent already)."""
+        folding, self._folding = self._folding, None
+        if folding is not None:
+            exhaust(folding)
+        if self.count or self._cuts:
+            spare = self._spare_buffers
+            assert spare is not None  # given back by the sending just finished
+            self._spare_buffers = None
+            exhaust(self._take(spare))
+
+    def _take(self, replacement: _Buffers) -> Generator[None, None, int]:
+        """Record into `replacement` from now on; the steps that send the buffer taken, bound now."""
+        n, seq, cuts = self.count, self._seq, self._cuts
+        buffers = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
+        self._completed += n - self._counted
+        self._counted = 0
+        self._cuts = []
+        self._planned_ns, self._sent_ns, self._done_ns, self._status = replacement
+        self.count = 0
+        return self._send_steps(n, buffers, cuts, seq)
+
+    def _send_steps(self, n: int, buffers: _Buffers, cuts: list[_Cut], seq: int) -> Generator[None, None, int]:
+        """Convert `n` buffered responses in steps and send them, each part as its interval's (the
+        rows before each cut's boundary are that cut's; the rest are interval `seq`'s), then the cuts'
+        counters. The fold process counts the late sends (0 here)."""
+        start = 0
+        for end, part_seq in [*((cut.row, cut.seq) for cut in cuts), (n, seq)]:
+            if end > start:
+                count = end - start
+                columns = np.empty(4 * count, dtype=np.int64)
+                for column, values in enumerate(buffers):
+                    part = columns[column * count : (column + 1) * count]
+                    yield from convert_steps(islice(values, start, end), part)
+                self.channel.send_fold(part_seq, columns)
+            start = end
+        for cut in cuts:
+            self.channel.send_cut(cut.seq, encode_cut(cut.record, cut.error_lags_us))
+        self._spare_buffers = buffers
+        return 0
+
+    def detach(
+        self,
+        *,
+        offset_s: float,
+        duration_s: float,
+        start_unix_ms: int,
+        warmup: bool = False,
+        final: bool = False,
+    ) -> PendingRecord:
+        """Close the interval at once, in constant time, as `IntervalRecorder.detach`: a boundary in
+        the buffer; the returned record completes when the fold process answers."""
+        seq = self._seq
+        row = self.count
+        record = self._close_interval(
+            row - self._counted,
+            offset_s=offset_s,
+            duration_s=duration_s,
+            start_unix_ms=start_unix_ms,
+            warmup=warmup,
+            final=final,
+        )
+        self._counted = row
+        record.late = self._late  # sends that ended in an error; the fold process adds the responses'
+        error_lags_us, self._error_lags_us = self._error_lags_us, []
+        reply = self.channel.reply_for(seq)
+        self._cuts.append(_Cut(row, seq, record, error_lags_us))
+        self._reset_interval()
+        if final:
+            self.fold()  # the run is over: nothing to spare
+        elif len(self._cuts) > 1:
+            self._full()  # an interval went by without the buffer filling: send it now, in steps
+        return ShippedRecord(record, reply, flush=self.fold)
+
+
+class ShippedRecord(PendingRecord):
+    """A detached interval of an `OffloadedRecorder`: complete when the fold process answers (its
+    responses and counters are sent with the buffer); `completed(now=True)` sends them at once."""
+
+    def __init__(
+        self, record: IntervalRecord, reply: asyncio.Future[IntervalRecord], *, flush: Callable[[], None]
+    ) -> None:
+        self.record = record
+        self.done = False
+        self._reply = reply
+        self._flush = flush
+        self._steps = iter(())
+
+    @property
+    def ready(self) -> bool:
+        reply = self._reply
+        return reply.done() and not reply.cancelled() and reply.exception() is None
+
+    def result(self) -> IntervalRecord:
+        return self._reply.result()
+
+    def when_ready(self, callback: Callable[[], object]) -> None:
+        self._reply.add_done_callback(lambda _: callback())
+
+    def finish(self) -> IntervalRecord:
+        raise RuntimeError("the fold process completes this record: await completed() on the loop")
+
+    async def completed(self, *, now: bool = True) -> IntervalRecord:
+        if now and not self._reply.done():
+            self._flush()
+        # Shielded: a cancelled waiter must leave the answer to whoever completes the record next.
+        self.record = await asyncio.shield(self._reply)
+        self.done = True
+        return self.record
+
+
+#: An open loop planned at this many requests per second per worker, or more, folds its histograms in
+#: a fold process; below it, a cut's pieces are far apart from the sends and a process is not worth it.
+FOLD_PROCESS_MIN_RATE = 5_000.0
+#: The environment variable that overrides that choice: "always" or "never" ("auto" by default).
+FOLD_PROCESS_ENV = "MESHLOAD_FOLD_PROCESS"
+
+
+def wants_fold_process(share: WorkerShare) -> bool:
+    """Whether an engine on an event loop should fold `share`'s histograms in a fold process."""
+    choice = os.environ.get(FOLD_PROCESS_ENV, "auto").strip().lower()
+    if choice not in ("auto", "always", "never"):
+        raise RunError(f"{FOLD_PROCESS_ENV}={choice!r} is not one of auto, always, never: set one or unset it")
+    if choice != "auto":
+        return choice == "always"
+    load = share.plan.load
+    if not isinstance(load, OpenLoop):
+        return False
+    peak_rate = max([load.rate, *(stage.rate for stage in load.stages)])
+    return peak_rate / share.count >= FOLD_PROCESS_MIN_RATE
