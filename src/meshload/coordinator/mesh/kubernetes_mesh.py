@@ -184,6 +184,9 @@ class KubernetesMesh:
 
     def _apply_patch(self, patch: Patch, function: str) -> None:
         current = self.cluster.get(patch.api_version, patch.kind, patch.name, patch.namespace)
+        if current is not None and current.get("status") and merge(current, patch.patch) != current:
+            # As for a manifest: a status left from before this change says nothing about it.
+            self._status_before_change[patch.key] = current["status"]
         if current is None:
             if patch.create_if_missing:
                 self.cluster.apply(owned(patch.as_object(), function).body)
