@@ -20,7 +20,7 @@ from meshload.results.interval import IntervalRecord
 from meshload.scenarios.schedule import WorkerShare
 from meshload.worker.fold_channel import FoldChannel
 from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV, OffloadedRecorder, wants_fold_process
-from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
+from meshload.worker.recorder import IntervalRecorder
 
 from .helpers import measure, open_plan
 
@@ -86,10 +86,10 @@ def test_records_equal_those_folded_on_the_loop_whatever_the_cuts() -> None:
         return await _cut_at(recorder, events, cut_after)
 
     async def folded_aside() -> list[IntervalRecord]:
-        channel = FoldChannel(status_names=(), late_threshold_us=LATE_THRESHOLD_US, on_failure=_raise)
+        channel = FoldChannel(on_failure=_raise)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)
         await channel.start()
         try:
-            recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)
             recorder.defer = asyncio.get_running_loop().call_soon
             return await _cut_at(recorder, events, cut_after)
         finally:
@@ -124,7 +124,8 @@ def test_a_cut_converts_nothing_and_its_responses_go_with_the_full_buffer() -> N
     sent: list[tuple[str, int, int]] = []
 
     async def main() -> tuple[IntervalRecord, IntervalRecord]:
-        channel = FoldChannel(status_names=(), late_threshold_us=LATE_THRESHOLD_US, on_failure=_raise)
+        channel = FoldChannel(on_failure=_raise)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)
         await channel.start()
         send_fold, send_cut = channel.send_fold, channel.send_cut
 
@@ -139,7 +140,6 @@ def test_a_cut_converts_nothing_and_its_responses_go_with_the_full_buffer() -> N
         channel.send_fold = fold_seen  # type: ignore[method-assign]
         channel.send_cut = cut_seen  # type: ignore[method-assign]
         try:
-            recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)
             for i in range(40):
                 recorder.record_response(i * MS, i * MS, i * MS + 5 * MS, 200)
             first = recorder.detach(**_cut_options(0, final=False))
@@ -165,10 +165,10 @@ def test_a_fold_process_that_dies_fails_the_run_with_the_reason() -> None:
     failures: list[BaseException] = []
 
     async def main() -> None:
-        channel = FoldChannel(status_names=(), late_threshold_us=LATE_THRESHOLD_US, on_failure=failures.append)
+        channel = FoldChannel(on_failure=failures.append)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)
         await channel.start()
         try:
-            recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)
             recorder.record_response(0, 0, MS, 200)
             assert channel._transport is not None
             os.kill(channel._transport.get_pid(), signal.SIGKILL)

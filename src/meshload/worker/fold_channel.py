@@ -40,10 +40,8 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 class FoldChannel:
     """The fold process of one engine run: `await start()`, frames, `await close()`."""
 
-    def __init__(
-        self, *, status_names: tuple[str, ...], late_threshold_us: int, on_failure: Callable[[BaseException], None]
-    ) -> None:
-        self._settings = json.dumps({"status_names": list(status_names), "late_threshold_us": late_threshold_us})
+    def __init__(self, *, on_failure: Callable[[BaseException], None]) -> None:
+        self._settings = b""  # what the child folds by (`configure`), sent first
         self._on_failure = on_failure
         self._transport: asyncio.SubprocessTransport | None = None
         self._stdin: asyncio.WriteTransport | None = None
@@ -54,7 +52,15 @@ class FoldChannel:
         self._replies_done = False
         self.failure: BaseException | None = None
 
+    def configure(self, *, status_names: tuple[str, ...], late_threshold_us: int) -> None:
+        """How the records name statuses and which sends count as late: the recorder's own settings."""
+        self._settings = json.dumps(
+            {"status_names": list(status_names), "late_threshold_us": late_threshold_us}
+        ).encode()
+
     async def start(self) -> None:
+        if not self._settings:
+            raise RuntimeError("configure() the fold channel before starting it")
         loop = asyncio.get_running_loop()
         self._exited = loop.create_future()
         transport, _ = await loop.subprocess_exec(
@@ -72,7 +78,7 @@ class FoldChannel:
         self._stdin = stdin
         _enlarge(stdin)
         _keep_off_our_cores(transport.get_pid())
-        self._write(frames.INIT, 0, self._settings.encode())
+        self._write(frames.INIT, 0, self._settings)
 
     def send_fold(self, seq: int, columns: np.ndarray) -> None:
         """Responses of interval `seq`: planned, sent, done and statuses, one after the other."""

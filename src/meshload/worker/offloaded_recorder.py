@@ -50,6 +50,7 @@ class OffloadedRecorder(IntervalRecorder):
     def __init__(self, channel: FoldChannel, **settings: Any) -> None:
         super().__init__(**settings)
         self.channel = channel
+        channel.configure(status_names=self.status_names, late_threshold_us=self.late_threshold_us)
         # Lags (µs) of the requests that ended in an error after being sent, since the last cut.
         self._error_lags_us: list[int] = []
         self._cuts: list[_Cut] = []  # the closed intervals whose last responses are in the buffer

@@ -22,7 +22,7 @@ from ...scenarios.schedule import WorkerShare
 from ..fold_channel import FoldChannel
 from ..intervals import interval_cuts_s, is_warmup
 from ..offloaded_recorder import OffloadedRecorder, wants_fold_process
-from ..recorder import LATE_THRESHOLD_US, IntervalRecorder, PendingRecord
+from ..recorder import IntervalRecorder, PendingRecord
 from .base import EngineJob, EngineOutcome, RecordSink
 from .pacing import wait_for_due
 
@@ -55,9 +55,7 @@ class EngineRunner:
         #: At high rates the histograms are folded in a process of their own, off the pacing path.
         self.fold_channel: FoldChannel | None = None
         if wants_fold_process(share):
-            self.fold_channel = FoldChannel(
-                status_names=self.status_names, late_threshold_us=LATE_THRESHOLD_US, on_failure=self._fail
-            )
+            self.fold_channel = FoldChannel(on_failure=self._fail)
             self.recorder: IntervalRecorder = OffloadedRecorder(self.fold_channel, **settings)
         else:
             self.recorder = IntervalRecorder(**settings)
