@@ -203,6 +203,21 @@ def test_access_log_creates_consul_proxy_defaults_when_missing_and_deletes_it_af
     assert managed(kube_api) == set()
 
 
+def test_a_patched_consul_entry_is_not_in_force_on_the_status_it_had_before(cluster: Cluster) -> None:
+    """The mesh's own ProxyDefaults, synced long ago: access logging patches it, and its old Synced
+    condition (consul-k8s writes no observedGeneration) must not pass for the change's."""
+    cluster.apply(
+        {"apiVersion": CONSUL, "kind": "ProxyDefaults", "metadata": {"name": "global", "namespace": "bookinfo"}}
+    )
+    long_ago = {"conditions": [{"type": "Synced", "status": "True"}], "lastSyncedTime": "2026-01-01T00:00:00+00:00"}
+    cluster.patch(CONSUL, "ProxyDefaults", "global", "bookinfo", {"status": long_ago})
+    mesh = KubernetesMesh("consul", cluster=cluster, in_force_timeout_s=1.0, poll_s=0.05)
+    others = [(CONSUL, "ServiceDefaults"), (CONSUL, "ServiceIntentions")]
+    with controller(cluster, others, synced()), pytest.raises(NotInForce) as refused:
+        mesh.apply("access-log")
+    assert str(refused.value).endswith("ProxyDefaults bookinfo/global: status from before the change")
+
+
 class _FlippingServer(http.server.ThreadingHTTPServer):
     """Answers 200 until `flip_after` requests were served, then 500 (a fault coming into force)."""
 
