@@ -135,6 +135,8 @@ class OffloadedRecorder(IntervalRecorder):
         record.late = self._late  # sends that ended in an error; the fold process adds the responses'
         error_lags_us, self._error_lags_us = self._error_lags_us, []
         reply = self.channel.reply_for(seq)
+        if self.socket_events is not None:
+            self.channel.send_sockets(seq, *self.socket_events.take())
         self._cuts.append(_Cut(row, seq, record, error_lags_us))
         self._reset_interval()
         if final:
