@@ -3,19 +3,25 @@ runs whose bytes, per interval and in all, match what the server sent, with no c
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import uvloop
 from tests.support.http_servers import CLOSE_RESPONSE, OK_RESPONSE
 
 from meshload.worker.engines.http_connection import HttpConnection
-from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV
+from meshload.worker.fold_channel import FoldChannel
+from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV, OffloadedRecorder
 from meshload.worker.sock_diag import SocketDiag, sock_diag_counts_bytes, socket_inode
-from meshload.worker.socket_bytes import LOST, SocketBytes
+from meshload.worker.socket_bytes import LOST, SocketBytes, SocketEvents
 
 from .helpers import measure, open_plan
+
+MS = 1_000_000  # ns
 
 pytestmark = pytest.mark.skipif(
     not sock_diag_counts_bytes(), reason="this kernel or container refuses sock_diag: the loop counts the bytes"
@@ -141,3 +147,50 @@ def test_a_dump_reads_ipv6_sockets_too() -> None:
             with SocketDiag() as diag:
                 assert diag.bytes_received({inode}, (socket.AF_INET6,)) == {inode: 321}
                 assert diag.bytes_received({inode}, (socket.AF_INET,)) == {}
+
+
+def test_a_cuts_socket_events_go_after_it_in_a_piece_of_their_own_and_before_its_counters() -> None:
+    sent: list[tuple[str, int]] = []
+    deferred: list[Callable[[], None]] = []
+
+    async def main() -> None:
+        channel = FoldChannel(on_failure=_raise)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=16)
+        recorder.socket_events = SocketEvents()
+        recorder.defer = deferred.append
+        await channel.start()
+        for name in ("send_fold", "send_sockets", "send_cut"):
+            _watch(channel, name, sent)
+        try:
+            recorder.socket_events.opened.append((1, socket.AF_INET))
+            recorder.detach(offset_s=0.0, duration_s=1.0, start_unix_ms=0)
+            assert sent == []  # the cut itself writes nothing
+            deferred.pop(0)()
+            assert sent == [("send_sockets", 0)]
+            recorder.record_response(0, 0, MS, 200)
+            recorder.detach(offset_s=1.0, duration_s=1.0, start_unix_ms=1_000)
+            # The buffer goes now, before the deferred write: the events still precede the counters.
+            recorder.fold()
+            assert sent[1:] == [("send_fold", 1), ("send_sockets", 1), ("send_cut", 0), ("send_cut", 1)]
+            final = recorder.detach(offset_s=2.0, duration_s=1.0, start_unix_ms=2_000, final=True)
+            assert sent[5:] == [("send_sockets", 2), ("send_cut", 2)]
+            assert (await final.completed()).final
+        finally:
+            await channel.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+
+
+def _watch(channel: FoldChannel, name: str, sent: list[tuple[str, int]]) -> None:
+    send = getattr(channel, name)
+
+    def watched(seq: int, *payload: Any) -> None:
+        sent.append((name, seq))
+        send(seq, *payload)
+
+    setattr(channel, name, watched)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
