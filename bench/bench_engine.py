@@ -389,14 +389,17 @@ def time_cut_steps(trace: dict[str, Any]) -> None:
 
 
 def time_fold_process_pieces(timed: Any) -> None:
-    """With the fold process, a cut's pieces on the loop: the detach, and its record coming back
-    (decoded on the loop)."""
+    """With the fold process, a cut's pieces on the loop: the detach, the write of its sockets' events,
+    and its record coming back (decoded on the loop)."""
     try:
         from meshload.worker.fold_channel import FoldChannel
         from meshload.worker.offloaded_recorder import OffloadedRecorder
     except ImportError:  # a version without the fold process
         return
     OffloadedRecorder.detach = timed(OffloadedRecorder.detach, "cut_steps_ns")  # type: ignore[method-assign]
+    send_sockets = getattr(OffloadedRecorder, "_send_socket_frames", None)
+    if send_sockets is not None:  # a version whose fold process counts the bytes received
+        OffloadedRecorder._send_socket_frames = timed(send_sockets, "cut_steps_ns")  # type: ignore[method-assign]
     FoldChannel._data_received = timed(FoldChannel._data_received, "cut_steps_ns")  # type: ignore[method-assign]
 
 

@@ -13,6 +13,7 @@ import uvloop
 from meshload.results.interval import IntervalRecord
 from meshload.scenarios.schedule import split_plan
 from meshload.worker.engines import EngineJob, StopSignal, pacing, pick_engine
+from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV
 
 from .helpers import closed_plan, open_plan
 
@@ -182,9 +183,14 @@ def test_a_stop_requested_before_the_run_started_ends_it_at_once(http_server) ->
     assert outcome.attempted == outcome.sent == 0
 
 
-def test_a_bug_in_a_task_of_the_run_stops_it_and_surfaces_with_its_traceback(http_server) -> None:
+@pytest.mark.parametrize("fold_process", ["never", "always"])
+def test_a_bug_in_a_task_of_the_run_stops_it_and_surfaces_with_its_traceback(
+    fold_process, http_server, monkeypatch
+) -> None:
     """A failing sink (a programming error, not a network one) must not leave a run going on without
-    interval records: the run stops and raises the error itself."""
+    interval records: the run stops and raises the error itself, whether the record was completed on
+    the loop or came back from the fold process."""
+    monkeypatch.setenv(FOLD_PROCESS_ENV, fold_process)
     server = http_server("ok")
     plan = open_plan(server.url, 200, 30.0)
 

@@ -98,6 +98,11 @@ class FoldChannel:
         """Interval `seq`'s counters (`fold_frames.encode_cut`), after every response of it."""
         self._write(frames.CUT, seq, cut)
 
+    def send_sockets(self, seq: int, opened: list[tuple[int, int]], closed: list[tuple[int, int]]) -> None:
+        """Interval `seq` is cut now: the engine's sockets opened and closed since the last cut, for
+        the child to count the interval's bytes received (`socket_bytes`); ahead of its cut's counters."""
+        self._write(frames.SOCKETS, seq, frames.encode_sockets(opened, closed))
+
     async def close(self) -> None:
         """Close the child's stdin and wait for it to leave (killed if it does not in time)."""
         transport = self._transport

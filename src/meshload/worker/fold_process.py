@@ -5,7 +5,9 @@ An engine on an event loop at a high rate ships its buffered responses here as r
 interval's counters, and this process folds, encodes and sends back the complete record. What stays
 on the engine's loop is converting the buffered integers and one write per 4,096 responses; the
 histogram batches, the status counts and the compression of three histograms per interval (the
-pieces of a cut that showed in the schedule lag) run here, on another core where there is one.
+pieces of a cut that showed in the schedule lag) run here, on another core where there is one; so
+does reading the bytes the engine's connections received, one `sock_diag` dump per cut instead of a
+system call per connection on the loop (`worker.socket_bytes`).
 
 Run as `python -m meshload.worker.fold_main` (which starts it light) with the frames on stdin and the
 replies on stdout; the end of stdin ends it. Anything unexpected is sent back as a `FAILED` frame before it exits.
@@ -25,6 +27,7 @@ from ..results.interval import encode_record
 from . import fold_frames as frames
 from .cpu import process_cpu_seconds
 from .recorder import completion_steps, exhaust, fold_instants_steps, new_status_counts
+from .socket_bytes import SocketBytes
 
 _READ_BUFFER = 1 << 20
 
@@ -50,6 +53,14 @@ class Folder:
         self._open: dict[int, _Interval] = {}
         self._free: list[_Interval] = []
         self._cpu_mark_s = process_cpu_seconds()
+        self._sockets: SocketBytes | None = None  # when the engine's sockets are counted here
+        self._socket_bytes: dict[int, int] = {}  # interval seq: bytes its sockets received
+
+    def count_sockets(self, seq: int, payload: bytes) -> None:
+        """Interval `seq` was just cut: count the bytes its sockets received (see `socket_bytes`)."""
+        if self._sockets is None:
+            self._sockets = SocketBytes()
+        self._socket_bytes[seq] = self._sockets.count(*frames.decode_sockets(payload))
 
     def fold(self, seq: int, payload: bytes) -> None:
         interval = self._interval(seq)
@@ -63,6 +74,7 @@ class Folder:
         """Interval `seq`'s complete record, encoded."""
         record, error_lags_us = frames.decode_cut(payload)
         interval = self._open.pop(seq, None) or self._new()
+        record.bytes_received += self._socket_bytes.pop(seq, 0)
         if error_lags_us:
             interval.histograms[2].record_batch(np.asarray(error_lags_us, dtype=np.int64))
         for _ in completion_steps(
@@ -77,6 +89,10 @@ class Folder:
         self._free.append(interval)
         return encode_record(record)
 
+    def close(self) -> None:
+        if self._sockets is not None:
+            self._sockets.close()
+
     def _interval(self, seq: int) -> _Interval:
         interval = self._open.get(seq)
         if interval is None:
@@ -90,27 +106,33 @@ class Folder:
 def serve(reader: BinaryIO, writer: BinaryIO) -> None:
     """Answer the frames of `reader` on `writer` until `reader` ends."""
     folder: Folder | None = None
-    while True:
-        head = reader.read(frames.HEADER.size)
-        if len(head) < frames.HEADER.size:
-            return  # the engine closed the channel: the run is over
-        kind, seq, length = frames.HEADER.unpack(head)
-        payload = reader.read(length)
-        if len(payload) < length:
-            return
-        if kind == frames.INIT:
-            settings = json.loads(payload)
-            folder = Folder(tuple(settings["status_names"]), int(settings["late_threshold_us"]))
-        elif folder is None:
-            raise ValueError("the first frame was not INIT")
-        elif kind == frames.FOLD:
-            folder.fold(seq, payload)
-        elif kind == frames.CUT:
-            reply = folder.cut(seq, payload)
-            writer.write(frames.header(frames.RECORD, seq, len(reply)) + reply)
-            writer.flush()
-        else:
-            raise ValueError(f"unknown frame kind {kind!r}")
+    try:
+        while True:
+            head = reader.read(frames.HEADER.size)
+            if len(head) < frames.HEADER.size:
+                return  # the engine closed the channel: the run is over
+            kind, seq, length = frames.HEADER.unpack(head)
+            payload = reader.read(length)
+            if len(payload) < length:
+                return
+            if kind == frames.INIT:
+                settings = json.loads(payload)
+                folder = Folder(tuple(settings["status_names"]), int(settings["late_threshold_us"]))
+            elif folder is None:
+                raise ValueError("the first frame was not INIT")
+            elif kind == frames.FOLD:
+                folder.fold(seq, payload)
+            elif kind == frames.SOCKETS:
+                folder.count_sockets(seq, payload)
+            elif kind == frames.CUT:
+                reply = folder.cut(seq, payload)
+                writer.write(frames.header(frames.RECORD, seq, len(reply)) + reply)
+                writer.flush()
+            else:
+                raise ValueError(f"unknown frame kind {kind!r}")
+    finally:
+        if folder is not None:
+            folder.close()
 
 
 def main() -> int:

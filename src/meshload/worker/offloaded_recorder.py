@@ -55,6 +55,9 @@ class OffloadedRecorder(IntervalRecorder):
         self._error_lags_us: list[int] = []
         self._cuts: list[_Cut] = []  # the closed intervals whose last responses are in the buffer
         self._counted = 0  # buffered responses already counted in a closed interval's `completed`
+        # The sockets' events of the cuts not yet sent (`socket_events`), oldest first: sent just after
+        # the cut, in a callback of their own, and always before the cut's counters.
+        self._socket_frames: list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]] = []
 
     def _record_error_lag(self, lag_us: int) -> None:
         self._error_lags_us.append(lag_us)
@@ -79,6 +82,13 @@ class OffloadedRecorder(IntervalRecorder):
             assert spare is not None  # given back by the sending just finished
             self._spare_buffers = None
             exhaust(self._take(spare))
+
+    def _send_socket_frames(self) -> None:
+        """Send the cuts' socket events that are waiting, for the fold process to count their bytes
+        at once (before their counters, which it completes the records with)."""
+        frames, self._socket_frames = self._socket_frames, []
+        for seq, opened, closed in frames:
+            self.channel.send_sockets(seq, opened, closed)
 
     def _take(self, replacement: _Buffers) -> Generator[None, None, int]:
         """Record into `replacement` from now on; the steps that send the buffer taken, bound now."""
@@ -105,6 +115,7 @@ class OffloadedRecorder(IntervalRecorder):
                     yield from convert_steps(islice(values, start, end), part)
                 self.channel.send_fold(part_seq, columns)
             start = end
+        self._send_socket_frames()
         for cut in cuts:
             self.channel.send_cut(cut.seq, encode_cut(cut.record, cut.error_lags_us))
         self._spare_buffers = buffers
@@ -135,6 +146,12 @@ class OffloadedRecorder(IntervalRecorder):
         record.late = self._late  # sends that ended in an error; the fold process adds the responses'
         error_lags_us, self._error_lags_us = self._error_lags_us, []
         reply = self.channel.reply_for(seq)
+        if self.socket_events is not None:
+            self._socket_frames.append((seq, *self.socket_events.take()))
+            if self.defer is None:
+                self._send_socket_frames()
+            elif not final:  # (a final cut sends them with its counters, below)
+                self.defer(self._send_socket_frames)  # the write is a piece of its own
         self._cuts.append(_Cut(row, seq, record, error_lags_us))
         self._reset_interval()
         if final:

@@ -27,6 +27,7 @@ import numpy as np
 from ..results.histogram import LatencyHistogram
 from ..results.interval import ERROR_KINDS, IntervalRecord
 from .cpu import process_cpu_seconds
+from .socket_bytes import SocketEvents
 
 #: A send this far behind its planned instant counts as `late` (the generator's own accuracy goal).
 LATE_THRESHOLD_US = 1_000
@@ -65,6 +66,9 @@ class IntervalRecorder:
         # Counters the engine increments directly (plain attributes: the cheapest update there is).
         self.sent = 0
         self.bytes_received = 0
+        #: Set when the fold process counts what the engine's sockets receive (`worker.socket_bytes`):
+        #: their connections then say here when they open and close instead of adding to `bytes_received`.
+        self.socket_events: SocketEvents | None = None
         self.missed = 0
         # Loop passes spent polling for a planned instant too near to sleep for (`pacing.DueTimer`).
         self.spin_ns = 0

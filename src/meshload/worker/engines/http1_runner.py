@@ -11,9 +11,11 @@ import asyncio
 from collections.abc import Iterator
 from time import monotonic_ns
 
+from ..sock_diag import sock_diag_counts_bytes
+from ..socket_bytes import SocketEvents
 from .base import EngineJob
 from .connect_errors import connect_error_kind
-from .http_connection import HttpConnection, is_parse_error
+from .http_connection import HttpConnection, is_parse_error, kernel_counts_tcp_bytes
 from .http_request import Origin, build_templates, client_ssl_context, target_sequence
 from .runner import EngineRunner, Job
 
@@ -47,6 +49,9 @@ class Http1Runner(EngineRunner):
         self.timeout_ns = round(plan.timeout_s * 1e9)
         self.connect_timeout_s = plan.connect_timeout_s
         self.connections: set[HttpConnection] = set()  # established, not yet lost
+        if self.fold_channel is not None and kernel_counts_tcp_bytes() and sock_diag_counts_bytes():
+            # The bytes of every cut are then read in the fold process, not here (`worker.socket_bytes`).
+            self.recorder.socket_events = SocketEvents()
         self.connect_tasks: set[asyncio.Task[None]] = set()
 
     def _background(self) -> list[Job]:
@@ -60,12 +65,16 @@ class Http1Runner(EngineRunner):
             conn.close()
 
     def _before_cut(self) -> None:
+        if self.recorder.socket_events is not None:
+            return  # the fold process counts them
         for conn in self.connections:
             conn.collect_bytes()
 
     def _before_cut_steps(self) -> Iterator[None]:
         # One system call per connection: in slices, so that thousands of connections do not hold
         # a send up. Bytes that arrive meanwhile count in this interval or the next, never twice.
+        if self.recorder.socket_events is not None:
+            return  # the fold process counts them, after the cut
         connections = list(self.connections)
         for start in range(0, len(connections), BYTES_SLICE):
             for conn in connections[start : start + BYTES_SLICE]:

@@ -14,8 +14,10 @@ parser, and the loop models skip them: the final response's status is what count
 Plain HTTP connections hand received data straight from the event loop to the C parser: the
 protocol's `data_received` *is* the parser's `feed_data`, which saves a Python call per read. The
 bytes received are then counted by the kernel (`TCP_INFO`'s `tcpi_bytes_received`) and collected at
-every interval cut, before every close of ours, and when the server closes (`eof_received`). The
-kernel counts the server's FIN as one byte; it is taken off. Bytes that arrive on a connection the
+every interval cut, before every close of ours, and when the server closes (`eof_received`); with a
+fold process, the interval cuts' counts are read there (`worker.socket_bytes`) and a connection only
+says when it opens and what it received in all when it closes. The kernel counts the server's FIN as
+one byte; it is taken off. Bytes that arrive on a connection the
 server then resets are missed. A parse error then reaches us as the connection's `connection_lost` exception.
 TLS connections (and kernels without that counter) go through `_count_and_feed` instead.
 """
@@ -34,6 +36,8 @@ from typing import Protocol, cast
 import httptools
 
 from ..recorder import IntervalRecorder
+from ..sock_diag import socket_inode
+from ..socket_bytes import LOST, SocketEvents
 from .http_request import Origin
 
 #: `struct tcp_info` up to and including `tcpi_bytes_received` (Linux 4.1+), and where that is.
@@ -62,7 +66,9 @@ class HttpConnection(asyncio.Protocol):
 
     __slots__ = (
         "_bytes_mark",
+        "_events",
         "_heads",
+        "_inode",
         "_kernel_counts",
         "_parser",
         "_recorder",
@@ -97,6 +103,9 @@ class HttpConnection(asyncio.Protocol):
         self._bytes_mark = 0
         # Chosen before the transport exists: event loops look `data_received` up once.
         self._kernel_counts = not tls and kernel_counts_tcp_bytes()
+        # Where the fold process counts the bytes: the socket's inode, reported open until closed.
+        self._events: SocketEvents | None = recorder.socket_events if self._kernel_counts else None
+        self._inode = 0
         self.data_received = self._parser.feed_data if self._kernel_counts else self._count_and_feed  # type: ignore[method-assign]
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
@@ -112,6 +121,11 @@ class HttpConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._kernel_counts:
             self._sock = sock
+            events = self._events
+            if events is not None:
+                with contextlib.suppress(OSError):
+                    self._inode = socket_inode(sock)
+                    events.opened.append((self._inode, sock.family))
 
     def _count_and_feed(self, data: bytes) -> None:
         """`data_received` when the kernel does not count the bytes (TLS): count, then parse."""
@@ -150,6 +164,10 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.retired = True
         self._sock = None
+        if self._inode:  # gone before its count was read (a reset): the fold process forgets it
+            assert self._events is not None
+            self._events.closed.append((self._inode, LOST))
+            self._inode = 0
         self.owner.on_lost(self, exc)
 
     def on_message_complete(self) -> None:
@@ -185,6 +203,13 @@ class HttpConnection(asyncio.Protocol):
         (received,) = _TCP_INFO_BYTES_RECEIVED.unpack_from(info, _TCP_INFO_BYTES_RECEIVED_OFFSET)
         if fin_received or info[0] in _FIN_RECEIVED_STATES:
             received -= 1
+        if self._inode:
+            # Counted in the fold process, where this final count replaces its last reading.
+            assert self._events is not None
+            self._events.closed.append((self._inode, received))
+            self._inode = 0
+            self._sock = None  # reported: not read again
+            return
         self._recorder.bytes_received += received - self._bytes_mark
         self._bytes_mark = received
 

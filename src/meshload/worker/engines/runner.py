@@ -208,7 +208,7 @@ class EngineRunner:
             )
             self._interval_start_s = cut_s
             self._unsent.append(pending)
-            pending.when_ready(self._hand_on_ready)
+            pending.when_ready(self._hand_on_ready_or_fail)
             for _ in pending.steps():
                 await asyncio.sleep(0)
             self._hand_on_ready()
@@ -219,6 +219,14 @@ class EngineRunner:
         while unsent and unsent[0].ready:
             self._records += 1
             self.sink(unsent.popleft().result())
+
+    def _hand_on_ready_or_fail(self) -> None:
+        """`_hand_on_ready` as a callback of the loop, which would only log an error: the run fails
+        with it instead, as it does when a task of the run fails."""
+        try:
+            self._hand_on_ready()
+        except Exception as exc:  # noqa: BLE001 - whatever the sink raised is the run's failure
+            self._fail(exc)
 
     async def _finish_pending(self) -> None:
         """Complete the cuts still under way (the run may end in the middle of one) and hand them on."""
