@@ -220,7 +220,6 @@ def meshload_child(args: argparse.Namespace) -> None:
     from meshload.results.histogram import LatencyHistogram
     from meshload.scenarios.plan import Plan
     from meshload.worker.engines import pick_engine
-    from meshload.worker.standalone import collect_records
 
     trace = trace_sends() if args.lag_trace else None
     load: dict[str, Any] = {"kind": "closed", "concurrency": CONNECTIONS}
@@ -231,7 +230,7 @@ def meshload_child(args: argparse.Namespace) -> None:
     cpu_before = psutil.Process().cpu_times()
     blocks_before = sys.getallocatedblocks()
     collections_before = [generation["collections"] for generation in gc.get_stats()]
-    records, outcomes = collect_records(plan, workers=1, interval_s=args.interval)
+    records, outcomes = child_run(plan, args.interval, getattr(args, "publish", None), trace)
     collections = [
         generation["collections"] - before
         for generation, before in zip(gc.get_stats(), collections_before, strict=True)
@@ -271,6 +270,40 @@ def meshload_child(args: argparse.Namespace) -> None:
             }
         )
     )
+
+
+def child_run(plan: Any, interval_s: float, publish: str | None, trace: dict[str, Any] | None) -> tuple[list, list]:
+    """One worker's run, as `collect_records`; with `publish` (a Redis URL) its records go to the
+    worker's record publisher, as in a real worker (a thread of the engine's process XADDs them), and
+    the instants the records were handed on are traced."""
+    from meshload.worker.standalone import collect_records
+
+    if not publish and trace is None:
+        return collect_records(plan, workers=1, interval_s=interval_s)
+    from meshload.pipeline import wire
+    from meshload.pipeline.publisher import RecordPublisher
+    from meshload.scenarios.schedule import split_plan
+    from meshload.worker.standalone import START_LEAD_S, prepare_engine, run_share_blocking, worker_id_of
+
+    records: list[Any] = []
+    publisher = RecordPublisher(publish, wire.RunKeys("bench")).start() if publish else None
+    handed_ns = trace.setdefault("handed_ns", []) if trace is not None else []
+
+    def sink(record: Any) -> None:
+        handed_ns.append(time.monotonic_ns())
+        records.append(record)
+        if publisher is not None:
+            publisher.submit(record)
+
+    share = split_plan(plan, 1)[0]
+    engine = prepare_engine(share)
+    start_ns = time.monotonic_ns() + round(START_LEAD_S * 1e9)
+    outcome = run_share_blocking(
+        share, engine=engine, start_ns=start_ns, sink=sink, worker_id=worker_id_of(0), interval_s=interval_s
+    )
+    if publisher is not None and not publisher.close(10.0):
+        raise RuntimeError("the record publisher did not deliver every record to Redis")
+    return records, [outcome]
 
 
 def meshload_command(
@@ -444,10 +477,19 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, Any]:
     chunk_ns = round(PLAN_CHUNK_S * 1e9)
     since_chunk_ns = (planned - trace["start_ns"] - round(HORIZON_START_S * 1e9)) % chunk_ns
     near_chunk = (since_chunk_ns < CUT_WINDOW_NS) & ~near
+    # The sends planned within the window after a record was handed on (to the publisher, in a real
+    # worker): where its delivery, on a thread of the same process, would show.
+    handed = np.sort(np.asarray(trace.get("handed_ns", []), dtype=np.int64))
+    near_handed = np.zeros(len(planned), dtype=bool)
+    if handed.size:
+        previous = np.searchsorted(handed, planned, side="right") - 1
+        since_handed_ns = planned - handed[np.maximum(previous, 0)]
+        near_handed = (previous >= 0) & (since_handed_ns < CUT_WINDOW_NS) & ~near & ~near_chunk
     groups = (
         ("near_cuts", lag_us[near]),
         ("near_chunks", lag_us[near_chunk]),
-        ("elsewhere", lag_us[~near & ~near_chunk]),
+        ("near_handed", lag_us[near_handed]),
+        ("elsewhere", lag_us[~near & ~near_chunk & ~near_handed]),
     )
     for name, part in groups:
         if part.size:
@@ -502,6 +544,10 @@ def main() -> None:
     parser.add_argument("--lag-trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cuts-rate", type=float, default=30_000, help="cuts: the open loop's rate")
     parser.add_argument("--cuts-rounds", type=int, default=2, help="cuts: rounds of each mode, alternating")
+    parser.add_argument(
+        "--cuts-publish", action="store_true", help="cuts: a third way, the records published to a real Redis"
+    )
+    parser.add_argument("--publish", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
     args = parser.parse_args()
     if args.child:
@@ -538,7 +584,7 @@ def main() -> None:
             short_s, long_s = (float(part) for part in args.valgrind_seconds.split(","))
             bench_instructions(nginx.url, short_s, long_s, workdir)
         if args.only in (None, "cuts"):
-            bench_cuts(nginx.url, args.seconds, args.cuts_rate, args.cuts_rounds)
+            bench_cuts(nginx.url, args.seconds, args.cuts_rate, args.cuts_rounds, args.cuts_publish)
         if args.only in (None, "open"):
             bench_open_loop(nginx.url, args.seconds, args.arrival, search=not args.skip_search)
     finally:
@@ -581,25 +627,41 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
 
 #: How a cut is made in each compared mode (`MESHLOAD_FOLD_PROCESS`): on the engine's loop in small
 #: pieces, or with the histograms folded and encoded in the worker's fold process.
-CUT_MODES = (("never", "on the loop"), ("always", "fold process"))
+CUT_MODES = (("never", "on the loop", False), ("always", "fold process", False))
+#: With `--cuts-publish`, a third way: the fold process, and the records delivered to a real Redis by
+#: the worker's record publisher (the path of a real worker's records).
+PUBLISH_MODE = ("always", "fold process, records published to Redis", True)
 
 
-def bench_cuts(url: str, seconds: float, rate: float, rounds: int) -> None:
+def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool = False) -> None:
     """Whether interval cuts show in the schedule lag: open loop, sends just after a cut beside the rest,
     with the cut on the engine's loop and with the histograms in the fold process, alternating."""
+    from meshload.coordinator.redis_server import PrivateRedis
+
     print(f"\ninterval cuts and the schedule lag, open loop at {rate:,.0f} rps, {seconds:g} s, {rounds} round(s):")
     window_ms = f"{CUT_WINDOW_NS / 1e6:g} ms"
+    modes = [*CUT_MODES, PUBLISH_MODE] if publish else list(CUT_MODES)
+    redis = PrivateRedis() if publish else None
+    redis_url = redis.start() if redis is not None else ""
     runs = []
-    for round_i in range(rounds):
-        for mode, label in CUT_MODES:
-            env = {**os.environ, "MESHLOAD_FOLD_PROCESS": mode}
-            out, _ = run_measured([*meshload_command(url, seconds, rate), "--lag-trace"], env=env)
-            runs.append((round_i, label, json.loads(out.strip().splitlines()[-1])))
+    try:
+        for round_i in range(rounds):
+            for mode, label, publishes in modes:
+                env = {**os.environ, "MESHLOAD_FOLD_PROCESS": mode}
+                command = [*meshload_command(url, seconds, rate), "--lag-trace"]
+                if publishes:
+                    command += ["--publish", redis_url]
+                out, _ = run_measured(command, env=env)
+                runs.append((round_i, label, json.loads(out.strip().splitlines()[-1])))
+    finally:
+        if redis is not None:
+            redis.stop()
     for round_i, label, figures in runs:
         print(f"\n round {round_i + 1}, histograms {label}:")
         for name, group in (
             ("near_cuts", f"planned < {window_ms} after a cut"),
             ("near_chunks", f"< {window_ms} after a chunk (no cut)"),
+            ("near_handed", f"< {window_ms} after a record handed on"),
             ("elsewhere", "the rest"),
         ):
             print(
