@@ -446,6 +446,38 @@ def piece_order(kind: str) -> tuple[str, int]:
     return name, int(step or 0)
 
 
+#: The file an engine run in its own process writes its traced figures to (`trace_engine_child`).
+ENGINE_TRACE_ENV = "MESHLOAD_BENCH_ENGINE_TRACE"
+#: Put on the `PYTHONPATH` of a run whose engine is in a child process of the worker: Python imports it
+#: at start-up in every process, and in the engine's (`asyncio_main`) it installs the same trace.
+SITECUSTOMIZE = """import os, sys
+if "meshload.worker.asyncio_main" in getattr(sys, "orig_argv", ()) and os.environ.get({env!r}):
+    sys.path.insert(0, {bench_dir!r})
+    import bench_engine
+    bench_engine.trace_engine_child(os.environ[{env!r}])
+"""
+
+
+def trace_engine_child(out_path: str) -> None:
+    """In an engine's own process: trace its sends and cuts as `trace_sends` does, and the instants its
+    records were handed on (written to the worker); the figures go to `out_path` when it exits."""
+    import atexit
+
+    from meshload.worker import engine_process
+
+    trace = trace_sends()
+    handed_ns = trace.setdefault("handed_ns", [])
+    send = engine_process._FrameWriter.send
+
+    def traced(self: Any, kind: str, payload: object) -> None:
+        if kind == "record":
+            handed_ns.append(time.monotonic_ns())
+        send(self, kind, payload)
+
+    engine_process._FrameWriter.send = traced  # type: ignore[method-assign]
+    atexit.register(lambda: Path(out_path).write_text(json.dumps(lag_around_cuts(trace, 1.0))))
+
+
 def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, Any]:
     """Schedule lag of the sends planned within `CUT_WINDOW_NS` after an interval cut, and of the rest."""
     import numpy as np
@@ -635,19 +667,14 @@ class CutWay:
 
     label: str
     fold_process: str  # MESHLOAD_FOLD_PROCESS
-    engine_process: str = "never"  # MESHLOAD_ENGINE_PROCESS: the lag trace needs the engine here
+    engine_process: str = "never"  # MESHLOAD_ENGINE_PROCESS ("always": traced in the child, at its exit)
     publish: bool = False  # the records go to a real Redis through the worker's record publisher
-
-    @property
-    def traced(self) -> bool:
-        return self.engine_process == "never"
 
 
 #: The histograms folded and encoded on the engine's loop in small pieces, or in the fold process.
 CUT_WAYS = (CutWay("histograms on the loop", "never"), CutWay("histograms in the fold process", "always"))
 #: With `--cuts-publish`: the records delivered to a real Redis by the worker's record publisher, as a
-#: real worker's are, with the engine in the worker's process, then in a child of its own (where the
-#: sends are not traced: the records' own schedule lag says how they went).
+#: real worker's are, with the engine in the worker's process, then in a child of its own (traced there).
 PUBLISH_WAYS = (
     CutWay("fold process, records published from the engine's process", "always", publish=True),
     CutWay("fold process, engine in its own process, records published by the worker", "always", "always", True),
@@ -664,6 +691,10 @@ def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool
     ways = [*CUT_WAYS, *PUBLISH_WAYS] if publish else list(CUT_WAYS)
     redis = PrivateRedis() if publish else None
     redis_url = redis.start() if redis is not None else ""
+    site = Path(tempfile.mkdtemp(prefix="meshload-bench-site-"))
+    (site / "sitecustomize.py").write_text(
+        SITECUSTOMIZE.format(env=ENGINE_TRACE_ENV, bench_dir=str(Path(__file__).resolve().parent))
+    )
     runs = []
     try:
         for round_i in range(rounds):
@@ -673,16 +704,23 @@ def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool
                     "MESHLOAD_FOLD_PROCESS": way.fold_process,
                     "MESHLOAD_ENGINE_PROCESS": way.engine_process,
                 }
-                command = meshload_command(url, seconds, rate)
-                if way.traced:
-                    command.append("--lag-trace")
+                command = [*meshload_command(url, seconds, rate), "--lag-trace"]
+                traced = site / "engine-trace.json"
+                traced.unlink(missing_ok=True)
+                if way.engine_process == "always":
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+                    env[ENGINE_TRACE_ENV] = str(traced)
                 if way.publish:
                     command += ["--publish", redis_url]
                 out, _ = run_measured(command, env=env)
-                runs.append((round_i, way, json.loads(out.strip().splitlines()[-1])))
+                figures = json.loads(out.strip().splitlines()[-1])
+                if traced.exists():
+                    figures.update(json.loads(traced.read_text()))
+                runs.append((round_i, way, figures))
     finally:
         if redis is not None:
             redis.stop()
+        shutil.rmtree(site, ignore_errors=True)
     for round_i, way, figures in runs:
         print(f"\n round {round_i + 1}, {way.label}:")
         print(
@@ -690,8 +728,6 @@ def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool
             f"{figures['lag_p999_ms']:.3f} ms, max {figures['lag_max_ms']:.3f} ms; "
             f"sent {figures['sent_rate_full_intervals']:,.0f}/s"
         )
-        if not way.traced:
-            continue
         for name, group in (
             ("near_cuts", f"planned < {window_ms} after a cut"),
             ("near_chunks", f"< {window_ms} after a chunk (no cut)"),

@@ -4,6 +4,11 @@ processes and a real server every time)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -60,6 +65,7 @@ def test_a_stop_reaches_the_engine_in_its_child(http_server) -> None:
     assert records[-1].final and outcome.records == len(records)
     assert outcome.completed == sum(r.completed for r in records) == server.counters()["requests"]
     assert 6_000 <= outcome.completed <= 12_000  # about 1.3 s at 6,000 rps
+    assert engine._process.returncode == 0  # it ended as a child whose run is over, not as an orphan
 
 
 def test_a_run_error_in_the_child_is_the_same_run_error_in_the_worker(http_server, monkeypatch) -> None:
@@ -115,3 +121,35 @@ def test_a_child_whose_worker_is_gone_leaves_at_once_with_its_fold_process(http_
     sent = server.counters()["requests"]
     time.sleep(0.5)
     assert server.counters()["requests"] == sent
+
+
+_THREADS_OFF = """
+import json, os, threading
+from meshload.worker.cores import threads_off_our_cores
+ready, done = threading.Event(), threading.Event()
+def helper():
+    ready.set()
+    done.wait()
+thread = threading.Thread(target=helper)
+thread.start()
+ready.wait()
+tids = [int(t) for t in os.listdir("/proc/self/task")]
+restore = threads_off_our_cores()
+moved = {tid: sorted(os.sched_getaffinity(tid)) for tid in tids}
+restore()
+back = {tid: sorted(os.sched_getaffinity(tid)) for tid in tids}
+done.set()
+print(json.dumps({"threads": len(tids), "moved": sorted(moved.values()), "back": sorted(back.values())}))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or shutil.which("taskset") is None, reason="needs 2 cores and taskset")
+def test_a_pinned_worker_moves_its_threads_off_the_engines_core_and_back() -> None:
+    done = subprocess.run(
+        ["taskset", "-c", "1", sys.executable, "-c", _THREADS_OFF], capture_output=True, text=True, check=True
+    )
+    figures = json.loads(done.stdout)
+    others = sorted(set(range(os.cpu_count() or 1)) - {1})
+    assert figures["threads"] == 2
+    assert figures["moved"] == [others, others]  # every thread, off core 1
+    assert figures["back"] == [[1], [1]]

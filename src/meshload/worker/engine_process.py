@@ -42,6 +42,7 @@ from ..errors import InternalError, PlanError, RunError
 from ..results.interval import decode_record, encode_record
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
+from .cores import threads_off_our_cores
 from .engines.auto import ENGINES, Registration, load_engine, registration_for
 from .engines.base import Engine, EngineJob, EngineOutcome, EventLoop, StopSignal
 from .offloaded_recorder import FOLD_PROCESS_MIN_RATE, high_rate_share
@@ -199,6 +200,9 @@ class ChildEngine:
             }
         )
         undo = stop.on_request(self._send_stop)
+        # An asyncio engine is in a child to be apart from this process's threads: where the worker
+        # is pinned, the child keeps its cores and the threads (publisher, heartbeats) go to the others.
+        threads_back = threads_off_our_cores() if self.registration.event_loop == "asyncio" else (lambda: None)
         deadline_s = time.monotonic() + (job.start_ns - time.monotonic_ns()) / 1e9
         deadline_s += plan.total_s + plan.timeout_s + FINISH_GRACE_S
         try:
@@ -214,6 +218,7 @@ class ChildEngine:
                     raise InternalError(f"the {self.registration.name} engine failed: {payload}")
         finally:
             undo()
+            threads_back()
             self.close()
 
     def close(self) -> None:
@@ -340,20 +345,24 @@ def serve_child() -> int:
         clock_offset_ms=float(fields["clock_offset_ms"]),
     )
     stop = StopSignal()
+    ran = threading.Event()
     if on_gevent:
         import gevent
 
         watcher = gevent.spawn(_watch_parent, lines, stop)
     else:  # a thread blocked in a read, never holding the interpreter's lock the loop needs
-        threading.Thread(target=_watch_parent, args=(lines, stop), name="meshload-parent", daemon=True).start()
+        threading.Thread(target=_watch_parent, args=(lines, stop, ran), name="meshload-parent", daemon=True).start()
     try:
         outcome = engine.run(job, stop)
     except (RunError, PlanError) as exc:
+        ran.set()
         writer.send("error", [type(exc).__name__, str(exc)])
         return 1
     except Exception as exc:
+        ran.set()
         writer.send("failed", f"{type(exc).__name__}: {exc}")
         raise
+    ran.set()  # before the parent hears of it and closes our stdin: then this process ends as it should
     writer.send("done", dataclasses.asdict(outcome))
     if on_gevent:
         watcher.kill(block=False)
@@ -386,11 +395,14 @@ class _StdinLines:
         return line.decode()
 
 
-def _watch_parent(lines: _StdinLines, stop: StopSignal) -> None:
-    """During the run: `stop` ends it early; the end of stdin means the parent is gone: leave now."""
+def _watch_parent(lines: _StdinLines, stop: StopSignal, ran: threading.Event | None = None) -> None:
+    """During the run: `stop` ends it early; the end of stdin means the parent is gone: leave now
+    (unless the run is over, `ran`: the parent closing stdin then only ends the child normally)."""
     while True:
         line = lines.next()
         if line is None:
+            if ran is not None and ran.is_set():
+                return
             os._exit(PARENT_GONE_EXIT_CODE)
         if line.strip() == "stop":
             stop.request()
