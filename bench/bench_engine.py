@@ -221,6 +221,9 @@ def meshload_child(args: argparse.Namespace) -> None:
     from meshload.scenarios.plan import Plan
     from meshload.worker.engines import pick_engine
 
+    # The engine runs in this process (a worker runs a high-rate one in a child of its own, the same
+    # code): the CPU, memory and trace figures below are this process's.
+    os.environ.setdefault("MESHLOAD_ENGINE_PROCESS", "never")
     trace = trace_sends() if args.lag_trace else None
     load: dict[str, Any] = {"kind": "closed", "concurrency": CONNECTIONS}
     if args.rate:
@@ -264,6 +267,7 @@ def meshload_child(args: argparse.Namespace) -> None:
                 "elapsed_s": outcomes[0].elapsed_s,
                 "lag_p99_ms": lag.value_at_percentile(99) / 1000,
                 "lag_p999_ms": lag.value_at_percentile(99.9) / 1000,
+                "lag_max_ms": lag.value_at_percentile(100) / 1000,
                 "corrected_p99_ms": corrected.value_at_percentile(99) / 1000,
                 "sent_rate_full_intervals": sent_full / seconds_full if seconds_full else 0.0,
                 "late": sum(r.late for r in records),
@@ -440,6 +444,38 @@ def piece_order(kind: str) -> tuple[str, int]:
     """ "PendingRecord.steps#10" after "PendingRecord.steps#9"."""
     name, _, step = kind.partition("#")
     return name, int(step or 0)
+
+
+#: The file an engine run in its own process writes its traced figures to (`trace_engine_child`).
+ENGINE_TRACE_ENV = "MESHLOAD_BENCH_ENGINE_TRACE"
+#: Put on the `PYTHONPATH` of a run whose engine is in a child process of the worker: Python imports it
+#: at start-up in every process, and in the engine's (`asyncio_main`) it installs the same trace.
+SITECUSTOMIZE = """import os, sys
+if "meshload.worker.asyncio_main" in getattr(sys, "orig_argv", ()) and os.environ.get({env!r}):
+    sys.path.insert(0, {bench_dir!r})
+    import bench_engine
+    bench_engine.trace_engine_child(os.environ[{env!r}])
+"""
+
+
+def trace_engine_child(out_path: str) -> None:
+    """In an engine's own process: trace its sends and cuts as `trace_sends` does, and the instants its
+    records were handed on (written to the worker); the figures go to `out_path` when it exits."""
+    import atexit
+
+    from meshload.worker import engine_process
+
+    trace = trace_sends()
+    handed_ns = trace.setdefault("handed_ns", [])
+    send = engine_process._FrameWriter.send
+
+    def traced(self: Any, kind: str, payload: object) -> None:
+        if kind == "record":
+            handed_ns.append(time.monotonic_ns())
+        send(self, kind, payload)
+
+    engine_process._FrameWriter.send = traced  # type: ignore[method-assign]
+    atexit.register(lambda: Path(out_path).write_text(json.dumps(lag_around_cuts(trace, 1.0))))
 
 
 def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, Any]:
@@ -625,12 +661,24 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
         search_highest_rate(url, arrival)
 
 
-#: How a cut is made in each compared mode (`MESHLOAD_FOLD_PROCESS`): on the engine's loop in small
-#: pieces, or with the histograms folded and encoded in the worker's fold process.
-CUT_MODES = (("never", "on the loop", False), ("always", "fold process", False))
-#: With `--cuts-publish`, a third way: the fold process, and the records delivered to a real Redis by
-#: the worker's record publisher (the path of a real worker's records).
-PUBLISH_MODE = ("always", "fold process, records published to Redis", True)
+@dataclass(frozen=True)
+class CutWay:
+    """One way a run's cuts and records are made, compared in `bench_cuts`."""
+
+    label: str
+    fold_process: str  # MESHLOAD_FOLD_PROCESS
+    engine_process: str = "never"  # MESHLOAD_ENGINE_PROCESS ("always": traced in the child, at its exit)
+    publish: bool = False  # the records go to a real Redis through the worker's record publisher
+
+
+#: The histograms folded and encoded on the engine's loop in small pieces, or in the fold process.
+CUT_WAYS = (CutWay("histograms on the loop", "never"), CutWay("histograms in the fold process", "always"))
+#: With `--cuts-publish`: the records delivered to a real Redis by the worker's record publisher, as a
+#: real worker's are, with the engine in the worker's process, then in a child of its own (traced there).
+PUBLISH_WAYS = (
+    CutWay("fold process, records published from the engine's process", "always", publish=True),
+    CutWay("fold process, engine in its own process, records published by the worker", "always", "always", True),
+)
 
 
 def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool = False) -> None:
@@ -640,24 +688,46 @@ def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool
 
     print(f"\ninterval cuts and the schedule lag, open loop at {rate:,.0f} rps, {seconds:g} s, {rounds} round(s):")
     window_ms = f"{CUT_WINDOW_NS / 1e6:g} ms"
-    modes = [*CUT_MODES, PUBLISH_MODE] if publish else list(CUT_MODES)
+    ways = [*CUT_WAYS, *PUBLISH_WAYS] if publish else list(CUT_WAYS)
     redis = PrivateRedis() if publish else None
     redis_url = redis.start() if redis is not None else ""
+    site = Path(tempfile.mkdtemp(prefix="meshload-bench-site-"))
+    (site / "sitecustomize.py").write_text(
+        SITECUSTOMIZE.format(env=ENGINE_TRACE_ENV, bench_dir=str(Path(__file__).resolve().parent))
+    )
     runs = []
     try:
         for round_i in range(rounds):
-            for mode, label, publishes in modes:
-                env = {**os.environ, "MESHLOAD_FOLD_PROCESS": mode}
+            for way in ways:
+                env = {
+                    **os.environ,
+                    "MESHLOAD_FOLD_PROCESS": way.fold_process,
+                    "MESHLOAD_ENGINE_PROCESS": way.engine_process,
+                }
                 command = [*meshload_command(url, seconds, rate), "--lag-trace"]
-                if publishes:
+                traced = site / "engine-trace.json"
+                traced.unlink(missing_ok=True)
+                if way.engine_process == "always":
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+                    env[ENGINE_TRACE_ENV] = str(traced)
+                if way.publish:
                     command += ["--publish", redis_url]
                 out, _ = run_measured(command, env=env)
-                runs.append((round_i, label, json.loads(out.strip().splitlines()[-1])))
+                figures = json.loads(out.strip().splitlines()[-1])
+                if traced.exists():
+                    figures.update(json.loads(traced.read_text()))
+                runs.append((round_i, way, figures))
     finally:
         if redis is not None:
             redis.stop()
-    for round_i, label, figures in runs:
-        print(f"\n round {round_i + 1}, histograms {label}:")
+        shutil.rmtree(site, ignore_errors=True)
+    for round_i, way, figures in runs:
+        print(f"\n round {round_i + 1}, {way.label}:")
+        print(
+            f"  schedule lag of the run (its records): p99 {figures['lag_p99_ms']:.3f} ms, p99.9 "
+            f"{figures['lag_p999_ms']:.3f} ms, max {figures['lag_max_ms']:.3f} ms; "
+            f"sent {figures['sent_rate_full_intervals']:,.0f}/s"
+        )
         for name, group in (
             ("near_cuts", f"planned < {window_ms} after a cut"),
             ("near_chunks", f"< {window_ms} after a chunk (no cut)"),
@@ -669,10 +739,7 @@ def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool
                 f"p99 {figures.get(f'lag_{name}_p99_us', float('nan')):>6.0f} us, "
                 f"max {figures.get(f'lag_{name}_max_us', float('nan')):>8.0f} us"
             )
-        print(
-            f"  ({figures['sends_near_cuts']:,} sends near cuts; schedule lag p99 overall "
-            f"{figures['lag_p99_ms']:.3f} ms; sent {figures['sent_rate_full_intervals']:,.0f}/s)"
-        )
+        print(f"  ({figures['sends_near_cuts']:,} sends near cuts)")
         print(
             f"  the loop's CPU in the cuts: {figures['cuts_total_us']:,.0f} us in {figures['cut_pieces']} pieces, "
             f"the longest {figures['cut_longest_piece_us']:,.0f} us; folds of a full buffer (or their steps): "

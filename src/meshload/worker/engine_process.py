@@ -4,8 +4,12 @@ A worker process is a plain one (the asyncio engines run in it, on uvloop). For 
 runs on gevent (the Locust engine), `prepare_engine` starts a child process that patches itself for
 gevent first thing (`python -m meshload.worker.gevent_main`) and has it prepare the share (import the
 locustfile): a failure comes back as the child's one line, a `PlanError`, before the worker accepts
-the share. `run` then hands the child the job; the child runs the engine and sends back each interval
-record as it is cut, then the outcome. The parent gives the records to the job's sink (the Redis
+the share. A high-rate asyncio share (`wants_engine_process`) runs in a child too
+(`python -m meshload.worker.asyncio_main`): the worker's record publisher and heartbeats are Python
+on threads (redis-py, about half a millisecond of CPU per delivery), and in the engine's process they
+would take the interpreter's lock from the loop that paces the sends, once or more a second. `run`
+then hands the child the job; the child runs the engine and sends back each interval record as it is
+cut, then the outcome. The parent gives the records to the job's sink (the Redis
 publisher, with the worker's heartbeats beside it, on threads the child's load cannot starve) and
 passes an early stop on.
 
@@ -14,7 +18,8 @@ The pipes. Parent to child, on the child's stdin: one JSON line with the share, 
 once. Child to parent, on a pipe of their own (the child's stdout and stderr are the worker's log,
 where Locust and the locustfile print): frames of a 4-byte big-endian length and a msgpack
 `[kind, payload]`: `["ready", null]`, `["failed", line]`, `["record", encoded IntervalRecord]`,
-`["done", outcome fields]`.
+`["done", outcome fields]`, or `["error", [kind, line]]` for a `RunError` or `PlanError` of the
+engine's run, raised again as such in the parent.
 """
 
 from __future__ import annotations
@@ -37,11 +42,21 @@ from ..errors import InternalError, PlanError, RunError
 from ..results.interval import decode_record, encode_record
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
+from .cores import threads_off_our_cores
 from .engines.auto import ENGINES, Registration, load_engine, registration_for
 from .engines.base import Engine, EngineJob, EngineOutcome, EventLoop, StopSignal
+from .offloaded_recorder import FOLD_PROCESS_MIN_RATE, high_rate_share
 
 #: The module a child process of each kind runs (`python -m`).
-CHILD_MAIN: dict[EventLoop, str] = {"gevent": "meshload.worker.gevent_main"}
+CHILD_MAIN: dict[EventLoop, str] = {
+    "gevent": "meshload.worker.gevent_main",
+    "asyncio": "meshload.worker.asyncio_main",
+}
+#: The environment variable that overrides when an asyncio engine runs in a child: "always" or
+#: "never" ("auto" by default: an open loop at `FOLD_PROCESS_MIN_RATE` per worker or more).
+ENGINE_PROCESS_ENV = "MESHLOAD_ENGINE_PROCESS"
+#: The errors of an engine's run that mean what they say to the user, passed on as such from a child.
+_PASSED_ON: dict[str, type[Exception]] = {"RunError": RunError, "PlanError": PlanError}
 #: What an engine that runs in a child needs installed, and the extra of meshload that installs it.
 CHILD_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {"locust": (("gevent", "locust"), "locust")}
 #: The environment variable that names the child's end of the frames pipe.
@@ -76,11 +91,25 @@ def prepare_engine(share: WorkerShare) -> EngineHandle:
     """The engine for `share`, prepared: in this process when it runs on this process's kind of event
     loop, else in a child process of its kind. A share the engine cannot run is a PlanError."""
     registration = registration_for(share.plan)
-    if registration.event_loop == current_event_loop():
+    if registration.event_loop == current_event_loop() and not wants_engine_process(registration, share):
         engine = load_engine(registration)
         _prepare(engine, share)
         return InProcessEngine(engine)
     return ChildEngine(registration, share)
+
+
+def wants_engine_process(registration: Registration, share: WorkerShare) -> bool:
+    """Whether an asyncio engine should run `share` in a child process, away from the worker's
+    threads (`ENGINE_PROCESS_ENV`; by default, an open loop at `FOLD_PROCESS_MIN_RATE` per worker or
+    more, where those threads' turns on the interpreter's lock would show in the schedule lag)."""
+    if registration.event_loop != "asyncio":
+        return False
+    choice = os.environ.get(ENGINE_PROCESS_ENV, "auto").strip().lower()
+    if choice not in ("auto", "always", "never"):
+        raise RunError(f"{ENGINE_PROCESS_ENV}={choice!r} is not one of auto, always, never: set one or unset it")
+    if choice != "auto":
+        return choice == "always"
+    return high_rate_share(share, FOLD_PROCESS_MIN_RATE)
 
 
 def check_before_load(plan: Plan) -> None:
@@ -171,6 +200,9 @@ class ChildEngine:
             }
         )
         undo = stop.on_request(self._send_stop)
+        # An asyncio engine is in a child to be apart from this process's threads: where the worker
+        # is pinned, the child keeps its cores and the threads (publisher, heartbeats) go to the others.
+        threads_back = threads_off_our_cores() if self.registration.event_loop == "asyncio" else (lambda: None)
         deadline_s = time.monotonic() + (job.start_ns - time.monotonic_ns()) / 1e9
         deadline_s += plan.total_s + plan.timeout_s + FINISH_GRACE_S
         try:
@@ -180,10 +212,13 @@ class ChildEngine:
                     job.sink(decode_record(payload))
                 elif kind == "done":
                     return EngineOutcome(**payload)
+                elif kind == "error" and str(payload[0]) in _PASSED_ON:
+                    raise _PASSED_ON[str(payload[0])](str(payload[1]))
                 else:
                     raise InternalError(f"the {self.registration.name} engine failed: {payload}")
         finally:
             undo()
+            threads_back()
             self.close()
 
     def close(self) -> None:
@@ -245,35 +280,44 @@ class ChildEngine:
 
 
 class _FrameWriter:
-    """Writes frames to the parent; cooperative under gevent, one frame at a time."""
+    """Writes frames to the parent, one frame at a time: cooperative under gevent; in an asyncio
+    child, a plain write from the loop's thread (a record's frame is a few KB, which the pipe takes)."""
 
-    def __init__(self, fd: int) -> None:
-        from gevent.lock import Semaphore
-        from gevent.os import make_nonblocking
-
-        make_nonblocking(fd)
+    def __init__(self, fd: int, gevent: bool) -> None:
         self._fd = fd
-        self._lock = Semaphore()
+        self._gevent = gevent
+        if gevent:
+            from gevent.lock import Semaphore
+            from gevent.os import make_nonblocking
+
+            make_nonblocking(fd)
+            self._lock: Any = Semaphore()
+        else:
+            self._lock = threading.Lock()
 
     def send(self, kind: str, payload: object) -> None:
-        from gevent.os import nb_write
-
         body = msgspec.msgpack.encode([kind, payload])
         frame = memoryview(len(body).to_bytes(_LENGTH, "big") + body)
+        if self._gevent:
+            from gevent.os import nb_write
+
+            write = nb_write
+        else:
+            write = os.write
         with self._lock:
             while frame:
-                frame = frame[nb_write(self._fd, frame) :]
+                frame = frame[write(self._fd, frame) :]
 
 
 def serve_child() -> int:
-    """The child's life (in a process `gevent_main` patched): prepare the share, run the job, report."""
-    import gevent
-
+    """The child's life (in a process `gevent_main` patched, or `asyncio_main`): prepare the share,
+    run the job, report."""
+    on_gevent = current_event_loop() == "gevent"
     # Stops come from the parent, on stdin; a Ctrl-C at the terminal reaches the parent, which passes it on.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    writer = _FrameWriter(int(os.environ.pop(CHANNEL_FD_ENV)))
-    lines = _StdinLines()
+    writer = _FrameWriter(int(os.environ.pop(CHANNEL_FD_ENV)), gevent=on_gevent)
+    lines = _StdinLines(gevent=on_gevent)
     first = lines.next()
     if first is None:
         return 0
@@ -301,46 +345,64 @@ def serve_child() -> int:
         clock_offset_ms=float(fields["clock_offset_ms"]),
     )
     stop = StopSignal()
-    watcher = gevent.spawn(_watch_parent, lines, stop)
+    ran = threading.Event()
+    if on_gevent:
+        import gevent
+
+        watcher = gevent.spawn(_watch_parent, lines, stop)
+    else:  # a thread blocked in a read, never holding the interpreter's lock the loop needs
+        threading.Thread(target=_watch_parent, args=(lines, stop, ran), name="meshload-parent", daemon=True).start()
     try:
         outcome = engine.run(job, stop)
+    except (RunError, PlanError) as exc:
+        ran.set()
+        writer.send("error", [type(exc).__name__, str(exc)])
+        return 1
     except Exception as exc:
+        ran.set()
         writer.send("failed", f"{type(exc).__name__}: {exc}")
         raise
+    ran.set()  # before the parent hears of it and closes our stdin: then this process ends as it should
     writer.send("done", dataclasses.asdict(outcome))
-    watcher.kill(block=False)
+    if on_gevent:
+        watcher.kill(block=False)
     return 0
 
 
 class _StdinLines:
-    """The parent's lines on stdin, read cooperatively (under gevent, a blocking read would stop every user)."""
+    """The parent's lines on stdin, read cooperatively under gevent (a blocking read would stop every
+    user); in an asyncio child, blocking, from the calling thread."""
 
-    def __init__(self) -> None:
-        from gevent.os import make_nonblocking
+    def __init__(self, gevent: bool) -> None:
+        self._read = os.read
+        if gevent:
+            from gevent.os import make_nonblocking, nb_read
 
-        make_nonblocking(0)
+            make_nonblocking(0)
+            self._read = nb_read
         self._buffer = b""
         self._ended = False
 
     def next(self) -> str | None:
         """The next line; None at the end of stdin."""
-        from gevent.os import nb_read
-
         while b"\n" not in self._buffer:
             if self._ended:
                 return None
-            chunk = nb_read(0, 65536)
+            chunk = self._read(0, 65536)
             self._ended = not chunk
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode()
 
 
-def _watch_parent(lines: _StdinLines, stop: StopSignal) -> None:
-    """During the run: `stop` ends it early; the end of stdin means the parent is gone: leave now."""
+def _watch_parent(lines: _StdinLines, stop: StopSignal, ran: threading.Event | None = None) -> None:
+    """During the run: `stop` ends it early; the end of stdin means the parent is gone: leave now
+    (unless the run is over, `ran`: the parent closing stdin then only ends the child normally)."""
     while True:
         line = lines.next()
         if line is None:
+            if ran is not None and ran.is_set():
+                return
             os._exit(PARENT_GONE_EXIT_CODE)
         if line.strip() == "stop":
             stop.request()

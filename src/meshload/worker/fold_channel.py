@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import os
 import subprocess
 import sys
 from collections import deque
@@ -25,6 +24,7 @@ import numpy as np
 from ..errors import RunError
 from ..results.interval import IntervalRecord, decode_record
 from . import fold_frames as frames
+from .cores import keep_off_our_cores
 
 #: The pipe's capacity asked for (Linux's default is 64 KiB; a fold frame is up to 128 KiB).
 PIPE_SIZE = 1 << 20
@@ -77,7 +77,7 @@ class FoldChannel:
         stdin = cast(asyncio.WriteTransport, transport.get_pipe_transport(0))
         self._stdin = stdin
         _enlarge(stdin)
-        _keep_off_our_cores(transport.get_pid())
+        keep_off_our_cores(transport.get_pid())
         self._write(frames.INIT, 0, self._settings)
 
     def send_fold(self, seq: int, columns: np.ndarray) -> None:
@@ -210,15 +210,3 @@ def _enlarge(stdin: asyncio.WriteTransport) -> None:
     pipe = stdin.get_extra_info("pipe")
     with contextlib.suppress(OSError, AttributeError, ValueError):
         fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, PIPE_SIZE)
-
-
-def _keep_off_our_cores(pid: int) -> None:
-    """When this process is pinned to some of the machine's cores, run the child on the others: on
-    ours it would take turns with the loop that paces the sends, which is what it is there to spare."""
-    try:
-        ours = os.sched_getaffinity(0)
-        others = set(range(os.cpu_count() or 1)) - ours
-        if others:
-            os.sched_setaffinity(pid, others)
-    except OSError:
-        pass  # a container may allow fewer cores than it reports: then leave the child where it is

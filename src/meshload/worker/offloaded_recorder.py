@@ -211,8 +211,13 @@ def wants_fold_process(share: WorkerShare) -> bool:
         raise RunError(f"{FOLD_PROCESS_ENV}={choice!r} is not one of auto, always, never: set one or unset it")
     if choice != "auto":
         return choice == "always"
+    return high_rate_share(share, FOLD_PROCESS_MIN_RATE)
+
+
+def high_rate_share(share: WorkerShare, rate: float) -> bool:
+    """Whether `share` is an open loop whose peak rate per worker is `rate` or more."""
     load = share.plan.load
     if not isinstance(load, OpenLoop):
         return False
     peak_rate = max([load.rate, *(stage.rate for stage in load.stages)])
-    return peak_rate / share.count >= FOLD_PROCESS_MIN_RATE
+    return peak_rate / share.count >= rate
