@@ -45,7 +45,7 @@ from ..scenarios.schedule import WorkerShare
 from .cores import threads_off_our_cores
 from .engines.auto import ENGINES, Registration, load_engine, registration_for
 from .engines.base import Engine, EngineJob, EngineOutcome, EventLoop, StopSignal
-from .offloaded_recorder import FOLD_PROCESS_MIN_RATE, high_rate_share
+from .offloaded_recorder import wants_at_high_rate
 
 #: The module a child process of each kind runs (`python -m`).
 CHILD_MAIN: dict[EventLoop, str] = {
@@ -102,14 +102,7 @@ def wants_engine_process(registration: Registration, share: WorkerShare) -> bool
     """Whether an asyncio engine should run `share` in a child process, away from the worker's
     threads (`ENGINE_PROCESS_ENV`; by default, an open loop at `FOLD_PROCESS_MIN_RATE` per worker or
     more, where those threads' turns on the interpreter's lock would show in the schedule lag)."""
-    if registration.event_loop != "asyncio":
-        return False
-    choice = os.environ.get(ENGINE_PROCESS_ENV, "auto").strip().lower()
-    if choice not in ("auto", "always", "never"):
-        raise RunError(f"{ENGINE_PROCESS_ENV}={choice!r} is not one of auto, always, never: set one or unset it")
-    if choice != "auto":
-        return choice == "always"
-    return high_rate_share(share, FOLD_PROCESS_MIN_RATE)
+    return registration.event_loop == "asyncio" and wants_at_high_rate(ENGINE_PROCESS_ENV, share)
 
 
 def check_before_load(plan: Plan) -> None:

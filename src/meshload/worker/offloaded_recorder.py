@@ -206,9 +206,15 @@ FOLD_PROCESS_ENV = "MESHLOAD_FOLD_PROCESS"
 
 def wants_fold_process(share: WorkerShare) -> bool:
     """Whether an engine on an event loop should fold `share`'s histograms in a fold process."""
-    choice = os.environ.get(FOLD_PROCESS_ENV, "auto").strip().lower()
+    return wants_at_high_rate(FOLD_PROCESS_ENV, share)
+
+
+def wants_at_high_rate(env: str, share: WorkerShare) -> bool:
+    """`env` ("always", "never", or "auto" by default) says; on "auto", whether `share` is an open
+    loop at `FOLD_PROCESS_MIN_RATE` per worker or more. Any other value is one clear error."""
+    choice = os.environ.get(env, "auto").strip().lower()
     if choice not in ("auto", "always", "never"):
-        raise RunError(f"{FOLD_PROCESS_ENV}={choice!r} is not one of auto, always, never: set one or unset it")
+        raise RunError(f"{env}={choice!r} is not one of auto, always, never: set one or unset it")
     if choice != "auto":
         return choice == "always"
     return high_rate_share(share, FOLD_PROCESS_MIN_RATE)
