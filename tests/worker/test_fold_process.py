@@ -7,6 +7,7 @@ import asyncio
 import os
 import random
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -209,3 +210,47 @@ def test_high_rate_open_loops_use_it_and_a_bad_setting_is_one_clear_error(monkey
 
 def _raise(exc: BaseException) -> None:
     raise exc
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["records", "encoded"])
+def test_records_pass_on_encoded_with_none_decoded_on_the_loop(monkeypatch, http_server, encoded) -> None:
+    """Where the sink takes records encoded (an engine's child process, writing them to its worker),
+    the fold process's answers go on as they came: the loop decodes only the final one, which the
+    run's end awaits (with a sink of records, every one). What goes on is the whole record."""
+    import meshload.worker.offloaded_recorder as offloaded
+    from meshload.results.interval import decode_record
+    from meshload.worker.engine_process import ENGINE_PROCESS_ENV
+    from meshload.worker.standalone import START_LEAD_S, run_share_blocking
+
+    monkeypatch.setenv(FOLD_PROCESS_ENV, "always")
+    monkeypatch.setenv(ENGINE_PROCESS_ENV, "never")
+    decodes: list[bytes] = []
+
+    def counted_decode(payload: bytes) -> IntervalRecord:
+        decodes.append(payload)
+        return decode_record(payload)
+
+    monkeypatch.setattr(offloaded, "decode_record", counted_decode)
+    server = http_server("ok")
+    rate, duration_s = 1_000, 3.0
+    records: list[IntervalRecord] = []
+    encoded_records: list[bytes] = []
+    outcome = run_share_blocking(
+        WorkerShare(open_plan(server.url, rate, duration_s)),
+        start_ns=time.monotonic_ns() + round(START_LEAD_S * 1e9),
+        sink=records.append,
+        encoded_sink=encoded_records.append if encoded else None,
+        worker_id="w0",
+        interval_s=1.0,
+    )
+    if encoded:
+        assert records == [] and len(encoded_records) == outcome.records >= 3
+        assert len(decodes) == 1 and decodes[0] == encoded_records[-1]
+        records = [decode_record(payload) for payload in encoded_records]
+    else:
+        assert encoded_records == [] and len(decodes) == len(records) == outcome.records >= 3
+    planned = round(rate * duration_s)
+    assert [r.seq for r in records] == list(range(len(records))) and records[-1].final
+    assert sum(r.completed for r in records) == server.counters()["requests"] == planned
+    assert sum(r.bytes_received for r in records) == planned * len(OK_RESPONSE)
+    assert sum(LatencyHistogram.decode(r.latency_corrected).total_count for r in records) == planned
