@@ -20,7 +20,12 @@ from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord
 from meshload.scenarios.schedule import WorkerShare
 from meshload.worker.fold_channel import FoldChannel
-from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV, OffloadedRecorder, wants_fold_process
+from meshload.worker.offloaded_recorder import (
+    FOLD_PROCESS_ENV,
+    SEND_CONVERSION_STEP,
+    OffloadedRecorder,
+    wants_fold_process,
+)
 from meshload.worker.recorder import IntervalRecorder
 
 from .helpers import measure, open_plan
@@ -160,6 +165,35 @@ def test_a_cut_converts_nothing_and_its_responses_go_with_the_full_buffer() -> N
     assert first.completed == 40 and last.completed == CAPACITY - 40
     assert LatencyHistogram.decode(first.latency_corrected).value_at_percentile(100) == pytest.approx(5_000, rel=0.01)
     assert LatencyHistogram.decode(last.latency_corrected).value_at_percentile(0) == pytest.approx(7_000, rel=0.01)
+
+
+def test_a_full_buffer_goes_out_in_steps_of_a_bounded_number_of_conversions() -> None:
+    """Each step converts at most `SEND_CONVERSION_STEP` integers of one column (a piece of the loop's
+    time that may hold a send up), and the steps together send every response."""
+    capacity = 2 * SEND_CONVERSION_STEP + 3
+
+    async def main() -> tuple[int, IntervalRecord]:
+        channel = FoldChannel(on_failure=_raise)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=capacity)
+        deferred: list[Callable[[], None]] = []
+        recorder.defer = deferred.append
+        await channel.start()
+        try:
+            for i in range(capacity):
+                recorder.record_response(i * MS, i * MS, i * MS + 3 * MS, 200)
+            steps = 0
+            while deferred:
+                deferred.pop(0)()
+                steps += 1
+            final = recorder.detach(**_cut_options(0, final=True))
+            return steps, await final.completed()
+        finally:
+            await channel.close()
+
+    steps, record = _run(main)
+    assert steps >= 4 * 3  # four columns (planned, sent, done, statuses) of three steps each
+    assert record.completed == capacity and record.status_codes == {"200": capacity}
+    assert LatencyHistogram.decode(record.latency_corrected).total_count == capacity
 
 
 def test_a_fold_process_that_dies_fails_the_run_with_the_reason() -> None:

@@ -27,6 +27,12 @@ from .fold_channel import FoldChannel
 from .fold_frames import encode_cut
 from .recorder import IntervalCounts, IntervalRecorder, PendingRecord, _Buffers, convert_steps, exhaust
 
+#: Buffered integers converted per step where the histograms are folded aside. A step's cost is in
+#: proportion (about 85 µs of the loop's CPU per 1,024 in a run at 20,000 rps, 23 µs per 256, the same
+#: in all), and each step is a piece that can hold up a send: at the rates this recorder serves, a send
+#: is due every 50 µs or less.
+SEND_CONVERSION_STEP = 256
+
 
 class _Cut:
     """A closed interval whose last responses are still in the buffer, before row `row`: its counters
@@ -118,7 +124,7 @@ class OffloadedRecorder(IntervalRecorder):
                 columns = np.empty(4 * count, dtype=np.int64)
                 for column, values in enumerate(buffers):
                     part = columns[column * count : (column + 1) * count]
-                    yield from convert_steps(islice(values, start, end), part)
+                    yield from convert_steps(islice(values, start, end), part, SEND_CONVERSION_STEP)
                 self.channel.send_fold(part_seq, columns)
             start = end
         self._send_socket_frames()

@@ -571,13 +571,13 @@ def _converted(n: int, values: list[int]) -> Generator[None, None, np.ndarray]:
     return converted
 
 
-def convert_steps(values: Iterable[int], into: np.ndarray) -> Iterator[None]:
-    """Fill `into` with the first `len(into)` values, `CONVERSION_STEP` at a time (a step each). The
+def convert_steps(values: Iterable[int], into: np.ndarray, step: int = CONVERSION_STEP) -> Iterator[None]:
+    """Fill `into` with the first `len(into)` values, `step` at a time (a step each). The
     steps share one iterator over the values: slicing a list per step would copy its references."""
     n = len(into)
     remaining = iter(values)
-    for start in range(0, n, CONVERSION_STEP):
-        count = min(CONVERSION_STEP, n - start)
+    for start in range(0, n, step):
+        count = min(step, n - start)
         into[start : start + count] = np.fromiter(remaining, dtype=np.int64, count=count)
         yield
 
