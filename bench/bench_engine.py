@@ -421,13 +421,15 @@ def time_cut_steps(trace: dict[str, Any]) -> None:
     recorder_module.IntervalRecorder.detach = timed(recorder_module.IntervalRecorder.detach, "cut_steps_ns")  # type: ignore[method-assign]
     time_fold_process_pieces(timed)
     pending.steps = timed_steps(pending.steps)
+    # Handing the complete records on (to the sink: decoding them, where they come from the fold process).
+    runner.EngineRunner._hand_on_ready = timed(runner.EngineRunner._hand_on_ready, "cut_steps_ns")  # type: ignore[method-assign]
     for cls in (runner.EngineRunner, http1_runner.Http1Runner):
         cls._before_cut_steps = timed_steps(cls._before_cut_steps)  # type: ignore[method-assign]
 
 
 def time_fold_process_pieces(timed: Any) -> None:
     """With the fold process, a cut's pieces on the loop: the detach, the write of its sockets' events,
-    and its record coming back (decoded on the loop)."""
+    and its record coming back (read, then handed on: `EngineRunner._hand_on_ready`)."""
     try:
         from meshload.worker.fold_channel import FoldChannel
         from meshload.worker.offloaded_recorder import OffloadedRecorder

@@ -48,6 +48,30 @@ def test_a_high_rate_share_runs_in_a_child_and_every_record_and_byte_comes_throu
     assert all(r.cpu_seconds > 0 for r in run.records[:-1])  # the engine's process: the child's own
 
 
+def test_records_come_from_the_child_as_the_fold_process_encoded_them(http_server) -> None:
+    """A worker whose sink takes records encoded gets them so from the child, never decoded on the way."""
+    from meshload.results.interval import decode_record
+
+    server = http_server("ok")
+    rate, duration_s = 6_000, 1.5
+    plan = open_plan(server.url, rate, duration_s)
+    engine = prepare_engine(WorkerShare(plan))
+    assert isinstance(engine, ChildEngine)
+    records: list = []
+    encoded: list[bytes] = []
+    start_ns = time.monotonic_ns() + 200_000_000
+    job = EngineJob(
+        share=WorkerShare(plan), start_ns=start_ns, sink=records.append, encoded_sink=encoded.append, worker_id="w"
+    )
+    outcome = engine.run(job, StopSignal())
+
+    assert records == [] and len(encoded) == outcome.records >= 2
+    decoded = [decode_record(payload) for payload in encoded]
+    assert [r.seq for r in decoded] == list(range(len(decoded))) and decoded[-1].final
+    assert sum(r.completed for r in decoded) == server.counters()["requests"] == round(rate * duration_s)
+    assert sum(r.bytes_received for r in decoded) == round(rate * duration_s) * len(OK_RESPONSE)
+
+
 def test_a_stop_reaches_the_engine_in_its_child(http_server) -> None:
     server = http_server("ok")
     plan = open_plan(server.url, 6_000, 60.0)

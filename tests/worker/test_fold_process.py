@@ -7,6 +7,7 @@ import asyncio
 import os
 import random
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,12 @@ from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord
 from meshload.scenarios.schedule import WorkerShare
 from meshload.worker.fold_channel import FoldChannel
-from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV, OffloadedRecorder, wants_fold_process
+from meshload.worker.offloaded_recorder import (
+    FOLD_PROCESS_ENV,
+    SEND_CONVERSION_STEP,
+    OffloadedRecorder,
+    wants_fold_process,
+)
 from meshload.worker.recorder import IntervalRecorder
 
 from .helpers import measure, open_plan
@@ -161,6 +167,35 @@ def test_a_cut_converts_nothing_and_its_responses_go_with_the_full_buffer() -> N
     assert LatencyHistogram.decode(last.latency_corrected).value_at_percentile(0) == pytest.approx(7_000, rel=0.01)
 
 
+def test_a_full_buffer_goes_out_in_steps_of_a_bounded_number_of_conversions() -> None:
+    """Each step converts at most `SEND_CONVERSION_STEP` integers of one column (a piece of the loop's
+    time that may hold a send up), and the steps together send every response."""
+    capacity = 2 * SEND_CONVERSION_STEP + 3
+
+    async def main() -> tuple[int, IntervalRecord]:
+        channel = FoldChannel(on_failure=_raise)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=capacity)
+        deferred: list[Callable[[], None]] = []
+        recorder.defer = deferred.append
+        await channel.start()
+        try:
+            for i in range(capacity):
+                recorder.record_response(i * MS, i * MS, i * MS + 3 * MS, 200)
+            steps = 0
+            while deferred:
+                deferred.pop(0)()
+                steps += 1
+            final = recorder.detach(**_cut_options(0, final=True))
+            return steps, await final.completed()
+        finally:
+            await channel.close()
+
+    steps, record = _run(main)
+    assert steps >= 4 * 3  # four columns (planned, sent, done, statuses) of three steps each
+    assert record.completed == capacity and record.status_codes == {"200": capacity}
+    assert LatencyHistogram.decode(record.latency_corrected).total_count == capacity
+
+
 def test_a_fold_process_that_dies_fails_the_run_with_the_reason() -> None:
     failures: list[BaseException] = []
 
@@ -209,3 +244,47 @@ def test_high_rate_open_loops_use_it_and_a_bad_setting_is_one_clear_error(monkey
 
 def _raise(exc: BaseException) -> None:
     raise exc
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["records", "encoded"])
+def test_records_pass_on_encoded_with_none_decoded_on_the_loop(monkeypatch, http_server, encoded) -> None:
+    """Where the sink takes records encoded (an engine's child process, writing them to its worker),
+    the fold process's answers go on as they came: the loop decodes only the final one, which the
+    run's end awaits (with a sink of records, every one). What goes on is the whole record."""
+    import meshload.worker.offloaded_recorder as offloaded
+    from meshload.results.interval import decode_record
+    from meshload.worker.engine_process import ENGINE_PROCESS_ENV
+    from meshload.worker.standalone import START_LEAD_S, run_share_blocking
+
+    monkeypatch.setenv(FOLD_PROCESS_ENV, "always")
+    monkeypatch.setenv(ENGINE_PROCESS_ENV, "never")
+    decodes: list[bytes] = []
+
+    def counted_decode(payload: bytes) -> IntervalRecord:
+        decodes.append(payload)
+        return decode_record(payload)
+
+    monkeypatch.setattr(offloaded, "decode_record", counted_decode)
+    server = http_server("ok")
+    rate, duration_s = 1_000, 3.0
+    records: list[IntervalRecord] = []
+    encoded_records: list[bytes] = []
+    outcome = run_share_blocking(
+        WorkerShare(open_plan(server.url, rate, duration_s)),
+        start_ns=time.monotonic_ns() + round(START_LEAD_S * 1e9),
+        sink=records.append,
+        encoded_sink=encoded_records.append if encoded else None,
+        worker_id="w0",
+        interval_s=1.0,
+    )
+    if encoded:
+        assert records == [] and len(encoded_records) == outcome.records >= 3
+        assert len(decodes) == 1 and decodes[0] == encoded_records[-1]
+        records = [decode_record(payload) for payload in encoded_records]
+    else:
+        assert encoded_records == [] and len(decodes) == len(records) == outcome.records >= 3
+    planned = round(rate * duration_s)
+    assert [r.seq for r in records] == list(range(len(records))) and records[-1].final
+    assert sum(r.completed for r in records) == server.counters()["requests"] == planned
+    assert sum(r.bytes_received for r in records) == planned * len(OK_RESPONSE)
+    assert sum(LatencyHistogram.decode(r.latency_corrected).total_count for r in records) == planned

@@ -202,7 +202,10 @@ class ChildEngine:
             while True:
                 kind, payload = self._receive(deadline_s)
                 if kind == "record":
-                    job.sink(decode_record(payload))
+                    if job.encoded_sink is not None:
+                        job.encoded_sink(payload)
+                    else:
+                        job.sink(decode_record(payload))
                 elif kind == "done":
                     return EngineOutcome(**payload)
                 elif kind == "error" and str(payload[0]) in _PASSED_ON:
@@ -332,6 +335,7 @@ def serve_child() -> int:
         share=share,
         start_ns=int(fields["start_ns"]),
         sink=lambda record: writer.send("record", encode_record(record)),
+        encoded_sink=lambda encoded: writer.send("record", encoded),
         worker_id=str(fields["worker_id"]),
         run_id=str(fields["run_id"]),
         interval_s=float(fields["interval_s"]),

@@ -22,7 +22,6 @@ from typing import cast
 import numpy as np
 
 from ..errors import RunError
-from ..results.interval import IntervalRecord, decode_record
 from . import fold_frames as frames
 from .cores import keep_off_our_cores
 
@@ -45,7 +44,7 @@ class FoldChannel:
         self._on_failure = on_failure
         self._transport: asyncio.SubprocessTransport | None = None
         self._stdin: asyncio.WriteTransport | None = None
-        self._replies: deque[tuple[int, asyncio.Future[IntervalRecord]]] = deque()
+        self._replies: deque[tuple[int, asyncio.Future[bytes]]] = deque()
         self._received = bytearray()
         self._exited: asyncio.Future[None] | None = None
         self._closing = False
@@ -84,10 +83,10 @@ class FoldChannel:
         """Responses of interval `seq`: planned, sent, done and statuses, one after the other."""
         self._write(frames.FOLD, seq, columns.data.cast("B"))
 
-    def reply_for(self, seq: int) -> asyncio.Future[IntervalRecord]:
-        """Interval `seq` is closed: its complete record, once its cut has been sent and answered.
-        Intervals are closed, sent and answered in order."""
-        future: asyncio.Future[IntervalRecord] = asyncio.get_running_loop().create_future()
+    def reply_for(self, seq: int) -> asyncio.Future[bytes]:
+        """Interval `seq` is closed: its complete record, encoded (`encode_record`), once its cut has
+        been sent and answered. Intervals are closed, sent and answered in order."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         if self.failure is not None:
             future.set_exception(self.failure)
             return future
@@ -149,7 +148,7 @@ class FoldChannel:
                     self._fail(RunError(f"the fold process answered interval {seq} where {expected} was due"))
                     return
                 if not future.done():
-                    future.set_result(decode_record(payload))
+                    future.set_result(payload)  # decoded only where it is read (`ShippedRecord`)
             elif kind == frames.FAILED:
                 self._fail(RunError(payload.decode(errors="replace")))
             else:

@@ -21,11 +21,12 @@ Statuses are small integers on the hot path; a record names them by their number
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import ClassVar
 
 import numpy as np
 
 from ..results.histogram import LatencyHistogram
-from ..results.interval import ERROR_KINDS, IntervalRecord
+from ..results.interval import ERROR_KINDS, IntervalRecord, encode_record
 from .cpu import process_cpu_seconds
 from .socket_bytes import SocketEvents
 
@@ -42,6 +43,10 @@ _STATUS_SLOTS = 1_000
 
 class IntervalRecorder:
     """Records responses and errors; `cut()` turns what was recorded since the last cut into a record."""
+
+    #: Whether the histograms are folded in this process (six of them, 15 ms and 2 MB to build): not
+    #: where a fold process does it (`OffloadedRecorder`).
+    folds_histograms: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -73,9 +78,10 @@ class IntervalRecorder:
         # Loop passes spent polling for a planned instant too near to sleep for (`pacing.DueTimer`).
         self.spin_ns = 0
         self._spin_mark_ns = 0
-        self.corrected = LatencyHistogram()
-        self.uncorrected = LatencyHistogram()
-        self.lag = LatencyHistogram()
+        if self.folds_histograms:
+            self.corrected = LatencyHistogram()
+            self.uncorrected = LatencyHistogram()
+            self.lag = LatencyHistogram()
         self._status_counts = new_status_counts()
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
         self._completed = 0
@@ -87,9 +93,9 @@ class IntervalRecorder:
         self._cpu_mark_s = process_cpu_seconds()
         # What `detach` swaps in: buffers and histograms as above, given back by the pending record
         # once it has been finished (allocated once: building a histogram is slow).
-        self._spare: _Set | None = _Set(
-            _buffers(capacity), (LatencyHistogram(), LatencyHistogram(), LatencyHistogram())
-        )
+        self._spare: _Set | None = None
+        if self.folds_histograms:
+            self._spare = _Set(_buffers(capacity), (LatencyHistogram(), LatencyHistogram(), LatencyHistogram()))
         #: Set by an engine on an event loop (its `call_soon`): a full buffer is then folded in steps the
         #: loop takes between its callbacks, while recording goes on into a spare buffer.
         self.defer: Callable[[Callable[[], None]], object] | None = None
@@ -264,45 +270,79 @@ class IntervalRecorder:
     ) -> IntervalRecord:
         """The interval's record, counters filled in and its histograms still to come, `n` responses
         still buffered; the interval's counts go to the totals (the caller resets them after)."""
+        return self._record_of(
+            self._interval_counts(n),
+            offset_s=offset_s,
+            duration_s=duration_s,
+            start_unix_ms=start_unix_ms,
+            warmup=warmup,
+            final=final,
+        )
+
+    def _interval_counts(self, n: int) -> IntervalCounts:
+        """The interval's counters as they are now, `n` responses still buffered (the caller resets
+        them after): the little a cut must read at its instant, its record made from them later."""
         cpu_now_s = process_cpu_seconds()
         cpu_s = cpu_now_s - self._cpu_mark_s
         self._cpu_mark_s = cpu_now_s
         # The polling is part of the CPU; the CPU clock's 10 ms ticks can make a short interval's read less.
         spin_s = min((self.spin_ns - self._spin_mark_ns) / 1e9, cpu_s)
         self._spin_mark_ns = self.spin_ns
+        self._completed += n
+        return IntervalCounts(
+            self._seq,
+            self.sent,
+            self._completed,
+            self._errors,
+            self.bytes_received,
+            self.missed,
+            self._late,
+            (self._connects, self._connect_us_total, self._connect_us_max),
+            cpu_s,
+            spin_s,
+        )
+
+    def _record_of(
+        self,
+        counts: IntervalCounts,
+        *,
+        offset_s: float,
+        duration_s: float,
+        start_unix_ms: int,
+        warmup: bool,
+        final: bool,
+    ) -> IntervalRecord:
+        """The record of an interval's `counts` (histograms still to come); they go to the totals."""
+        connects, connect_us_total, connect_us_max = counts.connects
         record = IntervalRecord(
             worker_id=self.worker_id,
-            seq=self._seq,
+            seq=counts.seq,
             run_id=self.run_id,
             offset_s=offset_s,
             duration_s=duration_s,
             start_unix_ms=start_unix_ms,
             warmup=warmup,
-            sent=self.sent,
-            completed=self._completed + n,
-            errors={kind: count for kind, count in self._errors.items() if count},
-            bytes_received=self.bytes_received,
-            missed=self.missed,
-            cpu_seconds=round(cpu_s, 6),
-            spin_seconds=round(spin_s, 6),
+            sent=counts.sent,
+            completed=counts.completed,
+            errors={kind: count for kind, count in counts.errors.items() if count},
+            bytes_received=counts.bytes_received,
+            missed=counts.missed,
+            cpu_seconds=round(counts.cpu_s, 6),
+            spin_seconds=round(counts.spin_s, 6),
             clock_offset_ms=self.clock_offset_ms,
-            connects=self._connects,
-            connect_us_total=self._connect_us_total,
-            connect_us_max=self._connect_us_max,
+            connects=connects,
+            connect_us_total=connect_us_total,
+            connect_us_max=connect_us_max,
             final=final,
         )
-        self._completed += n
-        self._add_to_totals(cpu_s, spin_s)
+        self.total_completed += counts.completed
+        self.total_sent += counts.sent
+        self.total_missed += counts.missed
+        for kind, count in counts.errors.items():
+            self.total_errors[kind] += count
+        self.total_cpu_s += counts.cpu_s
+        self.total_spin_s += counts.spin_s
         return record
-
-    def _add_to_totals(self, cpu_s: float, spin_s: float) -> None:
-        self.total_completed += self._completed
-        self.total_sent += self.sent
-        self.total_missed += self.missed
-        for kind, n in self._errors.items():
-            self.total_errors[kind] += n
-        self.total_cpu_s += cpu_s
-        self.total_spin_s += spin_s
 
     def _reset_interval(self) -> None:
         self._seq += 1
@@ -313,6 +353,47 @@ class IntervalRecorder:
         self._late = 0
         self._connects = self._connect_us_total = self._connect_us_max = 0
         self._errors = dict.fromkeys(ERROR_KINDS, 0)
+
+
+class IntervalCounts:
+    """An interval's counters, read at its cut (`IntervalRecorder._interval_counts`)."""
+
+    __slots__ = (
+        "bytes_received",
+        "completed",
+        "connects",
+        "cpu_s",
+        "errors",
+        "late",
+        "missed",
+        "sent",
+        "seq",
+        "spin_s",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        sent: int,
+        completed: int,
+        errors: dict[str, int],
+        bytes_received: int,
+        missed: int,
+        late: int,
+        connects: tuple[int, int, int],
+        cpu_s: float,
+        spin_s: float,
+    ) -> None:
+        self.seq = seq
+        self.sent = sent
+        self.completed = completed
+        self.errors = errors  # the interval's own dict: `_reset_interval` starts a new one
+        self.bytes_received = bytes_received
+        self.missed = missed
+        self.late = late  # sends later than the threshold counted so far (the errors' ones, aside)
+        self.connects = connects  # count, total µs, longest µs
+        self.cpu_s = cpu_s
+        self.spin_s = spin_s
 
 
 _Buffers = tuple[list[int], list[int], list[int], list[int]]  # planned, sent, done instants (ns), statuses
@@ -378,6 +459,10 @@ class PendingRecord:
     def result(self) -> IntervalRecord:
         """The complete record (once `ready`)."""
         return self.record
+
+    def encoded(self) -> bytes:
+        """The complete record as `encode_record` makes it (once `ready`)."""
+        return encode_record(self.result())
 
     def when_ready(self, callback: Callable[[], object]) -> None:
         """Call `callback` (on the loop) once `record` is complete; here, that is after the steps."""
@@ -486,13 +571,13 @@ def _converted(n: int, values: list[int]) -> Generator[None, None, np.ndarray]:
     return converted
 
 
-def convert_steps(values: Iterable[int], into: np.ndarray) -> Iterator[None]:
-    """Fill `into` with the first `len(into)` values, `CONVERSION_STEP` at a time (a step each). The
+def convert_steps(values: Iterable[int], into: np.ndarray, step: int = CONVERSION_STEP) -> Iterator[None]:
+    """Fill `into` with the first `len(into)` values, `step` at a time (a step each). The
     steps share one iterator over the values: slicing a list per step would copy its references."""
     n = len(into)
     remaining = iter(values)
-    for start in range(0, n, CONVERSION_STEP):
-        count = min(CONVERSION_STEP, n - start)
+    for start in range(0, n, step):
+        count = min(step, n - start)
         into[start : start + count] = np.fromiter(remaining, dtype=np.int64, count=count)
         yield
 

@@ -26,7 +26,7 @@ from ..results.run_result import RunResult
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare, split_plan
 from .engine_process import EngineHandle, prepare_engine
-from .engines.base import EngineJob, EngineOutcome, RecordSink, StopSignal
+from .engines.base import EncodedRecordSink, EngineJob, EngineOutcome, RecordSink, StopSignal
 
 #: Between "all workers ready" and the common start: time to open the first connections.
 START_LEAD_S = 0.2
@@ -83,12 +83,19 @@ def run_share_blocking(
     worker_id: str,
     run_id: str = "",
     interval_s: float = 1.0,
+    encoded_sink: EncodedRecordSink | None = None,
 ) -> EngineOutcome:
     """Run one share with the plan's engine (`engine`, prepared; else prepared now), on a fresh event
     loop in this thread, or in a child process of its kind when it needs another kind of process (a
     locustfile's users, on gevent)."""
     job = EngineJob(
-        share=share, start_ns=start_ns, sink=sink, worker_id=worker_id, run_id=run_id, interval_s=interval_s
+        share=share,
+        start_ns=start_ns,
+        sink=sink,
+        worker_id=worker_id,
+        run_id=run_id,
+        interval_s=interval_s,
+        encoded_sink=encoded_sink,
     )
     if engine is None:
         engine = prepare_engine(share)
@@ -191,6 +198,7 @@ def _worker_main(
             engine=engine,
             start_ns=start_at.value,
             sink=lambda record: messages.put(("record", encode_record(record))),
+            encoded_sink=lambda encoded: messages.put(("record", encoded)),
             worker_id=worker_id_of(index),
             run_id=run_id,
             interval_s=interval_s,

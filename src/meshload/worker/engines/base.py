@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 #: Receives each interval record as soon as it is cut (called on the engine's own thread).
 RecordSink = Callable[[IntervalRecord], None]
+#: Where records go already encoded (`encode_record`), for a sink that would only encode them again.
+EncodedRecordSink = Callable[[bytes], None]
 
 #: The event loop an engine runs on. A worker process runs engines of one kind only.
 EventLoop = Literal["asyncio", "gevent"]
@@ -58,6 +60,10 @@ class EngineJob:
     run_id: str = ""
     interval_s: float = 1.0  # one record per interval (and one cut at the warm-up's end)
     clock_offset_ms: float = 0.0  # this host's clock minus the Redis server's, put in every record
+    #: Set where `sink` would only encode each record (an engine's child process, to its worker): an
+    #: engine that has its records encoded already hands them on here, with nothing decoded on its loop.
+    #: Engines that make their records themselves use `sink`.
+    encoded_sink: EncodedRecordSink | None = None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..fold_channel import FoldChannel
 from ..intervals import interval_cuts_s, is_warmup
 from ..offloaded_recorder import OffloadedRecorder, wants_fold_process
 from ..recorder import IntervalRecorder, PendingRecord
-from .base import EngineJob, EngineOutcome, RecordSink
+from .base import EncodedRecordSink, EngineJob, EngineOutcome, RecordSink
 from .pacing import wait_for_due
 
 Job = Coroutine[Any, Any, None]
@@ -45,6 +45,7 @@ class EngineRunner:
         #: No request starts at or after this instant (moved earlier by a stop).
         self.end_ns = job.start_ns + round(plan.total_s * 1e9)
         self.sink: RecordSink = job.sink
+        self.encoded_sink: EncodedRecordSink | None = job.encoded_sink
         self.interval_s = job.interval_s
         settings: dict[str, Any] = {
             "worker_id": job.worker_id,
@@ -145,8 +146,8 @@ class EngineRunner:
             start_unix_ms=round(self.start_unix_ms + offset_s * 1000.0),
             final=True,
         )
-        self._records += 1
-        self.sink(await pending.completed())
+        await pending.completed()
+        self._hand_on(pending)
         return end_s
 
     def spawn(self, job: Job) -> asyncio.Task[None]:
@@ -217,8 +218,15 @@ class EngineRunner:
         """Hand the complete records on to the sink, oldest first, up to the first one not complete."""
         unsent = self._unsent
         while unsent and unsent[0].ready:
-            self._records += 1
-            self.sink(unsent.popleft().result())
+            self._hand_on(unsent.popleft())
+
+    def _hand_on(self, pending: PendingRecord) -> None:
+        """One complete record to the sink: encoded as it is, where the sink takes that."""
+        self._records += 1
+        if self.encoded_sink is not None:
+            self.encoded_sink(pending.encoded())
+        else:
+            self.sink(pending.result())
 
     def _hand_on_ready_or_fail(self) -> None:
         """`_hand_on_ready` as a callback of the loop, which would only log an error: the run fails
