@@ -114,10 +114,13 @@ class LocustEngine:
             stopped.wait(max(end_ns - monotonic_ns(), 0) / 1e9)
             stop_ns = min(monotonic_ns(), end_ns)
             recording.stopping(stop_ns)
-            missed = _claimed_not_started(runner, stop_ns) if open_loop else 0
+            waiting = _waiting_for_their_instants(runner, stop_ns) if open_loop else []
+            runner.stop()  # each user ends its task in hand (up to stop_timeout), then test_stop fires
+            # Counted once the users have stopped: Locust stops them from greenlets of its own, so a
+            # user whose timer fires first still starts its task, and that one was not missed.
+            missed = never_started(waiting)
             if missed:
                 recording.recorder.record_missed(missed)
-            runner.stop()  # each user ends its task in hand (up to stop_timeout), then test_stop fires
             recording.finish(monotonic_ns())
             runner.quit()
         finally:
@@ -191,17 +194,23 @@ def _first_task_on_schedule(on_start: Callable[[Any], None]) -> Callable[[Any], 
     return paced_on_start
 
 
-def _claimed_not_started(runner: Any, stop_ns: int) -> int:
-    """Tasks planned before `stop_ns` whose users still sleep towards them (a timer a little late): the
-    stop ends them unsent, so they count as missed."""
-    missed = 0
+def _waiting_for_their_instants(runner: Any, stop_ns: int) -> list[list[int]]:
+    """The tasks planned before `stop_ns` whose users still sleep towards them (a timer a little late):
+    the stop ends them unsent, unless a user wakes before the stop reaches it (`never_started`)."""
+    tasks = []
     for greenlet in list(runner.user_greenlets):
         task = getattr(greenlet, TASK_ATTRIBUTE, None)
         user = greenlet.args[0] if greenlet.args else None
         waiting = getattr(user, "_state", None) == LOCUST_STATE_WAITING
         if waiting and isinstance(task, list) and task[1] < 0 and 0 < task[0] < stop_ns:
-            missed += 1
-    return missed
+            tasks.append(task)
+    return tasks
+
+
+def never_started(tasks: list[list[int]]) -> int:
+    """How many of `tasks` (`_waiting_for_their_instants`, taken before the stop) have still sent
+    nothing now that the users have stopped: those are missed. A task that started has its lag."""
+    return sum(1 for task in tasks if task[1] < 0)
 
 
 def _host(plan: Plan) -> str:
