@@ -25,7 +25,7 @@ from ..scenarios.plan import OpenLoop
 from ..scenarios.schedule import WorkerShare
 from .fold_channel import FoldChannel
 from .fold_frames import encode_cut
-from .recorder import IntervalCounts, IntervalRecorder, PendingRecord, _Buffers, convert_steps, exhaust
+from .recorder import IntervalRecorder, PendingRecord, _Buffers, convert_steps, exhaust
 
 #: Buffered integers converted per step where the histograms are folded aside. A step's cost is in
 #: proportion (about 85 µs of the loop's CPU per 1,024 in a run at 20,000 rps, 23 µs per 256, the same
@@ -38,13 +38,11 @@ class _Cut:
     """A closed interval whose last responses are still in the buffer, before row `row`: its counters
     as read at the cut, its record made from them when its counters are sent (`record_of`)."""
 
-    __slots__ = ("counts", "error_lags_us", "record_of", "row")
+    __slots__ = ("error_lags_us", "record_of", "row", "seq")
 
-    def __init__(
-        self, row: int, counts: IntervalCounts, record_of: Callable[[], IntervalRecord], error_lags_us: list[int]
-    ) -> None:
+    def __init__(self, row: int, seq: int, record_of: Callable[[], IntervalRecord], error_lags_us: list[int]) -> None:
         self.row = row
-        self.counts = counts
+        self.seq = seq
         self.record_of = record_of
         self.error_lags_us = error_lags_us
 
@@ -118,7 +116,7 @@ class OffloadedRecorder(IntervalRecorder):
         rows before each cut's boundary are that cut's; the rest are interval `seq`'s), then the cuts'
         counters. The fold process counts the late sends (0 here)."""
         start = 0
-        for end, part_seq in [*((cut.row, cut.counts.seq) for cut in cuts), (n, seq)]:
+        for end, part_seq in [*((cut.row, cut.seq) for cut in cuts), (n, seq)]:
             if end > start:
                 count = end - start
                 columns = np.empty(4 * count, dtype=np.int64)
@@ -128,10 +126,8 @@ class OffloadedRecorder(IntervalRecorder):
                 self.channel.send_fold(part_seq, columns)
             start = end
         self._send_socket_frames()
-        for cut in cuts:
-            record = cut.record_of()
-            record.late = cut.counts.late  # sends that ended in an error; the fold process adds the responses'
-            self.channel.send_cut(cut.counts.seq, encode_cut(record, cut.error_lags_us))
+        for cut in cuts:  # (`late` so far: sends that ended in an error; the fold process adds the responses')
+            self.channel.send_cut(cut.seq, encode_cut(cut.record_of(), cut.error_lags_us))
         self._spare_buffers = buffers
         return 0
 
@@ -168,7 +164,7 @@ class OffloadedRecorder(IntervalRecorder):
             warmup=warmup,
             final=final,
         )
-        self._cuts.append(_Cut(row, counts, record_of, error_lags_us))
+        self._cuts.append(_Cut(row, seq, record_of, error_lags_us))
         self._reset_interval()
         if final:
             self.fold()  # the run is over: nothing to spare

@@ -334,6 +334,7 @@ class IntervalRecorder:
             connect_us_total=connect_us_total,
             connect_us_max=connect_us_max,
             final=final,
+            late=counts.late,  # so far; the responses' late sends are added where they are folded
         )
         self.total_completed += counts.completed
         self.total_sent += counts.sent
