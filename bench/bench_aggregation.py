@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from redis.typing import EncodableT, FieldT
 
+from bench_results import save_results
 from meshload.coordinator import run_loop
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
@@ -196,15 +197,30 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--redis", default=None, help="Redis URL (default: a private redis-server)")
     parser.add_argument("--steps", action="store_true", help="a second, instrumented run: CPU per step")
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
 
     figures = run_once(args)
-    report(args, figures)
+    kept_up = report(args, figures)
+    results: dict[str, Any] = {
+        "workers": args.workers,
+        "seconds": args.seconds,
+        "records_expected": figures["expected"],
+        "records_merged": figures["merged"],
+        "records_lost": figures["lost"],
+        "kept_up": kept_up,
+        "core_percent": 100.0 * figures["cpu_s"] / figures["wall_s"],
+    }
     if args.steps:
         steps = Steps()
-        figures = run_once(args, steps)
-        print(f"\ninstrumented run, CPU per step ({figures['cpu_s']:.2f} s in all, timers included):")
-        report_steps(steps, figures["wall_s"])
+        instrumented = run_once(args, steps)
+        print(f"\ninstrumented run, CPU per step ({instrumented['cpu_s']:.2f} s in all, timers included):")
+        report_steps(steps, instrumented["wall_s"])
+        results["steps_core_percent"] = {
+            step: 100 * cpu_ns / 1e9 / instrumented["wall_s"] for step, cpu_ns in steps.cpu_ns.items()
+        }
+    if args.save:
+        save_results(f"aggregation-{args.workers}-workers", results)
 
 
 def run_once(args: argparse.Namespace, steps: Steps | None = None) -> dict[str, float]:
@@ -238,7 +254,8 @@ def report_steps(steps: Steps, wall_s: float) -> None:
         print(f"  {step:<36}{calls:>9}{cpu_ns / 1e9:>8.2f}{100 * cpu_ns / 1e9 / wall_s:>8.2f}{per_call:>9.1f}")
 
 
-def report(args: argparse.Namespace, figures: dict[str, float]) -> None:
+def report(args: argparse.Namespace, figures: dict[str, float]) -> bool:
+    """Print a run's figures; whether the coordinator kept up with the fleet, losing nothing."""
     kept_up = (
         figures["merged"] == figures["expected"] and figures["lost"] == 0 and figures["wall_s"] < args.seconds + 1.5
     )
@@ -251,6 +268,7 @@ def report(args: argparse.Namespace, figures: dict[str, float]) -> None:
         f"coordinator collector+aggregator CPU: {figures['cpu_s']:.2f} s = {percent:.1f}% of one core "
         f"(target < 10%); kept up: {'yes' if kept_up else 'NO'}"
     )
+    return kept_up
 
 
 if __name__ == "__main__":

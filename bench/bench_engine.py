@@ -40,6 +40,8 @@ from typing import Any
 
 import psutil
 
+from bench_results import save_results
+
 CONNECTIONS = 32
 OPEN_LOOP_RATE = 50_000
 LAG_P99_LIMIT_MS = 1.0
@@ -587,6 +589,7 @@ def main() -> None:
     )
     parser.add_argument("--publish", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
     if args.child:
         meshload_child(args)
@@ -597,40 +600,66 @@ def main() -> None:
     try:
         print(f"nginx {nginx.url}  ({os.cpu_count()} CPUs, {args.seconds:g} s per tool)\n")
         if args.only in (None, "closed"):
-            # wrk and meshload alternate for a few rounds and the median round counts: the machine
-            # is shared, and a neighbour's burst should not decide the ratio.
-            wrk_rounds, meshload_rounds = [], []
-            for _ in range(args.rounds):
-                wrk_rounds.append(bench_wrk(nginx.url, args.seconds))
-                meshload_rounds.append(bench_meshload_closed(nginx.url, args.seconds))
-            for name, rounds in (("wrk", wrk_rounds), ("meshload", meshload_rounds)):
-                print(f"{name} rounds, CPU us/req: " + ", ".join(f"{r.cpu_us_per_request:.1f}" for r in rounds))
-            rows = [
-                median_round(wrk_rounds),
-                median_round(meshload_rounds),
-                bench_hey(nginx.url, args.seconds),
-                bench_locust(nginx.url, args.seconds, workdir),
-            ]
-            wrk_cpu = rows[0].cpu_us_per_request
-            print(f"{'generator':<26}{'requests/s':>12}{'CPU us/req':>12}{'x wrk':>8}  note")
-            for row in rows:
-                print(
-                    f"{row.tool:<26}{row.rate:>12,.0f}{row.cpu_us_per_request:>12.1f}"
-                    f"{row.cpu_us_per_request / wrk_cpu:>8.2f}  {row.note}"
-                )
+            closed = bench_closed_loop(nginx.url, args.seconds, args.rounds, workdir)
+            if args.save:
+                save_results("engine-closed", closed)
         if args.only in (None, "instructions"):
             short_s, long_s = (float(part) for part in args.valgrind_seconds.split(","))
-            bench_instructions(nginx.url, short_s, long_s, workdir)
+            counted = bench_instructions(nginx.url, short_s, long_s, workdir)
+            if args.save and counted:
+                save_results("engine-instructions", counted)
         if args.only in (None, "cuts"):
-            bench_cuts(nginx.url, args.seconds, args.cuts_rate, args.cuts_rounds, args.cuts_publish)
+            runs = bench_cuts(nginx.url, args.seconds, args.cuts_rate, args.cuts_rounds, args.cuts_publish)
+            if args.save:
+                save_results("engine-cuts", cuts_results(runs, args.cuts_rate, args.seconds))
         if args.only in (None, "open"):
-            bench_open_loop(nginx.url, args.seconds, args.arrival, search=not args.skip_search)
+            held = bench_open_loop(nginx.url, args.seconds, args.arrival, search=not args.skip_search)
+            if args.save:
+                save_results("engine-open", held)
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> None:
+def bench_closed_loop(url: str, seconds: float, rounds: int, workdir: Path) -> dict[str, Any]:
+    """CPU per request of each generator, closed loop on the same pinned nginx (wrk and meshload
+    alternating for `rounds`, the median round kept)."""
+    # wrk and meshload alternate for a few rounds and the median round counts: the machine
+    # is shared, and a neighbour's burst should not decide the ratio.
+    wrk_rounds, meshload_rounds = [], []
+    for _ in range(rounds):
+        wrk_rounds.append(bench_wrk(url, seconds))
+        meshload_rounds.append(bench_meshload_closed(url, seconds))
+    for name, measured in (("wrk", wrk_rounds), ("meshload", meshload_rounds)):
+        print(f"{name} rounds, CPU us/req: " + ", ".join(f"{r.cpu_us_per_request:.1f}" for r in measured))
+    rows = [
+        median_round(wrk_rounds),
+        median_round(meshload_rounds),
+        bench_hey(url, seconds),
+        bench_locust(url, seconds, workdir),
+    ]
+    wrk_cpu = rows[0].cpu_us_per_request
+    print(f"{'generator':<26}{'requests/s':>12}{'CPU us/req':>12}{'x wrk':>8}  note")
+    for row in rows:
+        print(
+            f"{row.tool:<26}{row.rate:>12,.0f}{row.cpu_us_per_request:>12.1f}"
+            f"{row.cpu_us_per_request / wrk_cpu:>8.2f}  {row.note}"
+        )
+    return {
+        "connections": CONNECTIONS,
+        "seconds": seconds,
+        "rounds_us_per_request": {
+            "wrk": [r.cpu_us_per_request for r in wrk_rounds],
+            "meshload": [r.cpu_us_per_request for r in meshload_rounds],
+        },
+        "generators": {
+            name: {"requests_per_s": row.rate, "us_per_request": row.cpu_us_per_request}
+            for name, row in zip(("wrk", "meshload", "hey", "locust"), rows, strict=True)
+        },
+    }
+
+
+def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> dict[str, Any]:
     """The open loop at the target rate beside wrk's closed loop on the same nginx, then the search."""
     reference = bench_wrk(url, seconds)
     print(
@@ -659,8 +688,24 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
         f"{longer['blocks_kept']:,} ({2 * seconds:g} s): {more_objects:+,} for {more_requests:+,} requests "
         f"= {more_objects / max(more_requests, 1):.4f} per request"
     )
-    if search:
-        search_highest_rate(url, arrival)
+    return {
+        "arrival": arrival,
+        "seconds": seconds,
+        "rate_planned": OPEN_LOOP_RATE,
+        "sent_per_s": figures["sent_rate_full_intervals"],
+        "lag_p99_ms": figures["lag_p99_ms"],
+        "lag_p999_ms": figures["lag_p999_ms"],
+        "late": figures["late"],
+        "errors": figures["errors"],
+        "holds": open_loop_holds(figures, OPEN_LOOP_RATE),
+        "core_share": figures["run_cpu_s"] / figures["elapsed_s"],
+        "polling_share": figures["spin_s"] / figures["elapsed_s"],
+        "busy_us_per_request": busy_s * 1e6 / completed,
+        "wrk_us_per_request": reference.cpu_us_per_request,
+        "gc_collections": figures["gc_collections"],
+        "objects_kept_per_request": more_objects / max(more_requests, 1),
+        "highest_rate_held": search_highest_rate(url, arrival) if search else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -683,7 +728,9 @@ PUBLISH_WAYS = (
 )
 
 
-def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool = False) -> None:
+def bench_cuts(
+    url: str, seconds: float, rate: float, rounds: int, publish: bool = False
+) -> list[tuple[int, CutWay, dict[str, Any]]]:
     """Whether interval cuts show in the schedule lag: open loop, sends just after a cut beside the rest,
     with the cut on the engine's loop and with the histograms in the fold process, alternating."""
     from meshload.coordinator.redis_server import PrivateRedis
@@ -753,6 +800,32 @@ def bench_cuts(url: str, seconds: float, rate: float, rounds: int, publish: bool
         print("  each kind of piece (the loop's CPU): count, median and longest, us")
         for kind, (count, median_us, longest_us) in figures["pieces"].items():
             print(f"    {kind:<44} {count:>5} {median_us:>8.1f} {longest_us:>8.1f}")
+    return runs
+
+
+#: The lag figures of `bench_cuts` kept in the results, by group of sends.
+CUT_GROUPS = ("near_cuts", "near_chunks", "near_handed", "elsewhere")
+
+
+def cuts_results(runs: list[tuple[int, CutWay, dict[str, Any]]], rate: float, seconds: float) -> dict[str, Any]:
+    """What `bench_cuts` measured, per way and round: the lag of each group of sends, and the cuts' pieces."""
+    ways: dict[str, list[dict[str, Any]]] = {}
+    for _, way, figures in runs:
+        ways.setdefault(way.label, []).append(
+            {
+                "lag_p99_ms": figures["lag_p99_ms"],
+                "sent_per_s": figures["sent_rate_full_intervals"],
+                "lag_us": {
+                    group: {q: figures[f"lag_{group}_{q}_us"] for q in ("p90", "p99", "max")}
+                    for group in CUT_GROUPS
+                    if f"lag_{group}_p99_us" in figures
+                },
+                "cuts_cpu_us": figures["cuts_total_us"],
+                "cut_pieces": figures["cut_pieces"],
+                "longest_piece_us": figures["cut_longest_piece_us"],
+            }
+        )
+    return {"rate": rate, "seconds": seconds, "ways": ways}
 
 
 # -- instructions and system calls per request -----------------------------------------------------
@@ -830,12 +903,12 @@ def marginal(short: Counted, long: Counted, value: Any) -> float:
     return (value(long) - value(short)) / requests
 
 
-def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -> None:
+def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -> dict[str, Any] | None:
     """Instructions and system calls per request, meshload's closed loop beside wrk's, both counted
     rather than timed: callgrind counts the same instructions however busy the machine is."""
     if shutil.which("valgrind") is None or shutil.which("strace") is None:
         print("\ninstructions per request: needs valgrind and strace (apt-get install valgrind strace)")
-        return
+        return None
     long_interval_s = long_s + 10  # one interval: the cuts' cost is then a fixed cost that cancels out
 
     def wrk(seconds: float) -> list[str]:
@@ -887,6 +960,7 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
     wrk_calls = [strace_counts(wrk(s), wrk_requests, workdir) for s in (short_s, long_s)]
     ml_calls = [strace_counts(meshload(s, 1.0), meshload_requests, workdir) for s in (short_s, long_s)]
     print(f"system calls per request (strace -c -f; {long_s:g} s run minus {short_s:g} s run):")
+    syscalls: dict[str, float] = {}
     for name, runs in (("wrk", wrk_calls), ("meshload", ml_calls)):
         names = sorted({n for run in runs for n in (run.syscalls or {})})
         per_call = {n: marginal(runs[0], runs[1], lambda c, n=n: (c.syscalls or {}).get(n, 0)) for n in names}
@@ -894,9 +968,17 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
         total = sum(per_call.values())
         top = ", ".join(f"{n} {v:.2f}" for n, v in sorted(per_call.items(), key=lambda kv: -kv[1])[:5] if v >= 0.005)
         print(f"  {name:<9} {total:>6.2f} in all, {loop_total:.2f} in the request loop  ({top})")
+        syscalls[name] = total
+    return {
+        "wrk_instructions_per_request": wrk_ir,
+        "meshload_instructions_per_request": ml_ir,
+        "meshload_fold_process_instructions_per_request": aside_ir,
+        "instructions_per_cut": cut_ir,
+        "syscalls_per_request": syscalls,
+    }
 
 
-def search_highest_rate(url: str, arrival: str, seconds: float = 3.0, tries: int = 2) -> None:
+def search_highest_rate(url: str, arrival: str, seconds: float = 3.0, tries: int = 2) -> float:
     """Bisect the highest rate with lag p99 < 1 ms and the rate held within 1%.
 
     Each rate gets up to `tries` runs and holds if one of them does: on a shared machine a
@@ -918,6 +1000,7 @@ def search_highest_rate(url: str, arrival: str, seconds: float = 3.0, tries: int
                 break
         low, high = (rate, high) if holds else (low, rate)
     print(f"  highest rate held by one worker: ~{low:,.0f} rps")
+    return low
 
 
 if __name__ == "__main__":

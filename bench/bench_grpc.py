@@ -39,6 +39,7 @@ from pathlib import Path
 import psutil
 
 from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, Nginx, median_round, pinned, run_measured
+from bench_results import save_results
 
 _REPO = Path(__file__).resolve().parents[1]
 for _entry in (str(_REPO), str(_REPO / "src")):
@@ -215,6 +216,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every generator (median kept)")
     parser.add_argument("--child", choices=["meshload", "grpc-aio"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
     if args.child == "meshload":
         meshload_child(args)
@@ -260,6 +262,15 @@ def main() -> None:
         print_table("gRPC unary calls, one grpcio server", grpc_rows, grpc_rows[1:])
         h2_rows = [best["meshload HTTP/2"], best["h2load h2c"]]
         print_table("HTTP/2 GET, nginx h2c", h2_rows, h2_rows[1:])
+        if args.save:
+            save_results(
+                "grpc",
+                {
+                    "in_flight": IN_FLIGHT,
+                    "seconds": args.seconds,
+                    "us_per_call": {name: row.cpu_us_per_request for name, row in best.items()},
+                },
+            )
     finally:
         nginx.stop()
         grpc_server.stop()

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_engine import CONNECTIONS, LOCUSTFILE, Nginx, run_locust_headless, run_measured
+from bench_results import save_results
 
 PLUGIN = "import meshload.locust\n"
 OPEN_LOOP = "wait_time = meshload.locust.open_loop({rate})"
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="the short run; the long one is twice this")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-meshload-run", action="store_true", help="only Locust, with and without the plugin")
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="meshload-bench-locust-"))
     nginx = Nginx(workdir)
@@ -198,6 +200,19 @@ def main() -> None:
         listener_us = listener_us_per_event()
         share = listener_us / plain_us
         print(f"the plugin's request listener alone: {listener_us:.2f} us per event ({share:.1%} of plain Locust's)")
+        if args.save:
+            save_results(
+                "locust",
+                {
+                    "users": CONNECTIONS,
+                    "seconds": args.seconds,
+                    "us_per_request": {
+                        name.strip(): statistics.median(us for us, _ in rounds) for name, rounds in figures.items()
+                    },
+                    "open_loop_rate": open_rate,
+                    "listener_us_per_event": listener_us,
+                },
+            )
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -49,6 +49,7 @@ from bench_engine import (
     open_loop_holds,
     pinned,
 )
+from bench_results import save_results
 
 #: The workers import meshload within this many seconds after they are started; their engines then
 #: start together (a worker that was not ready in time starts late, and says by how much).
@@ -282,14 +283,17 @@ def ratio(value: float, reference: float) -> float:
     return value / reference if reference else float("nan")
 
 
-def print_scaling(runs: list[Run], counts: list[int]) -> None:
-    """Each N against the N=1 run of the same round, then the median over rounds."""
+def print_scaling(runs: list[Run], counts: list[int]) -> dict[str, Any]:
+    """Each N against the N=1 run of the same round, then the median over rounds; the medians by N."""
+    scaling: dict[str, Any] = {}
     print("\nscaling against N=1 of the same round (rate: 1.00 = N times N=1's; cost: 1.00 = linear):")
     for n in counts[1:]:
         rate_ratios, cost_ratios = [], []
+        held = 0
         for one, many in zip((r for r in runs if r.n == 1), (r for r in runs if r.n == n), strict=True):
             rate_ratios.append(ratio(many.sent_rate, n * one.sent_rate))
             cost_ratios.append(ratio(many.busy_us_per_request, one.busy_us_per_request))
+            held += many.holds and one.holds
             print(
                 f"  round {one.round_i + 1}, N={n}: sent {many.sent_rate:,.0f}/s against {n} x {one.sent_rate:,.0f}/s"
                 f" = {rate_ratios[-1]:.3f}; busy {many.busy_us_per_request:.1f} against "
@@ -302,11 +306,18 @@ def print_scaling(runs: list[Run], counts: list[int]) -> None:
             f"CPU per request {statistics.median(cost_ratios):.2f}x N=1's "
             f"({statistics.median(cost_ratios) - 1:+.0%} per request)"
         )
+        scaling[str(n)] = {
+            "rate_of_linear": statistics.median(rate_ratios),
+            "cost_per_request_of_one": statistics.median(cost_ratios),
+            "rounds_held": held,
+            "rounds": len(rate_ratios),
+        }
     nginx = [run.nginx_cores for run in runs]
     print(
         f"  nginx took {min(nginx):.2f}-{max(nginx):.2f} cores of the {psutil.cpu_count()} "
         f"({min(nginx) / (psutil.cpu_count() or 1):.0%}-{max(nginx) / (psutil.cpu_count() or 1):.0%} of the machine)"
     )
+    return scaling
 
 
 def print_limits(counts: list[int], cpus: list[int | None], target_cpus: list[int], unpinned: bool) -> None:
@@ -348,6 +359,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="the numbers of workers to compare (1 is the reference)")
     parser.add_argument("--target-cpus", default="all", help="nginx's CPUs: all (unpinned) or a list, e.g. 0")
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     # A worker process (bench_engine's child arguments, and the instant its engine starts at).
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -393,8 +405,20 @@ def main() -> None:
             "and no errors"
         )
         runs = measure(nginx.url, counts, cpus, args, master, workdir)
-        print_scaling(runs, counts)
+        scaling = print_scaling(runs, counts)
         print_limits(counts, cpus, target_cpus, args.target_cpus == "all")
+        if args.save:
+            steal = [run.steal_cores for run in runs]
+            save_results(
+                "scale",
+                {
+                    "rate_per_worker": args.rate,
+                    "seconds": args.seconds,
+                    "by_workers": scaling,
+                    "cpus": len(allowed),
+                    "steal_cores": [min(steal), max(steal)],
+                },
+            )
     finally:
         nginx.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -23,10 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from bench_engine import Nginx
+from bench_results import save_results
 
 SAMPLE_EVERY_S = 5.0
 WARMUP_S = 5
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=4000.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="meshload-soak-") as folder:
         workdir = Path(folder)
@@ -77,10 +80,17 @@ def main() -> None:
         if run.returncode != 0:
             raise SystemExit(f"the run failed (exit code {run.returncode})")
         block = json.loads((out / "smp.json").read_text())["meshload"]
-    report(args, samples, block)
+    figures = report(args, samples, block)
+    if args.save:
+        save_results("soak", figures)
 
 
-def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], block: dict) -> None:
+def growth_percent(start: float, end: float) -> float:
+    return (end - start) / start * 100 if start else math.nan
+
+
+def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], block: dict) -> dict[str, Any]:
+    """Print the soak's memory and completeness; the same figures, to keep."""
     load_end_s = WARMUP_S + args.minutes * 60
     during = [s for s in samples if 60.0 <= s[0] <= load_end_s]
     if len(during) < 2:
@@ -88,9 +98,12 @@ def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], 
     first, last = during[0], during[-1]
     print(f"soak: {args.minutes:g} min at {args.rate:g} req/s, {args.workers} worker(s), {len(samples)} RSS samples")
     print(f"{'':12}{'after 1 min':>14}{'at the end':>14}{'peak':>10}{'growth':>10}")
+    figures: dict[str, Any] = {"minutes": args.minutes, "rate": args.rate, "workers": args.workers}
     for label, index in (("coordinator", 1), ("worker", 2)):
         peak = max(s[index] for s in during)
-        growth = (last[index] - first[index]) / first[index] * 100 if first[index] else math.nan
+        growth = growth_percent(first[index], last[index])
+        figures[f"{label}_rss_mb"] = [first[index], last[index]]
+        figures[f"{label}_growth_percent"] = growth
         print(f"{label:12}{first[index]:>11.1f} MB{last[index]:>11.1f} MB{peak:>7.1f} MB{growth:>9.1f}%")
     # The coordinator keeps the last 10 minutes per second (then per minute): its memory fills that
     # window first, so growth is also shown from the 11th minute, when the window is full.
@@ -98,7 +111,8 @@ def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], 
     if len(settled) >= 2:
         for label, index in (("coordinator", 1), ("worker", 2)):
             start, end = settled[0][index], settled[-1][index]
-            growth = (end - start) / start * 100 if start else math.nan
+            growth = growth_percent(start, end)
+            figures[f"{label}_growth_from_minute_11_percent"] = growth
             print(f"{label} from minute 11: {start:.1f} MB -> {end:.1f} MB, growth {growth:.1f}%")
     print(
         "RSS every 5 min (coordinator / worker, MB): "
@@ -112,6 +126,14 @@ def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], 
         f"minutes: {len(minutes)} of {expected} expected; {len(full) - len(off)} of {len(full)} full measured minutes "
         f"hold rate x 60 within 1%; completed {block['requests']:,} (measured), rate {block['actual_rps']:.1f} req/s"
     )
+    figures.update(
+        minutes_recorded=len(minutes),
+        minutes_expected=expected,
+        full_minutes=len(full),
+        full_minutes_within_1_percent=len(full) - len(off),
+        requests=block["requests"],
+    )
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""What a benchmark measured, kept as `bench/results/<name>.json` when it runs with `--save`.
+
+README.md's performance table is made from these files (`scripts/performance_table.py --write`), so
+every figure in it names the command, the commit and the moment it was measured. A run without
+`--save` only prints: exploring does not overwrite what the README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = RESULTS_DIR.parents[1]
+
+
+def measured_commit() -> str:
+    """The commit of the working tree measured, "+changes" when it differs from that commit."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench")
+    return f"{commit}+changes" if changed else commit
+
+
+def save_results(name: str, figures: dict[str, Any], *, directory: Path = RESULTS_DIR) -> Path:
+    """Write `figures` as the results of benchmark `name`, with how, when and where they were measured."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    document = {
+        "name": name,
+        "command": shlex.join(["python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": measured_commit(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "figures": figures,
+    }
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    print(f"\nsaved: {os.path.relpath(path)}")
+    return path
