@@ -32,6 +32,10 @@ def measured_commit() -> str:
     return f"{commit}+changes" if changed else commit
 
 
+#: Read when the benchmark starts: the code it measures is the code it imported then.
+MEASURED_COMMIT = measured_commit()
+
+
 def save_results(name: str, figures: dict[str, Any], *, directory: Path = RESULTS_DIR) -> Path:
     """Write `figures` as the results of benchmark `name`, with how, when and where they were measured."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,7 +44,7 @@ def save_results(name: str, figures: dict[str, Any], *, directory: Path = RESULT
         "name": name,
         "command": shlex.join(["python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": measured_commit(),
+        "commit": MEASURED_COMMIT,
         "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "figures": figures,
