@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from readme_block import main
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 README = REPO / "README.md"
@@ -291,22 +293,5 @@ def table(results: dict[str, dict[str, Any]] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_with_table(readme: str, new_table: str) -> str:
-    before, rest = readme.split(START, 1)
-    _, after = rest.split(END, 1)
-    return f"{before}{START}\n{new_table}{END}{after}"
-
-
-def main(argv: list[str]) -> int:
-    if argv == ["--write"]:
-        README.write_text(readme_with_table(README.read_text(), table()))
-        return 0
-    if argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    sys.stdout.write(table())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], make=table, readme=README, start=START, end=END, usage=__doc__ or ""))

@@ -12,6 +12,7 @@ import pytest
 from bench.bench_results import save_results
 
 from performance_table import END, README, START, TARGETS, load_results, rows, table
+from readme_block import block_between
 
 
 def _document(name: str, figures: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +179,6 @@ def test_saved_results_are_read_back_with_how_they_were_measured(tmp_path: Path)
 
 
 def test_the_readme_table_is_made_from_the_saved_results() -> None:
-    readme = README.read_text()
-    shown = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    shown = block_between(README.read_text(), START, END)
     assert shown == table().strip(), "run: python scripts/performance_table.py --write"
     assert "not measured" not in shown, "every benchmark of the table has saved results"
