@@ -126,7 +126,10 @@ def report(args: argparse.Namespace, samples: list[tuple[float, float, float]], 
         f"minutes: {len(minutes)} of {expected} expected; {len(full) - len(off)} of {len(full)} full measured minutes "
         f"hold rate x 60 within 1%; completed {block['requests']:,} (measured), rate {block['actual_rps']:.1f} req/s"
     )
+    print(f"the run's validity: {'valid' if block['valid'] else 'INVALID: ' + '; '.join(block['validity'])}")
     figures.update(
+        valid=block["valid"],
+        validity=block["validity"],
         minutes_recorded=len(minutes),
         minutes_expected=expected,
         full_minutes=len(full),

@@ -158,6 +158,7 @@ def _soak(figures: dict[str, Any]) -> tuple[str, str]:
         + (f", **{settled:+.1f} %** from minute 11, its 10-minute window full" if settled is not None else "")
         + f"), worker {worker[0]:.1f} → {worker[1]:.1f} MB (**{figures['worker_growth_percent']:+.1f} %**); "
         f"{figures['full_minutes_within_1_percent']} of {figures['full_minutes']} full minutes within 1 % of the rate"
+        + ("" if figures.get("valid", True) else "; the run was invalid: " + "; ".join(figures["validity"]))
     )
     coordinator_growth = settled if settled is not None else figures["coordinator_growth_percent"]
     ok = max(coordinator_growth, figures["worker_growth_percent"]) < FLAT_LIMIT_PERCENT
