@@ -19,6 +19,7 @@ from meshload.errors import RunError
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord
 from meshload.scenarios.schedule import WorkerShare
+from meshload.worker import recorder as recorder_module
 from meshload.worker.fold_channel import FoldChannel
 from meshload.worker.offloaded_recorder import (
     FOLD_PROCESS_ENV,
@@ -194,6 +195,50 @@ def test_a_full_buffer_goes_out_in_steps_of_a_bounded_number_of_conversions() ->
     assert steps >= 4 * 3  # four columns (planned, sent, done, statuses) of three steps each
     assert record.completed == capacity and record.status_codes == {"200": capacity}
     assert LatencyHistogram.decode(record.latency_corrected).total_count == capacity
+
+
+def test_a_cut_leaves_reading_the_process_cpu_to_a_piece_after_it(monkeypatch) -> None:
+    """The cut makes no system call: the process's CPU is read by a piece the loop runs just after it,
+    and each record carries the CPU up to that read, none lost or counted twice; a final cut reads it
+    at once, and a record made before the piece ran reads it then."""
+    cpu_reads: list[float] = []
+    clock = iter([10.0, 10.5, 10.75, 11.0, 12.0])
+
+    def process_cpu_seconds() -> float:
+        cpu_reads.append(next(clock))
+        return cpu_reads[-1]
+
+    monkeypatch.setattr(recorder_module, "process_cpu_seconds", process_cpu_seconds)
+
+    async def main() -> list[IntervalRecord]:
+        channel = FoldChannel(on_failure=_raise)
+        recorder = OffloadedRecorder(channel, worker_id="w", capacity=CAPACITY)  # reads 10.0
+        deferred: list[Callable[[], None]] = []
+        recorder.defer = deferred.append
+        await channel.start()
+        try:
+            recorder.record_response(0, 0, MS, 200)
+            first = recorder.detach(**_cut_options(0, final=False))
+            assert cpu_reads == [10.0], "the cut read the CPU itself"
+            while deferred:
+                deferred.pop(0)()  # reads 10.5
+            assert cpu_reads == [10.0, 10.5]
+            recorder.record_response(MS, MS, 2 * MS, 200)
+            second = recorder.detach(**_cut_options(1, final=False))
+            # Sent before its piece ran (the run's end flushes everything): the record reads it (10.75).
+            second_record = await second.completed(now=True)
+            while deferred:
+                deferred.pop(0)()  # nothing left to read
+            assert cpu_reads == [10.0, 10.5, 10.75]
+            last = recorder.detach(**_cut_options(2, final=True))  # reads 11.0 at once
+            assert cpu_reads == [10.0, 10.5, 10.75, 11.0]
+            return [await first.completed(), second_record, await last.completed()]
+        finally:
+            await channel.close()
+
+    records = _run(main)
+    assert [record.cpu_seconds for record in records] == [0.5, 0.25, 0.25]
+    assert [record.completed for record in records] == [1, 1, 0]
 
 
 def test_a_fold_process_that_dies_fails_the_run_with_the_reason() -> None:

@@ -165,6 +165,8 @@ def test_a_cuts_socket_events_go_after_it_in_a_piece_of_their_own_and_before_its
             recorder.socket_events.opened.append((1, socket.AF_INET))
             recorder.detach(offset_s=0.0, duration_s=1.0, start_unix_ms=0)
             assert sent == []  # the cut itself writes nothing
+            deferred.pop(0)()  # the process's CPU read (`_read_cpu`): nothing written either
+            assert sent == []
             deferred.pop(0)()
             assert sent == [("send_sockets", 0)]
             recorder.record_response(0, 0, MS, 200)

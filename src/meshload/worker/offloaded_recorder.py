@@ -144,7 +144,12 @@ class OffloadedRecorder(IntervalRecorder):
         the buffer and the counters as they are (the record is made when they are sent, away from
         the cut's instant); the returned record completes when the fold process answers."""
         row = self.count
-        counts = self._interval_counts(row - self._counted)
+        # The process's CPU is read just after the cut, in a piece of its own: a system call, and on a
+        # loop that has just woken (its caches cold) one of the costlier parts of a cut.
+        defer = None if final else self.defer
+        counts = self._interval_counts(row - self._counted, read_cpu=defer is None)
+        if defer is not None:
+            defer(self._read_cpu)
         self._counted = row
         seq = counts.seq
         error_lags_us, self._error_lags_us = self._error_lags_us, []

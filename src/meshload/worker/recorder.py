@@ -91,6 +91,7 @@ class IntervalRecorder:
         self._connect_us_max = 0
         self._seq = 0
         self._cpu_mark_s = process_cpu_seconds()
+        self._cpu_unread: IntervalCounts | None = None  # the counts of a cut that left its CPU for later
         # What `detach` swaps in: buffers and histograms as above, given back by the pending record
         # once it has been finished (allocated once: building a histogram is slow).
         self._spare: _Set | None = None
@@ -279,17 +280,14 @@ class IntervalRecorder:
             final=final,
         )
 
-    def _interval_counts(self, n: int) -> IntervalCounts:
+    def _interval_counts(self, n: int, *, read_cpu: bool = True) -> IntervalCounts:
         """The interval's counters as they are now, `n` responses still buffered (the caller resets
-        them after): the little a cut must read at its instant, its record made from them later."""
-        cpu_now_s = process_cpu_seconds()
-        cpu_s = cpu_now_s - self._cpu_mark_s
-        self._cpu_mark_s = cpu_now_s
-        # The polling is part of the CPU; the CPU clock's 10 ms ticks can make a short interval's read less.
-        spin_s = min((self.spin_ns - self._spin_mark_ns) / 1e9, cpu_s)
-        self._spin_mark_ns = self.spin_ns
+        them after): the little a cut must read at its instant, its record made from them later.
+        `read_cpu=False` leaves its CPU to `_read_cpu`, a system call the cut can do without: the
+        interval then ends, for its CPU alone, where that call is made (the next one starts there)."""
+        self._read_cpu()  # the previous interval's, should its cut have left it for later
         self._completed += n
-        return IntervalCounts(
+        counts = IntervalCounts(
             self._seq,
             self.sent,
             self._completed,
@@ -298,9 +296,23 @@ class IntervalRecorder:
             self.missed,
             self._late,
             (self._connects, self._connect_us_total, self._connect_us_max),
-            cpu_s,
-            spin_s,
         )
+        self._cpu_unread = counts
+        if read_cpu:
+            self._read_cpu()
+        return counts
+
+    def _read_cpu(self) -> None:
+        """The CPU of the interval whose counts still lack it: what the process used up to now."""
+        counts, self._cpu_unread = self._cpu_unread, None
+        if counts is None:
+            return
+        cpu_now_s = process_cpu_seconds()
+        counts.cpu_s = cpu_now_s - self._cpu_mark_s
+        self._cpu_mark_s = cpu_now_s
+        # The polling is part of the CPU; the CPU clock's 10 ms ticks can make a short interval's read less.
+        counts.spin_s = min((self.spin_ns - self._spin_mark_ns) / 1e9, counts.cpu_s)
+        self._spin_mark_ns = self.spin_ns
 
     def _record_of(
         self,
@@ -313,6 +325,8 @@ class IntervalRecorder:
         final: bool,
     ) -> IntervalRecord:
         """The record of an interval's `counts` (histograms still to come); they go to the totals."""
+        if counts is self._cpu_unread:
+            self._read_cpu()
         connects, connect_us_total, connect_us_max = counts.connects
         record = IntervalRecord(
             worker_id=self.worker_id,
@@ -382,8 +396,6 @@ class IntervalCounts:
         missed: int,
         late: int,
         connects: tuple[int, int, int],
-        cpu_s: float,
-        spin_s: float,
     ) -> None:
         self.seq = seq
         self.sent = sent
@@ -393,8 +405,9 @@ class IntervalCounts:
         self.missed = missed
         self.late = late  # sends later than the threshold counted so far (the errors' ones, aside)
         self.connects = connects  # count, total µs, longest µs
-        self.cpu_s = cpu_s
-        self.spin_s = spin_s
+        # Filled in by `IntervalRecorder._read_cpu`: at the cut, or just after it.
+        self.cpu_s = 0.0
+        self.spin_s = 0.0
 
 
 _Buffers = tuple[list[int], list[int], list[int], list[int]]  # planned, sent, done instants (ns), statuses
