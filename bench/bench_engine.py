@@ -40,7 +40,7 @@ from typing import Any
 
 import psutil
 
-from bench_results import save_results
+from bench_results import note_start, save_results
 
 CONNECTIONS = 32
 OPEN_LOOP_RATE = 50_000
@@ -601,6 +601,8 @@ def main() -> None:
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
     parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
+    if args.save:
+        note_start()
     if args.child:
         meshload_child(args)
         return

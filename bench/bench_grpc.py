@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 
 from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, Nginx, median_round, pinned, run_measured
-from bench_results import save_results
+from bench_results import note_start, save_results
 
 _REPO = Path(__file__).resolve().parents[1]
 for _entry in (str(_REPO), str(_REPO / "src")):
@@ -218,6 +218,8 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
+    if args.save:
+        note_start()
     if args.child == "meshload":
         meshload_child(args)
         return

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_engine import CONNECTIONS, LOCUSTFILE, Nginx, run_locust_headless, run_measured
-from bench_results import save_results
+from bench_results import note_start, save_results
 
 PLUGIN = "import meshload.locust\n"
 OPEN_LOOP = "wait_time = meshload.locust.open_loop({rate})"
@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--skip-meshload-run", action="store_true", help="only Locust, with and without the plugin")
     parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
+    if args.save:
+        note_start()
     workdir = Path(tempfile.mkdtemp(prefix="meshload-bench-locust-"))
     nginx = Nginx(workdir)
     try:

@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,25 @@ def measured_commit() -> str:
     return f"{commit}+changes" if changed else commit
 
 
-#: Read when the benchmark starts: the code it measures is the code it imported then.
-MEASURED_COMMIT = measured_commit()
+def reference_loop_ms(iterations: int = 3_000_000) -> float:
+    """The CPU time of a fixed pure-Python loop, in ms: how fast this machine was for Python code at
+    that moment. A shared virtual machine's speed moves by 2-3x from hour to hour without showing in
+    the load average or the steal time, and every absolute figure moves with it."""
+    started = time.process_time()
+    total = 0
+    for i in range(iterations):
+        total += i
+    return round((time.process_time() - started) * 1000, 1)
+
+
+#: Read when the benchmark starts (`note_start`): the code it measures is the code it imported then.
+_at_start: dict[str, Any] = {}
+
+
+def note_start() -> None:
+    """Note the commit and the machine's speed as the benchmark starts (a run that saves its results
+    calls this first; the processes it starts do not)."""
+    _at_start.update(commit=measured_commit(), reference_loop_ms=reference_loop_ms())
 
 
 def save_results(name: str, figures: dict[str, Any], *, directory: Path = RESULTS_DIR) -> Path:
@@ -44,9 +62,10 @@ def save_results(name: str, figures: dict[str, Any], *, directory: Path = RESULT
         "name": name,
         "command": shlex.join(["python", os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]]),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": MEASURED_COMMIT,
+        "commit": _at_start.get("commit") or measured_commit(),
         "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "reference_loop_ms": [_at_start.get("reference_loop_ms"), reference_loop_ms()],
         "figures": figures,
     }
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

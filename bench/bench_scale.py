@@ -49,7 +49,7 @@ from bench_engine import (
     open_loop_holds,
     pinned,
 )
-from bench_results import save_results
+from bench_results import note_start, save_results
 
 #: The workers import meshload within this many seconds after they are started; their engines then
 #: start together (a worker that was not ready in time starts late, and says by how much).
@@ -366,6 +366,8 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.save:
+        note_start()
     if args.child:
         args.lag_trace = False
         worker_child(args)

@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from bench_engine import Nginx
-from bench_results import save_results
+from bench_results import note_start, save_results
 
 SAMPLE_EVERY_S = 5.0
 WARMUP_S = 5
@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
     args = parser.parse_args()
+    if args.save:
+        note_start()
     with tempfile.TemporaryDirectory(prefix="meshload-soak-") as folder:
         workdir = Path(folder)
         nginx = Nginx(workdir)

@@ -285,7 +285,8 @@ def table(results: dict[str, dict[str, Any]] | None = None) -> str:
     for row in rows(load_results() if results is None else results):
         document = row.results
         source = (
-            f"{document['measured_at'][:10]}, `{document['commit']}`, load {document['load_average_1m']:.2f}: "
+            f"{document['measured_at'][:10]}, `{document['commit']}`, load {document['load_average_1m']:.2f}, "
+            f"reference loop {'-'.join(f'{ms:.0f}' for ms in document['reference_loop_ms'] if ms)} ms: "
             f"`{document['command']}`"
             if document
             else ""

@@ -23,6 +23,7 @@ def _document(name: str, figures: dict[str, Any]) -> dict[str, Any]:
         "commit": "0123456789",
         "cpus": 2,
         "load_average_1m": 0.5,
+        "reference_loop_ms": [180.0, 185.0],
         "figures": figures,
     }
 
@@ -173,6 +174,7 @@ def test_saved_results_are_read_back_with_how_they_were_measured(tmp_path: Path)
     document = json.loads(path.read_text())
     assert document["figures"] == figures
     assert document["commit"] and document["measured_at"].endswith("Z") and document["cpus"] >= 1
+    assert all(ms > 0 for ms in document["reference_loop_ms"])
     loaded = load_results(tmp_path)
     row = next(row for row in rows(loaded) if row.target.startswith("Coordinator"))
     assert row.verdict == "met" and "7.5 % of a core" in row.measured
