@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.bench_results import save_results
+from bench.bench_results import note_start, save_results
 
 from performance_table import END, README, START, TARGETS, load_results, rows, table
 from readme_block import block_between
@@ -170,6 +170,7 @@ def test_a_benchmark_not_run_names_its_command(results: dict[str, dict[str, Any]
 
 def test_saved_results_are_read_back_with_how_they_were_measured(tmp_path: Path) -> None:
     figures = {"core_percent": 7.5, "records_merged": 10, "records_expected": 10, "kept_up": True}
+    note_start()
     path = save_results("aggregation-1000-workers", figures, directory=tmp_path)
     document = json.loads(path.read_text())
     assert document["figures"] == figures
