@@ -172,6 +172,21 @@ def test_collector_skips_malformed_entries_and_still_acks_them(redis_server) -> 
     client.close()
 
 
+def test_publisher_sends_a_record_encoded_already_as_it_came(redis_server) -> None:
+    """An engine's own process sends its records encoded: they reach the stream byte for byte, in order
+    with the records handed on as records."""
+    keys = wire.RunKeys("r1")
+    client = redis_server.client()
+    publisher = RecordPublisher(redis_server.url, keys).start()
+    encoded = encode_record(make_record("w0", 0))
+    publisher.submit(encoded)
+    publisher.submit(make_record("w0", 1))
+    assert publisher.close(timeout_s=20)
+    stored = [fields[wire.RECORD_FIELD] for _, fields in client.xrange(keys.records)]
+    assert stored[0] == encoded and stored[1] == encode_record(make_record("w0", 1))
+    client.close()
+
+
 def test_publisher_keeps_records_through_an_outage_and_delivers_each(redis_server) -> None:
     keys = wire.RunKeys("r1")
     client = redis_server.client()

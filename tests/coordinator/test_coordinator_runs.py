@@ -26,6 +26,7 @@ from meshload.errors import RunError
 from meshload.pipeline import wire
 from meshload.results.interval import decode_record
 from meshload.scenarios.plan import ClosedLoop, OpenLoop, Plan, Target
+from meshload.worker.engine_process import ENGINE_PROCESS_ENV
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -158,6 +159,20 @@ def test_two_local_workers_on_a_private_redis_count_every_request_and_write_the_
     # The private redis-server and the worker processes are gone.
     leftovers = [p.name() for p in psutil.Process().children(recursive=True) if p.pid != http_server.process.pid]
     assert leftovers == []
+
+
+def test_a_worker_whose_engine_runs_in_a_child_delivers_its_records_as_the_child_encoded_them(
+    http_server, monkeypatch
+) -> None:
+    """The records come from the engine's own process encoded, and go to Redis as they came: every one
+    in the stream, in order, and the requests the report counts are the requests the server answered."""
+    monkeypatch.setenv(ENGINE_PROCESS_ENV, "always")  # the worker processes inherit it
+    plan = open_plan(http_server.url, rate=300, duration_s=2.0)
+    result = execute_run(plan, RunOptions(workers=1, live=False))
+
+    assert not result.errors and not any(worker.lost for worker in result.workers)
+    assert all_completed(result) == answered(http_server) == 600
+    assert result.workers[0].requests == result.completed == 600
 
 
 def test_a_fleet_on_tls_redis_with_a_password_serves_open_and_closed_loop_runs_evenly(

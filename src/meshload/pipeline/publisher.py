@@ -38,7 +38,7 @@ class RecordPublisher:
     def __init__(self, redis_url: str, keys: wire.RunKeys) -> None:
         self._url = redis_url
         self._keys = keys
-        self._buffer: deque[IntervalRecord] = deque()
+        self._buffer: deque[IntervalRecord | bytes] = deque()
         self._wakeup = threading.Condition()
         self._closing = False
         self.delivered = 0  # records acknowledged by Redis (XADD returned)
@@ -52,8 +52,10 @@ class RecordPublisher:
         self._thread.start()
         return self
 
-    def submit(self, record: IntervalRecord) -> None:
-        """Queue a record for delivery (cheap, never blocks on Redis; safe from any thread)."""
+    def submit(self, record: IntervalRecord | bytes) -> None:
+        """Queue a record for delivery (cheap, never blocks on Redis; safe from any thread). A record
+        that comes encoded already (`encode_record`, as an engine's own process sends them) goes to
+        Redis as it is, never decoded here."""
         self._raise_if_failed()
         with self._wakeup:
             if len(self._buffer) >= BUFFER_RECORDS:
@@ -132,12 +134,12 @@ class RecordPublisher:
         if client is not None:
             client.close()
 
-    def _send(self, client: redis.Redis, batch: list[IntervalRecord]) -> None:
+    def _send(self, client: redis.Redis, batch: list[IntervalRecord | bytes]) -> None:
         pipe = client.pipeline(transaction=False)
         for record in batch:
             pipe.xadd(
                 self._keys.records,
-                {wire.RECORD_FIELD: encode_record(record)},
+                {wire.RECORD_FIELD: record if isinstance(record, bytes) else encode_record(record)},
                 maxlen=wire.STREAM_MAXLEN,
                 approximate=True,
             )

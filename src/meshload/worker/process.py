@@ -37,7 +37,7 @@ from ..pipeline.publisher import RecordPublisher
 from ..scenarios.plan import Plan
 from ..scenarios.schedule import WorkerShare
 from .admission import WorkerLimits, refusal
-from .engine_process import EngineHandle, prepare_engine
+from .engine_process import ChildEngine, EngineHandle, prepare_engine
 from .engines.base import EngineJob, EngineOutcome, StopSignal
 
 log = logging.getLogger(__name__)
@@ -440,6 +440,9 @@ def _run_engine(
         share=share,
         start_ns=start_ns,
         sink=active.publisher.submit,
+        # An engine in a process of its own sends its records encoded: they go to Redis as they came.
+        # (An engine in this process hands them on as records, encoded on the publisher's thread.)
+        encoded_sink=active.publisher.submit if isinstance(engine, ChildEngine) else None,
         worker_id=worker_id,
         run_id=assignment.run_id,
         interval_s=assignment.interval_s,
