@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from redis.typing import EncodableT, FieldT
 
-from bench_results import note_start, save_results
+from bench_results import add_save_option, note_start, save_results
 from meshload.coordinator import run_loop
 from meshload.coordinator.live import LiveView
 from meshload.coordinator.placement import Workers
@@ -197,7 +197,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--redis", default=None, help="Redis URL (default: a private redis-server)")
     parser.add_argument("--steps", action="store_true", help="a second, instrumented run: CPU per step")
-    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
+    add_save_option(parser)
     args = parser.parse_args()
     if args.save:
         note_start()

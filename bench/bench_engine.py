@@ -40,7 +40,7 @@ from typing import Any
 
 import psutil
 
-from bench_results import note_start, save_results
+from bench_results import add_save_option, note_start, save_results
 
 CONNECTIONS = 32
 OPEN_LOOP_RATE = 50_000
@@ -599,7 +599,7 @@ def main() -> None:
     )
     parser.add_argument("--publish", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
-    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
+    add_save_option(parser)
     args = parser.parse_args()
     if args.save:
         note_start()
@@ -679,15 +679,14 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
         f"(wrk closed loop: {reference.cpu_us_per_request:.1f} us/req):"
     )
     figures, _ = run_meshload(url, seconds, OPEN_LOOP_RATE, arrival)
-    busy_s = figures["run_cpu_s"] - figures["spin_s"]
-    completed = max(figures["completed"], 1)
+    busy_us = (figures["run_cpu_s"] - figures["spin_s"]) * 1e6 / max(figures["completed"], 1)
     print(
         f"  {OPEN_LOOP_RATE:,} rps planned: sent {figures['sent_rate_full_intervals']:,.0f}/s, "
         f"lag p99 {figures['lag_p99_ms']:.3f} ms, p99.9 {figures['lag_p999_ms']:.3f} ms, late {figures['late']}, "
         f"holds: {open_loop_holds(figures, OPEN_LOOP_RATE)}\n"
         f"  CPU {figures['run_cpu_s'] / figures['elapsed_s']:.0%} of a core, of it polling for near instants "
-        f"{figures['spin_s'] / figures['elapsed_s']:.0%}; busy {busy_s * 1e6 / completed:.1f} us/req = "
-        f"{busy_s * 1e6 / completed / reference.cpu_us_per_request:.2f}x wrk's closed loop\n"
+        f"{figures['spin_s'] / figures['elapsed_s']:.0%}; busy {busy_us:.1f} us/req = "
+        f"{busy_us / reference.cpu_us_per_request:.2f}x wrk's closed loop\n"
         f"  garbage collections per generation during the run: {figures['gc_collections']}"
     )
     # What a run keeps grows with its intervals (their records), never with its requests: a run twice
@@ -695,10 +694,11 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
     longer, _ = run_meshload(url, 2 * seconds, OPEN_LOOP_RATE, arrival)
     more_requests = longer["completed"] - figures["completed"]
     more_objects = longer["blocks_kept"] - figures["blocks_kept"]
+    kept_per_request = more_objects / max(more_requests, 1)
     print(
         f"  memory: objects still allocated after the run: {figures['blocks_kept']:,} ({seconds:g} s), "
         f"{longer['blocks_kept']:,} ({2 * seconds:g} s): {more_objects:+,} for {more_requests:+,} requests "
-        f"= {more_objects / max(more_requests, 1):.4f} per request"
+        f"= {kept_per_request:.4f} per request"
     )
     return {
         "arrival": arrival,
@@ -712,10 +712,10 @@ def bench_open_loop(url: str, seconds: float, arrival: str, *, search: bool) -> 
         "holds": open_loop_holds(figures, OPEN_LOOP_RATE),
         "core_share": figures["run_cpu_s"] / figures["elapsed_s"],
         "polling_share": figures["spin_s"] / figures["elapsed_s"],
-        "busy_us_per_request": busy_s * 1e6 / completed,
+        "busy_us_per_request": busy_us,
         "wrk_us_per_request": reference.cpu_us_per_request,
         "gc_collections": figures["gc_collections"],
-        "objects_kept_per_request": more_objects / max(more_requests, 1),
+        "objects_kept_per_request": kept_per_request,
         "highest_rate_held": search_highest_rate(url, arrival) if search else None,
     }
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import psutil
 
 from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, Nginx, median_round, pinned, run_measured
-from bench_results import note_start, save_results
+from bench_results import add_save_option, note_start, save_results
 
 _REPO = Path(__file__).resolve().parents[1]
 for _entry in (str(_REPO), str(_REPO / "src")):
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every generator (median kept)")
     parser.add_argument("--child", choices=["meshload", "grpc-aio"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
+    add_save_option(parser)
     args = parser.parse_args()
     if args.save:
         note_start()

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_engine import CONNECTIONS, LOCUSTFILE, Nginx, run_locust_headless, run_measured
-from bench_results import note_start, save_results
+from bench_results import add_save_option, note_start, save_results
 
 PLUGIN = "import meshload.locust\n"
 OPEN_LOOP = "wait_time = meshload.locust.open_loop({rate})"
@@ -160,7 +160,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="the short run; the long one is twice this")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-meshload-run", action="store_true", help="only Locust, with and without the plugin")
-    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
+    add_save_option(parser)
     args = parser.parse_args()
     if args.save:
         note_start()

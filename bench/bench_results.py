@@ -7,6 +7,7 @@ every figure in it names the command, the commit and the moment it was measured.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -42,6 +43,11 @@ def reference_loop_ms(iterations: int = 3_000_000) -> float:
     for i in range(iterations):
         total += i
     return round((time.process_time() - started) * 1000, 1)
+
+
+def add_save_option(parser: argparse.ArgumentParser) -> None:
+    """The `--save` option every benchmark of the README's table takes."""
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
 
 
 #: Read when the benchmark starts (`note_start`): the code it measures is the code it imported then.

@@ -49,7 +49,7 @@ from bench_engine import (
     open_loop_holds,
     pinned,
 )
-from bench_results import note_start, save_results
+from bench_results import add_save_option, note_start, save_results
 
 #: The workers import meshload within this many seconds after they are started; their engines then
 #: start together (a worker that was not ready in time starts late, and says by how much).
@@ -359,7 +359,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="the numbers of workers to compare (1 is the reference)")
     parser.add_argument("--target-cpus", default="all", help="nginx's CPUs: all (unpinned) or a list, e.g. 0")
     parser.add_argument("--arrival", choices=["constant", "poisson"], default="constant", help="open loop arrivals")
-    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
+    add_save_option(parser)
     # A worker process (bench_engine's child arguments, and the instant its engine starts at).
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

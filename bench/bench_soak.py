@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from bench_engine import Nginx
-from bench_results import note_start, save_results
+from bench_results import add_save_option, note_start, save_results
 
 SAMPLE_EVERY_S = 5.0
 WARMUP_S = 5
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=4000.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ (the README's table)")
+    add_save_option(parser)
     args = parser.parse_args()
     if args.save:
         note_start()

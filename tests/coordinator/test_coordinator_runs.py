@@ -164,8 +164,8 @@ def test_two_local_workers_on_a_private_redis_count_every_request_and_write_the_
 def test_a_worker_whose_engine_runs_in_a_child_delivers_its_records_as_the_child_encoded_them(
     http_server, monkeypatch
 ) -> None:
-    """The records come from the engine's own process encoded, and go to Redis as they came: every one
-    in the stream, in order, and the requests the report counts are the requests the server answered."""
+    """The records come from the engine's own process encoded and go to Redis as they came; the requests
+    the report counts are the requests the server answered."""
     monkeypatch.setenv(ENGINE_PROCESS_ENV, "always")  # the worker processes inherit it
     plan = open_plan(http_server.url, rate=300, duration_s=2.0)
     result = execute_run(plan, RunOptions(workers=1, live=False))
