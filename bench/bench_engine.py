@@ -88,6 +88,8 @@ class Figures:
     seconds: float
     cpu_s: float
     note: str = ""
+    #: The part of `cpu_s` spent in the kernel (system calls, the TCP stack, page faults).
+    system_s: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -96,6 +98,10 @@ class Figures:
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_s * 1e6 / self.requests if self.requests else float("nan")
+
+    @property
+    def system_us_per_request(self) -> float:
+        return self.system_s * 1e6 / self.requests if self.requests else float("nan")
 
 
 def pinned(cpu: int) -> list[str]:
@@ -137,49 +143,60 @@ class Nginx:
         self.process.wait(timeout=10)
 
 
-def run_measured(command: list[str], **popen: Any) -> tuple[str, float]:
-    """Run `command`; its stdout and the user+system CPU seconds of it and its children."""
+@dataclass
+class Measured:
+    """What `run_measured` saw of a command: its output and the CPU of it and its children."""
+
+    out: str
+    cpu_s: float  # user + system
+    system_s: float
+
+
+def run_measured(command: list[str], **popen: Any) -> Measured:
+    """Run `command`; its stdout and the CPU seconds of it and its children (polled: the last
+    reading before it exits)."""
     process = subprocess.Popen(
         [*pinned(GENERATOR_CPU), *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
     )
     watched = psutil.Process(process.pid)
-    cpu_s = 0.0
+    user_s = system_s = 0.0
     while process.poll() is None:
         try:
             times = watched.cpu_times()
-            cpu_s = times.user + times.system + times.children_user + times.children_system
+            user_s, system_s = times.user + times.children_user, times.system + times.children_system
             for child in watched.children(recursive=True):
                 child_times = child.cpu_times()
-                cpu_s += child_times.user + child_times.system
+                user_s += child_times.user
+                system_s += child_times.system
         except psutil.Error:
             pass
         time.sleep(0.05)
     out, err = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"{command[0]} failed ({process.returncode}): {err.strip()[-500:]}")
-    return out + err, cpu_s
+    return Measured(out + err, user_s + system_s, system_s)
 
 
 def bench_wrk(url: str, seconds: float) -> Figures:
-    out, cpu_s = run_measured(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", url])
-    match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
-    assert match, out
+    measured = run_measured(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", url])
+    match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", measured.out)
+    assert match, measured.out
     elapsed = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
-    return Figures("wrk -t1 -c32", int(match.group(1)), elapsed, cpu_s)
+    return Figures("wrk -t1 -c32", int(match.group(1)), elapsed, measured.cpu_s, system_s=measured.system_s)
 
 
 def bench_hey(url: str, seconds: float) -> Figures:
-    out, cpu_s = run_measured(["hey", "-c", str(CONNECTIONS), "-z", f"{seconds:g}s", url])
-    responses = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", out))
-    total = re.search(r"Total:\s+([\d.]+) secs", out)
-    assert total, out
-    return Figures("hey -c 32", responses, float(total.group(1)), cpu_s)
+    measured = run_measured(["hey", "-c", str(CONNECTIONS), "-z", f"{seconds:g}s", url])
+    responses = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", measured.out))
+    total = re.search(r"Total:\s+([\d.]+) secs", measured.out)
+    assert total, measured.out
+    return Figures("hey -c 32", responses, float(total.group(1)), measured.cpu_s, system_s=measured.system_s)
 
 
-def run_locust_headless(locustfile: Path, url: str, seconds: float, workdir: Path) -> tuple[int, float]:
-    """One headless Locust run (32 users, pinned): the requests it counted and its CPU seconds."""
+def run_locust_headless(locustfile: Path, url: str, seconds: float, workdir: Path) -> tuple[int, Measured]:
+    """One headless Locust run (32 users, pinned): the requests it counted and its CPU."""
     prefix = workdir / f"locust-{locustfile.stem}-{seconds:g}"
-    _, cpu_s = run_measured(
+    measured = run_measured(
         [
             sys.executable,
             "-m",
@@ -206,15 +223,22 @@ def run_locust_headless(locustfile: Path, url: str, seconds: float, workdir: Pat
     )
     # Locust's final statistics (its --csv files are rewritten once a second and may miss the end).
     entries = json.loads(Path(f"{prefix}.json").read_text())
-    return sum(entry["num_requests"] for entry in entries), cpu_s
+    return sum(entry["num_requests"] for entry in entries), measured
 
 
 def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
     locustfile = workdir / "locustfile.py"
     locustfile.write_text(textwrap.dedent(LOCUSTFILE))
-    requests, cpu_s = run_locust_headless(locustfile, url, seconds, workdir)
+    requests, measured = run_locust_headless(locustfile, url, seconds, workdir)
     # CPU covers interpreter start-up too (about as much as meshload's own start-up, excluded below).
-    return Figures("locust FastHttpUser x32", requests, seconds, cpu_s, "process CPU incl. start-up")
+    return Figures(
+        "locust FastHttpUser x32",
+        requests,
+        seconds,
+        measured.cpu_s,
+        "process CPU incl. start-up",
+        system_s=measured.system_s,
+    )
 
 
 def meshload_child(args: argparse.Namespace) -> None:
@@ -264,6 +288,7 @@ def meshload_child(args: argparse.Namespace) -> None:
                 "blocks_kept": blocks_after - blocks_before,
                 "gc_collections": collections,
                 "run_cpu_s": (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
+                "run_system_s": cpu_after.system - cpu_before.system,
                 "fold_cpu_s": (cpu_after.children_user + cpu_after.children_system)
                 - (cpu_before.children_user + cpu_before.children_system),
                 "elapsed_s": outcomes[0].elapsed_s,
@@ -550,15 +575,22 @@ def lag_around_cuts(trace: dict[str, Any], interval_s: float) -> dict[str, Any]:
 
 
 def run_meshload(url: str, seconds: float, rate: float = 0, arrival: str = "constant") -> tuple[dict, float]:
-    out, process_cpu_s = run_measured(meshload_command(url, seconds, rate, arrival=arrival))
-    return json.loads(out.strip().splitlines()[-1]), process_cpu_s
+    measured = run_measured(meshload_command(url, seconds, rate, arrival=arrival))
+    return json.loads(measured.out.strip().splitlines()[-1]), measured.cpu_s
 
 
 def bench_meshload_closed(url: str, seconds: float) -> Figures:
     figures, process_cpu_s = run_meshload(url, seconds)
     # The engine's own CPU (what its records report); the interpreter's start-up is excluded.
     note = f"process CPU incl. start-up: {process_cpu_s * 1e6 / max(figures['completed'], 1):.1f} us/req"
-    return Figures("meshload closed x32", figures["completed"], seconds, figures["run_cpu_s"], note)
+    return Figures(
+        "meshload closed x32",
+        figures["completed"],
+        seconds,
+        figures["run_cpu_s"],
+        note,
+        system_s=figures["run_system_s"],
+    )
 
 
 def median_round(rounds: list[Figures]) -> Figures:
@@ -643,7 +675,12 @@ def bench_closed_loop(url: str, seconds: float, rounds: int, workdir: Path) -> d
         wrk_rounds.append(bench_wrk(url, seconds))
         meshload_rounds.append(bench_meshload_closed(url, seconds))
     for name, measured in (("wrk", wrk_rounds), ("meshload", meshload_rounds)):
-        print(f"{name} rounds, CPU us/req: " + ", ".join(f"{r.cpu_us_per_request:.1f}" for r in measured))
+        # With the server's pace the batching changes (responses per wake-up), and the CPU per request
+        # with it: each round's rate beside its cost.
+        print(
+            f"{name} rounds, CPU us/req (requests/s): "
+            + ", ".join(f"{r.cpu_us_per_request:.1f} ({r.rate:,.0f})" for r in measured)
+        )
     rows = [
         median_round(wrk_rounds),
         median_round(meshload_rounds),
@@ -651,10 +688,12 @@ def bench_closed_loop(url: str, seconds: float, rounds: int, workdir: Path) -> d
         bench_locust(url, seconds, workdir),
     ]
     wrk_cpu = rows[0].cpu_us_per_request
-    print(f"{'generator':<26}{'requests/s':>12}{'CPU us/req':>12}{'x wrk':>8}  note")
+    print(f"{'generator':<26}{'requests/s':>12}{'CPU us/req':>12}{'user':>8}{'system':>8}{'x wrk':>8}  note")
     for row in rows:
+        system = row.system_us_per_request
         print(
             f"{row.tool:<26}{row.rate:>12,.0f}{row.cpu_us_per_request:>12.1f}"
+            f"{row.cpu_us_per_request - system:>8.1f}{system:>8.1f}"
             f"{row.cpu_us_per_request / wrk_cpu:>8.2f}  {row.note}"
         )
     return {
@@ -664,8 +703,16 @@ def bench_closed_loop(url: str, seconds: float, rounds: int, workdir: Path) -> d
             "wrk": [r.cpu_us_per_request for r in wrk_rounds],
             "meshload": [r.cpu_us_per_request for r in meshload_rounds],
         },
+        "rounds_requests_per_s": {
+            "wrk": [r.rate for r in wrk_rounds],
+            "meshload": [r.rate for r in meshload_rounds],
+        },
         "generators": {
-            name: {"requests_per_s": row.rate, "us_per_request": row.cpu_us_per_request}
+            name: {
+                "requests_per_s": row.rate,
+                "us_per_request": row.cpu_us_per_request,
+                "system_us_per_request": row.system_us_per_request,
+            }
             for name, row in zip(("wrk", "meshload", "hey", "locust"), rows, strict=True)
         },
     }
@@ -773,8 +820,7 @@ def bench_cuts(
                     env[ENGINE_TRACE_ENV] = str(traced)
                 if way.publish:
                     command += ["--publish", redis_url]
-                out, _ = run_measured(command, env=env)
-                figures = json.loads(out.strip().splitlines()[-1])
+                figures = json.loads(run_measured(command, env=env).out.strip().splitlines()[-1])
                 if traced.exists():
                     figures.update(json.loads(traced.read_text()))
                 runs.append((round_i, way, figures))

@@ -67,8 +67,13 @@ def locustfile_text(plugin: bool, open_rate: float = 0.0) -> str:
 
 def marginal_us_per_request(url: str, locustfile: Path, seconds: float, workdir: Path) -> tuple[float, float]:
     """(CPU µs per request, requests/s) from a run of `seconds` and one of twice as long."""
-    short = Run(*run_locust_headless(locustfile, url, seconds, workdir))
-    long = Run(*run_locust_headless(locustfile, url, 2 * seconds, workdir))
+    short, long = (
+        Run(requests, measured.cpu_s)
+        for requests, measured in (
+            run_locust_headless(locustfile, url, seconds, workdir),
+            run_locust_headless(locustfile, url, 2 * seconds, workdir),
+        )
+    )
     extra_requests = long.requests - short.requests
     if extra_requests <= 0 or long.cpu_s <= short.cpu_s:  # a stalled machine: no figure rather than a wrong one
         return math.nan, math.nan
@@ -79,7 +84,7 @@ def run_meshload_locustfile(locustfile: Path, url: str, seconds: float, workdir:
     """One `meshload run --locustfile` (32 users, closed loop, one local worker, pinned): the requests
     it recorded, the CPU seconds of all its processes, and the engine process's own (its records')."""
     out = workdir / f"meshload-{locustfile.stem}-{seconds:g}"
-    _, cpu_s = run_measured(
+    cpu_s = run_measured(
         [
             sys.executable,
             "-m",
@@ -103,7 +108,7 @@ def run_meshload_locustfile(locustfile: Path, url: str, seconds: float, workdir:
             "-o",
             str(out),
         ]
-    )
+    ).cpu_s
     block = json.loads((out / "smp.json").read_text())["meshload"]
     requests = block["requests"] + block["warmup"]["completed"] + sum(block["errors"].values())
     return requests, cpu_s, sum(worker["cpu_seconds"] for worker in block["workers"])

@@ -60,8 +60,8 @@ def results() -> dict[str, dict[str, Any]]:
             "seconds": 5.0,
             "rounds_us_per_request": {"wrk": [4.5], "meshload": [4.9]},
             "generators": {
-                "wrk": {"requests_per_s": 216_000.0, "us_per_request": 4.5},
-                "meshload": {"requests_per_s": 199_000.0, "us_per_request": 4.9},
+                "wrk": {"requests_per_s": 216_000.0, "us_per_request": 4.5, "system_us_per_request": 3.9},
+                "meshload": {"requests_per_s": 199_000.0, "us_per_request": 4.9, "system_us_per_request": 3.1},
                 "hey": {"requests_per_s": 53_000.0, "us_per_request": 18.9},
                 "locust": {"requests_per_s": 10_000.0, "us_per_request": 100.0},
             },
@@ -132,6 +132,7 @@ def test_every_target_reads_its_figures_and_meets_what_they_meet(results: dict[s
     assert "not measured" not in verdicts.values()
     rendered = table(results)
     assert "**1.09× wrk**" in rendered  # 4.9 against 4.5
+    assert "in the kernel meshload 3.1 µs and wrk 3.9 µs" in rendered
     assert "lag p99 / p99.9 **81 / 300 µs**, without the sends after cuts 80 / 295 µs" in rendered
     assert "**+1.3 %** from minute 11" in rendered
     assert "`python bench/engine-closed.py --save`" in rendered
