@@ -76,15 +76,18 @@ def test_a_response_cut_short_by_the_close_is_an_error(server: ServerHandle, cas
 
 
 def test_a_target_that_closes_every_connection_does_not_make_the_generator_late(server: ServerHandle) -> None:
-    def lag_p50_ms(case: str) -> float:
+    def lag_p50_and_connect_ms(case: str) -> tuple[float, float]:
         url = f"http://127.0.0.1:{server.port}/{case}/lag-{uuid.uuid4().hex[:8]}"
         measured = measure(open_plan(url, 400.0, 1.0))
         assert measured.completed == measured.sent == 400 and not measured.errors
-        return measured.lag.value_at_percentile(50) / 1000.0
+        connects = sum(record.connects for record in measured.records)
+        connect_us = sum(record.connect_us_total for record in measured.records)
+        return measured.lag.value_at_percentile(50) / 1000.0, connect_us / max(connects, 1) / 1000.0
 
     # A connection is ready before each send is due, as with keep-alive; were each send to wait for
-    # its connect, the median lag would grow by a loopback connect (0.25 to 0.4 ms here). The median,
-    # not the tail: a machine shared with other work makes the tail of both runs noisy alike.
-    kept_alive_ms = lag_p50_ms("content-length")
-    closing_ms = lag_p50_ms("connection-close")
-    assert closing_ms < kept_alive_ms + 0.15, (closing_ms, kept_alive_ms)
+    # its connect, the median lag would grow by a whole connect, as this run measured its connects
+    # (0.25 to 0.4 ms on a quiet machine, three times that on a slow one). The median, not the tail: a
+    # machine shared with other work makes the tail of both runs noisy alike.
+    kept_alive_ms, _ = lag_p50_and_connect_ms("content-length")
+    closing_ms, connect_ms = lag_p50_and_connect_ms("connection-close")
+    assert closing_ms < kept_alive_ms + max(0.15, connect_ms / 2), (closing_ms, kept_alive_ms, connect_ms)
