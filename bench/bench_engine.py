@@ -87,9 +87,9 @@ class Figures:
     requests: int
     seconds: float
     cpu_s: float
-    note: str = ""
     #: The part of `cpu_s` spent in the kernel (system calls, the TCP stack, page faults).
-    system_s: float = 0.0
+    system_s: float
+    note: str = ""
 
     @property
     def rate(self) -> float:
@@ -182,7 +182,7 @@ def bench_wrk(url: str, seconds: float) -> Figures:
     match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", measured.out)
     assert match, measured.out
     elapsed = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
-    return Figures("wrk -t1 -c32", int(match.group(1)), elapsed, measured.cpu_s, system_s=measured.system_s)
+    return Figures("wrk -t1 -c32", int(match.group(1)), elapsed, measured.cpu_s, measured.system_s)
 
 
 def bench_hey(url: str, seconds: float) -> Figures:
@@ -190,7 +190,7 @@ def bench_hey(url: str, seconds: float) -> Figures:
     responses = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", measured.out))
     total = re.search(r"Total:\s+([\d.]+) secs", measured.out)
     assert total, measured.out
-    return Figures("hey -c 32", responses, float(total.group(1)), measured.cpu_s, system_s=measured.system_s)
+    return Figures("hey -c 32", responses, float(total.group(1)), measured.cpu_s, measured.system_s)
 
 
 def run_locust_headless(locustfile: Path, url: str, seconds: float, workdir: Path) -> tuple[int, Measured]:
@@ -236,8 +236,8 @@ def bench_locust(url: str, seconds: float, workdir: Path) -> Figures:
         requests,
         seconds,
         measured.cpu_s,
+        measured.system_s,
         "process CPU incl. start-up",
-        system_s=measured.system_s,
     )
 
 
@@ -588,8 +588,8 @@ def bench_meshload_closed(url: str, seconds: float) -> Figures:
         figures["completed"],
         seconds,
         figures["run_cpu_s"],
+        figures["run_system_s"],
         note,
-        system_s=figures["run_system_s"],
     )
 
 

@@ -120,6 +120,7 @@ def meshload_child(args: argparse.Namespace) -> None:
                 "errors": outcome.errors,
                 "seconds": outcome.elapsed_s,
                 "cpu_s": (after.user + after.system) - (before.user + before.system),
+                "system_s": after.system - before.system,
             }
         )
     )
@@ -158,6 +159,7 @@ def grpc_aio_child(args: argparse.Namespace) -> None:
                 "errors": {"failed": failed} if failed else {},
                 "seconds": elapsed,
                 "cpu_s": (after.user + after.system) - (before.user + before.system),
+                "system_s": after.system - before.system,
             }
 
     try:
@@ -170,10 +172,8 @@ def grpc_aio_child(args: argparse.Namespace) -> None:
 
 
 def run_child(kind: str, url: str, seconds: float) -> tuple[dict, float]:
-    out, process_cpu_s = run_measured(
-        [sys.executable, __file__, "--child", kind, "--url", url, "--seconds", str(seconds)]
-    )
-    return json.loads(out.strip().splitlines()[-1]), process_cpu_s
+    measured = run_measured([sys.executable, __file__, "--child", kind, "--url", url, "--seconds", str(seconds)])
+    return json.loads(measured.out.strip().splitlines()[-1]), measured.cpu_s
 
 
 def bench_child(kind: str, name: str, url: str, seconds: float) -> Figures:
@@ -181,7 +181,7 @@ def bench_child(kind: str, name: str, url: str, seconds: float) -> Figures:
     note = f"process CPU incl. start-up: {process_cpu_s * 1e6 / max(figures['completed'], 1):.1f} us/call"
     if figures["errors"]:
         note += f"; errors {figures['errors']}"
-    return Figures(name, figures["completed"], figures["seconds"], figures["cpu_s"], note)
+    return Figures(name, figures["completed"], figures["seconds"], figures["cpu_s"], figures["system_s"], note)
 
 
 def bench_h2load(name: str, url: str, seconds: float, workdir: Path, *, grpc_body: bytes | None = None) -> Figures:
@@ -191,14 +191,14 @@ def bench_h2load(name: str, url: str, seconds: float, workdir: Path, *, grpc_bod
         # gRPC's length-prefixed message: no compression, 4-byte big-endian length, the bytes.
         body.write_bytes(b"\x00" + len(grpc_body).to_bytes(4, "big") + grpc_body)
         command += ["-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers"]
-    out, cpu_s = run_measured([*command, url])
-    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
-    finished = re.search(r"finished in ([\d.]+)(m?s)", out)
-    assert done and finished, out
+    measured = run_measured([*command, url])
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", measured.out)
+    finished = re.search(r"finished in ([\d.]+)(m?s)", measured.out)
+    assert done and finished, measured.out
     seconds_taken = float(finished.group(1)) / (1000 if finished.group(2) == "ms" else 1)
     succeeded = int(done.group(2))
     note = "" if succeeded == int(done.group(1)) else f"{int(done.group(1)) - succeeded} not 2xx"
-    return Figures(name, succeeded, seconds_taken, cpu_s, note)
+    return Figures(name, succeeded, seconds_taken, measured.cpu_s, measured.system_s, note)
 
 
 def print_table(title: str, rows: list[Figures], references: list[Figures]) -> None:

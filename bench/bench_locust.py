@@ -65,15 +65,15 @@ def locustfile_text(plugin: bool, open_rate: float = 0.0) -> str:
     return (PLUGIN + text) if plugin else text
 
 
+def locust_run(locustfile: Path, url: str, seconds: float, workdir: Path) -> Run:
+    requests, measured = run_locust_headless(locustfile, url, seconds, workdir)
+    return Run(requests, measured.cpu_s)
+
+
 def marginal_us_per_request(url: str, locustfile: Path, seconds: float, workdir: Path) -> tuple[float, float]:
     """(CPU µs per request, requests/s) from a run of `seconds` and one of twice as long."""
-    short, long = (
-        Run(requests, measured.cpu_s)
-        for requests, measured in (
-            run_locust_headless(locustfile, url, seconds, workdir),
-            run_locust_headless(locustfile, url, 2 * seconds, workdir),
-        )
-    )
+    short = locust_run(locustfile, url, seconds, workdir)
+    long = locust_run(locustfile, url, 2 * seconds, workdir)
     extra_requests = long.requests - short.requests
     if extra_requests <= 0 or long.cpu_s <= short.cpu_s:  # a stalled machine: no figure rather than a wrong one
         return math.nan, math.nan
