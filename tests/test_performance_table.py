@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.bench_results import note_start, save_results
 
+from bench_results import note_start, save_results
 from performance_table import END, README, START, TARGETS, load_results, rows, table
 from readme_block import block_between
 
