@@ -22,7 +22,7 @@ difference in CPU is divided by the difference in requests, so the fixed costs o
 start-up, the reports at the end) cancel out. Variants alternate for `--rounds` rounds; the median
 counts (the machine is shared). The target: the plugin adds under 10% to Locust's CPU per request.
 
-    python bench/bench_locust.py [--seconds 5] [--rounds 3] [--skip-meshload-run]
+    python bench/bench_locust.py [--seconds 5] [--rounds 5] [--skip-meshload-run]
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def listener_us_per_event(events: int = 200_000) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description="CPU per request of Locust with and without the meshload plugin")
     parser.add_argument("--seconds", type=float, default=5.0, help="the short run; the long one is twice this")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-meshload-run", action="store_true", help="only Locust, with and without the plugin")
     add_save_option(parser)
     args = parser.parse_args()
@@ -215,6 +215,11 @@ def main() -> None:
                     "seconds": args.seconds,
                     "us_per_request": {
                         name.strip(): statistics.median(us for us, _ in rounds) for name, rounds in figures.items()
+                    },
+                    # Each round's figures, in the order run: a round runs its variants one after
+                    # another, so plugin over plain within a round is a paired comparison.
+                    "rounds_us_per_request": {
+                        name.strip(): [us for us, _ in rounds] for name, rounds in figures.items()
                     },
                     "open_loop_rate": open_rate,
                     "listener_us_per_event": listener_us,

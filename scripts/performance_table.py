@@ -174,6 +174,18 @@ def _locust(figures: dict[str, Any]) -> tuple[str, str]:
     plain, plugin = per_request["plain"], per_request["plugin"]
     extra = (plugin / plain - 1) * 100
     measured = f"Locust FastHttpUser {plain:.1f} µs per request, with the plugin {plugin:.1f} µs: **{extra:+.1f} %**"
+    rounds = figures.get("rounds_us_per_request", {})
+    paired = [
+        (with_plugin / without - 1) * 100
+        for without, with_plugin in zip(rounds.get("plain", ()), rounds.get("plugin", ()), strict=False)
+        if without > 0 and with_plugin > 0  # a stalled round gives no figure (NaN, never > 0)
+    ]
+    if paired:
+        measured += f" (by round, plugin over plain: {', '.join(f'{extra:+.0f}' for extra in paired)} %)"
+    listener = figures.get("listener_us_per_event")
+    if listener:
+        share = listener / plain * 100
+        measured += f"; its request listener alone {listener:.1f} µs per event ({share:.1f} % of plain Locust's)"
     run = per_request.get("meshload run --locustfile")
     if run:
         measured += f"; `meshload run --locustfile`, all its processes: {run / plain:.2f}× plain Locust"

@@ -107,7 +107,11 @@ def results() -> dict[str, dict[str, Any]]:
             "full_minutes": 29,
             "full_minutes_within_1_percent": 29,
         },
-        "locust": {"us_per_request": {"plain": 88.1, "plugin": 93.2, "meshload run --locustfile": 95.4}},
+        "locust": {
+            "us_per_request": {"plain": 88.1, "plugin": 93.2, "meshload run --locustfile": 95.4},
+            "rounds_us_per_request": {"plain": [90.0, 88.1, 80.0], "plugin": [99.0, 93.2, float("nan")]},
+            "listener_us_per_event": 1.5,
+        },
         "grpc": {
             "us_per_call": {
                 "meshload gRPC (grpc.aio)": 109.0,
@@ -136,6 +140,9 @@ def test_every_target_reads_its_figures_and_meets_what_they_meet(results: dict[s
     assert "lag p99 / p99.9 **81 / 300 µs**, without the sends after cuts 80 / 295 µs" in rendered
     assert "**+1.3 %** from minute 11" in rendered
     assert "`python bench/engine-closed.py --save`" in rendered
+    # Each round's plugin over plain (a stalled round, NaN, left out), and the listener's share.
+    assert "(by round, plugin over plain: +10, +6 %)" in rendered
+    assert "its request listener alone 1.5 µs per event (1.7 % of plain Locust's)" in rendered
 
 
 @pytest.mark.parametrize(
