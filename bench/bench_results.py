@@ -30,7 +30,8 @@ def measured_commit() -> str:
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short=10", "HEAD") or "unknown"
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench")
+    # Saved results are what was measured, not what measured it: re-saving one after another is not a change.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench", ":(exclude)bench/results")
     return f"{commit}+changes" if changed else commit
 
 
