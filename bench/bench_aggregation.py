@@ -38,7 +38,7 @@ from meshload.pipeline import collector as collector_module
 from meshload.pipeline import wire
 from meshload.results import aggregate as aggregate_module
 from meshload.results.aggregate import RunAggregator
-from meshload.results.histogram import LatencyHistogram
+from meshload.results.histogram import RECORD_ENCODE_LEVEL, LatencyHistogram
 from meshload.results.interval import IntervalRecord, encode_record
 from meshload.scenarios.plan import OpenLoop, Plan, Target
 
@@ -56,7 +56,8 @@ def histogram_blobs(rng: np.random.Generator) -> tuple[str, str, str]:
     corrected.record_batch(latency_us + lag_us)
     uncorrected.record_batch(latency_us)
     lag.record_batch(lag_us)
-    return corrected.encode(), uncorrected.encode(), lag.encode()
+    level = RECORD_ENCODE_LEVEL  # as workers encode them
+    return corrected.encode(level), uncorrected.encode(level), lag.encode(level)
 
 
 def publish(redis_url: str, workers: int, seconds: int, start_at: float) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from meshload.results.aggregate import RunAggregator
-from meshload.results.histogram import LatencyHistogram, decode_counts
+from meshload.results.histogram import RECORD_ENCODE_LEVEL, LatencyHistogram, decode_counts
 from meshload.results.interval import IntervalRecord
 from meshload.scenarios.plan import Plan
 
@@ -39,7 +39,7 @@ def _blobs(rng: np.random.Generator, per_second: int) -> list[tuple[str, str, st
         for values in (corrected, uncorrected, lag):
             histogram = LatencyHistogram()
             histogram.record_batch(values)
-            encoded.append(histogram.encode())
+            encoded.append(histogram.encode(RECORD_ENCODE_LEVEL))  # as workers encode them
         blobs.append((encoded[0], encoded[1], encoded[2]))
     return blobs
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import threading
 import weakref
 import zlib
@@ -12,9 +13,11 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from meshload.results.histogram import (
+    ENCODE_LEVEL,
     ENCODE_STEP_BYTES,
     HIGHEST_TRACKABLE_US,
     LOWEST_DISCERNIBLE_US,
+    RECORD_ENCODE_LEVEL,
     SIGNIFICANT_FIGURES,
     SMALL_VALUES,
     LatencyHistogram,
@@ -96,13 +99,29 @@ def test_our_encoding_carries_hdrhs_payload_byte_for_byte(rng: np.random.Generat
         histogram_of(np.concatenate([rng.integers(1, 1_000, 500), [HIGHEST_TRACKABLE_US]])),
     ]
     assert len(payload_of(histograms[2].hdr.encode())) > 2 * ENCODE_STEP_BYTES
-    for histogram in histograms * 2:  # twice: the reused buffer holds nothing of the previous one
-        ours = histogram.encode()
+    # Twice: the reused buffer holds nothing of the previous one. Reports' level and records' stored
+    # blocks (level 0) alike.
+    for histogram, level in itertools.product(histograms * 2, (ENCODE_LEVEL, RECORD_ENCODE_LEVEL)):
+        ours = histogram.encode(level)
         # Only the zlib level differs from hdrh's: the header and the payload are the same bytes.
         assert base64.b64decode(ours)[:4] == base64.b64decode(histogram.hdr.encode())[:4]
         assert payload_of(ours) == payload_of(histogram.hdr.encode())
         assert HdrHistogram.decode(ours.encode("ascii")).get_total_count() == histogram.total_count
         assert LatencyHistogram.decode(ours).counts_array().tolist() == histogram.counts_array().tolist()
+        decoded = decode_counts(ours)
+        assert decoded.total_count == histogram.total_count
+        from_counts = LatencyHistogram()
+        from_counts.add_counts(decoded)
+        assert from_counts.counts_array().tolist() == histogram.counts_array().tolist()
+
+
+def test_record_blobs_trade_bytes_for_decoding_time(rng: np.random.Generator) -> None:
+    """Records' blobs are stored, not deflated: longer, and the same counts."""
+    histogram = histogram_of(rng.lognormal(np.log(2_000.0), 0.6, 500).astype(np.int64))
+    compressed, stored = histogram.encode(ENCODE_LEVEL), histogram.encode(RECORD_ENCODE_LEVEL)
+    assert len(stored) > len(compressed)
+    assert len(base64.b64decode(stored)) >= len(payload_of(stored))  # no deflate: the payload whole
+    assert decode_counts(stored).counts.tolist() == decode_counts(compressed).counts.tolist()
 
 
 def test_an_encoding_compresses_a_bounded_number_of_bytes_per_step(rng: np.random.Generator) -> None:

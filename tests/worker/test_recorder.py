@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,22 @@ def _cut(recorder: IntervalRecorder, **overrides: Any) -> IntervalRecord:
     options: dict[str, Any] = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
     options.update(overrides)
     return decode_record(encode_record(recorder.cut(**options)))
+
+
+def _deflate_block_types(blob: str) -> set[int]:
+    """The types of a V2 blob's deflate blocks (0 stored, 1 fixed, 2 dynamic Huffman), read from
+    the stored blocks' headers; a first block that is not stored ends the walk."""
+    stream = base64.b64decode(blob)[8 + 2 :]  # past the V2 header and zlib's two bytes
+    types, offset = set(), 0
+    while True:
+        header = stream[offset]
+        types.add((header >> 1) & 0b11)
+        if (header >> 1) & 0b11 != 0:
+            return types
+        length = int.from_bytes(stream[offset + 1 : offset + 3], "little")
+        offset += 5 + length
+        if header & 1:  # the final block
+            return types
 
 
 def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> None:
@@ -49,6 +66,10 @@ def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> No
     assert record.late == 100  # 2 ms lag > LATE_THRESHOLD_US; the reset's 10 µs is not late
     assert 2_000 > LATE_THRESHOLD_US > 10
     assert record.clock_offset_ms == 1.5 and record.warmup and record.seq == 0 and record.run_id == "r"
+    # Stored, not deflated (zlib level 0, the coordinator's cheapest to decode): every deflate block
+    # of the blobs is of type 00.
+    for blob in (record.latency_corrected, record.latency_uncorrected, record.schedule_lag):
+        assert _deflate_block_types(blob) == {0}
 
     # The next cut starts from nothing.
     recorder.record_response(0, 0, 1 * MS, 200)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ctypes
+import struct
 import sys
 import threading
 import weakref
@@ -27,7 +28,6 @@ from hdrh.codec import (
     V2_COMPRESSION_COOKIE_BASE,
     V2_ENCODING_COOKIE_BASE,
     ExternalHeader,
-    PayloadHeader,
     ext_header_size,
     get_compression_cookie,
     get_cookie_base,
@@ -42,10 +42,16 @@ LOWEST_DISCERNIBLE_US = 1
 HIGHEST_TRACKABLE_US = 2 * 3600 * 1_000_000
 SIGNIFICANT_FIGURES = 3
 
-#: An encoding compresses its payload this many bytes per step, at this zlib level (the fastest: see
-#: `LatencyHistogram.encode_steps`). Any zlib level decodes the same everywhere.
+#: An encoding compresses its payload this many bytes per step, at this zlib level (the fastest that
+#: compresses: see `LatencyHistogram.encode_steps`). Any zlib level decodes the same everywhere.
 ENCODE_STEP_BYTES = 2_048
 ENCODE_LEVEL = 1
+#: The zlib level of the blobs in interval records: 0, stored blocks, still the standard compressed V2
+#: form every HdrHistogram reader decodes. The coordinator inflates three blobs per worker per second,
+#: and inflating a few hundred bytes of Huffman-coded payload took about 5.7 µs where a stored one
+#: takes 0.5 (and 2 µs more of base64 for the ~1.8x longer blob); the worker's encoding drops from
+#: about 18 µs to 2 µs a blob. Reports and study files keep `ENCODE_LEVEL`: they are read once, kept long.
+RECORD_ENCODE_LEVEL = 0
 
 #: Percentiles reported everywhere (keys of `percentiles_ms` in the SMP extension block).
 REPORTED_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9, 99.99)
@@ -162,16 +168,17 @@ class LatencyHistogram:
 
     # -- wire form -------------------------------------------------------------------------------
 
-    def encode(self) -> str:
-        """The standard compressed, base64 V2 HdrHistogram encoding (what `hdrh` and Java read)."""
-        steps = self.encode_steps()
+    def encode(self, level: int = ENCODE_LEVEL) -> str:
+        """The standard compressed, base64 V2 HdrHistogram encoding (what `hdrh` and Java read), its
+        payload compressed at zlib `level`."""
+        steps = self.encode_steps(level)
         while True:
             try:
                 next(steps)
             except StopIteration as end:
                 return str(end.value)
 
-    def encode_steps(self) -> Generator[None, None, str]:
+    def encode_steps(self, level: int = ENCODE_LEVEL) -> Generator[None, None, str]:
         """`encode` in steps of some tens of microseconds each (an event loop takes them between its
         sends); yields between the steps and returns the blob.
 
@@ -180,7 +187,7 @@ class LatencyHistogram:
         are garbage only the cyclic collector frees), then compressed `ENCODE_STEP_BYTES` per step at
         zlib's fastest level: a second's latencies at tens of thousands of requests spread over
         thousands of counters, and at hdrh's default level compressing them took a few hundred
-        microseconds in one call, for 1-2 % fewer bytes."""
+        microseconds in one call, for 1-2 % fewer bytes. Interval records take `RECORD_ENCODE_LEVEL`."""
         hdr = self._hdr
         relevant = hdr.get_counts_array_index(hdr.max_value) + 1 if hdr.total_count else 0
         buffer = _scratch_encoding(payload_header_size + 9 * relevant)
@@ -196,7 +203,7 @@ class LatencyHistogram:
         ctypes.memmove(start, ctypes.addressof(payload), payload_header_size)
         # A copy: another encode in this thread may reuse the buffer between the steps.
         data = ctypes.string_at(start, payload_header_size + payload.payload_len)
-        compressor = zlib.compressobj(ENCODE_LEVEL)
+        compressor = zlib.compressobj(level)
         compressed = []
         for offset in range(0, len(data), ENCODE_STEP_BYTES):
             yield
@@ -421,27 +428,27 @@ def decode_counts(encoded: str | bytes) -> DecodedCounts:
     if not encoded:
         return _EMPTY_COUNTS
     try:
-        raw = base64.b64decode(encoded, validate=True)
+        raw = binascii.a2b_base64(encoded, strict_mode=True)
         if len(raw) < ext_header_size:
             raise ValueError("blob shorter than its header")
-        outer = ExternalHeader.from_buffer_copy(raw)
-        if get_cookie_base(outer.cookie) != V2_COMPRESSION_COOKIE_BASE:
-            raise ValueError(f"not a compressed V2 HdrHistogram (cookie {outer.cookie:#x})")
-        if outer.length != len(raw) - ext_header_size:
+        cookie, length = _EXTERNAL_HEADER.unpack_from(raw)
+        if get_cookie_base(cookie) != V2_COMPRESSION_COOKIE_BASE:
+            raise ValueError(f"not a compressed V2 HdrHistogram (cookie {cookie:#x})")
+        if length != len(raw) - ext_header_size:
             raise ValueError("blob length does not match its header")
-        data = zlib.decompress(raw[ext_header_size:])
+        data = zlib.decompress(memoryview(raw)[ext_header_size:])
         if len(data) < payload_header_size:
             raise ValueError("payload shorter than its header")
-        header = PayloadHeader.from_buffer_copy(data)
-        if get_cookie_base(header.cookie) != V2_ENCODING_COOKIE_BASE:
-            raise ValueError(f"not a V2 HdrHistogram payload (cookie {header.cookie:#x})")
+        cookie, _, normalizing_offset, significant_figures, lowest, highest, _ = _PAYLOAD_HEADER.unpack_from(data)
+        if get_cookie_base(cookie) != V2_ENCODING_COOKIE_BASE:
+            raise ValueError(f"not a V2 HdrHistogram payload (cookie {cookie:#x})")
     except (binascii.Error, zlib.error) as exc:
         raise ValueError(f"malformed HdrHistogram blob: {exc}") from exc
     if (
-        header.lowest_trackable_value != LOWEST_DISCERNIBLE_US
-        or header.significant_figures != SIGNIFICANT_FIGURES
-        or header.highest_trackable_value > HIGHEST_TRACKABLE_US
-        or header.normalizing_index_offset != 0
+        lowest != LOWEST_DISCERNIBLE_US
+        or significant_figures != SIGNIFICANT_FIGURES
+        or highest > HIGHEST_TRACKABLE_US
+        or normalizing_offset != 0
     ):
         foreign = LatencyHistogram.decode(encoded)
         return DecodedCounts(0, np.zeros(0, dtype=np.uint64), foreign.total_count, foreign)
@@ -459,6 +466,11 @@ def decode_counts(encoded: str | bytes) -> DecodedCounts:
     scratch_view[low : high + 1] = 0
     return DecodedCounts(low, counts, total)
 
+
+# hdrh's `ExternalHeader` and `PayloadHeader` as `struct` layouts: reading their fields through ctypes
+# big-endian structures cost a few microseconds per blob, on the coordinator's hot path.
+_EXTERNAL_HEADER = struct.Struct(">II")  # cookie, length of the compressed payload
+_PAYLOAD_HEADER = struct.Struct(">IIIIQQd")  # cookie, length, normalizing offset, figures, lowest, highest, ratio
 
 # One scratch array per thread: a decode writes, copies and clears it in several steps.
 _SCRATCH = threading.local()

@@ -13,7 +13,7 @@ from array import array
 
 import numpy as np
 
-from ..results.histogram import LatencyHistogram
+from ..results.histogram import RECORD_ENCODE_LEVEL, LatencyHistogram
 from ..results.interval import IntervalRecord, NameInterval
 from .recorder import DEFAULT_CAPACITY, LATE_THRESHOLD_US, IntervalRecorder
 
@@ -44,8 +44,8 @@ class _NameFigures:
             completed=self.completed,
             errors=self.errors,
             failures=self.failures,
-            latency_corrected=self.corrected.encode() if self.completed else "",
-            latency_uncorrected=self.uncorrected.encode() if self.completed else "",
+            latency_corrected=self.corrected.encode(RECORD_ENCODE_LEVEL) if self.completed else "",
+            latency_uncorrected=self.uncorrected.encode(RECORD_ENCODE_LEVEL) if self.completed else "",
         )
 
     def reset(self) -> None:

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..results.histogram import LatencyHistogram
+from ..results.histogram import RECORD_ENCODE_LEVEL, LatencyHistogram
 from ..results.interval import ERROR_KINDS, IntervalRecord, encode_record
 from .cpu import process_cpu_seconds
 from .socket_bytes import SocketEvents
@@ -521,11 +521,11 @@ def completion_steps(
     codes = np.flatnonzero(status_counts)
     record.status_codes = {_status_name(status_names, int(code)): int(status_counts[code]) for code in codes}
     yield
-    record.latency_corrected = yield from corrected.encode_steps()
+    record.latency_corrected = yield from corrected.encode_steps(RECORD_ENCODE_LEVEL)
     yield
-    record.latency_uncorrected = yield from uncorrected.encode_steps()
+    record.latency_uncorrected = yield from uncorrected.encode_steps(RECORD_ENCODE_LEVEL)
     yield
-    record.schedule_lag = yield from lag.encode_steps()
+    record.schedule_lag = yield from lag.encode_steps(RECORD_ENCODE_LEVEL)
     yield
     # Values beyond the histograms' range (in any of the three): the validity check flags them.
     record.clamped = corrected.clamped + uncorrected.clamped + lag.clamped
