@@ -5,7 +5,8 @@ histograms cover only that interval, so the coordinator merges them by addition.
 identifies a record; a record seen twice is counted once.
 
 Histograms travel as standard HdrHistogram base64 blobs (`LatencyHistogram.encode`), so any
-HdrHistogram tool can read a record. Times: `start_unix_ms` is wall-clock (for reports);
+HdrHistogram tool can read a record; their zlib streams are stored blocks (`RECORD_ENCODE_LEVEL`),
+the coordinator's cheapest to decode. Times: `start_unix_ms` is wall-clock (for reports);
 `offset_s` is the interval's start relative to the run's common start instant, from monotonic clocks.
 """
 
