@@ -115,7 +115,7 @@ def test_our_encoding_carries_hdrhs_payload_byte_for_byte(rng: np.random.Generat
         assert from_counts.counts_array().tolist() == histogram.counts_array().tolist()
 
 
-def test_record_blobs_trade_bytes_for_decoding_time(rng: np.random.Generator) -> None:
+def test_record_blobs_are_stored_whole_and_decode_to_the_same_counts(rng: np.random.Generator) -> None:
     """Records' blobs are stored, not deflated: longer, and the same counts."""
     histogram = histogram_of(rng.lognormal(np.log(2_000.0), 0.6, 500).astype(np.int64))
     compressed, stored = histogram.encode(ENCODE_LEVEL), histogram.encode(RECORD_ENCODE_LEVEL)

@@ -29,8 +29,9 @@ def _deflate_block_types(blob: str) -> set[int]:
     types, offset = set(), 0
     while True:
         header = stream[offset]
-        types.add((header >> 1) & 0b11)
-        if (header >> 1) & 0b11 != 0:
+        kind = (header >> 1) & 0b11
+        types.add(kind)
+        if kind != 0:
             return types
         length = int.from_bytes(stream[offset + 1 : offset + 3], "little")
         offset += 5 + length

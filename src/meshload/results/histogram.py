@@ -49,7 +49,7 @@ ENCODE_LEVEL = 1
 #: The zlib level of the blobs in interval records: 0, stored blocks, still the standard compressed V2
 #: form every HdrHistogram reader decodes. The coordinator inflates three blobs per worker per second,
 #: and inflating a few hundred bytes of Huffman-coded payload took about 5.7 µs where a stored one
-#: takes 0.5 (and 2 µs more of base64 for the ~1.8x longer blob); the worker's encoding drops from
+#: takes 0.5 (and 1 µs more of base64 for the ~1.8x longer blob); the worker's encoding drops from
 #: about 18 µs to 2 µs a blob. Reports and study files keep `ENCODE_LEVEL`: they are read once, kept long.
 RECORD_ENCODE_LEVEL = 0
 
