@@ -4,8 +4,13 @@
 # Build stage: wheels of meshload and of every dependency, with its extras (Locust, Kubernetes,
 # PostgreSQL for the history store).
 FROM python:3.11-slim-bookworm AS build
+# A C compiler for meshload's compiled response path (hot_path.pyx); the image has Python's headers.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY src ./src
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[locust,k8s,postgres]"
 

@@ -5,10 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export MESHLOAD_VENV := $(VENV)
 
-.PHONY: setup study quick-study test lower-bounds chart-check lint bench
+.PHONY: setup inplace study quick-study test lower-bounds chart-check lint bench
 
 setup:
 	./scripts/install-deps
+
+# The compiled response path built inside src/, for running a working tree with PYTHONPATH=src (the
+# benchmarks, tests of uncommitted changes); `make setup` compiles it into the installed package.
+inplace: setup
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check "Cython>=3.1"
+	$(VENV)/bin/cythonize -i -3 -q src/meshload/worker/hot_path.pyx
 
 study: setup
 	$(PY) -m meshload study $(ARGS)

@@ -383,7 +383,7 @@ def trace_sends() -> dict[str, Any]:
         runner_init(self, *args, **kwargs)
         trace["start_ns"] = self.start_ns
 
-    IntervalRecorder.record_response = traced  # type: ignore[method-assign]
+    IntervalRecorder.record_response = traced  # type: ignore[method-assign,assignment]
     EngineRunner.__init__ = init  # type: ignore[method-assign]
     time_cut_steps(trace)
     return trace

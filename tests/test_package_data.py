@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "src" / "meshload"
+#: Code, not data: Python, and the compiled module's source and what an in-place build leaves.
+_CODE = (".py", ".pyc", ".pyx", ".c", ".so")
 
 
 def _data_files() -> set[str]:
@@ -22,7 +24,7 @@ def _data_files() -> set[str]:
     return {
         path.relative_to(SOURCE.parent).as_posix()
         for path in SOURCE.rglob("*")
-        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+        if path.is_file() and path.suffix not in _CODE and "__pycache__" not in path.parts
     }
 
 
@@ -49,7 +51,7 @@ def test_every_data_file_of_the_source_tree_is_in_the_package(tmp_path: Path) ->
     if shipped is None:  # a source tree: what `pip install .` would ship is what the wheel holds
         tree = tmp_path / "tree"  # built from a copy, so no build/ folder lands in the checkout
         shutil.copytree(SOURCE, tree / "src" / "meshload", ignore=shutil.ignore_patterns("__pycache__"))
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "setup.py", "README.md"):
             shutil.copy(REPO / name, tree / name)
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
@@ -61,3 +63,7 @@ def test_every_data_file_of_the_source_tree_is_in_the_package(tmp_path: Path) ->
         shipped = set(zipfile.ZipFile(wheel).namelist())
     missing = sorted(expected - shipped)
     assert missing == [], f"not in the package (add them to [tool.setuptools.package-data]): {missing}"
+    # The compiled response path is built at install time, not left to a source tree.
+    assert any(name.startswith("meshload/worker/hot_path.") and name.endswith(".so") for name in shipped), (
+        "meshload/worker/hot_path was not compiled into the package"
+    )

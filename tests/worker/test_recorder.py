@@ -11,7 +11,7 @@ import pytest
 from meshload.results.histogram import LatencyHistogram
 from meshload.results.interval import IntervalRecord, decode_record, encode_record
 from meshload.worker.cpu import process_cpu_seconds
-from meshload.worker.recorder import CONVERSION_STEP, LATE_THRESHOLD_US, IntervalRecorder
+from meshload.worker.recorder import LATE_THRESHOLD_US, IntervalRecorder
 
 MS = 1_000_000  # ns
 
@@ -41,7 +41,7 @@ def _deflate_block_types(blob: str) -> set[int]:
 
 def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> None:
     recorder = IntervalRecorder(worker_id="w", run_id="r", clock_offset_ms=1.5, capacity=16)
-    buffers = [len(recorder._planned_ns), len(recorder._sent_ns), len(recorder._done_ns)]
+    rows = [len(column) for column in recorder.buffers]
     # 100 responses: planned at 0, sent 2 ms late, done 10 ms after planned (so 8 ms after the send).
     for i in range(100):
         base = i * 100 * MS
@@ -50,7 +50,7 @@ def test_values_land_in_the_right_histograms_and_folds_keep_memory_fixed() -> No
     recorder.record_error("connect_refused", planned_ns=7 * MS)
     recorder.record_missed(3)
     recorder.sent += 101
-    assert [len(recorder._planned_ns), len(recorder._sent_ns), len(recorder._done_ns)] == buffers
+    assert [len(column) for column in recorder.buffers] == rows == [16] * 4  # nothing grown
 
     record = _cut(recorder, warmup=True)
     corrected = LatencyHistogram.decode(record.latency_corrected)
@@ -112,10 +112,10 @@ def _figures(record: IntervalRecord) -> tuple[Any, ...]:
     )
 
 
-def test_a_full_buffer_folds_a_bounded_number_of_values_per_step() -> None:
-    # Each step of a deferred fold converts at most CONVERSION_STEP buffered values (and does one
-    # histogram batch at most), so no step holds a send up for long however large the buffer.
-    capacity = 3 * CONVERSION_STEP + 5
+def test_a_full_buffer_folds_in_deferred_steps_of_one_histogram_batch() -> None:
+    # A full buffer is folded in steps the loop interleaves with its sends (one histogram batch
+    # each, so no step holds a send up for long), to the figures of folding it at once.
+    capacity = 4_096 + 5
     plain = IntervalRecorder(worker_id="w", capacity=capacity)
     stepped = IntervalRecorder(worker_id="w", capacity=capacity)
     deferred: list[Callable[[], None]] = []
@@ -126,8 +126,8 @@ def test_a_full_buffer_folds_a_bounded_number_of_values_per_step() -> None:
     while deferred:
         deferred.pop(0)()
         steps += 1
-    # Four buffers (planned, done, sent, statuses) of four conversion steps each.
-    assert steps >= 4 * 4
+    # Three histograms (corrected, uncorrected, lag), a step each, and the statuses' count.
+    assert steps >= 3
     options: dict[str, Any] = {"offset_s": 0.0, "duration_s": 1.0, "start_unix_ms": 1}
     assert _figures(stepped.cut(**options)) == _figures(plain.cut(**options))
 

@@ -1,9 +1,9 @@
 """Recording whose histograms are folded in the worker's fold process (`worker.fold_process`).
 
 On the engine's loop an `OffloadedRecorder` does what an `IntervalRecorder` does up to the arrays:
-the hot path stores four integers per response into lists, and a full buffer is converted to int64
-arrays in steps of `CONVERSION_STEP` integers between the loop's callbacks. Then, instead of
-histogram batches, status counts and three compressions, the arrays go to the fold process. A cut
+the hot path stores four integers per response into int64 arrays. Then, instead of histogram
+batches, status counts and three compressions, a full buffer's rows go to the fold process, in a
+step between the loop's callbacks. A cut
 is a boundary in the buffer: its responses go with the buffer when it is full, then its counters,
 and its complete record comes back on the loop. Every response is folded once, into its interval.
 """
@@ -14,7 +14,6 @@ import asyncio
 import os
 from collections.abc import Callable, Generator
 from functools import partial
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -25,13 +24,7 @@ from ..scenarios.plan import OpenLoop
 from ..scenarios.schedule import WorkerShare
 from .fold_channel import FoldChannel
 from .fold_frames import encode_cut
-from .recorder import IntervalRecorder, PendingRecord, _Buffers, convert_steps, exhaust
-
-#: Buffered integers converted per step where the histograms are folded aside. A step's cost is in
-#: proportion (about 85 µs of the loop's CPU per 1,024 in a run at 20,000 rps, 23 µs per 256, the same
-#: in all), and each step is a piece that can hold up a send: at the rates this recorder serves, a send
-#: is due every 50 µs or less.
-SEND_CONVERSION_STEP = 256
+from .recorder import IntervalRecorder, PendingRecord, _Buffers, exhaust
 
 
 class _Cut:
@@ -103,27 +96,24 @@ class OffloadedRecorder(IntervalRecorder):
     def _take(self, replacement: _Buffers) -> Generator[None, None, int]:
         """Record into `replacement` from now on; the steps that send the buffer taken, bound now."""
         n, seq, cuts = self.count, self._seq, self._cuts
-        buffers = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
+        buffers = self.buffers
         self._completed += n - self._counted
         self._counted = 0
         self._cuts = []
-        self._planned_ns, self._sent_ns, self._done_ns, self._status = replacement
+        self.buffers = replacement
         self.count = 0
         return self._send_steps(n, buffers, cuts, seq)
 
     def _send_steps(self, n: int, buffers: _Buffers, cuts: list[_Cut], seq: int) -> Generator[None, None, int]:
-        """Convert `n` buffered responses in steps and send them, each part as its interval's (the
-        rows before each cut's boundary are that cut's; the rest are interval `seq`'s), then the cuts'
-        counters. The fold process counts the late sends (0 here)."""
+        """Send `n` buffered responses, a step for each part sent as its interval's (the rows before
+        each cut's boundary are that cut's; the rest are interval `seq`'s), then the cuts' counters.
+        The fold process counts the late sends (0 here)."""
         start = 0
         for end, part_seq in [*((cut.row, cut.seq) for cut in cuts), (n, seq)]:
             if end > start:
-                count = end - start
-                columns = np.empty(4 * count, dtype=np.int64)
-                for column, values in enumerate(buffers):
-                    part = columns[column * count : (column + 1) * count]
-                    yield from convert_steps(islice(values, start, end), part, SEND_CONVERSION_STEP)
-                self.channel.send_fold(part_seq, columns)
+                # The part's rows of the four buffers, one column after the other.
+                self.channel.send_fold(part_seq, np.concatenate([column[start:end] for column in buffers]))
+                yield
             start = end
         self._send_socket_frames()
         for cut in cuts:  # (`late` so far: sends that ended in an error; the fold process adds the responses')

@@ -1,10 +1,9 @@
 """Per-interval recording of one worker's requests, cut into `IntervalRecord`s.
 
-The hot path (`record_response`) only stores four integers into preallocated lists (a list store is
-the cheapest there is; an `array.array` converts each integer on the way in, which costs more than
-converting the lot with numpy at the fold: 6 % more instructions per request in all). The lists are
-folded into three HDR histograms with one numpy batch per fold: when they fill up, and at every
-interval cut. Nothing grows with the number of requests: memory is fixed by `capacity`.
+The hot path (`record_response`, compiled in `worker.hot_path`: `RecorderCore`) only stores four
+machine integers per response into preallocated int64 arrays, the `buffers`. They are folded into
+three HDR histograms with one numpy batch per fold: when they fill up, and at every interval cut.
+Nothing grows with the number of requests: memory is fixed by `capacity`.
 
 An engine on an event loop cuts in two parts (`detach`, then `PendingRecord.steps`): the interval's
 buffers and histograms are swapped with a spare set at once, and the slow part (folding, encoding)
@@ -20,7 +19,7 @@ Statuses are small integers on the hot path; a record names them by their number
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 from ..results.histogram import RECORD_ENCODE_LEVEL, LatencyHistogram
 from ..results.interval import ERROR_KINDS, IntervalRecord, encode_record
 from .cpu import process_cpu_seconds
+from .hot_path import RecorderCore
 from .socket_bytes import SocketEvents
 
 #: A send this far behind its planned instant counts as `late` (the generator's own accuracy goal).
@@ -35,13 +35,11 @@ LATE_THRESHOLD_US = 1_000
 #: Responses buffered between folds: small enough that each step of a fold costs a fraction of a
 #: millisecond, large enough that what a fold costs whatever its size stays a few ns per response.
 DEFAULT_CAPACITY = 4_096
-#: Buffered integers converted to an array per step of a fold (about 15 µs of the loop's time).
-CONVERSION_STEP = 1_024
 #: HTTP status codes are counted in a table of this size; anything above goes to the last slot.
 _STATUS_SLOTS = 1_000
 
 
-class IntervalRecorder:
+class IntervalRecorder(RecorderCore):
     """Records responses and errors; `cut()` turns what was recorded since the last cut into a record."""
 
     #: Whether the histograms are folded in this process (six of them, 15 ms and 2 MB to build): not
@@ -66,7 +64,7 @@ class IntervalRecorder:
         self.run_id = run_id
         self.clock_offset_ms = clock_offset_ms
         self.capacity = capacity
-        self._planned_ns, self._sent_ns, self._done_ns, self._status = _buffers(capacity)
+        self.buffers = _buffers(capacity)
         self.count = 0  # responses buffered since the last fold
         # Counters the engine increments directly (plain attributes: the cheapest update there is).
         self.sent = 0
@@ -110,20 +108,6 @@ class IntervalRecorder:
         self.total_cpu_s = 0.0
         self.total_spin_s = 0.0
 
-    # -- hot path ----------------------------------------------------------------------------------
-
-    def record_response(self, planned_ns: int, sent_ns: int, done_ns: int, status: int) -> None:
-        """One response (any status): planned instant, actual send, completion (monotonic ns)."""
-        i = self.count
-        self._planned_ns[i] = planned_ns
-        self._sent_ns[i] = sent_ns
-        self._done_ns[i] = done_ns
-        self._status[i] = status
-        i += 1
-        self.count = i
-        if i == self.capacity:
-            self._full()
-
     # -- slow paths --------------------------------------------------------------------------------
 
     def record_error(self, kind: str, planned_ns: int = 0, sent_ns: int = 0) -> None:
@@ -160,8 +144,8 @@ class IntervalRecorder:
             self.fold()
             return
         n = self.count
-        full = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
-        self._planned_ns, self._sent_ns, self._done_ns, self._status = spare
+        full = self.buffers
+        self.buffers = spare
         self._spare_buffers = None
         self.count = 0
         self._completed += n
@@ -201,14 +185,13 @@ class IntervalRecorder:
         n = self.count
         if n == 0:
             return
-        buffers = (self._planned_ns, self._sent_ns, self._done_ns, self._status)
-        self._late += exhaust(self._buffer_fold_steps(n, buffers))
+        self._late += exhaust(self._buffer_fold_steps(n, self.buffers))
         self._completed += n
         self.count = 0
 
     def _buffered_ns(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The first `n` buffered (planned, sent, done) instants, monotonic ns."""
-        return _instants(n, (self._planned_ns, self._sent_ns, self._done_ns, self._status))
+        return _instants(n, self.buffers)
 
     def cut(
         self,
@@ -249,10 +232,7 @@ class IntervalRecorder:
             self,
             folding,
             n,
-            _Set(
-                (self._planned_ns, self._sent_ns, self._done_ns, self._status),
-                (self.corrected, self.uncorrected, self.lag),
-            ),
+            _Set(self.buffers, (self.corrected, self.uncorrected, self.lag)),
             self._close_interval(
                 n, offset_s=offset_s, duration_s=duration_s, start_unix_ms=start_unix_ms, warmup=warmup, final=final
             ),
@@ -260,7 +240,7 @@ class IntervalRecorder:
             self._late,
         )
         self._reset_interval()
-        (self._planned_ns, self._sent_ns, self._done_ns, self._status) = spare.buffers
+        self.buffers = spare.buffers
         self.corrected, self.uncorrected, self.lag = spare.histograms
         self._status_counts = new_status_counts()
         self.count = 0
@@ -410,20 +390,22 @@ class IntervalCounts:
         self.spin_s = 0.0
 
 
-_Buffers = tuple[list[int], list[int], list[int], list[int]]  # planned, sent, done instants (ns), statuses
+#: A recorder's buffers: planned, sent and done instants (monotonic ns) and statuses, a row per response.
+_Buffers = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _buffers(capacity: int) -> _Buffers:
-    return [0] * capacity, [0] * capacity, [0] * capacity, [0] * capacity
+    return (
+        np.zeros(capacity, dtype=np.int64),
+        np.zeros(capacity, dtype=np.int64),
+        np.zeros(capacity, dtype=np.int64),
+        np.zeros(capacity, dtype=np.int64),
+    )
 
 
 def _instants(n: int, buffers: _Buffers) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first `n` buffered (planned, sent, done) instants as arrays, monotonic ns."""
-    return _array(n, buffers[0]), _array(n, buffers[1]), _array(n, buffers[2])
-
-
-def _array(n: int, values: list[int]) -> np.ndarray:
-    return np.fromiter(values, dtype=np.int64, count=n)
+    """The first `n` buffered (planned, sent, done) instants, monotonic ns (views of the buffers)."""
+    return buffers[0][:n], buffers[1][:n], buffers[2][:n]
 
 
 class _Set:
@@ -546,12 +528,10 @@ def _fold_steps(
     status_counts: np.ndarray,
     late_threshold_us: int,
 ) -> Generator[None, None, int]:
-    """Fold `n` buffered responses into the histograms and status counts in steps of one conversion
-    of `CONVERSION_STEP` integers or one histogram batch each; returns how many were sent late."""
-    planned = yield from _converted(n, buffers[0])
-    done = yield from _converted(n, buffers[2])
-    sent = yield from _converted(n, buffers[1])
-    statuses = yield from _converted(n, buffers[3])
+    """Fold `n` buffered responses into the histograms and status counts, one histogram batch per
+    step; returns how many were sent late."""
+    planned, sent, done = _instants(n, buffers)
+    statuses = buffers[3][:n]
     return (yield from fold_instants_steps(planned, sent, done, statuses, histograms, status_counts, late_threshold_us))
 
 
@@ -576,24 +556,6 @@ def fold_instants_steps(
     yield
     status_counts += np.bincount(np.minimum(statuses, _STATUS_SLOTS - 1), minlength=_STATUS_SLOTS)
     return int(np.count_nonzero(lag_us > late_threshold_us))
-
-
-def _converted(n: int, values: list[int]) -> Generator[None, None, np.ndarray]:
-    """The first `n` values as an array, converted `CONVERSION_STEP` at a time (a step each)."""
-    converted = np.empty(n, dtype=np.int64)
-    yield from convert_steps(values, converted)
-    return converted
-
-
-def convert_steps(values: Iterable[int], into: np.ndarray, step: int = CONVERSION_STEP) -> Iterator[None]:
-    """Fill `into` with the first `len(into)` values, `step` at a time (a step each). The
-    steps share one iterator over the values: slicing a list per step would copy its references."""
-    n = len(into)
-    remaining = iter(values)
-    for start in range(0, n, step):
-        count = min(step, n - start)
-        into[start : start + count] = np.fromiter(remaining, dtype=np.int64, count=count)
-        yield
 
 
 def new_status_counts() -> np.ndarray:

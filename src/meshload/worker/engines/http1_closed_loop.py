@@ -8,6 +8,7 @@ import asyncio
 from time import monotonic_ns
 
 from ...scenarios.plan import ClosedLoop
+from ..hot_path import ClosedLoopControl, ConnectionCore
 from ..recorder import IntervalRecorder
 from .base import EngineJob
 from .http1_runner import Http1Runner
@@ -27,7 +28,11 @@ class Client:
 class ClosedLoopConnection(HttpConnection):
     """A response makes its client ready again."""
 
-    __slots__ = ("client", "runner")
+    __slots__ = ("client",)
+
+    #: The hottest path of the engine, compiled (`worker.hot_path`): records the response and, with one
+    #: target and no think time, sends the client's next request on this connection itself.
+    on_message_complete = ConnectionCore.closed_loop_message_complete
 
     def __init__(
         self, runner: ClosedLoopRunner, recorder: IntervalRecorder, client: Client, origin_index: int, *, tls: bool
@@ -35,28 +40,7 @@ class ClosedLoopConnection(HttpConnection):
         super().__init__(runner, recorder, origin_index, tls=tls)
         self.runner = runner
         self.client = client
-
-    def on_message_complete(self) -> None:
-        # The hottest path of the engine: kept to one Python call (the recorder's).
-        done_ns = monotonic_ns()
-        if not self.busy:
-            return
-        parser = self._parser
-        status = parser.get_status_code()
-        if status < 200:
-            return  # an interim response (100, 103, ...): the final one follows
-        recorder = self._recorder
-        recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
-        runner = self.runner
-        payload = runner.fast_payload
-        if payload is not None and done_ns < runner.end_ns and parser.should_keep_alive():
-            self.planned_ns = done_ns
-            self.sent_ns = monotonic_ns()
-            self._write(payload)
-            recorder.sent += 1
-        else:
-            self.busy = False
-            runner.after_response(self, done_ns, parser.should_keep_alive())
+        self.closed_loop = runner.control
 
 
 class ClosedLoopRunner(Http1Runner):
@@ -71,7 +55,7 @@ class ClosedLoopRunner(Http1Runner):
         self.ended = asyncio.Event()
         # One target and no think time: the response callback sends the next request itself.
         single = len(self.sequence) == 1 and not self.think_ns
-        self.fast_payload: bytes | None = self.sequence[0][1] if single else None
+        self.control = ClosedLoopControl(self.sequence[0][1] if single else None, self.end_ns)
 
     async def _generate(self) -> None:
         await wait_for_due(self.start_ns)
@@ -81,13 +65,14 @@ class ClosedLoopRunner(Http1Runner):
         await self.ended.wait()
         end_timer.cancel()
         self.issuing = False
-        self.fast_payload = None
+        self.control.payload = None
         # The loop's timer may fire up to a millisecond early; nothing new starts past end_ns anyway.
         await self._drain(self._drain_deadline_ns())
 
     def _on_stop(self) -> None:
         self.issuing = False
-        self.fast_payload = None
+        self.control.payload = None
+        self.control.end_ns = self.end_ns
         self.ended.set()
 
     def _issue(self, client: Client, ready_ns: int) -> None:

@@ -37,7 +37,7 @@ _NEVER = 1 << 62
 class OpenLoopConnection(HttpConnection):
     """A response frees the connection for the oldest waiting send, or parks it."""
 
-    __slots__ = ("runner",)
+    __slots__ = ()
 
     def __init__(self, runner: OpenLoopRunner, recorder: IntervalRecorder, origin_index: int, *, tls: bool) -> None:
         super().__init__(runner, recorder, origin_index, tls=tls)

@@ -35,6 +35,7 @@ from typing import Protocol, cast
 
 import httptools
 
+from ..hot_path import ConnectionCore
 from ..recorder import IntervalRecorder
 from ..sock_diag import socket_inode
 from ..socket_bytes import LOST, SocketEvents
@@ -61,7 +62,7 @@ class ConnectionOwner(Protocol):
     def on_lost(self, conn: HttpConnection, exc: Exception | None) -> None: ...
 
 
-class HttpConnection(asyncio.Protocol):
+class HttpConnection(ConnectionCore, asyncio.Protocol):
     """States: connecting (transport None) -> idle <-> busy -> retired (never reused) -> closed."""
 
     __slots__ = (
@@ -70,19 +71,13 @@ class HttpConnection(asyncio.Protocol):
         "_heads",
         "_inode",
         "_kernel_counts",
-        "_parser",
-        "_recorder",
         "_sock",
-        "_write",
-        "busy",
         "data_received",
         "origin_index",
         "owner",
-        "planned_ns",
-        "retired",
-        "sent_ns",
         "transport",
     )
+    _recorder: IntervalRecorder  # (ConnectionCore's field, holding the subclass)
 
     def __init__(
         self, owner: ConnectionOwner, recorder: IntervalRecorder, origin_index: int, *, tls: bool = False

@@ -1,0 +1,31 @@
+# The compiled module's Python interface (hot_path.pyx), for type checkers.
+from typing import Any
+
+import numpy as np
+
+def monotonic_ns() -> int: ...
+
+class RecorderCore:
+    buffers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    count: int
+    capacity: int
+    sent: int
+    def record_response(self, planned_ns: int, sent_ns: int, done_ns: int, status: int) -> None: ...
+    def _full(self) -> None: ...
+
+class ClosedLoopControl:
+    payload: bytes | None
+    end_ns: int
+    def __init__(self, payload: bytes | None, end_ns: int) -> None: ...
+
+class ConnectionCore:
+    planned_ns: int
+    sent_ns: int
+    busy: bool
+    retired: bool
+    _parser: Any
+    _write: Any
+    runner: Any
+    _recorder: RecorderCore
+    closed_loop: ClosedLoopControl | None
+    def closed_loop_message_complete(self) -> None: ...

@@ -1,0 +1,128 @@
+# cython: language_level=3, freethreading_compatible=False
+"""What runs once per HTTP/1.1 response, compiled: the cores of the recorder and of a connection.
+
+A response of the closed loop goes from httptools' parser to the next request's `write` without a
+line of Python: the parser calls `ConnectionCore.closed_loop_message_complete` (a C method), which
+reads the clock, stores the response's instants and status in the recorder's buffers and sends the
+next request. In Python that path was a third of the engine's user-space instructions per request.
+
+Everything else stays in Python, in the subclasses: `worker.recorder.IntervalRecorder` derives from
+`RecorderCore`, `worker.engines.http_connection.HttpConnection` from `ConnectionCore`. The fields
+declared here are their attributes as before (`recorder.count`, `conn.busy`, ...), read and written
+from Python as plain attributes.
+
+The clock is `clock_gettime(CLOCK_MONOTONIC)`, the clock of `time.monotonic_ns()` on Linux, so
+instants taken here and in Python compare.
+"""
+
+from libc.stdint cimport int64_t
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def monotonic_ns() -> int:
+    """The clock this module reads (for tests: it must be `time.monotonic_ns`'s)."""
+    return _now_ns()
+
+
+cdef class RecorderCore:
+    """The recorder's buffers: one row per response of its planned, sent and done instants
+    (monotonic ns) and its status, `count` rows used; `_full()` (the subclass's) empties them.
+
+    `buffers` are four int64 numpy arrays (planned, sent, done, status): a response is stored as four
+    machine integers, which the fold then reads as arrays, with no conversion of Python integers
+    on either side."""
+
+    cdef int64_t[::1] _planned, _sent, _done, _statuses
+    cdef object _buffers
+    cdef Py_ssize_t _rows
+    cdef public Py_ssize_t count, capacity
+    #: Requests sent (engines add to it directly).
+    cdef public int64_t sent
+
+    @property
+    def buffers(self):
+        """The four arrays recorded into (planned, sent, done, status); rows `[:count]` are used."""
+        return self._buffers
+
+    @buffers.setter
+    def buffers(self, value):
+        planned, sent, done, statuses = value
+        # Typed memoryviews: a wrong dtype or a non-contiguous array is refused here, not written past.
+        self._planned = planned
+        self._sent = sent
+        self._done = done
+        self._statuses = statuses
+        self._rows = min(len(planned), len(sent), len(done), len(statuses))
+        self._buffers = (planned, sent, done, statuses)
+
+    def record_response(self, int64_t planned_ns, int64_t sent_ns, int64_t done_ns, int64_t status) -> None:
+        """One response (any status): planned instant, actual send, completion (monotonic ns)."""
+        self._store(planned_ns, sent_ns, done_ns, status)
+
+    cdef inline int _store(self, int64_t planned_ns, int64_t sent_ns, int64_t done_ns, int64_t status) except -1:
+        cdef Py_ssize_t i = self.count
+        if i >= self._rows:
+            raise IndexError(f"the recorder's buffers have {self._rows} rows; row {i} was asked for")
+        self._planned[i] = planned_ns
+        self._sent[i] = sent_ns
+        self._done[i] = done_ns
+        self._statuses[i] = status
+        i += 1
+        self.count = i
+        if i == self.capacity:
+            self._full()
+        return 0
+
+
+cdef class ClosedLoopControl:
+    """What every connection of one closed-loop runner reads per response: the request to send next
+    on the same connection (None: the runner decides, `after_response`) and the run's end."""
+
+    cdef public object payload
+    cdef public int64_t end_ns
+
+    def __init__(self, payload: bytes | None, end_ns: int) -> None:
+        self.payload = payload
+        self.end_ns = end_ns
+
+
+cdef class ConnectionCore:
+    """A connection's state per request: the request in flight (`planned_ns`, `sent_ns`, `busy`),
+    whether it may carry another (`retired`), its parser, its transport's `write`, its recorder."""
+
+    cdef public int64_t planned_ns, sent_ns
+    cdef public bint busy, retired
+    cdef public object _parser, _write, runner
+    cdef public RecorderCore _recorder
+    #: Set on closed-loop connections only.
+    cdef public ClosedLoopControl closed_loop
+
+    def closed_loop_message_complete(self) -> None:
+        """httptools: a full response has arrived on a closed-loop connection. Records it, then
+        sends the client's next request on this connection, or leaves that to the runner."""
+        cdef int64_t done = _now_ns()
+        cdef int64_t status
+        cdef RecorderCore recorder = self._recorder
+        cdef ClosedLoopControl control = self.closed_loop
+        if not self.busy:
+            return
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            return  # an interim response (100, 103, ...): the final one follows
+        recorder._store(self.planned_ns, self.sent_ns, done, status)
+        payload = control.payload
+        if payload is not None and done < control.end_ns and parser.should_keep_alive():
+            self.planned_ns = done
+            self.sent_ns = _now_ns()
+            self._write(payload)
+            recorder.sent += 1
+        else:
+            self.busy = False
+            self.runner.after_response(self, done, parser.should_keep_alive())
