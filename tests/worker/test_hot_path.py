@@ -51,3 +51,12 @@ def test_recorded_rows_are_the_integers_given() -> None:
     recorder.record_response(2**62, 2**62 + 1, 2**62 + 2, 200)
     planned, sent, done, statuses = (column[: recorder.count].tolist() for column in recorder.buffers)
     assert (planned, sent, done, statuses) == ([1, 2**62], [2, 2**62 + 1], [3, 2**62 + 2], [503, 200])
+
+
+def test_a_connection_not_set_up_for_the_closed_loop_is_refused_not_crashed() -> None:
+    core = hot_path.ConnectionCore()
+    with pytest.raises(TypeError, match="closed-loop control"):
+        core.closed_loop_message_complete()
+    core._recorder = IntervalRecorder(worker_id="w", capacity=8)
+    with pytest.raises(TypeError, match="closed-loop control"):
+        core.closed_loop_message_complete()

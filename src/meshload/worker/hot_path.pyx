@@ -4,7 +4,9 @@
 A response of the closed loop goes from httptools' parser to the next request's `write` without a
 line of Python: the parser calls `ConnectionCore.closed_loop_message_complete` (a C method), which
 reads the clock, stores the response's instants and status in the recorder's buffers and sends the
-next request. In Python that path was a third of the engine's user-space instructions per request.
+next request. With the recorder's buffers as int64 arrays (no Python integer made per response, none
+converted at the fold), the closed loop runs 6,990 user-space instructions per request instead of
+12,552 when this was Python (`bench/bench_engine.py --only instructions`).
 
 Everything else stays in Python, in the subclasses: `worker.recorder.IntervalRecorder` derives from
 `RecorderCore`, `worker.engines.http_connection.HttpConnection` from `ConnectionCore`. The fields
@@ -110,6 +112,10 @@ cdef class ConnectionCore:
         cdef int64_t status
         cdef RecorderCore recorder = self._recorder
         cdef ClosedLoopControl control = self.closed_loop
+        if recorder is None or control is None:
+            # Typed fields are not checked for None on access: a connection not set up for the
+            # closed loop is an error here, not a crash.
+            raise TypeError("closed_loop_message_complete needs a recorder and a closed-loop control")
         if not self.busy:
             return
         parser = self._parser
