@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import re
 import shutil
@@ -42,9 +43,10 @@ from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, Nginx, median_round
 from bench_results import add_save_option, note_start, save_results
 
 _REPO = Path(__file__).resolve().parents[1]
-for _entry in (str(_REPO), str(_REPO / "src")):
-    if _entry not in sys.path:
-        sys.path.insert(0, _entry)
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+if importlib.util.find_spec("meshload") is None:  # not installed, no PYTHONPATH=src: the checkout's, last
+    sys.path.append(str(_REPO / "src"))
 
 from tests.support.grpc_servers import PROTO, SERVICE  # noqa: E402
 from tests.support.http_servers import ServerHandle, launch_server  # noqa: E402

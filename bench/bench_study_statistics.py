@@ -20,13 +20,15 @@ lognormal body plus an exponential tail, block drift and per-cell drift as this 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+if importlib.util.find_spec("meshload") is None:  # not installed, no PYTHONPATH=src: the checkout's, last
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "src"))
 
 from meshload.results.aa_calibration import calibrate_aa
 from meshload.results.block_intervals import BLOCK_METHODS

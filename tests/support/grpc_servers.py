@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import sys
 import time
@@ -29,9 +30,12 @@ from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 _REPO = _HERE.parents[1]
-for entry in (str(_REPO), str(_REPO / "src")):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
+if str(_REPO) not in sys.path:
+    sys.path.insert(0, str(_REPO))
+# Run as a script from a checkout without meshload installed: its source tree, last. Never first: the
+# installed package (with its compiled module) must stay the one this process and its children import.
+if importlib.util.find_spec("meshload") is None:
+    sys.path.append(str(_REPO / "src"))
 
 from tests.support.http_servers import ControlProtocol, ServerHandle, launch_server  # noqa: E402
 
