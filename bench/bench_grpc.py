@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import re
 import shutil
@@ -43,10 +42,8 @@ from bench_engine import GENERATOR_CPU, SERVER_CPU, Figures, Nginx, median_round
 from bench_results import add_save_option, note_start, save_results
 
 _REPO = Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:
+if str(_REPO) not in sys.path:  # for tests.support, which adds the checkout's src/ where meshload is not installed
     sys.path.insert(0, str(_REPO))
-if importlib.util.find_spec("meshload") is None:  # not installed, no PYTHONPATH=src: the checkout's, last
-    sys.path.append(str(_REPO / "src"))
 
 from tests.support.grpc_servers import PROTO, SERVICE  # noqa: E402
 from tests.support.http_servers import ServerHandle, launch_server  # noqa: E402

@@ -72,7 +72,6 @@ class ClosedLoopRunner(Http1Runner):
     def _on_stop(self) -> None:
         self.issuing = False
         self.control.payload = None
-        self.control.end_ns = self.end_ns
         self.ended.set()
 
     def _issue(self, client: Client, ready_ns: int) -> None:
