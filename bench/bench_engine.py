@@ -44,6 +44,9 @@ from bench_results import add_save_option, note_start, save_results
 
 CONNECTIONS = 32
 OPEN_LOOP_RATE = 50_000
+#: The open loop's rate when its instructions are counted: low enough for valgrind's slowdown to keep
+#: every send on its planned instant, so each request goes the timer's way (a wake-up per send).
+COUNTED_OPEN_LOOP_RATE = 400
 LAG_P99_LIMIT_MS = 1.0
 RATE_TOLERANCE = 0.01
 SERVER_CPU, GENERATOR_CPU = 0, 1
@@ -1036,6 +1039,23 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
         f"({aside_ir / wrk_ir:.2f} x wrk)"
     )
 
+    # The open loop, paced by its timer: one wake-up, dispatch and response per request.
+    open_runs = [
+        callgrind(
+            meshload_command(url, s, COUNTED_OPEN_LOOP_RATE, long_interval_s),
+            meshload_requests,
+            workdir,
+            loop_only,
+            env={"MESHLOAD_FOLD_PROCESS": "never"},
+        )
+        for s in (short_s, long_s)
+    ]
+    open_ir = marginal(open_runs[0], open_runs[1], instructions)
+    print(
+        f"  open loop at {COUNTED_OPEN_LOOP_RATE} rps, each send woken by its timer: {open_ir:,.0f} Ir/req "
+        f"({open_runs[1].requests:,} requests under valgrind)"
+    )
+
     wrk_calls = [strace_counts(wrk(s), wrk_requests, workdir) for s in (short_s, long_s)]
     ml_calls = [strace_counts(meshload(s, 1.0), meshload_requests, workdir) for s in (short_s, long_s)]
     print(f"system calls per request (strace -c -f; {long_s:g} s run minus {short_s:g} s run):")
@@ -1053,6 +1073,8 @@ def bench_instructions(url: str, short_s: float, long_s: float, workdir: Path) -
         "meshload_instructions_per_request": ml_ir,
         "meshload_fold_process_instructions_per_request": aside_ir,
         "instructions_per_cut": cut_ir,
+        "open_loop_rate": COUNTED_OPEN_LOOP_RATE,
+        "open_loop_instructions_per_request": open_ir,
         "syscalls_per_request": syscalls,
     }
 

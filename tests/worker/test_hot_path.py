@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
+import httptools
 import numpy as np
 import pytest
 
@@ -60,3 +62,97 @@ def test_a_connection_not_set_up_for_the_closed_loop_is_refused_not_crashed() ->
     core._recorder = IntervalRecorder(worker_id="w", capacity=8)
     with pytest.raises(TypeError, match="closed-loop control"):
         core.closed_loop_message_complete()
+
+
+def test_a_connection_not_set_up_for_the_open_loop_is_refused_not_crashed() -> None:
+    core = hot_path.ConnectionCore()
+    core._recorder = IntervalRecorder(worker_id="w", capacity=8)
+    with pytest.raises(TypeError, match="open-loop control and a pool"):
+        core.open_loop_message_complete()
+    core.open_loop = hot_path.OpenLoopControl(0)
+    with pytest.raises(TypeError, match="open-loop control and a pool"):
+        core.open_loop_message_complete()
+
+
+class _Runner:
+    """What an open-loop response asks of its runner, written down."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def release(self, pool: hot_path.PoolCore, conn: object) -> None:
+        self.calls.append(("release", pool))
+
+    def await_server_close(self, conn: object) -> None:
+        self.calls.append(("await_server_close", conn))
+
+    def send_due(self, now_ns: int) -> None:
+        self.calls.append(("send_due", now_ns))
+
+
+class _OpenLoopConnection(hot_path.ConnectionCore):
+    on_message_complete = hot_path.ConnectionCore.open_loop_message_complete
+
+
+def _open_loop_connection(
+    next_due_ns: int, pending: list
+) -> tuple[_OpenLoopConnection, _Runner, hot_path.PoolCore, hot_path.OpenLoopControl]:
+    conn = _OpenLoopConnection()
+    conn.runner = runner = _Runner()
+    conn._recorder = IntervalRecorder(worker_id="w", capacity=8)
+    conn.open_loop = control = hot_path.OpenLoopControl(next_due_ns)
+    conn.pool = pool = hot_path.PoolCore()
+    pool.idle = []
+    pool.pending = deque(pending)
+    conn._parser = httptools.HttpResponseParser(conn)
+    conn.planned_ns, conn.sent_ns, conn.busy = 5 * MS, 6 * MS, True
+    return conn, runner, pool, control
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+CLOSING = b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_an_open_loop_response_is_recorded_and_parks_its_connection() -> None:
+    conn, runner, pool, _ = _open_loop_connection(next_due_ns=2**62, pending=[])
+    before = time.monotonic_ns()
+    conn._parser.feed_data(OK)
+    recorder = conn._recorder
+    assert recorder.count == 1
+    planned, sent, done, status = (int(column[0]) for column in recorder.buffers)
+    assert (planned, sent, status) == (5 * MS, 6 * MS, 200)
+    assert before <= done <= time.monotonic_ns()
+    assert not conn.busy
+    assert pool.idle == [conn]
+    assert runner.calls == []  # nothing waiting, nothing due
+
+
+def test_an_open_loop_response_hands_its_connection_to_a_waiting_send_and_sends_what_is_due() -> None:
+    conn, runner, pool, _ = _open_loop_connection(next_due_ns=1, pending=[(1, b"GET / HTTP/1.1\r\n\r\n", 0)])
+    conn._parser.feed_data(OK)
+    assert [name for name, _ in runner.calls] == ["release", "send_due"]
+    assert runner.calls[0][1] is pool
+    assert pool.idle == []
+
+
+def test_an_open_loop_response_leaves_waiting_sends_alone_once_they_are_abandoned() -> None:
+    conn, runner, pool, control = _open_loop_connection(next_due_ns=2**62, pending=[(1, b"GET / HTTP/1.1\r\n\r\n", 0)])
+    control.accepting_sends = False
+    conn._parser.feed_data(OK)
+    assert runner.calls == []
+    assert pool.idle == [conn]
+
+
+def test_an_open_loop_response_that_closes_waits_for_the_server_and_ignores_unasked_answers() -> None:
+    conn, runner, pool, _ = _open_loop_connection(next_due_ns=2**62, pending=[])
+    conn._parser.feed_data(CLOSING)
+    assert runner.calls == [("await_server_close", conn)]
+    assert conn._recorder.count == 1
+    assert int(conn._recorder.buffers[3][0]) == 503
+    assert pool.idle == []
+
+    late, late_runner, _, _ = _open_loop_connection(next_due_ns=1, pending=[])
+    late.busy = False  # timed out already: the late answer is nobody's
+    late._parser.feed_data(OK)
+    assert late._recorder.count == 0
+    assert late_runner.calls == []

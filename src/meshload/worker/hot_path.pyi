@@ -18,6 +18,15 @@ class ClosedLoopControl:
     end_ns: int
     def __init__(self, payload: bytes | None, end_ns: int) -> None: ...
 
+class OpenLoopControl:
+    next_due_ns: int
+    accepting_sends: bool
+    def __init__(self, next_due_ns: int) -> None: ...
+
+class PoolCore:
+    idle: list[Any]
+    pending: Any
+
 class ConnectionCore:
     planned_ns: int
     sent_ns: int
@@ -28,4 +37,7 @@ class ConnectionCore:
     runner: Any
     _recorder: RecorderCore
     closed_loop: ClosedLoopControl | None
+    open_loop: OpenLoopControl | None
+    pool: PoolCore | None
     def closed_loop_message_complete(self) -> None: ...
+    def open_loop_message_complete(self) -> None: ...

@@ -16,6 +16,7 @@ from time import monotonic_ns
 
 from ...scenarios.plan import OpenLoop
 from ...scenarios.schedule import ArrivalSchedule
+from ..hot_path import ConnectionCore, OpenLoopControl, PoolCore
 from ..recorder import IntervalRecorder
 from .base import EngineJob
 from .http1_runner import DRAIN_POLL_S, Http1Runner
@@ -39,38 +40,21 @@ class OpenLoopConnection(HttpConnection):
 
     __slots__ = ()
 
-    def __init__(self, runner: OpenLoopRunner, recorder: IntervalRecorder, origin_index: int, *, tls: bool) -> None:
-        super().__init__(runner, recorder, origin_index, tls=tls)
+    #: The hottest path of the engine, compiled (`worker.hot_path`): records the response, hands the
+    #: connection on, and sends what has come due if the response arrived after the next planned instant.
+    on_message_complete = ConnectionCore.open_loop_message_complete
+
+    def __init__(self, runner: OpenLoopRunner, recorder: IntervalRecorder, pool: Pool, *, tls: bool) -> None:
+        super().__init__(runner, recorder, pool.index, tls=tls)
         self.runner = runner
-
-    def on_message_complete(self) -> None:
-        # The hottest path of the engine: kept to one Python call (the recorder's).
-        done_ns = monotonic_ns()
-        if not self.busy:
-            return  # an answer nobody asked for (already timed out): ignore
-        parser = self._parser
-        status = parser.get_status_code()
-        if status < 200:
-            return  # an interim response (100, 103, ...): the final one follows
-        self._recorder.record_response(self.planned_ns, self.sent_ns, done_ns, status)
-        self.busy = False
-        runner = self.runner
-        if parser.should_keep_alive():
-            pool = runner.pools[self.origin_index]
-            if pool.pending and runner.accepting_sends:
-                runner.release(pool, self)
-            else:
-                pool.idle.append(self)
-        else:
-            runner.await_server_close(self)  # `on_lost` replaces it if sends are waiting
-        if done_ns >= runner.next_due_ns:
-            runner.send_due(done_ns)
+        self.open_loop = runner.control
+        self.pool = pool
 
 
-class Pool:
+class Pool(PoolCore):
     """One origin's connections and the sends waiting for one."""
 
-    __slots__ = ("cap", "connecting", "idle", "index", "open", "pending")
+    __slots__ = ("cap", "connecting", "index", "open")
 
     def __init__(self, index: int, cap: int) -> None:
         self.index = index
@@ -92,10 +76,11 @@ class OpenLoopRunner(Http1Runner):
         self.horizon_s = HORIZON_START_S
         self.batch: list[int] = []  # planned instants, absolute monotonic ns
         self.batch_i = 0
-        self.next_due_ns = _NEVER
+        # The next planned instant (`next_due_ns`) and whether waiting sends may still go out
+        # (`accepting_sends`, false once they are abandoned): read by every response, in C.
+        self.control = OpenLoopControl(_NEVER)
         self.dispatched = 0
         self.schedule_done = False
-        self.accepting_sends = True  # false once pending sends are abandoned
         self.sending_finished = asyncio.Event()  # the schedule is dispatched (or the run stopped)
         self.timer = DueTimer(self.loop, self._on_timer, self.recorder)
 
@@ -108,8 +93,8 @@ class OpenLoopRunner(Http1Runner):
                 for _ in range(min(self._prewarm_count(), pool.cap)):
                     self._start_connect(pool)
             if self._refill():
-                self.next_due_ns = self.batch[0]
-                self.timer.arm(self.next_due_ns)
+                self.control.next_due_ns = self.batch[0]
+                self.timer.arm(self.control.next_due_ns)
                 await self.sending_finished.wait()
         finally:
             self.timer.close()
@@ -117,7 +102,7 @@ class OpenLoopRunner(Http1Runner):
         late_deadline_ns = self.end_ns + self.timeout_ns
         while any(pool.pending for pool in self.pools) and monotonic_ns() < late_deadline_ns:
             await asyncio.sleep(DRAIN_POLL_S)
-        self.accepting_sends = False
+        self.control.accepting_sends = False
         for pool in self.pools:
             if pool.pending:
                 self.recorder.record_missed(len(pool.pending))
@@ -133,15 +118,15 @@ class OpenLoopRunner(Http1Runner):
 
     def _on_stop(self) -> None:
         self.schedule_done = True
-        self.next_due_ns = _NEVER
+        self.control.next_due_ns = _NEVER
         self.sending_finished.set()
 
     def _on_timer(self) -> None:
         now_ns = monotonic_ns()
-        if now_ns >= self.next_due_ns:
+        if now_ns >= self.control.next_due_ns:
             self.send_due(now_ns)
-        elif self.next_due_ns != _NEVER:
-            self.timer.arm(self.next_due_ns)
+        elif self.control.next_due_ns != _NEVER:
+            self.timer.arm(self.control.next_due_ns)
 
     # -- the schedule -------------------------------------------------------------------------
 
@@ -170,10 +155,10 @@ class OpenLoopRunner(Http1Runner):
             batch, i = self.batch, 0
         self.batch_i = i
         if i < len(batch):
-            self.next_due_ns = batch[i]
-            self.timer.arm(self.next_due_ns)
+            self.control.next_due_ns = batch[i]
+            self.timer.arm(self.control.next_due_ns)
         else:
-            self.next_due_ns = _NEVER
+            self.control.next_due_ns = _NEVER
             self.sending_finished.set()
 
     def _dispatch(self, planned_ns: int) -> None:
@@ -209,7 +194,7 @@ class OpenLoopRunner(Http1Runner):
         self.spawn_connect(self._connect(pool))
 
     async def _connect(self, pool: Pool) -> None:
-        conn = OpenLoopConnection(self, self.recorder, pool.index, tls=self.origins[pool.index].tls)
+        conn = OpenLoopConnection(self, self.recorder, pool, tls=self.origins[pool.index].tls)
         try:
             failure = await self._open(conn)
         finally:
@@ -219,14 +204,14 @@ class OpenLoopRunner(Http1Runner):
             if pool.pending:  # the oldest waiting send ends in this error
                 planned_ns, _, _ = pool.pending.popleft()
                 self.recorder.record_error(failure, planned_ns)
-            if self.accepting_sends:
+            if self.control.accepting_sends:
                 self._open_if_needed(pool)
             return
         self.release(pool, conn)
 
     def release(self, pool: Pool, conn: HttpConnection) -> None:
         """`conn` is free: give it the oldest waiting send, else park it."""
-        if pool.pending and self.accepting_sends:
+        if pool.pending and self.control.accepting_sends:
             planned_ns, payload, ready_ns = pool.pending.popleft()
             conn.send(payload, planned_ns, ready_ns or monotonic_ns())
             self.recorder.sent += 1
@@ -236,7 +221,7 @@ class OpenLoopRunner(Http1Runner):
     def _after_close(self, conn: HttpConnection) -> None:
         pool = self.pools[conn.origin_index]
         pool.open -= 1
-        if pool.pending and self.accepting_sends:
+        if pool.pending and self.control.accepting_sends:
             self._open_if_needed(pool)
 
     def await_server_close(self, conn: HttpConnection) -> None:
@@ -245,5 +230,5 @@ class OpenLoopRunner(Http1Runner):
         # next planned send finds a connection ready instead of waiting for one (which would count as
         # the generator's lag).
         pool = self.pools[conn.origin_index]
-        if self.accepting_sends and pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS:
+        if self.control.accepting_sends and pool.open < pool.cap and pool.connecting < MAX_CONCURRENT_CONNECTS:
             self._start_connect(pool)
