@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import select
 import time
 from collections import deque
 
@@ -156,3 +159,27 @@ def test_an_open_loop_response_that_closes_waits_for_the_server_and_ignores_unas
     late._parser.feed_data(OK)
     assert late._recorder.count == 0
     assert late_runner.calls == []
+
+
+def test_arming_what_is_not_a_timer_is_an_error_not_ignored() -> None:
+    # The open loop sleeps on this timer: a failed arm would leave a send waiting for a wake-up that
+    # never comes, so it raises (ctypes' call returned -1 unread).
+    with pytest.raises(OSError) as raised:
+        hot_path.timerfd_arm(-1, time.monotonic_ns())
+    assert raised.value.errno == errno.EBADF
+
+
+def test_an_armed_timer_becomes_readable_at_its_instant_and_not_before() -> None:
+    fd = hot_path.timerfd_create()
+    assert fd >= 0
+    try:
+        due_ns = time.monotonic_ns() + 20 * MS
+        hot_path.timerfd_arm(fd, due_ns)
+        assert select.select([fd], [], [], 0)[0] == []
+        assert select.select([fd], [], [], 2)[0] == [fd]
+        assert time.monotonic_ns() >= due_ns
+        hot_path.timerfd_arm(fd, time.monotonic_ns() + 10 * MS)
+        hot_path.timerfd_arm(fd, 0)  # disarmed: never readable
+        assert select.select([fd], [], [], 0.05)[0] == []
+    finally:
+        os.close(fd)

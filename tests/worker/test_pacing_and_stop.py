@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -17,6 +18,17 @@ from meshload.worker.offloaded_recorder import FOLD_PROCESS_ENV
 
 from .helpers import closed_plan, open_plan
 
+
+def _kernel_has_timerfd() -> bool:
+    fd = pacing.timerfd_create()
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+no_timerfd = pytest.mark.skipif(not _kernel_has_timerfd(), reason="no timerfd: every instant is polled for")
+
 #: Wake-ups per pacing test: 1 ms apart, so a few hundred milliseconds in all.
 WAKE_UPS = 300
 #: The median lateness each waking mode must stay under. The kernel timer is what the open loop
@@ -29,7 +41,7 @@ MEDIAN_LATE_LIMIT_NS = {True: 1_000_000, False: 5_000_000}
 @pytest.mark.parametrize("kernel_timer", [True, False], ids=["timerfd", "polling"])
 def test_due_timer_wakes_on_time_never_early_and_follows_re_arming(monkeypatch, kernel_timer) -> None:
     if not kernel_timer:
-        monkeypatch.setattr(pacing, "_TIMERFD", None)
+        monkeypatch.setattr(pacing, "timerfd_create", lambda: -1)  # as where there is none
     fired: list[tuple[int, int]] = []  # (due, fired at)
 
     async def main() -> bool:
@@ -75,7 +87,6 @@ def _spin_through(near_ns: int, firings: int, work_per_pass_ns: int = 0) -> tupl
     settimes = 0
 
     async def main() -> int:
-        nonlocal settimes
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
         due = [0]
@@ -96,14 +107,6 @@ def _spin_through(near_ns: int, firings: int, work_per_pass_ns: int = 0) -> tupl
                 loop.call_soon(work)
 
         timer = pacing.DueTimer(loop, on_due, sink)
-        settime = timer._settime
-
-        def counted_settime(*args: object) -> int:
-            nonlocal settimes
-            settimes += 1
-            return settime(*args)
-
-        timer._settime = counted_settime
         if work_per_pass_ns:
             loop.call_soon(work)
         start_ns = time.monotonic_ns()
@@ -113,11 +116,22 @@ def _spin_through(near_ns: int, firings: int, work_per_pass_ns: int = 0) -> tupl
         timer.close()
         return time.monotonic_ns() - start_ns
 
-    wall_ns = uvloop.run(main())
+    arm = pacing.timerfd_arm
+
+    def counted_arm(fd: int, due_ns: int) -> None:
+        nonlocal settimes
+        settimes += 1
+        arm(fd, due_ns)
+
+    pacing.timerfd_arm = counted_arm
+    try:
+        wall_ns = uvloop.run(main())
+    finally:
+        pacing.timerfd_arm = arm
     return lateness, sink.spin_ns, wall_ns, settimes
 
 
-@pytest.mark.skipif(pacing._TIMERFD is None, reason="no timerfd: every instant is polled for")
+@no_timerfd
 def test_a_near_instant_is_polled_for_not_slept_for_and_the_idle_polling_is_counted() -> None:
     # 20,000 instants 30 us apart (what 33,000 sends per second asks): no kernel timer is set, none
     # fires early, and the polling passes that found nothing to do are counted as idle time.
@@ -129,7 +143,7 @@ def test_a_near_instant_is_polled_for_not_slept_for_and_the_idle_polling_is_coun
     assert 0 < spin_ns <= wall_ns
 
 
-@pytest.mark.skipif(pacing._TIMERFD is None, reason="no timerfd: every instant is polled for")
+@no_timerfd
 def test_work_done_between_the_polls_is_not_counted_as_idle() -> None:
     # Every loop pass also runs 200 us of other work (responses, in a real run): the passes are never
     # empty, so nearly all of the wall time is work and at most a ceiling per pass counts as idle.
@@ -139,7 +153,7 @@ def test_work_done_between_the_polls_is_not_counted_as_idle() -> None:
     assert spin_ns <= 0.1 * wall_ns, f"{spin_ns / 1e6:.1f} ms of {wall_ns / 1e6:.1f} ms counted idle"
 
 
-@pytest.mark.skipif(pacing._TIMERFD is None, reason="no timerfd: every instant is polled for")
+@no_timerfd
 def test_a_far_instant_after_near_ones_goes_back_to_the_kernel_timer() -> None:
     # 5 ms apart: far beyond the polling window, every instant is slept for with the kernel timer.
     lateness, spin_ns, _, settimes = _spin_through(5_000_000, 50)

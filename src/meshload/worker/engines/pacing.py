@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 from collections.abc import Callable
 from time import monotonic_ns
 from typing import Protocol
+
+from ..hot_path import timerfd_arm, timerfd_create
 
 #: How long before a due instant the fallback stops trusting loop timers and polls.
 SPIN_WINDOW_NS = 1_500_000
@@ -33,35 +34,6 @@ SPIN_NS = 50_000
 #: cheapest pass seen is taken as that cost, and should every pass have handled I/O (none empty),
 #: this bound keeps their work from being counted as waiting.
 IDLE_PASS_CEILING_NS = 2_000
-
-_CLOCK_MONOTONIC = 1
-_TFD_NONBLOCK = 0o4000
-_TFD_CLOEXEC = 0o2000000
-_TFD_TIMER_ABSTIME = 1
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-class _Itimerspec(ctypes.Structure):
-    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
-
-
-def _load_timerfd() -> tuple[Callable[..., int], Callable[..., int]] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        create, settime = libc.timerfd_create, libc.timerfd_settime
-    except (OSError, AttributeError):
-        return None
-    # No argtypes on purpose: converting arguments through `from_param` on every call cost more
-    # than the system call itself. Callers pass small ints and a prebuilt pointer object.
-    create.restype = ctypes.c_int
-    settime.restype = ctypes.c_int
-    return create, settime
-
-
-_TIMERFD = _load_timerfd()
 
 
 class IdleSink(Protocol):
@@ -94,14 +66,10 @@ class DueTimer:
         # The shortest loop pass seen between two polls: what a pass costs when it finds nothing to do.
         self._idle_pass_ns = IDLE_PASS_CEILING_NS
         self._last_pass_ns = 0  # the previous poll of this spin (0: none yet)
-        if _TIMERFD is not None:
-            create, self._settime = _TIMERFD
-            fd = create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
-            if fd >= 0:
-                self._fd = fd
-                self._spec = _Itimerspec()
-                self._spec_pointer = ctypes.pointer(self._spec)
-                loop.add_reader(fd, self._on_readable)
+        fd = timerfd_create()
+        if fd >= 0:
+            self._fd = fd
+            loop.add_reader(fd, self._on_readable)
         if self._fd < 0:
             self._fallback = asyncio.ensure_future(self._poll())
 
@@ -129,11 +97,7 @@ class DueTimer:
             self._set_fd(max(due_ns, 1))
 
     def _set_fd(self, due_ns: int) -> None:
-        seconds, nanoseconds = divmod(due_ns, 1_000_000_000)
-        value = self._spec.it_value
-        value.tv_sec = seconds
-        value.tv_nsec = nanoseconds
-        self._settime(self._fd, _TFD_TIMER_ABSTIME, self._spec_pointer, None)
+        timerfd_arm(self._fd, due_ns)
         self._fd_armed = due_ns != 0
 
     def _spin(self) -> None:
