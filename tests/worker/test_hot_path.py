@@ -183,3 +183,67 @@ def test_an_armed_timer_becomes_readable_at_its_instant_and_not_before() -> None
         assert select.select([fd], [], [], 0.05)[0] == []
     finally:
         os.close(fd)
+
+
+class _WaitingRunner:
+    def __init__(self) -> None:
+        self.waiting: list[tuple[hot_path.PoolCore, int, bytes]] = []
+
+    def wait_for_connection(self, pool: hot_path.PoolCore, planned_ns: int, payload: bytes) -> None:
+        self.waiting.append((pool, planned_ns, payload))
+
+
+class _Sent(hot_path.ConnectionCore):
+    """A connection whose transport writes into a list."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self._write = self.written.append
+
+
+def _pool(*conns: hot_path.ConnectionCore) -> hot_path.PoolCore:
+    pool = hot_path.PoolCore()
+    pool.idle = list(conns)
+    pool.pending = deque()
+    return pool
+
+
+def test_the_dispatcher_sends_the_targets_in_turn_on_free_connections_and_skips_retired_ones() -> None:
+    first, retired, second = _Sent(), _Sent(), _Sent()
+    retired.retired = True
+    pools = [_pool(first), _pool(second, retired)]  # idle connections are taken from the end
+    runner = _WaitingRunner()
+    recorder = IntervalRecorder(worker_id="w", capacity=8)
+    dispatcher = hot_path.OpenLoopDispatcher(runner, [(0, b"GET /a"), (1, b"GET /b")], pools, recorder)
+    before = time.monotonic_ns()
+    dispatcher.dispatch(7 * MS)
+    dispatcher.dispatch(8 * MS)
+    assert (first.written, second.written, retired.written) == ([b"GET /a"], [b"GET /b"], [])
+    assert (first.planned_ns, second.planned_ns) == (7 * MS, 8 * MS)
+    assert first.busy and second.busy
+    assert before <= first.sent_ns <= second.sent_ns <= time.monotonic_ns()
+    assert pools[1].idle == []  # the retired one is dropped, not put back
+    assert (dispatcher.dispatched, recorder.sent) == (2, 2)
+
+    # No free connection left: the third send (the first target again) waits for one.
+    dispatcher.dispatch(9 * MS)
+    assert runner.waiting == [(pools[0], 9 * MS, b"GET /a")]
+    assert (dispatcher.dispatched, recorder.sent) == (3, 2)
+
+
+def test_a_send_to_an_origin_with_head_targets_tells_its_parser_which_request_it_is() -> None:
+    class Heads:
+        head = False
+
+    conn = _Sent()
+    conn._heads = heads = Heads()
+    conn.send(b"HEAD / HTTP/1.1\r\n\r\n", 1, 2)
+    assert heads.head
+    conn.send(b"GET / HTTP/1.1\r\n\r\n", 3, 4)
+    assert not heads.head
+    assert (conn.planned_ns, conn.sent_ns, len(conn.written)) == (3, 4, 2)
+
+
+def test_a_dispatcher_needs_a_target() -> None:
+    with pytest.raises(ValueError, match="at least one target"):
+        hot_path.OpenLoopDispatcher(_WaitingRunner(), [], [], IntervalRecorder(worker_id="w", capacity=8))

@@ -38,8 +38,17 @@ class ConnectionCore:
     _write: Any
     runner: Any
     _recorder: RecorderCore
+    _heads: Any
     closed_loop: ClosedLoopControl | None
     open_loop: OpenLoopControl | None
     pool: PoolCore | None
+    def send(self, payload: bytes, planned_ns: int, sent_ns: int) -> None: ...
     def closed_loop_message_complete(self) -> None: ...
     def open_loop_message_complete(self) -> None: ...
+
+class OpenLoopDispatcher:
+    dispatched: int
+    def __init__(
+        self, runner: Any, sequence: list[tuple[int, bytes]], pools: list[Any], recorder: RecorderCore
+    ) -> None: ...
+    def dispatch(self, planned_ns: int) -> None: ...

@@ -16,7 +16,7 @@ from time import monotonic_ns
 
 from ...scenarios.plan import OpenLoop
 from ...scenarios.schedule import ArrivalSchedule
-from ..hot_path import ConnectionCore, OpenLoopControl, PoolCore
+from ..hot_path import ConnectionCore, OpenLoopControl, OpenLoopDispatcher, PoolCore
 from ..recorder import IntervalRecorder
 from .base import EngineJob
 from .http1_runner import DRAIN_POLL_S, Http1Runner
@@ -79,13 +79,14 @@ class OpenLoopRunner(Http1Runner):
         # The next planned instant (`next_due_ns`) and whether waiting sends may still go out
         # (`accepting_sends`, false once they are abandoned): read by every response, in C.
         self.control = OpenLoopControl(_NEVER)
-        self.dispatched = 0
+        # Sends one planned instant (compiled): `dispatch` per instant, `dispatched` in all.
+        self.dispatcher = OpenLoopDispatcher(self, self.sequence, self.pools, self.recorder)
         self.schedule_done = False
         self.sending_finished = asyncio.Event()  # the schedule is dispatched (or the run stopped)
         self.timer = DueTimer(self.loop, self._on_timer, self.recorder)
 
     def _attempted(self) -> int:
-        return self.dispatched
+        return self.dispatcher.dispatched
 
     async def _generate(self) -> None:
         try:
@@ -141,10 +142,11 @@ class OpenLoopRunner(Http1Runner):
         if self.stopped_early:
             return
         batch, i = self.batch, self.batch_i
+        dispatch = self.dispatcher.dispatch
         while True:
             n = len(batch)
             while i < n and batch[i] <= now_ns:
-                self._dispatch(batch[i])
+                dispatch(batch[i])
                 i += 1
             if i < n:
                 break
@@ -161,17 +163,8 @@ class OpenLoopRunner(Http1Runner):
             self.control.next_due_ns = _NEVER
             self.sending_finished.set()
 
-    def _dispatch(self, planned_ns: int) -> None:
-        self.dispatched += 1
-        origin_index, payload = self.next_request()
-        pool = self.pools[origin_index]
-        idle = pool.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.retired:
-                conn.send(payload, planned_ns, monotonic_ns())
-                self.recorder.sent += 1
-                return
+    def wait_for_connection(self, pool: Pool, planned_ns: int, payload: bytes) -> None:
+        """No connection of `pool` is free for the send planned at `planned_ns`: it waits for one."""
         pending = pool.pending
         pending.append((planned_ns, payload, 0))
         self._open_if_needed(pool)

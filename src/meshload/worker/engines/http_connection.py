@@ -68,7 +68,6 @@ class HttpConnection(ConnectionCore, asyncio.Protocol):
     __slots__ = (
         "_bytes_mark",
         "_events",
-        "_heads",
         "_inode",
         "_kernel_counts",
         "_sock",
@@ -170,15 +169,6 @@ class HttpConnection(ConnectionCore, asyncio.Protocol):
         raise NotImplementedError
 
     # -- owner's side ------------------------------------------------------------------------------
-
-    def send(self, payload: bytes, planned_ns: int, sent_ns: int) -> None:
-        self.planned_ns = planned_ns
-        self.sent_ns = sent_ns
-        self.busy = True
-        heads = self._heads
-        if heads is not None:
-            heads.head = payload.startswith(b"HEAD ")
-        self._write(payload)
 
     def collect_bytes(self, *, closing: bool = False, fin_received: bool = False) -> None:
         """Add the bytes the kernel received on this connection since the last call to the recorder.
