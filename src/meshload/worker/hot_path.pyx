@@ -208,9 +208,7 @@ cdef class ConnectionCore:
         recorder._store(self.planned_ns, self.sent_ns, done, status)
         payload = control.payload
         if payload is not None and done < control.end_ns and parser.should_keep_alive():
-            self.planned_ns = done
-            self.sent_ns = _now_ns()
-            self._write(payload)
+            self._send(payload, done, _now_ns())
             recorder.sent += 1
         else:
             self.busy = False
@@ -275,6 +273,7 @@ cdef class OpenLoopDispatcher:
         self._sequence_i += 1
         if self._sequence_i == len(self._sequence):
             self._sequence_i = 0
+        cdef list idle
         payload = target[1]
         pool = self._pools[target[0]]
         idle = pool.idle
